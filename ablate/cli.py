@@ -1,0 +1,22 @@
+"""The `ablate` command line: one Click group; each subcommand lives beside the code it drives."""
+
+import click
+
+from ablate.loss import VARIANTS, available_variants, get_variant
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ablate")
+def main():
+    """Benchmarks and ablations of Center Loss (Wen et al., ECCV 2016)."""
+
+
+@main.command("variants")
+@click.option("--device", default="cpu", show_default=True, help="Device to check availability on.")
+def variants_command(device):
+    """List the center-loss variants, their cost and whether they run on DEVICE."""
+    runnable = set(available_variants(device))
+    for name in VARIANTS:
+        v = get_variant(name)
+        state = "available" if name in runnable else "unavailable"
+        click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}")

@@ -1,0 +1,32 @@
+"""The gather form through torch.compile; available only where torch.compile can build kernels."""
+
+import functools
+import shutil
+
+import torch
+
+from ablate.loss.gather import gather_center_loss
+
+
+@functools.cache
+def _compiled_gather():
+    # dynamic=True: one graph serves every batch size instead of recompiling per B.
+    return torch.compile(gather_center_loss, dynamic=True)
+
+
+def compiled_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
+    """features (B, D), labels (B,), centers (C, D) -> 0-dim loss; same math as `gather`."""
+    return _compiled_gather()(features, labels, centers, convention)
+
+
+def compile_available(device: torch.device) -> bool:
+    """True where torch.compile can generate code: a C++ compiler on the CPU, Triton on CUDA."""
+    if not torch._dynamo.is_dynamo_supported():
+        return False
+    if device.type == "cpu":
+        return any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return has_triton()
+    return False

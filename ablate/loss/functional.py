@@ -1,0 +1,51 @@
+"""The public functions: `center_loss` and `update_centers`."""
+
+import torch
+
+from ablate.loss.conventions import CONVENTIONS
+from ablate.loss.registry import get_variant
+from ablate.loss.updates import RULES, torch_updated_rows
+from ablate.loss.validation import check_alpha, check_inputs
+
+
+def _check_choice(kind: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
+
+
+def center_loss(features, labels, centers, *, variant: str = "gather", convention: str = "mean") -> torch.Tensor:
+    """Center loss of features (B, D) with integer labels (B,) in [0, C) against centers (C, D).
+
+    Returns a 0-dim tensor in float32 (float64 for float64 inputs), differentiable w.r.t.
+    features and centers. convention: "mean" (sum/B), "half_mean" (sum/2B), "half_sum" (sum/2).
+    """
+    _check_choice("convention", convention, CONVENTIONS)
+    impl = get_variant(variant)
+    check_inputs(features, labels, centers)
+    loss = impl.loss(features, labels, centers, convention)
+    return loss.to(torch.promote_types(features.dtype, torch.float32))
+
+
+@torch.no_grad()
+def update_centers(centers, features, labels, *, alpha: float, rule: str = "paper",
+                   convention: str = "mean", variant: str = "gather") -> None:
+    """Move the centers (C, D) toward features (B, D) of labels (B,) in place, by `rule`.
+
+    Only rows named by `labels` are read or written. Refuses non-finite features and any step
+    whose result is not finite; the centers are then left untouched.
+    """
+    _check_choice("rule", rule, RULES)
+    _check_choice("convention", convention, CONVENTIONS)
+    impl = get_variant(variant)
+    check_inputs(features, labels, centers)
+    check_alpha(alpha, rule)
+    if not torch.isfinite(features).all():
+        raise ValueError("features must be finite to update the centers; the centers were left untouched")
+    if impl.update is not None and rule in impl.update_rules:
+        # The kernel writes in place; it checks finiteness itself before committing.
+        impl.update(centers, features.detach(), labels, alpha, rule, convention)
+        return
+    classes, rows = torch_updated_rows(centers, features.detach(), labels, alpha=alpha, rule=rule, convention=convention)
+    if not torch.isfinite(rows).all():
+        raise ValueError(f"the {rule!r} step with alpha={alpha} gave non-finite centers; the centers were left untouched")
+    centers.index_copy_(0, classes, rows)

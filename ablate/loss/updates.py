@@ -1,0 +1,41 @@
+"""Center-update rules, in torch, touching only the rows named by the batch's labels.
+
+Every rule moves class j by a multiple of delta_j = sum_{i: y_i = j} (c_j - x_i), all deltas taken
+from the centers before the step:
+    paper  c_j -= alpha * delta_j / (1 + n_j)        Eq. 4 / Algorithm 1
+    sgd    c_j -= alpha * 2 * s * delta_j            plain SGD (lr alpha) on dL_C/dc_j, s the convention's factor
+    ema    c_j -= alpha * delta_j                    FaceNet's moving average, alpha = 1 - decay
+Cost O(B*D + B log B) (a sort of the labels); nothing of size C*D is read or written.
+"""
+
+import torch
+
+from ablate.loss.conventions import convention_scale
+
+RULES = ("paper", "sgd", "ema")
+
+
+def row_step_sizes(rule: str, alpha: float, counts: torch.Tensor, convention: str, batch_size: int) -> torch.Tensor:
+    """The multiplier of delta_j for each present class; counts (U,) -> (U, 1) float64."""
+    counts = counts.to(torch.float64).unsqueeze(1)
+    if rule == "paper":
+        return alpha / (1.0 + counts)
+    if rule == "sgd":
+        return torch.full_like(counts, alpha * 2.0 * convention_scale(convention, batch_size))
+    if rule == "ema":
+        return torch.full_like(counts, alpha)
+    raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
+
+
+def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, convention: str):
+    """The new values of the touched rows, without writing them.
+
+    centers (C, D), features (B, D), labels (B,) -> (classes (U,), rows (U, D) in the centers' dtype).
+    """
+    classes, slot, counts = torch.unique(labels, return_inverse=True, return_counts=True)  # (U,), (B,), (U,)
+    work_dtype = torch.promote_types(centers.dtype, torch.float32)
+    old = centers.index_select(0, classes).to(work_dtype)  # (U, D)
+    delta = old.index_select(0, slot) - features.to(work_dtype)  # (B, D): c_{y_i} - x_i
+    delta_sum = torch.zeros_like(old).index_add_(0, slot, delta)  # (U, D)
+    step = row_step_sizes(rule, alpha, counts, convention, features.shape[0]).to(work_dtype)  # (U, 1)
+    return classes, (old - step * delta_sum).to(centers.dtype)

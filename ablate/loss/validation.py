@@ -1,0 +1,46 @@
+"""Shape, dtype and device checks shared by every variant; each error names what was expected."""
+
+import math
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_inputs(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> None:
+    """features (B, D) float; labels (B,) integer in [0, C); centers (C, D), same dtype and device."""
+    for name, t in (("features", features), ("labels", labels), ("centers", centers)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if features.dim() != 2:
+        raise ValueError(f"features must be 2-D (B, D), got shape {tuple(features.shape)}")
+    if centers.dim() != 2:
+        raise ValueError(f"centers must be 2-D (C, D), got shape {tuple(centers.shape)}")
+    if features.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"features must be a floating dtype (one of {FLOAT_DTYPES}), got {features.dtype}")
+    if centers.dtype != features.dtype:
+        raise TypeError(f"centers dtype {centers.dtype} must match features dtype {features.dtype}")
+    if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be a 1-D integer tensor (B,), got shape {tuple(labels.shape)} dtype {labels.dtype}")
+    if labels.shape[0] != features.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} entries; expected one per feature row (B={features.shape[0]})")
+    if features.shape[0] == 0:
+        raise ValueError("features must hold at least one row (B >= 1)")
+    if centers.shape[1] != features.shape[1]:
+        raise ValueError(f"feature dimension mismatch: features have D={features.shape[1]}, centers have D={centers.shape[1]}")
+    if not (features.device == labels.device == centers.device):
+        raise ValueError(
+            f"features, labels and centers must be on one device; got {features.device}, {labels.device}, {centers.device}"
+        )
+    num_classes = centers.shape[0]
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}) for C={num_classes} centers; got values in [{low}, {high}]")
+
+
+def check_alpha(alpha: float, rule: str) -> None:
+    """alpha must be finite and >= 0; the paper's Eq. 4 and the moving average also need alpha <= 1."""
+    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    if rule in ("paper", "ema") and alpha > 1:
+        raise ValueError(f"alpha for rule {rule!r} must lie in [0, 1], got {alpha}")
