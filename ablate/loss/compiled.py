@@ -9,14 +9,18 @@ from ablate.loss.gather import gather_center_loss
 
 
 @functools.cache
-def _compiled_gather():
-    # dynamic=True: one graph serves every batch size instead of recompiling per B.
-    return torch.compile(gather_center_loss, dynamic=True)
+def _compiled_gather(convention: str):
+    # One compiled function per convention, and dynamic=True so one graph serves every batch size:
+    # recompiles stay per dtype, far below dynamo's recompile limit (past it, it would silently run eager).
+    def loss(features, labels, centers):
+        return gather_center_loss(features, labels, centers, convention)
+
+    return torch.compile(loss, dynamic=True)
 
 
 def compiled_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim loss; same math as `gather`."""
-    return _compiled_gather()(features, labels, centers, convention)
+    return _compiled_gather(convention)(features, labels, centers)
 
 
 def compile_available(device: torch.device) -> bool:

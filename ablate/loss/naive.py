@@ -6,8 +6,9 @@ the B*C distances are used. Its artifacts, which the suite measures rather than 
   zeros becomes 1e-12: (C-1)*1e-12 is added to the loss under the "mean" convention;
 - the clamp zeroes the gradient of any sample whose computed distance is below 1e-12, negative
   values from cancellation included;
-- ||x||^2 + ||c||^2 - 2 x.c cancels: in fp16/bf16 its error is of order eps * ||x||^2, far larger
-  than the small intra-class distances center loss drives toward.
+- ||x||^2 + ||c||^2 - 2 x.c cancels: in bf16 its error is of order eps * ||x||^2, far larger
+  than the small intra-class distances center loss drives toward;
+- in float16 it cannot run at all: the clamp's upper bound 1e12 overflows float16 (max 65504).
 """
 
 import torch
@@ -19,6 +20,11 @@ CLAMP_MIN, CLAMP_MAX = 1e-12, 1e12
 
 def naive_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim loss in the input dtype."""
+    if features.dtype == torch.float16:
+        raise TypeError(
+            "variant 'naive' cannot run in float16: its clamp to [1e-12, 1e12] overflows float16 (max 65504); "
+            "use bfloat16, float32 or float64, or another variant"
+        )
     batch_size, num_classes = features.shape[0], centers.shape[0]
     distmat = (
         features.pow(2).sum(dim=1, keepdim=True).expand(batch_size, num_classes)

@@ -1,0 +1,146 @@
+"""Center-update rules against ablate.loss.reference.reference_update, and CenterLoss.
+
+Tolerances: the float64 update reads and rounds each touched row a handful of times (sum of up to B
+deltas, one scale): 1e-12 normwise. float32 works in fp32 from fp32 inputs: B * eps32 ~ 1e-6 worst case
+for these sizes; 1e-5.
+"""
+
+import pytest
+import torch
+import torch.utils.benchmark as benchmark
+
+from ablate.loss import CONVENTIONS, RULES, CenterLoss, available_variants, center_loss, update_centers
+from ablate.loss.reference import reference_update
+
+UPDATE_VARIANTS = [v for v in available_variants("cpu") if v != "fused"]  # fused: tests/test_fused.py
+TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+
+
+def batch(dtype, labels=(0, 3, 3, 1, 3, 0, 1), classes=5, dim=131, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(len(labels), dim, generator=g, dtype=torch.float64).to(dtype)
+    centers = torch.randn(classes, dim, generator=g, dtype=torch.float64).to(dtype)
+    return centers, features, torch.tensor(labels)
+
+
+@pytest.mark.parametrize("labels", [(0, 3, 3, 1, 3, 0, 1), (2,), (4, 4, 4, 4)], ids=["duplicates", "B=1", "one-class"])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("variant", UPDATE_VARIANTS)
+def test_rule_matches_reference(variant, dtype, rule, convention, labels):
+    centers, features, labels = batch(dtype, labels)
+    before = centers.clone()
+    expected = reference_update(centers, features, labels, alpha=0.5, rule=rule, convention=convention)
+    update_centers(centers, features, labels, alpha=0.5, rule=rule, convention=convention, variant=variant)
+    err = (centers.double() - expected).abs().max() / expected.abs().max()
+    assert err <= TOL[dtype]
+    absent = sorted(set(range(centers.shape[0])) - set(labels.tolist()))
+    assert torch.equal(centers[absent], before[absent])  # untouched rows are bit-identical
+
+
+def test_paper_rule_by_hand():
+    """Eq. 4 on one class seen twice: delta = ((c - x1) + (c - x2)) / 3."""
+    centers = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    features = torch.tensor([[3.0, 0.0], [0.0, 6.0]], dtype=torch.float64)
+    update_centers(centers, features, torch.tensor([0, 0]), alpha=0.5, rule="paper")
+    assert torch.equal(centers, torch.tensor([[0.5, 1.0], [1.0, 1.0]], dtype=torch.float64))
+
+
+def test_ema_rule_sums_duplicates_from_old_centers():
+    """c - a(c - x1) - a(c - x2), both deltas from the old c, not applied one after the other."""
+    centers = torch.tensor([[1.0]], dtype=torch.float64)
+    update_centers(centers, torch.tensor([[3.0], [5.0]], dtype=torch.float64), torch.tensor([0, 0]), alpha=0.25, rule="ema")
+    assert centers.item() == 1.0 - 0.25 * (1 - 3) - 0.25 * (1 - 5)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_sgd_rule_equals_popular_optimizer_path(convention):
+    """The popular implementation: SGD(lr=alpha) on the centers after multiplying their grad by 1/lambda."""
+    centers, features, labels = batch(torch.float64)
+    lam, alpha = 0.003, 0.5
+    param = torch.nn.Parameter(centers.clone())
+    optimizer = torch.optim.SGD([param], lr=alpha)
+    (lam * center_loss(features, labels, param, convention=convention)).backward()
+    param.grad.mul_(1.0 / lam)
+    optimizer.step()
+    update_centers(centers, features, labels, alpha=alpha, rule="sgd", convention=convention)
+    assert torch.allclose(centers, param.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_update_cost_does_not_grow_with_classes():
+    """Only the labelled rows are touched: a step at C=100,000 costs about what it costs at C=10.
+
+    Both timed in this process; an O(C*D) step (a clone or a dense gradient of 100,000 x 64
+    floats, 25.6 MB) would be tens of times slower. Margin 3x for noise.
+    """
+    def median_seconds(classes):
+        centers, features, labels = batch(torch.float32, labels=tuple(range(10)) * 25, classes=classes, dim=64)
+        timer = benchmark.Timer("update_centers(c, x, y, alpha=0.5, rule='paper')",
+                                globals={"update_centers": update_centers, "c": centers, "x": features, "y": labels})
+        return timer.blocked_autorange(min_run_time=0.3).median
+
+    small, large = median_seconds(10), median_seconds(100_000)
+    assert large < 3 * small, f"update at C=100000 took {large / small:.1f}x the time at C=10"
+
+
+def test_update_refuses_non_finite_features_and_leaves_centers():
+    centers, features, labels = batch(torch.float32)
+    before = centers.clone()
+    features[2, 5] = float("nan")
+    with pytest.raises(ValueError, match="features must be finite"):
+        update_centers(centers, features, labels, alpha=0.5)
+    assert torch.equal(centers, before)
+
+
+def test_update_refuses_non_finite_result_and_leaves_centers():
+    centers = torch.zeros(2, 3)
+    features = torch.full((2, 3), 3e38)  # two duplicates: c - a(c - x1) - a(c - x2) = 6e38 overflows fp32
+    before = centers.clone()
+    with pytest.raises(ValueError, match="non-finite centers; the centers were left untouched"):
+        update_centers(centers, features, torch.tensor([1, 1]), alpha=1.0, rule="ema")
+    assert torch.equal(centers, before)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan")])
+def test_paper_alpha_outside_unit_interval_is_an_error(alpha):
+    centers, features, labels = batch(torch.float32)
+    with pytest.raises(ValueError, match="alpha"):
+        update_centers(centers, features, labels, alpha=alpha, rule="paper")
+
+
+def test_sgd_accepts_learning_rates_above_one():
+    centers, features, labels = batch(torch.float64)
+    expected = reference_update(centers, features, labels, alpha=2.0, rule="sgd")
+    update_centers(centers, features, labels, alpha=2.0, rule="sgd")
+    assert torch.allclose(centers, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_unknown_rule_lists_the_valid_ones():
+    centers, features, labels = batch(torch.float32)
+    with pytest.raises(ValueError, match="unknown rule 'adam'; expected one of paper, sgd, ema"):
+        update_centers(centers, features, labels, alpha=0.5, rule="adam")
+
+
+def test_center_loss_module_owns_centers_by_rule():
+    sgd = CenterLoss(10, 2, rule="sgd", alpha=0.5)
+    paper = CenterLoss(10, 2, rule="paper", alpha=0.5)
+    assert isinstance(sgd.centers, torch.nn.Parameter) and [n for n, _ in sgd.named_parameters()] == ["centers"]
+    assert not list(paper.parameters()) and "centers" in dict(paper.named_buffers())
+    assert paper.centers.shape == (10, 2)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_center_loss_module_forward_and_update(rule):
+    torch.manual_seed(0)
+    crit = CenterLoss(5, 131, variant="gather", convention="half_mean", rule=rule, alpha=0.5, dtype=torch.float64)
+    _, features, labels = batch(torch.float64)
+    old = crit.centers.detach().clone()
+    features.requires_grad_()
+    loss = crit(features, labels)
+    loss.backward()
+    assert features.grad is not None and loss.item() == pytest.approx(
+        center_loss(features.detach(), labels, old, convention="half_mean").item(), rel=1e-12)
+    crit.update(features, labels)
+    expected = reference_update(old, features.detach(), labels, alpha=0.5, rule=rule, convention="half_mean")
+    assert torch.allclose(crit.centers.detach(), expected, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,54 @@
+"""Bad input gets a ValueError or TypeError whose message names what was expected."""
+
+import pytest
+import torch
+
+from ablate.loss import VARIANTS, available_variants, center_loss, get_variant
+
+F, Y, C = torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), torch.randn(3, 3)
+
+BAD_INPUTS = [
+    ("features 1-D", (torch.randn(4), Y, C), ValueError, r"features must be 2-D \(B, D\), got shape \(4,\)"),
+    ("features 3-D", (torch.randn(4, 3, 1), Y, C), ValueError, r"features must be 2-D"),
+    ("integer features", (torch.ones(4, 3, dtype=torch.int64), Y, C.long()), TypeError, r"floating dtype"),
+    ("float labels", (F, Y.float(), C), TypeError, r"labels must be a 1-D integer tensor"),
+    ("2-D labels", (F, Y[:, None], C), TypeError, r"labels must be a 1-D integer tensor \(B,\)"),
+    ("label count", (F, Y[:3], C), ValueError, r"labels has 3 entries; expected one per feature row \(B=4\)"),
+    ("negative label", (F, torch.tensor([0, -1, 2, 1]), C), ValueError, r"labels must lie in \[0, 3\)"),
+    ("label too large", (F, torch.tensor([0, 3, 2, 1]), C), ValueError, r"labels must lie in \[0, 3\) .* \[0, 3\]"),
+    ("dimension mismatch", (F, Y, torch.randn(3, 5)), ValueError, r"features have D=3, centers have D=5"),
+    ("mixed dtypes", (F, Y, C.double()), TypeError, r"centers dtype torch.float64 must match features dtype torch.float32"),
+    ("not a tensor", (F.tolist(), Y, C), TypeError, r"features must be a torch.Tensor, got list"),
+    ("empty batch", (torch.randn(0, 3), Y[:0], C), ValueError, r"at least one row"),
+]
+
+
+@pytest.mark.parametrize("variant", ["naive", "gather"])
+@pytest.mark.parametrize("name,args,error,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_names_what_was_expected(variant, name, args, error, message):
+    with pytest.raises(error, match=message):
+        center_loss(*args, variant=variant)
+
+
+def test_mixed_devices_are_refused():
+    meta_centers = torch.empty(3, 3, device="meta")
+    with pytest.raises(ValueError, match="must be on one device"):
+        center_loss(F, Y, meta_centers)
+
+
+def test_unknown_variant_and_convention_list_valid_choices():
+    with pytest.raises(ValueError, match="unknown variant 'fast'; expected one of naive, gather, fused, compiled"):
+        center_loss(F, Y, C, variant="fast")
+    with pytest.raises(ValueError, match="unknown convention 'sum'; expected one of mean, half_mean, half_sum"):
+        center_loss(F, Y, C, convention="sum")
+
+
+def test_registry_lists_every_variant_with_its_cost():
+    assert VARIANTS == ("naive", "gather", "fused", "compiled")
+    assert {"naive", "gather"} <= set(available_variants("cpu")) <= set(VARIANTS)
+    assert get_variant("naive").work == "O(B*C*D)" and get_variant("gather").work == "O(B*D)"
+
+
+def test_fused_is_unavailable_on_cpu_without_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert "fused" not in available_variants("cpu")
