@@ -39,6 +39,17 @@ def test_rule_matches_reference(variant, dtype, rule, convention, labels):
     assert torch.equal(centers[absent], before[absent])  # untouched rows are bit-identical
 
 
+@pytest.mark.parametrize("label_dtype", [torch.int32, torch.int16, torch.uint8])
+@pytest.mark.parametrize("variant", UPDATE_VARIANTS)
+def test_any_integer_label_dtype(variant, label_dtype):
+    centers, features, labels = batch(torch.float64)
+    expected = reference_update(centers, features, labels, alpha=0.5, rule="paper")
+    update_centers(centers, features, labels.to(label_dtype), alpha=0.5, rule="paper", variant=variant)
+    assert torch.allclose(centers, expected, rtol=1e-12, atol=1e-12)
+    assert center_loss(features, labels.to(label_dtype), centers, variant=variant).item() == pytest.approx(
+        center_loss(features, labels, centers, variant=variant).item(), rel=1e-12)
+
+
 def test_paper_rule_by_hand():
     """Eq. 4 on one class seen twice: delta = ((c - x1) + (c - x2)) / 3."""
     centers = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)

@@ -22,6 +22,7 @@ def center_loss(features, labels, centers, *, variant: str = "gather", conventio
     _check_choice("convention", convention, CONVENTIONS)
     impl = get_variant(variant)
     check_inputs(features, labels, centers)
+    labels = labels.long()  # any integer dtype in; the variants index with int64 (a no-op for int64)
     loss = impl.loss(features, labels, centers, convention)
     return loss.to(torch.promote_types(features.dtype, torch.float32))
 
@@ -39,6 +40,7 @@ def update_centers(centers, features, labels, *, alpha: float, rule: str = "pape
     impl = get_variant(variant)
     check_inputs(features, labels, centers)
     check_alpha(alpha, rule)
+    labels = labels.long()
     if not torch.isfinite(features).all():
         raise ValueError("features must be finite to update the centers; the centers were left untouched")
     if impl.update is not None and rule in impl.update_rules:

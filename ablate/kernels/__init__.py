@@ -1,0 +1,8 @@
+"""Triton kernels for the `fused` center-loss variant.
+
+    loss_kernels    forward (squared distances summed per row block) and backward (dL/dx, dL/dc)
+    update_kernels  the Eq. 4 / moving-average center update, touching only the labelled rows
+    fused           launch heuristics, the autograd.Function, the registry's entry points, bytes moved
+
+Importing this package imports nothing heavy; `ablate.kernels.fused` imports Triton.
+"""
