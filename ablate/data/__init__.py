@@ -1,0 +1,47 @@
+"""Offline datasets: digits (default), mnist5k, fashion-mnist and synthetic.
+
+    load_dataset(name, data_dir=None, *, test_fraction, num_classes, synthetic_dim, samples_per_class)
+        -> Dataset with standardized float32 inputs and int64 labels
+"""
+
+from functools import lru_cache
+
+from ablate.data import digits, fashion_mnist, mnist5k, synthetic
+from ablate.data.dataset import Dataset, standardized
+from ablate.data.idx import read_idx
+
+DATASETS = ("digits", "mnist5k", "fashion-mnist", "synthetic")
+FIXED_CLASSES = {"digits": 10, "mnist5k": 10, "fashion-mnist": 10}
+
+
+# Cached so that a grid running many cells in one process reads and parses each dataset once;
+# the arrays are made read-only so that no caller can change what the next one gets.
+@lru_cache(maxsize=4)
+def load_dataset(name: str, data_dir=None, *, test_fraction: float = 0.2, num_classes: int = 10,
+                 synthetic_dim: int = 32, samples_per_class: int = 200) -> Dataset:
+    """The named dataset, inputs standardized by the train split's mean and std.
+
+    num_classes, synthetic_dim and samples_per_class shape the synthetic data; the other datasets
+    have 10 classes and refuse any other num_classes. test_fraction splits those without a split
+    of their own (all but fashion-mnist). data_dir is fashion-mnist's folder of IDX files.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if name in FIXED_CLASSES and num_classes != FIXED_CLASSES[name]:
+        raise ValueError(f"dataset {name!r} has {FIXED_CLASSES[name]} classes; got num_classes={num_classes} "
+                         "(only the synthetic dataset takes another number)")
+    if name == "digits":
+        data = digits.load(test_fraction)
+    elif name == "mnist5k":
+        data = mnist5k.load(test_fraction)
+    elif name == "fashion-mnist":
+        data = fashion_mnist.load(data_dir)
+    else:
+        data = synthetic.load(num_classes, synthetic_dim, samples_per_class, test_fraction)
+    data = standardized(data)
+    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
+        array.flags.writeable = False
+    return data
+
+
+__all__ = ["DATASETS", "Dataset", "load_dataset", "read_idx"]

@@ -1,0 +1,93 @@
+"""`run_cell`: train and evaluate one cell, and return its flat record."""
+
+import io
+import time
+
+import numpy as np
+import torch
+
+from ablate.data import load_dataset
+from ablate.io import atomic_write_bytes
+from ablate.loss import CenterLoss, available_variants
+from ablate.models import build_model
+from ablate.train.config import CellConfig
+from ablate.train.evaluate import METRIC_KEYS, evaluate, features_and_predictions
+from ablate.train.loop import train
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when present, else the CPU; "cuda" without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def write_features(path, features: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> None:
+    """An .npz with features (N, D) float32, labels (N,) int64, centers (C, D) float32, written atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, features=features.astype(np.float32), labels=labels.astype(np.int64),
+                        centers=centers.astype(np.float32))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> dict:
+    """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record.
+
+    The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
+    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device and the
+    per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A non-finite loss
+    marks the cell "diverged"; bad options and missing data raise. With features_path, the test
+    features, labels and learned centers are saved there (.npz), also for a diverged cell.
+    """
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    if config.variant not in available_variants(device):
+        raise ValueError(f"variant {config.variant!r} cannot run on {device}; "
+                         f"available there: {', '.join(available_variants(device))}")
+    data = load_dataset(config.dataset, config.data_dir, test_fraction=config.test_fraction,
+                        num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
+                        samples_per_class=config.samples_per_class)
+
+    torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
+    model = build_model(config.model, data.input_shape, config.feat_dim, data.num_classes).to(device)
+    criterion = CenterLoss(data.num_classes, config.feat_dim, variant=config.variant, convention=config.convention,
+                           rule=config.rule, alpha=config.alpha, device=device)
+    x_train, y_train = torch.tensor(data.x_train, device=device), torch.tensor(data.y_train, device=device)
+
+    _synchronize(device)
+    train_started = time.perf_counter()
+    history = train(model, criterion, x_train, y_train, config, progress=progress)
+    _synchronize(device)
+    train_time = time.perf_counter() - train_started
+
+    features, predictions = features_and_predictions(model, torch.tensor(data.x_test, device=device))
+    centers = criterion.centers.detach().float().cpu().numpy()
+    if history.diverged_epoch is None and not (np.isfinite(features).all() and np.isfinite(centers).all()):
+        history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
+    if history.diverged_epoch is None:
+        metrics = evaluate(features, predictions, data.y_test, centers)
+    else:
+        metrics = dict.fromkeys(METRIC_KEYS)
+    if features_path is not None:
+        write_features(features_path, features, data.y_test, centers)
+
+    return {
+        **config.to_dict(),
+        **metrics,
+        "train_samples_per_s": history.samples / train_time if train_time > 0 else None,
+        "train_time_s": train_time,
+        "wall_time_s": time.perf_counter() - started,
+        "status": "ok" if history.diverged_epoch is None else "diverged",
+        "diverged_epoch": history.diverged_epoch,
+        "resolved_device": str(device),
+        "curve_softmax_loss": history.softmax_loss,
+        "curve_center_loss": history.center_loss,
+        "curve_train_accuracy": history.train_accuracy,
+    }

@@ -1,0 +1,120 @@
+"""`CellConfig`: every option of one training cell, validated, with the grid's key names."""
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from ablate.data import DATASETS
+from ablate.loss import CONVENTIONS, RULES, VARIANTS
+from ablate.loss.validation import check_alpha
+from ablate.models import MODELS
+
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _option(default, help_text: str, choices: tuple = None):
+    """A dataclass field carrying its CLI help and, for a choice, the valid values."""
+    return field(default=default, metadata={"help": help_text, "choices": choices})
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """One training cell. The defaults train a digits cell in a few seconds on 2 CPU cores.
+
+    In records, grids and the CLI the field lambda_ is called "lambda" (see KEY_NAMES).
+    """
+
+    dataset: str = _option("digits", "Dataset (all offline).", DATASETS)
+    data_dir: str | None = _option(None, "Folder of the fashion-mnist IDX .gz files "
+                                         "(default /usr/share/datasets/fashion-mnist).")
+    model: str = _option("auto", "Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
+    feat_dim: int = _option(2, "Feature (embedding) dimension.")
+    variant: str = _option("gather", "Center-loss implementation.", VARIANTS)
+    rule: str = _option("paper", "Center-update rule.", RULES)
+    convention: str = _option("mean", "Loss normalization: mean = sum/B, half_mean = sum/2B, half_sum = sum/2.",
+                              CONVENTIONS)
+    lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).")
+    alpha: float = _option(0.5, "Center learning rate.")
+    epochs: int = _option(15, "Training epochs.")
+    batch_size: int = _option(64, "Batch size.")
+    lr: float = _option(0.05, "Learning rate of the model.")
+    optimizer: str = _option("sgd", "Optimizer of the model.", OPTIMIZERS)
+    momentum: float = _option(0.9, "SGD momentum.")
+    weight_decay: float = _option(5e-4, "Weight decay of the model's optimizer.")
+    lr_step: int = _option(0, "Epochs between learning-rate decays (0 = constant).")
+    lr_gamma: float = _option(0.5, "Factor of each learning-rate decay.")
+    seed: int = _option(0, "Seed of the weights, centers and batch order.")
+    device: str = _option("auto", "Device; auto = CUDA when present.", DEVICES)
+    num_classes: int = _option(10, "Number of classes (synthetic data; the others have 10).")
+    synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
+    samples_per_class: int = _option(200, "Samples per class of the synthetic data.")
+    test_fraction: float = _option(0.2, "Test share of the fixed split (all datasets but fashion-mnist).")
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata["choices"]
+            if choices is not None and value not in choices:
+                raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(choices)}")
+            if f.type is int:
+                object.__setattr__(self, f.name, _as_int(f.name, value))
+            elif f.type is float:
+                object.__setattr__(self, f.name, _as_float(f.name, value))
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            object.__setattr__(self, "data_dir", str(self.data_dir))
+        _check_ranges(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CellConfig":
+        """A config from grid/record keys ("lambda", not "lambda_"); unknown keys raise a ValueError listing the valid ones."""
+        valid = [key_name(f.name) for f in fields(cls)]
+        unknown = [key for key in values if key not in valid]
+        if unknown:
+            raise ValueError(f"unknown cell option(s) {', '.join(map(repr, unknown))}; expected keys among {', '.join(valid)}")
+        return cls(**{field_name(key): value for key, value in values.items()})
+
+    def to_dict(self) -> dict:
+        """The options by grid/record key, in field order ("lambda", not "lambda_")."""
+        return {key_name(name): value for name, value in asdict(self).items()}
+
+
+KEY_NAMES = {"lambda_": "lambda"}  # dataclass field -> grid/record key, where they differ
+FIELD_NAMES = {key: name for name, key in KEY_NAMES.items()}
+
+
+def key_name(name: str) -> str:
+    return KEY_NAMES.get(name, name)
+
+
+def field_name(key: str) -> str:
+    return FIELD_NAMES.get(key, key)
+
+
+def _as_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"{key_name(name)} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _as_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key_name(name)} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_ranges(c: CellConfig) -> None:
+    """Each numeric option in its valid range; the error names the option, the range and the value."""
+    minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2,
+               "synthetic_dim": 1, "samples_per_class": 2, "lambda_": 0.0, "weight_decay": 0.0}
+    for name, low in minimum.items():
+        if getattr(c, name) < low:
+            raise ValueError(f"{key_name(name)} must be >= {low}, got {getattr(c, name)}")
+    open_ranges = {"lr": (0.0, math.inf), "test_fraction": (0.0, 1.0)}
+    for name, (low, high) in open_ranges.items():
+        if not low < getattr(c, name) < high:
+            raise ValueError(f"{name} must lie in ({low}, {high}), got {getattr(c, name)}")
+    if not 0.0 <= c.momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
+    if not 0.0 < c.lr_gamma <= 1.0:
+        raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
+    check_alpha(c.alpha, c.rule)

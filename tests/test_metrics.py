@@ -1,0 +1,166 @@
+"""Each metric against an independent plain-loop computation on tiny random data."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from ablate import metrics
+
+# Loops in float64 against library code in float64; 1e-9 relative covers summation order only.
+RTOL = 1e-9
+
+
+def loop_class_means(x, y):
+    means = {}
+    for c in sorted(set(y)):
+        rows = [x[i] for i in range(len(y)) if y[i] == c]
+        means[c] = [sum(row[d] for row in rows) / len(rows) for d in range(len(rows[0]))]
+    return means
+
+
+def loop_intra(x, y, centers):
+    means = loop_class_means(x, y)
+    return sum(math.dist(x[i], means[y[i]]) for i in range(len(y))) / len(y)
+
+
+def loop_inter(x, y, centers):
+    means = list(loop_class_means(x, y).values())
+    distances = [math.dist(a, b) for a, b in itertools.combinations(means, 2)]
+    return {"inter_class_distance": sum(distances) / len(distances), "inter_class_distance_min": min(distances)}
+
+
+def loop_nearest_center(x, y, centers):
+    hits = 0
+    for i in range(len(y)):
+        distances = [math.dist(x[i], c) for c in centers]
+        hits += distances.index(min(distances)) == y[i]
+    return hits / len(y)
+
+
+def loop_center_to_mean(x, y, centers):
+    means = loop_class_means(x, y)
+    return sum(math.dist(centers[c], m) for c, m in means.items()) / len(means)
+
+
+def loop_silhouette(x, y, centers):
+    scores = []
+    for i in range(len(y)):
+        by_class = {}
+        for j in range(len(y)):
+            if j != i:
+                by_class.setdefault(y[j], []).append(math.dist(x[i], x[j]))
+        if y[i] not in by_class:  # a singleton class scores 0
+            scores.append(0.0)
+            continue
+        a = sum(by_class[y[i]]) / len(by_class[y[i]])
+        b = min(sum(d) / len(d) for c, d in by_class.items() if c != y[i])
+        scores.append((b - a) / max(a, b))
+    return sum(scores) / len(scores)
+
+
+def loop_retrieval(x, y, centers):
+    first_hits, average_precisions = 0, []
+    for i in range(len(y)):
+        others = sorted((math.dist(x[i], x[j]), j) for j in range(len(y)) if j != i)
+        first_hits += y[others[0][1]] == y[i]
+        r = sum(1 for j in range(len(y)) if j != i and y[j] == y[i])
+        if r == 0:
+            continue
+        hits, total = 0, 0.0
+        for k, (_, j) in enumerate(others[:r], start=1):
+            if y[j] == y[i]:
+                hits += 1
+                total += hits / k
+        average_precisions.append(total / r)
+    return {"precision_at_1": first_hits / len(y), "map_at_r": sum(average_precisions) / len(average_precisions)}
+
+
+def cosine(a, b):
+    return sum(p * q for p, q in zip(a, b)) / (math.hypot(*a) * math.hypot(*b))
+
+
+def loop_verification(x, y, centers):
+    same, different = [], []
+    for i, j in itertools.combinations(range(len(y)), 2):
+        (same if y[i] == y[j] else different).append(cosine(x[i], x[j]))
+    # AUC as the Mann-Whitney probability that a same pair outscores a different pair (ties count 1/2)
+    wins = sum((s > d) + 0.5 * (s == d) for s in same for d in different)
+    # TAR at FAR <= 1e-3: the best acceptance over thresholds t that accept at most 0.1% of different pairs
+    thresholds = sorted(set(same + different)) + [math.inf]
+    tar = max(sum(s >= t for s in same) / len(same) for t in thresholds
+              if sum(d >= t for d in different) <= 1e-3 * len(different))
+    return {"verification_auc": wins / (len(same) * len(different)), "tar_at_far_1e3": tar}
+
+
+CASES = {
+    "intra_class_distance": (metrics.intra_class_distance, loop_intra, False),
+    "inter_class_distances": (metrics.inter_class_distances, loop_inter, False),
+    "nearest_center_accuracy": (metrics.nearest_center_accuracy, loop_nearest_center, True),
+    "center_to_mean_distance": (metrics.center_to_mean_distance, loop_center_to_mean, True),
+    "silhouette": (metrics.silhouette, loop_silhouette, False),
+    "retrieval_metrics": (metrics.retrieval_metrics, loop_retrieval, False),
+    "verification_metrics": (metrics.verification_metrics, loop_verification, False),
+}
+
+
+def tiny_data(seed, n=47, dim=3, classes=4):
+    """Overlapping Gaussian classes of unequal sizes (one class of two samples), continuous values: no ties."""
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([rng.integers(0, classes - 1, n - 2), [classes - 1, classes - 1]])
+    x = rng.normal(size=(n, dim)) + 1.5 * rng.normal(size=(classes, dim))[y]
+    centers = rng.normal(size=(classes, dim))
+    return x, y, centers
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", CASES)
+def test_metric_matches_a_plain_loop(name, seed):
+    ours, reference, takes_centers = CASES[name]
+    x, y, centers = tiny_data(seed)
+    got = ours(x, y, centers) if takes_centers else ours(x, y)
+    expected = reference(x.tolist(), y.tolist(), centers.tolist())
+    if isinstance(expected, dict):
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert got[key] == pytest.approx(expected[key], rel=RTOL), key
+    else:
+        assert got == pytest.approx(expected, rel=RTOL)
+
+
+def test_tar_at_far_is_not_always_zero_or_one_on_the_tiny_data():
+    # guards the TAR comparison above against being trivially 0 == 0 or 1 == 1 on every seed
+    tars = {metrics.verification_metrics(*tiny_data(seed)[:2])["tar_at_far_1e3"] for seed in range(3)}
+    assert any(0 < t < 1 for t in tars), tars
+
+
+def test_well_separated_classes_score_perfectly():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    directions = np.eye(3) * 10.0
+    x = directions[y] + 0.01 * rng.normal(size=(30, 3))
+    result = metrics.feature_metrics(x, y, directions)
+    for key in ("nearest_center_accuracy", "precision_at_1", "map_at_r", "verification_auc", "tar_at_far_1e3"):
+        assert result[key] == 1.0, key
+    assert result["silhouette"] > 0.99
+    assert result["separation_ratio"] == pytest.approx(result["inter_class_distance"] / result["intra_class_distance"])
+
+
+def test_verification_samples_pairs_above_the_limit():
+    first, second = metrics.verification_pairs(2000, max_pairs=10_000)
+    assert 9_900 < len(first) <= 10_000  # ~1/2000 of draws are i == j and dropped
+    assert np.all(first != second)
+    again = metrics.verification_pairs(2000, max_pairs=10_000)
+    np.testing.assert_array_equal(first, again[0])  # fixed seed: the same pairs for every cell
+    all_first, all_second = metrics.verification_pairs(50, max_pairs=10_000)
+    assert len(all_first) == 50 * 49 // 2 and np.all(all_first < all_second)
+
+
+def test_feature_metrics_gives_every_record_key():
+    x, y, centers = tiny_data(0)
+    assert set(metrics.feature_metrics(x, y, centers)) == {
+        "nearest_center_accuracy", "intra_class_distance", "inter_class_distance", "inter_class_distance_min",
+        "separation_ratio", "silhouette", "precision_at_1", "map_at_r", "verification_auc", "tar_at_far_1e3",
+        "center_to_mean_distance",
+    }

@@ -1,0 +1,50 @@
+import pytest
+import torch
+from torch import nn
+
+from ablate.models import MLP, MODELS, LeNetPP, build_model
+
+
+def test_lenetpp_is_the_papers_architecture():
+    model = LeNetPP(in_channels=1, feat_dim=2, num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]
+    assert all(c.kernel_size == (5, 5) and c.padding == (2, 2) for c in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(1152, 2), (2, 10)]
+    assert sum(isinstance(m, nn.PReLU) for m in model.modules()) == 7  # six convolutions and the feature
+
+
+def test_lenetpp_returns_features_and_logits():
+    model = LeNetPP(feat_dim=3, num_classes=7)
+    features, logits = model(torch.randn(4, 1, 28, 28))
+    assert features.shape == (4, 3) and logits.shape == (4, 7)
+    torch.testing.assert_close(logits, model.classifier(features))
+    with pytest.raises(ValueError, match=r"\(B, C, 28, 28\)"):
+        model(torch.randn(4, 1, 8, 8))
+
+
+@pytest.mark.parametrize("input_shape", [(1, 8, 8), (32,)])
+def test_mlp_flattens_any_input(input_shape):
+    model = MLP(int(torch.tensor(input_shape).prod()), feat_dim=2, num_classes=10)
+    features, logits = model(torch.randn(5, *input_shape))
+    assert features.shape == (5, 2) and logits.shape == (5, 10)
+
+
+@pytest.mark.parametrize("name, input_shape, expected", [
+    ("auto", (1, 28, 28), LeNetPP), ("auto", (1, 8, 8), MLP), ("auto", (32,), MLP),
+    ("mlp", (1, 28, 28), MLP), ("lenetpp", (1, 28, 28), LeNetPP),
+])
+def test_build_model_picks_by_input_shape(name, input_shape, expected):
+    model = build_model(name, input_shape, feat_dim=2, num_classes=10)
+    assert type(model) is expected
+    features, logits = model(torch.randn(2, *input_shape))
+    assert features.shape == (2, 2) and logits.shape == (2, 10)
+
+
+def test_build_model_explains_bad_choices():
+    with pytest.raises(ValueError, match="expected one of " + ", ".join(MODELS)):
+        build_model("resnet", (1, 28, 28), 2, 10)
+    with pytest.raises(ValueError, match=r"LeNet\+\+ needs \(C, 28, 28\) images.*\(1, 8, 8\)"):
+        build_model("lenetpp", (1, 8, 8), 2, 10)

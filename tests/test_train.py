@@ -1,0 +1,189 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ablate.cli import main
+from ablate.loss import CenterLoss, update_centers
+from ablate.train import CellConfig, run_cell
+from ablate.train.loop import CenterStep
+
+CONTRACT_KEYS = [
+    "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
+    "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "device",
+    "num_classes", "synthetic_dim", "samples_per_class", "test_fraction",
+    "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
+    "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
+    "verification_auc", "tar_at_far_1e3", "center_to_mean_distance", "train_samples_per_s", "train_time_s",
+    "wall_time_s", "status", "diverged_epoch", "resolved_device",
+    "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
+]
+TIMING_KEYS = ("train_samples_per_s", "train_time_s", "wall_time_s")
+# A small, fast cell on the synthetic data for the tests that exercise options rather than learning.
+TINY = dict(dataset="synthetic", num_classes=4, synthetic_dim=6, samples_per_class=30, epochs=2, batch_size=16,
+            device="cpu")
+
+
+# --- CellConfig ---------------------------------------------------------------------------------------------
+
+def test_config_dict_round_trip_uses_the_key_lambda():
+    config = CellConfig(lambda_=0.003, alpha=0.2, seed=3)
+    as_dict = config.to_dict()
+    assert list(as_dict) == CONTRACT_KEYS[:23] and as_dict["lambda"] == 0.003 and "lambda_" not in as_dict
+    assert CellConfig.from_dict(as_dict) == config
+
+
+def test_config_from_dict_coerces_integral_numbers():
+    config = CellConfig.from_dict({"lambda": 1, "epochs": 3.0})
+    assert config.lambda_ == 1.0 and isinstance(config.lambda_, float)
+    assert config.epochs == 3 and isinstance(config.epochs, int)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lamda": 0.1}, "unknown cell option.*'lamda'.*expected keys among.*lambda"),
+    ({"variant": "fast"}, "unknown variant 'fast'; expected one of naive, gather"),
+    ({"rule": "adam"}, "unknown rule 'adam'; expected one of paper, sgd, ema"),
+    ({"dataset": "cifar"}, "unknown dataset 'cifar'; expected one of digits, mnist5k, fashion-mnist, synthetic"),
+    ({"epochs": 0}, "epochs must be >= 1, got 0"),
+    ({"epochs": 1.5}, "epochs must be an integer, got 1.5"),
+    ({"lambda": -1}, "lambda must be >= 0"),
+    ({"lambda": float("nan")}, "lambda must be a finite number"),
+    ({"lr": 0}, r"lr must lie in \(0.0, inf\)"),
+    ({"alpha": 2.0}, r"alpha for rule 'paper' must lie in \[0, 1\]"),
+    ({"test_fraction": 1.0}, r"test_fraction must lie in \(0.0, 1.0\)"),
+    ({"momentum": 1.0}, r"momentum must lie in \[0, 1\)"),
+])
+def test_config_rejects_bad_values_naming_what_was_expected(values, message):
+    with pytest.raises(ValueError, match=message):
+        CellConfig.from_dict(values)
+
+
+# --- training -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_records():
+    """The default digits cell with lambda 0 and lambda 0.1, seed 0 (about a second each on 2 cores)."""
+    return {lam: run_cell(CellConfig(lambda_=lam, seed=0, device="cpu")) for lam in (0.0, 0.1)}
+
+
+def test_record_has_the_contract_keys_and_is_json(digits_records):
+    record = digits_records[0.1]
+    assert list(record) == CONTRACT_KEYS
+    assert json.loads(json.dumps(record, allow_nan=False)) == record
+    assert record["status"] == "ok" and record["diverged_epoch"] is None and record["resolved_device"] == "cpu"
+    for curve in ("curve_softmax_loss", "curve_center_loss", "curve_train_accuracy"):
+        assert len(record[curve]) == record["epochs"]
+
+
+def test_digits_cell_learns(digits_records):
+    for record in digits_records.values():
+        # chance is 0.1; the default cell reaches 0.91-0.98 over seeds 0-5 with either lambda
+        assert record["test_accuracy"] > 0.8
+        assert record["curve_softmax_loss"][-1] < 0.5 * record["curve_softmax_loss"][0]
+
+
+def test_center_loss_raises_the_separation_ratio(digits_records):
+    plain, with_center = digits_records[0.0], digits_records[0.1]
+    # Measured over seeds 0-5: lambda 0.1 gives 1.9x-2.6x the ratio of lambda 0 (11.4-13.0 vs 4.9-6.2);
+    # 1.4x leaves room for platform differences in float summation order.
+    assert with_center["separation_ratio"] > 1.4 * plain["separation_ratio"]
+    assert with_center["intra_class_distance"] < plain["intra_class_distance"]
+    assert with_center["curve_center_loss"][-1] < plain["curve_center_loss"][-1]
+
+
+def test_same_seed_gives_the_same_record_and_another_seed_does_not(digits_records):
+    again = run_cell(CellConfig(lambda_=0.1, seed=0, device="cpu"))
+    first = digits_records[0.1]
+    assert {k: v for k, v in again.items() if k not in TIMING_KEYS} == \
+           {k: v for k, v in first.items() if k not in TIMING_KEYS}
+    other_seed = run_cell(CellConfig(lambda_=0.1, seed=1, device="cpu"))
+    assert other_seed["curve_softmax_loss"] != first["curve_softmax_loss"]
+
+
+def test_a_non_finite_loss_marks_the_cell_diverged(tmp_path):
+    record = run_cell(CellConfig(lr=1e3, momentum=0.0, epochs=3, device="cpu"), features_path=tmp_path / "f.npz")
+    assert record["status"] == "diverged" and record["diverged_epoch"] == 1
+    assert record["test_accuracy"] is None and record["separation_ratio"] is None
+    assert len(record["curve_softmax_loss"]) == record["diverged_epoch"] - 1
+    assert (tmp_path / "f.npz").exists()
+
+
+@pytest.mark.parametrize("rule", ["paper", "sgd", "ema"])
+@pytest.mark.parametrize("convention", ["mean", "half_mean", "half_sum"])
+def test_every_rule_and_convention_trains(rule, convention):
+    record = run_cell(CellConfig(**TINY, rule=rule, convention=convention, lambda_=0.1, alpha=0.5))
+    assert record["status"] == "ok"
+    assert np.isfinite([record["separation_ratio"], record["center_to_mean_distance"]]).all()
+
+
+@pytest.mark.parametrize("variant", ["naive", "gather"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_variants_and_optimizers_train(variant, optimizer):
+    record = run_cell(CellConfig(**TINY, variant=variant, optimizer=optimizer, lr_step=1))
+    assert record["status"] == "ok" and record["variant"] == variant
+
+
+def test_sgd_rule_with_its_own_optimizer_is_the_closed_form_step():
+    # The popular implementation (Parameter, own SGD at lr alpha, grad * 1/lambda) must equal update_centers' "sgd".
+    torch.manual_seed(0)
+    features, labels = torch.randn(9, 3), torch.tensor([0, 1, 1, 2, 2, 2, 0, 1, 4])
+    lam = 0.3
+    criterion = CenterLoss(5, 3, convention="half_mean", rule="sgd", alpha=0.7)
+    initial = criterion.centers.detach().clone()
+    expected = initial.clone()
+    update_centers(expected, features, labels, alpha=0.7, rule="sgd", convention="half_mean")
+    step = CenterStep(criterion, lam)
+    step.zero_grad()
+    (lam * criterion(features, labels)).backward()
+    step.step(features, labels)
+    # float32 arithmetic along two routes (autograd + optimizer vs. index_add): a few ulps of values ~1
+    torch.testing.assert_close(criterion.centers.detach(), expected, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(expected, initial)  # the step moved the centers
+
+
+def test_features_file_holds_test_features_labels_and_centers(tmp_path):
+    path = tmp_path / "out" / "cell.npz"
+    run_cell(CellConfig(**TINY, feat_dim=3), features_path=path)
+    with np.load(path) as saved:
+        assert saved["features"].shape == (24, 3) and saved["features"].dtype == np.float32
+        assert saved["labels"].shape == (24,) and saved["labels"].dtype == np.int64
+        assert saved["centers"].shape == (4, 3) and saved["centers"].dtype == np.float32
+    assert [p.name for p in path.parent.iterdir()] == ["cell.npz"]  # no temp file left behind
+
+
+def test_run_cell_raises_on_missing_data_and_missing_cuda(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        run_cell(CellConfig(dataset="fashion-mnist", data_dir=str(tmp_path), device="cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            run_cell(CellConfig(**{**TINY, "device": "cuda"}))
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------
+
+def test_cli_writes_the_record_and_features(tmp_path):
+    out, features = tmp_path / "cell.json", tmp_path / "cell.npz"
+    result = CliRunner().invoke(main, [
+        "train", "--dataset", "synthetic", "--num-classes", "4", "--synthetic-dim", "6", "--samples-per-class", "30",
+        "--epochs", "2", "--lambda", "0.05", "--rule", "ema", "--alpha", "0.1", "--device", "cpu",
+        "--out", str(out), "--features", str(features), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "separation_ratio" in result.output and "status ok" in result.output
+    record = json.loads(out.read_text())
+    assert list(record) == sorted(CONTRACT_KEYS)  # atomic_write_json sorts keys
+    assert record["lambda"] == 0.05 and record["rule"] == "ema" and record["alpha"] == 0.1
+    assert features.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variant", "fast"], "'fast' is not one of 'naive', 'gather'"),
+    (["--convention", "sum"], "'sum' is not one of 'mean', 'half_mean', 'half_sum'"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "apt-get install dataset-fashion-mnist"),
+])
+def test_cli_explains_bad_options(args, message):
+    result = CliRunner().invoke(main, ["train", *args, "--no-progress"])
+    assert result.exit_code != 0
+    assert message in result.output
