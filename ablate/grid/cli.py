@@ -1,0 +1,94 @@
+"""`ablate grid`: run a grid of training cells into RUN_DIR, resumably; list the bundled grids."""
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from ablate.grid.executors import EXECUTORS, make_executor
+from ablate.grid.runner import GridOutcome, describe_cell, last_error_line, run_grid, varying_keys
+from ablate.grid.spec import bundled_grids, load_spec, parse_set_option
+
+SUMMARY_METRICS = ("test_accuracy", "nearest_center_accuracy", "separation_ratio", "intra_class_distance")
+
+
+def _set_options(ctx, param, values) -> dict:
+    overrides = {}
+    for text in values:
+        try:
+            key, parsed = parse_set_option(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        overrides[key] = parsed
+    return overrides
+
+
+def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
+    """Mean ± 95% CI over seeds of the main metrics, one row per configuration of the varying settings."""
+    path = run_dir / "summary.parquet"
+    summary = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    if summary.empty:
+        return ""
+    keys = [k for k in varying_keys([c for _, c in outcome.plan.cells]) if k != "seed"]
+    table = summary[keys + ["n_seeds"]].copy()
+    for metric in SUMMARY_METRICS:
+        if f"{metric}_mean" in summary:
+            table[metric] = [f"{m:.4g} ± {c:.2g}" if pd.notna(c) else f"{m:.4g}"
+                             for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
+    return "mean ± 95% CI half-width over seeds (ok cells)\n" + table.to_string(index=False)
+
+
+def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
+    counts = outcome.status_counts()
+    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed"))
+               + f" ({outcome.ran} run now); tables in {run_dir}/results.parquet, summary.parquet")
+    if not quiet and (text := _summary_text(outcome, run_dir)):
+        click.echo(text)
+    keys = varying_keys([c for _, c in outcome.plan.cells])
+    for cell_id, record in outcome.failed().items():
+        click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
+
+
+@click.command("grid")
+@click.argument("grid", required=False, default="default")
+@click.option("--set", "overrides", multiple=True, callback=_set_options, metavar="KEY=V1,V2,...",
+              help="Set an axis (any cell option, e.g. lambda=0,0.01 or epochs=2) in every product of the grid.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run folder; rerun it to resume.")
+@click.option("--list", "list_grids", is_flag=True, help="List the bundled grids and exit.")
+@click.option("--retry-failed", is_flag=True, help="Rerun the cells that failed in an earlier run.")
+@click.option("--force", is_flag=True, help="Rerun every cell, finished or not.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes (torch threads divided among them).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local processes, or tasks on a Ray cluster.")
+@click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: a local Ray).")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-cell lines; only the final summary.")
+def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, workers, executor, address, quiet):
+    """Train every cell of GRID (a bundled grid name or a .toml file; default: default) into RUN_DIR.
+
+    The cells are the cartesian product of the grid's axes. Finished cells are kept as they end;
+    rerunning the same command resumes. Exits 1 if any cell failed.
+    """
+    if list_grids:
+        for name, description in bundled_grids().items():
+            click.echo(f"{name:<12} {description}")
+        return
+    if run_dir is None:
+        raise click.UsageError("--out RUN_DIR is required")
+    if executor != "ray" and address is not None:
+        raise click.UsageError("--address applies to --executor ray")
+    if executor == "ray" and workers != 1:
+        raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
+    try:
+        spec = load_spec(grid).with_overrides(overrides)
+        outcome = run_grid(spec, run_dir, make_executor(executor, workers, address), retry_failed=retry_failed,
+                           force=force, quiet=quiet)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _report(outcome, Path(run_dir), quiet)
+    if outcome.interrupted:
+        click.echo(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells", err=True)
+        sys.exit(130)
+    if outcome.failed():
+        sys.exit(1)

@@ -1,0 +1,53 @@
+"""Running one cell where a worker runs it: the record, its features as bytes, failures caught.
+
+Runs in the grid's own process, in a local worker process or in a Ray task, so everything here is
+importable by name and its result is plain data (the parent writes the files).
+"""
+
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+ERROR_LINES = 8  # the last lines of a traceback kept in a failed cell's record
+
+
+@dataclass
+class CellResult:
+    """cell_id; record: the flat record (status "ok" | "diverged" | "failed"); features: the .npz bytes or None."""
+
+    cell_id: str
+    record: dict
+    features: bytes | None
+
+
+def train_cell(config: dict, features_path: Path) -> dict:
+    """The real cell: train and evaluate `config` (a resolved config dict), features to `features_path`."""
+    from ablate.train import CellConfig, run_cell
+
+    return run_cell(CellConfig.from_dict(config), features_path=features_path)
+
+
+def error_tail(text: str) -> str:
+    return "\n".join(text.rstrip().splitlines()[-ERROR_LINES:])
+
+
+def failed_record(config: dict, error: str, wall_time_s: float | None = None) -> dict:
+    """A failed cell: its config, status "failed" and the error's last lines."""
+    return {**config, "status": "failed", "error": error_tail(error), "wall_time_s": wall_time_s}
+
+
+def execute_cell(cell_id: str, config: dict, cell_fn=train_cell) -> CellResult:
+    """Run cell_fn(config, features_path); an exception becomes a failed record instead of propagating."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ablate-cell-") as tmp:
+        features_path = Path(tmp) / "features.npz"
+        try:
+            record = dict(cell_fn(config, features_path))
+        except Exception:
+            record = failed_record(config, traceback.format_exc(), time.perf_counter() - start)
+        features = features_path.read_bytes() if features_path.exists() else None
+    record.update(cell_id=cell_id, host=socket.gethostname())
+    return CellResult(cell_id, record, features)

@@ -1,0 +1,132 @@
+"""Where cells run: in this process, in N local worker processes, or as tasks on a Ray cluster.
+
+Each executor's `run(tasks)` takes (cell_id, config) pairs and yields a CellResult per cell as
+cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
+depend on where cells ran.
+"""
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+
+from ablate.grid.execute import CellResult, execute_cell, failed_record, train_cell
+
+EXECUTORS = ("local", "ray")
+
+
+class SerialExecutor:
+    """Cells one after another in this process."""
+
+    def __init__(self, cell_fn=train_cell):
+        self.cell_fn = cell_fn
+
+    def run(self, tasks):
+        for cell_id, config in tasks:
+            yield execute_cell(cell_id, config, self.cell_fn)
+
+
+def _limit_torch_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+class ProcessExecutor:
+    """Cells in `workers` local processes, torch's threads divided among them."""
+
+    def __init__(self, workers: int, cell_fn=train_cell):
+        self.workers, self.cell_fn = workers, cell_fn
+        self.threads_per_worker = max(1, torch.get_num_threads() // workers)
+
+    def run(self, tasks):
+        # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.
+        # The server imports the training code once (no torch op runs there), so each worker starts
+        # as a cheap fork instead of a fresh interpreter importing torch.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
+        pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                   initializer=_limit_torch_threads, initargs=(self.threads_per_worker,))
+        try:
+            futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn): (cell_id, config)
+                       for cell_id, config in tasks}
+            for future in as_completed(futures):
+                cell_id, config = futures[future]
+                try:
+                    yield future.result()
+                except Exception as exc:  # the worker process died (e.g. killed for memory)
+                    yield CellResult(cell_id, failed_record(config, repr(exc)), None)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--executor ray needs Ray: pip install 'ablate[ray]'") from None
+    return ray
+
+
+class RayExecutor:
+    """Cells as Ray tasks on the cluster at `address` (None: the one already connected, else a new local one).
+
+    Each task asks for one CPU, and one GPU when its cell will use CUDA. When this executor connects,
+    it ships the ablate package to the workers (runtime_env py_modules), so cluster nodes need
+    Python, torch and the other dependencies, not ablate itself; a Ray that the caller initialized
+    is used as it is.
+    """
+
+    def __init__(self, address: str | None = None, cell_fn=train_cell):
+        self.ray = import_ray()  # here, so that a missing Ray stops the command before it writes anything
+        self.address, self.cell_fn = address, cell_fn
+
+    def run(self, tasks):
+        ray = self.ray
+        started_here = not ray.is_initialized()
+        if started_here:
+            package = str(Path(__file__).resolve().parent.parent)
+            try:
+                ray.init(address=self.address, runtime_env={"py_modules": [package]}, log_to_driver=False)
+            except ConnectionError as exc:
+                raise RuntimeError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
+        try:
+            yield from self._run_tasks(ray, tasks)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _run_tasks(self, ray, tasks):
+        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        remote = ray.remote(execute_cell)
+        refs = {}
+        for cell_id, config in tasks:
+            if config["device"] == "cuda" and not has_gpus:  # Ray would wait for a GPU forever
+                yield CellResult(cell_id, failed_record(config, "device 'cuda' was asked for but the Ray "
+                                                                "cluster has no GPU"), None)
+                continue
+            uses_cuda = config["device"] == "cuda" or (config["device"] == "auto" and has_gpus)
+            task = remote.options(num_cpus=1, num_gpus=1 if uses_cuda else 0)
+            refs[task.remote(cell_id, config, self.cell_fn)] = (cell_id, config)
+        pending = list(refs)
+        try:
+            while pending:
+                (done,), pending = ray.wait(pending, num_returns=1)
+                cell_id, config = refs[done]
+                try:
+                    yield ray.get(done)
+                except ray.exceptions.RayError as exc:  # the task's worker died, or the cluster lost it
+                    yield CellResult(cell_id, failed_record(config, str(exc)), None)
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+
+def make_executor(kind: str = "local", workers: int = 1, address: str | None = None, cell_fn=train_cell):
+    """The executor for --executor KIND: local with 1 worker runs in this process."""
+    if kind == "ray":
+        return RayExecutor(address, cell_fn)
+    if kind != "local":
+        raise ValueError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return SerialExecutor(cell_fn) if workers == 1 else ProcessExecutor(workers, cell_fn)

@@ -1,0 +1,173 @@
+"""Running a grid into a run folder: plan what is left, run it, keep every finished cell, write the tables.
+
+    RUN_DIR/grid.toml, provenance.json, cells/<id>.json|.npz, results/curves/summary tables
+
+A rerun of the same RUN_DIR skips finished cells ("ok" or "diverged"), and failed ones unless
+retry_failed; force reruns every cell. Cells of an earlier spec that the current one no longer
+holds stay in cells/ but not in the tables.
+"""
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ablate import provenance
+from ablate.grid.ids import cell_id
+from ablate.grid.spec import GridSpec, expand
+from ablate.grid.store import FINISHED, CellStore
+from ablate.grid.tables import write_tables
+from ablate.io import atomic_write_json, atomic_write_text
+
+TABLE_INTERVAL_S = 10.0  # rewrite the tables at most this often while cells finish, and at the end
+
+
+@dataclass
+class GridPlan:
+    """cells: (cell_id, config) of the grid, in spec order; finished / failed_before: ids skipped; to_run: pairs."""
+
+    cells: list
+    finished: list
+    failed_before: list
+    to_run: list
+    not_in_grid: list = field(default_factory=list)
+
+
+@dataclass
+class GridOutcome:
+    """records: cell_id -> record for every cell of the grid that has one, in grid order."""
+
+    plan: GridPlan
+    records: dict
+    ran: int
+    interrupted: bool = False
+
+    def status_counts(self) -> Counter:
+        return Counter(record["status"] for record in self.records.values())
+
+    def failed(self) -> dict:
+        return {i: r for i, r in self.records.items() if r["status"] == "failed"}
+
+
+def grid_cells(spec: GridSpec) -> list:
+    """(cell_id, resolved config) for every cell of the spec, in spec order; a bad option raises ValueError."""
+    return [(cell_id(config), config) for config in expand(spec)]
+
+
+def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, force: bool = False) -> GridPlan:
+    """Which of `cells` ((cell_id, config) pairs) run now, given the records already in the store."""
+    existing = store.records()
+    finished, failed_before, to_run = [], [], []
+    for pair in cells:
+        status = existing.get(pair[0], {}).get("status")
+        if force or status is None or (status == "failed" and retry_failed):
+            to_run.append(pair)
+        elif status in FINISHED:
+            finished.append(pair[0])
+        else:
+            failed_before.append(pair[0])
+    in_grid = {i for i, _ in cells}
+    return GridPlan(cells, finished, failed_before, to_run, [i for i in existing if i not in in_grid])
+
+
+def varying_keys(configs: list) -> list:
+    """The config keys that take more than one value across `configs`."""
+    return [k for k in configs[0] if len({repr(c[k]) for c in configs}) > 1] if configs else []
+
+
+def describe_cell(config: dict, keys: list) -> str:
+    return " ".join(f"{k}={config[k]}" for k in keys)
+
+
+def last_error_line(record: dict) -> str:
+    """The last line of a failed cell's error: usually the exception and its message."""
+    lines = (record.get("error") or "").splitlines()
+    return lines[-1] if lines else "(no error text)"
+
+
+def result_line(record: dict, keys: list) -> str:
+    """One line per finished cell: status, id, the varying settings, accuracy or error, time."""
+    line = f"{record['status']:<8} {record['cell_id']} {describe_cell(record, keys)}"
+    if record["status"] == "failed":
+        return f"{line}  error: {last_error_line(record)}"
+    if record["status"] == "diverged":
+        line += f"  diverged in epoch {record.get('diverged_epoch')}"
+    else:
+        line += f"  test_accuracy {record['test_accuracy']:.4f}"
+    return f"{line}  {record['wall_time_s']:.1f}s"
+
+
+def plan_line(plan: GridPlan) -> str:
+    line = f"{len(plan.cells)} cells: {len(plan.to_run)} to run"
+    if plan.finished:
+        line += f", {len(plan.finished)} finished earlier (skipped)"
+    if plan.failed_before:
+        line += f", {len(plan.failed_before)} failed earlier (skipped; --retry-failed reruns them)"
+    if plan.not_in_grid:
+        line += f"; {len(plan.not_in_grid)} records in cells/ are not in this grid (kept on disk, left out of the tables)"
+    return line
+
+
+def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, force: bool = False,
+             quiet: bool = False) -> GridOutcome:
+    """Run the cells of `spec` that are not done into run_dir with `executor` (see ablate.grid.executors).
+
+    On KeyboardInterrupt the finished cells are kept, the tables and provenance written, and the
+    outcome returned with interrupted=True.
+    """
+    cells = grid_cells(spec)  # before touching run_dir, so that a bad spec leaves nothing behind
+    run_dir = Path(run_dir)
+    store = CellStore(run_dir)
+    with store.locked():
+        store.remove_temp_files()
+        plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
+        log = (lambda text: None) if quiet else tqdm.write
+        log(plan_line(plan))
+        atomic_write_text(run_dir / "grid.toml", spec.to_toml())
+        stamp = provenance.collect()
+        run_info = {**stamp, "started_at": provenance.now(), "finished_at": None, "cells": len(plan.cells),
+                    "cells_to_run": len(plan.to_run), "cells_skipped": len(plan.finished) + len(plan.failed_before)}
+        atomic_write_json(run_dir / "provenance.json", run_info)
+        outcome = GridOutcome(plan, _ordered(plan, store.records()), ran=0)
+        _write_tables(run_dir, outcome)
+        try:
+            _run_cells(executor, store, outcome, stamp, log, quiet)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        _write_tables(run_dir, outcome)
+        atomic_write_json(run_dir / "provenance.json",
+                          {**run_info, "finished_at": provenance.now(), "cells_run": outcome.ran,
+                           "interrupted": outcome.interrupted, "status_counts": dict(outcome.status_counts())})
+        return outcome
+
+
+def _run_cells(executor, store: CellStore, outcome: GridOutcome, stamp: dict, log, quiet: bool) -> None:
+    """Run outcome.plan.to_run, saving each cell as it finishes; the tables every TABLE_INTERVAL_S."""
+    plan = outcome.plan
+    keys = varying_keys([config for _, config in plan.cells])
+    last_write = time.monotonic()
+    with tqdm(total=len(plan.to_run), unit="cell", disable=quiet or not plan.to_run) as bar:
+        for result in executor.run(plan.to_run):
+            record = {**result.record, "cell_id": result.cell_id, "git_commit": stamp["git_commit"],
+                      "git_dirty": stamp["git_dirty"], "finished_at": provenance.now()}
+            store.save(result.cell_id, record, result.features)
+            outcome.records[result.cell_id] = record
+            outcome.ran += 1
+            log(result_line(record, keys))
+            bar.update()
+            if time.monotonic() - last_write > TABLE_INTERVAL_S:
+                _write_tables(store.run_dir, outcome)
+                last_write = time.monotonic()
+
+
+def _ordered(plan: GridPlan, records: dict) -> dict:
+    return {i: records[i] for i, _ in plan.cells if i in records}
+
+
+def _write_tables(run_dir, outcome: GridOutcome) -> None:
+    """The tables of the grid's records so far, in grid order; none before the first record."""
+    outcome.records = _ordered(outcome.plan, outcome.records)
+    if outcome.records:
+        write_tables(run_dir, list(outcome.records.values()))

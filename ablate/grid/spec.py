@@ -1,0 +1,155 @@
+"""Grid specs: a TOML file (or a bundled grid by name), `--set` overrides, expansion into cell configs.
+
+A spec has an optional `description`, an `[axes]` table and any number of `[[also]]` tables:
+
+    description = "lambda x seed on digits"
+    [axes]                    # one cartesian product; a scalar is an axis of one value
+    lambda = [0, 0.01, 0.1]
+    seed = [0, 1, 2]
+    [[also]]                  # another product: [axes] with these keys replaced
+    variant = ["naive", "gather"]
+    lambda = [0.1]
+
+The grid is the union of the products, without duplicates. Keys are the cell options of
+`ablate train` with underscores (`lambda`, `alpha`, `feat_dim`, ...); options not named keep their
+defaults.
+"""
+
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+from ablate.train import CellConfig
+
+SPEC_KEYS = ("description", "axes", "also")
+SCALAR_TYPES = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'."""
+
+    axes: dict
+    also: tuple = ()
+    description: str = ""
+    source: str = ""
+    overrides: tuple = ()
+
+    def products(self) -> list:
+        """The products of the grid, each a dict key -> list of values."""
+        return [self.axes] + [{**self.axes, **extra} for extra in self.also]
+
+    def with_overrides(self, overrides: dict) -> "GridSpec":
+        """The spec with each key of `overrides` (key -> list of values) set in [axes] and in every [[also]]."""
+        axes = {**self.axes, **overrides}
+        also = tuple({k: overrides.get(k, v) for k, v in extra.items()} for extra in self.also)
+        labels = tuple(f"{k}={','.join(map(str, v))}" for k, v in overrides.items())
+        return replace(self, axes=axes, also=also, overrides=self.overrides + labels)
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML, loadable again by `load_spec`; where it came from in a header comment."""
+        header = f"resolved grid from {self.source or 'the command line'}"
+        if self.overrides:
+            header += f" with --set {' --set '.join(self.overrides)}"
+        lines = [*(f"# {line}" for line in header.splitlines()), f"description = {json.dumps(self.description)}", "", "[axes]", *_toml_lines(self.axes)]
+        for extra in self.also:
+            lines += ["", "[[also]]", *_toml_lines(extra)]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_lines(axes: dict) -> list:
+    """key = value lines; an axis of one value as a scalar.
+
+    Written by hand because the GPU machines have no TOML writer installed: for bare keys and
+    JSON's strings, numbers, booleans and flat arrays, JSON's spelling is valid TOML.
+    """
+    return [f"{key} = {json.dumps(values[0] if len(values) == 1 else values)}" for key, values in axes.items()]
+
+
+def bundled_grids() -> dict:
+    """Bundled grid name -> its description, from ablate/grids/*.toml."""
+    folder = resources.files("ablate") / "grids"
+    names = sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return {name: _parse((folder / f"{name}.toml").read_text(), name).description for name in names}
+
+
+def load_spec(name_or_path) -> GridSpec:
+    """A bundled grid by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ValueError(f"grid file {path} does not exist")
+        return _parse(path.read_text(), str(path))
+    bundled = resources.files("ablate") / "grids" / f"{name_or_path}.toml"
+    if not bundled.is_file():
+        raise ValueError(f"unknown grid {name_or_path!r}: not a file, and not a bundled grid "
+                         f"(expected one of {', '.join(bundled_grids())}, or a path to a .toml file)")
+    return _parse(bundled.read_text(), str(name_or_path))
+
+
+def _parse(text: str, source: str) -> GridSpec:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"grid {source}: not valid TOML ({exc})") from None
+    unknown = set(document) - set(SPEC_KEYS)
+    if unknown:
+        raise ValueError(f"grid {source}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+                         f"expected {', '.join(SPEC_KEYS)}")
+    if not isinstance(document.get("axes"), dict):
+        raise ValueError(f"grid {source}: expected an [axes] table of cell options")
+    also = document.get("also", [])
+    if not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
+        raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
+    return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
+                    description=str(document.get("description", "")), source=source)
+
+
+def _axes(table: dict, source: str) -> dict:
+    """key -> non-empty list of scalars; a scalar becomes a list of one."""
+    axes = {}
+    for key, values in table.items():
+        values = values if isinstance(values, list) else [values]
+        if not values or not all(isinstance(v, SCALAR_TYPES) for v in values):
+            raise ValueError(f"grid {source}: {key} must be a value or a non-empty list of numbers, "
+                             f"strings or booleans, got {values!r}")
+        axes[key] = values
+    return axes
+
+
+def parse_set_option(text: str) -> tuple:
+    """'KEY=V1,V2,...' -> (key, [values]); each value is read as a TOML scalar, else kept as a string."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    tokens = [v.strip() for v in values.split(",")]
+    if not sep or not key or not all(tokens):
+        raise ValueError(f"expected KEY=V1,V2,... (e.g. lambda=0,0.01,0.1), got {text!r}")
+    return key, [_scalar(token) for token in tokens]
+
+
+def _scalar(token: str):
+    try:
+        value = tomllib.loads(f"v = {token}")["v"]
+    except tomllib.TOMLDecodeError:
+        return token
+    return value if isinstance(value, SCALAR_TYPES) else token
+
+
+def expand(spec: GridSpec) -> list:
+    """The grid's cells as resolved configs (every option, defaults filled, "lambda" key), in spec order.
+
+    Raises ValueError naming the option and the valid choices for an unknown key or a bad value.
+    """
+    configs, seen = [], set()
+    for product in spec.products():
+        keys = list(product)
+        for values in itertools.product(*(product[k] for k in keys)):
+            config = CellConfig.from_dict(dict(zip(keys, values))).to_dict()
+            frozen = tuple(config.items())
+            if frozen not in seen:
+                seen.add(frozen)
+                configs.append(config)
+    return configs
