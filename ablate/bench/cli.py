@@ -1,0 +1,145 @@
+"""`ablate bench`: run a declared benchmark suite into RUN_DIR, or run the CI gate."""
+
+import json
+import time
+from pathlib import Path
+
+import click
+import pandas as pd
+import torch
+
+from ablate.bench import gate
+from ablate.bench.numerics import ERROR_COLUMNS, FLOAT32_TOLERANCE, float32_failures
+from ablate.bench.runner import run_suite
+from ablate.bench.suites import SUITES, resolve_suite
+
+VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
+
+
+def _comma_list(cast=str):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected a comma-separated list of {cast.__name__}s, got {value!r}") from None
+    return parse
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("cuda was asked for but torch sees no CUDA device; use --device cpu",
+                                 param_hint="--device")
+    return torch.device(name)
+
+
+def _print_notes(title: str, table: pd.DataFrame) -> None:
+    noted = table[table["note"] != ""]
+    if not noted.empty:
+        click.echo(f"\n{title}: {len(noted)} not measured")
+        for (variant, note), group in noted.groupby(["variant", "note"]):
+            click.echo(f"  {variant} x{len(group)}: {note}")
+
+
+def _print_summary(tables: dict) -> None:
+    bench = tables["bench"]
+    timed = bench[bench["note"] == ""]
+    if not timed.empty:
+        pivot = timed.pivot_table(index=["mode", "rule", "dtype", "batch", "classes", "dim"], columns="variant",
+                                  values="time_ms_p50")
+        click.echo("\nmedian time per call (ms)\n" + pivot.to_string(float_format=lambda v: f"{v:.4g}"))
+    _print_notes("bench", bench)
+    if "numerics" in tables:
+        num = tables["numerics"]
+        worst = num.assign(worst_rel_error=num[list(ERROR_COLUMNS)].max(axis=1, skipna=False))
+        pivot = worst.pivot_table(index=["dtype", "convention", "feature_norm"], columns="variant",
+                                  values="worst_rel_error")
+        click.echo("\nworst relative error against the float64 reference (loss, grad features, grad centers)\n"
+                   + pivot.to_string(float_format=lambda v: f"{v:.2e}"))
+        _print_notes("numerics", num)
+    if "train_step" in tables:
+        steps = tables["train_step"]
+        measured = steps[steps["note"] == ""]
+        if not measured.empty:
+            pivot = measured.pivot_table(index=["workload", "batch", "classes"], columns="variant",
+                                         values="samples_per_s")
+            click.echo("\ntraining step, samples/s\n" + pivot.to_string(float_format=lambda v: f"{v:.4g}"))
+        _print_notes("training step", steps)
+
+
+def _run_gate(write_baseline: bool) -> None:
+    if write_baseline:
+        measured = gate.measure_ratios()
+        path = gate.write_baseline(measured)
+        click.echo(f"wrote {path}:\n" + pd.Series(measured, name="ratio").to_string())
+        click.echo("Commit it with the reason for the change in speed.")
+        return
+    try:
+        table = gate.check(gate.load_baseline())
+    except (FileNotFoundError, KeyError) as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    failed = table[~table["passed"]]
+    if not failed.empty:
+        raise click.ClickException(f"performance gate failed for {', '.join(failed['case'])}: time ratio over "
+                                   f"baseline x {1 + gate.TOLERANCE:g} in {gate.ATTEMPTS} measurements in a row")
+    click.echo(f"performance gate passed ({len(table)} ratios within baseline x {1 + gate.TOLERANCE:g})")
+
+
+@click.command("bench")
+@click.option("--suite", type=click.Choice(list(SUITES)), default=None,
+              help="Declared study: quick, cpu (make bench) or gpu (make bench-gpu). Default: cpu or gpu by device.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--variants", callback=_comma_list(), help="Comma list of variants (default: all that run on the device; "
+              "fused on the CPU only when named, since the interpreter times Python, not the kernel).")
+@click.option("--mode", "modes", callback=_comma_list(), help="Comma list of forward, backward, full, update.")
+@click.option("--batch", callback=_comma_list(int), help="Comma list of batch sizes B.")
+@click.option("--classes", callback=_comma_list(int), help="Comma list of class counts C.")
+@click.option("--dim", callback=_comma_list(int), help="Comma list of feature dims D.")
+@click.option("--dtype", "dtypes", callback=_comma_list(), help="Comma list of float32, bfloat16, float16, float64.")
+@click.option("--rule", default=None, help="Center-update rule for mode update: paper (default), sgd, ema.")
+@click.option("--quick", is_flag=True, help="One short round per measurement: a smoke run, not a result.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="RUN_DIR for the tables (default runs/bench/<suite>-<device>-<time>); rerun into it to resume.")
+@click.option("--gate", "run_gate", is_flag=True,
+              help="Run the CI performance gate against ablate/bench/baseline.json.")
+@click.option("--write-baseline", is_flag=True, help="Measure the gate's ratios and store them as the new baseline.")
+def bench_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir, run_gate,
+                  write_baseline):
+    """Time center-loss variants per size, mode and dtype; check their numerics; time training steps.
+
+    Writes RUN_DIR/bench, numerics and train_step as .parquet and .csv, and provenance.json.
+    Any of --mode, --batch, --classes, --dim, --dtype replaces the suite's sweeps by one sweep over
+    the given axes (the others: every mode, B 256, C 10,1000,10000, D 128, float32).
+    Exits with status 1 if a variant's float32 results disagree with the float64 reference.
+    """
+    if run_gate or write_baseline:
+        _run_gate(write_baseline)
+        return
+    dev = _device(device)
+    name = suite or ("gpu" if dev.type == "cuda" else "cpu")
+    try:
+        resolved = resolve_suite(name, dev, variants=variants, modes=modes, batch=batch, classes=classes, dim=dim,
+                                 dtypes=dtypes, rule=rule, quick=quick)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    run_dir = run_dir or Path("runs/bench") / f"{name}-{dev.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
+    started = time.monotonic()
+    tables = run_suite(resolved, dev, run_dir)
+    elapsed = time.monotonic() - started
+    _print_summary(tables)
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    click.echo("\n" + ", ".join(f"{key} {provenance[key]}" for key in VERSION_KEYS if pd.notna(provenance.get(key))))
+    click.echo(f"wrote {', '.join(sorted(tables))} (.parquet, .csv) and provenance.json to {run_dir} "
+               f"after {elapsed:.0f} s")
+    if "numerics" in tables:
+        failures = float32_failures(tables["numerics"])
+        if not failures.empty:
+            click.echo(f"float32 check FAILED (tolerance {FLOAT32_TOLERANCE:g}) for: "
+                       f"{', '.join(sorted(set(failures['variant'])))}", err=True)
+            click.get_current_context().exit(1)
+        click.echo(f"float32 check passed: every variant within {FLOAT32_TOLERANCE:g} of the float64 reference")

@@ -1,0 +1,70 @@
+"""What is timed: inputs at realistic norms, and one call of a variant in a mode.
+
+Modes (features require grad, as in training; the centers do not, as under the paper's rule):
+    forward   the variant's loss, building the autograd graph
+    backward  the gradient w.r.t. the features of a graph built once (retain_graph)
+    full      forward + backward
+    update    one `update_centers` step by `rule` through the public function, its input checks
+              and finiteness guard included, as every training step pays them
+The loss modes call the variant's function directly: `center_loss`'s input checks are the same for
+every variant and cost a host synchronisation on CUDA, which would blur the kernels' times.
+"""
+
+from typing import Callable
+
+import torch
+
+from ablate.loss import get_variant, update_centers
+
+UPDATE_ALPHA = 0.5  # the paper's final setting
+
+
+def clustered_inputs(batch: int, classes: int, dim: int, dtype: torch.dtype, device, *, feature_norm: float = 10.0,
+                     spread: float = 0.1, seed: int = 0):
+    """Features near their class centers, as after training.
+
+    centers (C, D): random directions of norm `feature_norm`; labels (B,) uniform in [0, C);
+    features (B, D) = their center + noise of norm about spread * feature_norm.
+    Returns (features, labels, centers), each on `device`, features and centers in `dtype`.
+    """
+    device = torch.device(device)
+    gen = torch.Generator(device).manual_seed(seed)
+    directions = torch.randn(classes, dim, generator=gen, device=device)
+    centers = feature_norm * directions / directions.norm(dim=1, keepdim=True)  # (C, D)
+    labels = torch.randint(0, classes, (batch,), generator=gen, device=device)  # (B,)
+    noise = torch.randn(batch, dim, generator=gen, device=device) * (spread * feature_norm / dim ** 0.5)
+    features = centers[labels] + noise  # (B, D)
+    return features.to(dtype), labels, centers.to(dtype)
+
+
+def call(variant: str, mode: str, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *,
+         rule: str = "paper", convention: str = "mean") -> Callable[[], None]:
+    """A no-argument function running one call of `variant` in `mode` on these inputs (see the module docstring).
+
+    features (B, D) (set to require grad here), labels (B,), centers (C, D), updated in place by "update".
+    """
+    impl = get_variant(variant)
+    if mode == "update":
+        def update():
+            update_centers(centers, features.detach(), labels, alpha=UPDATE_ALPHA, rule=rule, convention=convention,
+                           variant=variant)
+        return update
+
+    features.requires_grad_(True)
+    if mode == "forward":
+        def forward():
+            impl.loss(features, labels, centers, convention)
+        return forward
+    if mode == "backward":
+        loss = impl.loss(features, labels, centers, convention)
+
+        def backward():
+            features.grad = None
+            loss.backward(retain_graph=True)
+        return backward
+    if mode == "full":
+        def full():
+            features.grad = None
+            impl.loss(features, labels, centers, convention).backward()
+        return full
+    raise ValueError(f"unknown mode {mode!r}; expected forward, backward, full or update")
