@@ -1,0 +1,48 @@
+"""What a report is made of: sections holding figures, tables and one-line notes, in order."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure embedded as a PNG data URI (`image`, "data:image/png;base64,...")."""
+
+    title: str
+    image: str
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A rendered HTML table (pandas Styler output); `collapsed` puts it behind a <details> toggle."""
+
+    title: str
+    html: str
+    caption: str = ""
+    collapsed: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    """One line saying why a piece of the report is left out, or what a reader should know."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """Preformatted text (a grid spec), shown collapsed."""
+
+    title: str
+    text: str
+
+
+@dataclass
+class Section:
+    """One run's part of the report: a heading, its provenance and its blocks."""
+
+    title: str
+    anchor: str
+    kind: str  # "grid" | "bench"
+    provenance: dict
+    blocks: list = field(default_factory=list)

@@ -1,0 +1,33 @@
+"""Build a report: load the runs, build each section step by step (with progress), write the page atomically."""
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ablate.io import atomic_write_text
+from ablate.provenance import now
+from ablate.report.html import render_page
+from ablate.report.runs import load_run
+from ablate.report.sections import empty_section, section_steps
+
+
+def load_runs(run_dirs) -> list:
+    """Every run folder, read before any figure is drawn so that a bad one fails fast (ValueError)."""
+    return [load_run(d) for d in run_dirs]
+
+
+def write_report(runs, out, *, title: str | None = None, progress: bool = True) -> Path:
+    """Write one HTML page of `runs` (from load_runs) to `out`, whole or not at all; returns its path."""
+    sections = []
+    for i, run in enumerate(runs):
+        section = empty_section(run, anchor=f"run{i + 1}")
+        for step in tqdm(section_steps(run), desc=f"report {run.path.name}", unit="part", disable=not progress):
+            section.blocks += step(run)
+        sections.append(section)
+    title = title or "ablate report: " + ", ".join(run.path.name for run in runs)
+    return atomic_write_text(out, render_page(title, now(), sections))
+
+
+def build_report(run_dirs, out, *, title: str | None = None, progress: bool = True) -> Path:
+    """The HTML report of `run_dirs` (grid or bench run folders) written to `out`."""
+    return write_report(load_runs(run_dirs), out, title=title, progress=progress)

@@ -1,0 +1,27 @@
+"""`ablate report`: one self-contained HTML page from one or more run folders."""
+
+from pathlib import Path
+
+import click
+
+from ablate.report.build import load_runs, write_report
+
+
+@click.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/report.html"),
+              show_default=True, help="The HTML file to write.")
+@click.option("--title", default=None, help="Page title (default: the run folder names).")
+def report_command(run_dirs, out, title):
+    """Write an HTML report of RUN_DIRS (grid runs from `ablate grid`, bench runs from `ablate bench`).
+
+    The file is self-contained: figures are embedded PNGs, styles inline, no scripts, no network.
+    """
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise click.BadParameter(f"expected a file name ending in .html, got {out}", param_hint="--out")
+    try:
+        runs = load_runs(run_dirs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    path = write_report(runs, out, title=title)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -1,0 +1,46 @@
+"""Configurations of a grid: which keys vary, the reference slice a figure fixes, series labels."""
+
+import pandas as pd
+
+from ablate.report.styling import format_label
+
+# The paper's settings, fixed when a figure must hold a key at one value (alpha=0.5 as in its
+# lambda figure); a key without a preference takes its smallest value.
+PREFERRED = {"alpha": 0.5, "rule": "paper", "variant": "gather", "convention": "mean"}
+
+
+def varying(df: pd.DataFrame, keys) -> list:
+    """The keys (columns of df) that take more than one value, in the order given."""
+    return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
+
+
+def reference_values(df: pd.DataFrame, keys) -> dict:
+    """One value per key: the preferred one when df has it, else the smallest."""
+    values = {}
+    for key in keys:
+        present = sorted(df[key].dropna().unique())
+        preferred = PREFERRED.get(key)
+        values[key] = preferred if preferred in present else present[0]
+    return values
+
+
+def select(df: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """The rows of df where every key equals its value."""
+    mask = pd.Series(True, index=df.index)
+    for key, value in values.items():
+        mask &= df[key] == value
+    return df[mask]
+
+
+def describe(values: dict) -> str:
+    """'alpha=0.5, rule=paper' (empty when there is nothing to say); unset (None or NaN) values left out."""
+    return ", ".join(f"{k}={format_label(v)}" for k, v in values.items() if not pd.isna(v))
+
+
+def series_labels(df: pd.DataFrame, keys) -> pd.Series:
+    """A label per row naming its values of `keys`: the bare value for one key, 'k=v, ...' for several."""
+    if not keys:
+        return pd.Series("all", index=df.index)
+    if len(keys) == 1:
+        return df[keys[0]].map(format_label)
+    return df[keys].apply(lambda row: describe(row.to_dict()), axis=1)

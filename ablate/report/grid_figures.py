@@ -1,0 +1,254 @@
+"""The grid report's figures: heatmaps over lambda x alpha, metrics against lambda with 95% CI bands,
+2-D feature scatter per lambda with the learned centers, training curves."""
+
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from sklearn.decomposition import PCA
+
+from ablate.report.blocks import Figure, Note
+from ablate.report.configs import describe, reference_values, select, series_labels, varying
+from ablate.report.figures import (panel_grid, plot_band, report_style, series_colors, shared_legend, spread_subset,
+                                   to_data_uri)
+from ablate.report.metrics import CURVE_METRICS, label
+from ablate.report.runs import GridRun
+from ablate.report.styling import format_label
+
+HEATMAP_METRICS = ("test_accuracy", "separation_ratio")
+LAMBDA_METRICS = ("test_accuracy", "intra_class_distance", "inter_class_distance", "separation_ratio")
+MAX_HEATMAP_PANELS = 12
+MAX_ALPHA_COLUMNS = 4
+MAX_LAMBDA_PANELS = 8  # feature scatter panels and curve lines
+MAX_SCATTER_POINTS = 3000  # per panel, drawn at random: enough to show each class's shape, small as a PNG
+
+
+def set_lambda_scale(ax, lambdas) -> None:
+    """An x scale that shows lambda = 0 and spreads the small values: symlog when 0 is among many decades."""
+    positive = [v for v in lambdas if v > 0]
+    if positive and max(positive) / min(positive) > 20:
+        if min(lambdas) == 0:
+            ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+        else:
+            ax.set_xscale("log")
+    ax.set_xticks(lambdas, [format_label(v) for v in lambdas], rotation=45 if len(lambdas) > 4 else 0)
+    ax.minorticks_off()
+
+
+def heatmap_blocks(run: GridRun) -> list:
+    """Mean test accuracy and separation ratio over lambda (columns) x alpha (rows), one panel per rule
+    (per combination of the other keys that vary)."""
+    summary = run.summary
+    if summary.empty:  # summary_blocks says so
+        return []
+    n_lambda, n_alpha = summary["lambda"].nunique(), summary["alpha"].nunique()
+    if n_lambda < 2 or n_alpha < 2:
+        return [Note(f"Heatmaps over lambda x alpha left out: they need two values of each; the run has "
+                     f"{n_lambda} lambda and {n_alpha} alpha.")]
+    panel_keys = [k for k in varying(summary, run.config_columns) if k not in ("lambda", "alpha")]
+    groups = list(summary.groupby(panel_keys)) if panel_keys else [((), summary)]
+    panels = [(key, frame) for key, frame in groups if frame["lambda"].nunique() >= 2 and frame["alpha"].nunique() >= 2]
+    if not panels:
+        return [Note(f"Heatmaps over lambda x alpha left out: no combination of {', '.join(panel_keys)} spans two "
+                     "lambda and two alpha values.")]
+    blocks = []
+    if len(panels) < len(groups):
+        blocks.append(Note(f"Heatmaps show the {len(panels)} combinations of {', '.join(panel_keys)} that span two "
+                           f"lambda and two alpha values; the other {len(groups) - len(panels)} are in the summary."))
+    if len(panels) > MAX_HEATMAP_PANELS:
+        blocks.append(Note(f"Heatmaps show the first {MAX_HEATMAP_PANELS} of {len(panels)} combinations of "
+                           f"{', '.join(panel_keys)}; the summary table has them all."))
+        panels = panels[:MAX_HEATMAP_PANELS]
+    for metric in HEATMAP_METRICS:
+        column = f"{metric}_mean"
+        if column not in summary:
+            blocks.append(Note(f"Heatmap of {label(metric)} left out: the summary has no {column}."))
+            continue
+        with report_style():
+            fig, axes = panel_grid(len(panels), columns=3, panel=(4.6, 3.4))
+            for ax, (key, frame) in zip(axes, panels):
+                grid = frame.pivot(index="alpha", columns="lambda", values=column).sort_index(ascending=False)
+                sns.heatmap(grid, ax=ax, annot=True, fmt=".3g", cmap="viridis", vmin=summary[column].min(),
+                            vmax=summary[column].max(), annot_kws={"size": 7}, cbar_kws={"shrink": 0.85})
+                ax.set_xticklabels([format_label(v) for v in grid.columns], rotation=45 if n_lambda > 5 else 0)
+                ax.set_yticklabels([format_label(v) for v in grid.index], rotation=0)
+                ax.set(xlabel="lambda", ylabel="alpha", title=describe(dict(zip(panel_keys, key))))
+            uri = to_data_uri(fig)
+        blocks.append(Figure(f"{label(metric)} over lambda x alpha", uri,
+                             caption=f"Mean over seeds; one colour scale for all panels. Panels: "
+                                     f"{', '.join(panel_keys) or 'one'}."))
+    return blocks
+
+
+def _lambda_axes(metrics, alphas):
+    """Axes for metric x alpha: a grid (rows: metrics, columns: alpha), or one row of metrics for one alpha.
+
+    Returns (figure, {(metric, alpha): axes}, axes on the bottom row).
+    """
+    if len(alphas) == 1:
+        fig, axes = panel_grid(len(metrics), columns=len(metrics), panel=(3.6, 3.0))
+        return fig, {(m, alphas[0]): ax for m, ax in zip(metrics, axes)}, axes
+    fig = MplFigure(figsize=(3.6 * len(alphas), 2.5 * len(metrics)), layout="constrained")
+    grid = fig.subplots(len(metrics), len(alphas), squeeze=False, sharex=True)
+    for col, alpha in enumerate(alphas):
+        grid[0, col].set_title(f"alpha = {alpha:g}")
+    return fig, {(m, a): grid[r, c] for r, m in enumerate(metrics) for c, a in enumerate(alphas)}, list(grid[-1])
+
+
+def lambda_line_blocks(run: GridRun) -> list:
+    """Accuracy, intra, inter and separation ratio against lambda; mean with its 95% CI band over seeds.
+
+    Panels: metric x alpha (at most MAX_ALPHA_COLUMNS alphas); hue: the other keys that vary (rule, variant...).
+    """
+    summary = run.summary
+    if summary.empty:  # summary_blocks says so
+        return []
+    lambdas = sorted(summary["lambda"].unique())
+    if len(lambdas) < 2:
+        return [Note(f"Metrics against lambda left out: the run has one lambda ({lambdas[0]:g}).")]
+    all_alphas = sorted(summary["alpha"].unique())
+    alphas = spread_subset(all_alphas, MAX_ALPHA_COLUMNS)
+    series_keys = [k for k in varying(summary, run.config_columns) if k not in ("lambda", "alpha")]
+    only_variant = None
+    if "variant" in series_keys and len(series_keys) > 1:  # variants are compared in their own table
+        only_variant = reference_values(summary, ["variant"])["variant"]
+        summary = summary[summary["variant"] == only_variant]
+        series_keys.remove("variant")
+    data = summary.assign(series=series_labels(summary, series_keys))
+    names = sorted(data["series"].unique())
+    colors = series_colors(names)
+    metrics = [m for m in LAMBDA_METRICS if f"{m}_mean" in summary]
+    with report_style():
+        fig, axes, bottom_row = _lambda_axes(metrics, alphas)
+        for (metric, alpha), ax in axes.items():
+            for name in names:
+                s = data[(data["alpha"] == alpha) & (data["series"] == name)].sort_values("lambda")
+                mean, ci = s[f"{metric}_mean"], s[f"{metric}_ci95"]
+                plot_band(ax, s["lambda"], mean, mean - ci, mean + ci, colors[name], name)
+            set_lambda_scale(ax, lambdas)
+            top = ax.get_ylim()[1]
+            ax.set_ylim(0, top * 1.04)  # from 0, so that a change reads at its true size
+            ax.set_ylabel(label(metric))
+            if len(alphas) == 1:
+                ax.set_title(label(metric))
+        for ax in bottom_row:
+            ax.set_xlabel("lambda")
+        if len(names) > 1:
+            shared_legend(fig, list(axes.values()), title=", ".join(series_keys))
+        uri = to_data_uri(fig)
+    caption = "Mean over seeds; band: 95% t-interval over seeds. The x axis includes lambda = 0 (softmax alone)."
+    if only_variant is not None:
+        caption += f" Variant {only_variant}; the others are compared under Variant agreement."
+    if len(alphas) == 1:
+        caption += f" alpha = {alphas[0]:g}."
+    elif len(alphas) < len(all_alphas):
+        caption += f" Columns show alpha in {{{', '.join(map(format_label, alphas))}}} of {len(all_alphas)} values."
+    return [Figure("Metrics against lambda", uri, caption=caption)]
+
+
+def _reference_cells(run: GridRun, free_keys) -> tuple:
+    """The finished cells with every varying key except `free_keys` at its reference value, and those values."""
+    finished = run.results[run.results["status"] != "failed"]
+    keys = [k for k in varying(run.results, run.config_columns + ["seed"]) if k not in free_keys]
+    fixed = reference_values(finished, keys) if not finished.empty else {}
+    return select(finished, fixed), fixed
+
+
+def _load_features(path):
+    """(features (N, D), labels (N,), centers (C, D)) from a cell's .npz."""
+    with np.load(path) as npz:
+        return npz["features"], npz["labels"], npz["centers"]
+
+
+def _to_2d(features, centers) -> tuple:
+    """Features (N, 2) and centers (C, 2): as they are when D = 2, else projected by a PCA of the features;
+    with the share of variance kept (1.0 when D = 2)."""
+    if features.shape[1] <= 2:
+        return features, centers, 1.0
+    pca = PCA(n_components=2).fit(features)
+    return pca.transform(features), pca.transform(centers), float(pca.explained_variance_ratio_.sum())
+
+
+def feature_scatter_blocks(run: GridRun) -> list:
+    """Test features of one cell per lambda, coloured by class, with the learned centers as crosses."""
+    cells, fixed = _reference_cells(run, free_keys=("lambda",))
+    cells = cells[cells["status"] == "ok"].sort_values("lambda")
+    lambdas = spread_subset(cells["lambda"].unique(), MAX_LAMBDA_PANELS)
+    panels = []
+    for lam in lambdas:
+        cell = cells[cells["lambda"] == lam].iloc[0]
+        path = run.features_path(cell["cell_id"])
+        if path.exists():
+            features, labels, centers = _load_features(path)
+            if np.isfinite(features).all() and np.isfinite(centers).all():
+                panels.append((lam, cell, features, labels, centers))
+    if not panels:
+        return [Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
+    num_classes = panels[0][4].shape[0]
+    palette = sns.color_palette("tab10" if num_classes <= 10 else "husl", num_classes)
+    rng = np.random.default_rng(0)
+    kept = []
+    with report_style():
+        fig, axes = panel_grid(len(panels), columns=len(panels) if len(panels) <= 5 else 4, panel=(3.3, 3.3))
+        for ax, (lam, cell, features, labels, centers) in zip(axes, panels):
+            xy, centers_xy, share = _to_2d(features, centers)
+            kept.append(share)
+            shown = rng.choice(len(xy), size=min(len(xy), MAX_SCATTER_POINTS), replace=False)
+            ax.scatter(xy[shown, 0], xy[shown, 1], c=[palette[c] for c in labels[shown]], s=4, alpha=0.6,
+                       linewidths=0)
+            ax.scatter(centers_xy[:, 0], centers_xy[:, 1], c=palette, marker="X", s=80, edgecolors="black",
+                       linewidths=0.9)
+            ax.set_aspect("equal", adjustable="datalim")
+            accuracy = cell.get("test_accuracy", np.nan)
+            ax.set_title(f"lambda = {lam:g}, test acc {accuracy:.3f}")
+            ax.tick_params(labelsize=7)
+        if num_classes <= 10:
+            handles = [Line2D([], [], marker="o", linestyle="", color=palette[c], label=str(c))
+                       for c in range(num_classes)]
+            handles.append(Line2D([], [], marker="X", linestyle="", color="white", markeredgecolor="black",
+                                  markersize=9, label="center"))
+            fig.legend(handles=handles, title="class", loc="outside lower center", ncols=len(handles),
+                       frameon=False)
+        uri = to_data_uri(fig)
+    caption = (f"Test features of one cell per lambda ({describe(fixed) or 'the only configuration'}); crosses: "
+               "the learned centers. Axes are each panel's own.")
+    if min(kept) < 1.0:
+        caption += (f" feat_dim {panels[0][2].shape[1]} > 2: PCA to 2-D, keeping {min(kept):.0%} to "
+                    f"{max(kept):.0%} of the variance.")
+    return [Figure("Features per lambda", uri, caption=caption)]
+
+
+def curve_blocks(run: GridRun) -> list:
+    """Softmax loss, center loss and train accuracy per epoch for each lambda (the reference slice)."""
+    curves = run.curves
+    if curves.empty:
+        return [Note("Training curves left out: no cell recorded per-epoch curves.")]
+    if curves["epoch"].nunique() < 2:
+        return [Note("Training curves left out: the cells trained for one epoch.")]
+    cells, fixed = _reference_cells(run, free_keys=("lambda", "seed"))
+    lambdas = spread_subset(sorted(cells["lambda"].unique()), MAX_LAMBDA_PANELS)
+    cells = cells[cells["lambda"].isin(lambdas)]
+    data = curves.merge(cells[["cell_id", "lambda", "seed"]], on="cell_id")
+    if data.empty:
+        return [Note(f"Training curves left out: no finished cell at {describe(fixed)} recorded curves.")]
+    data["lambda_label"] = data["lambda"].map(format_label)
+    hue_order = [format_label(v) for v in lambdas]
+    metrics = [m for m in CURVE_METRICS if m in set(data["metric"])]
+    several_seeds = data["seed"].nunique() > 1
+    with report_style():
+        fig, axes = panel_grid(len(metrics), columns=3, panel=(4.2, 3.0))
+        for i, (ax, metric) in enumerate(zip(axes, metrics)):
+            values = data[data["metric"] == metric]
+            sns.lineplot(values, x="epoch", y="value", hue="lambda_label", hue_order=hue_order, palette="viridis",
+                         errorbar=("pi", 100) if several_seeds else None, ax=ax, legend=i == 0)
+            if metric == "center_loss" and (values["value"] > 0).all():
+                ax.set_yscale("log")
+            ax.set(title=CURVE_METRICS[metric], ylabel=CURVE_METRICS[metric])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if axes[0].get_legend() is not None:
+            axes[0].get_legend().set_title("lambda")
+        uri = to_data_uri(fig)
+    caption = f"{describe(fixed) or 'All cells'}; lines: mean over seeds"
+    caption += "; band: range over seeds." if several_seeds else "."
+    return [Figure("Training curves", uri, caption=caption)]

@@ -1,0 +1,130 @@
+"""The grid report's tables: run status, summary (mean +/- 95% CI, best highlighted), variant agreement."""
+
+import numpy as np
+import pandas as pd
+
+from ablate.report.blocks import Note, Table
+from ablate.report.configs import describe, varying
+from ablate.report.metrics import METRICS, label
+from ablate.report.runs import GridRun
+from ablate.report.styling import BEST_CSS, plain_table, render
+
+STATUSES = ("ok", "diverged", "failed")
+AGREEMENT_METRICS = ("test_accuracy", "separation_ratio", "intra_class_distance", "inter_class_distance")
+
+
+def status_blocks(run: GridRun) -> list:
+    """How many cells finished, diverged or failed; the cells that did not finish ok, with why."""
+    results = run.results
+    counts = results["status"].value_counts()
+    order = [s for s in ("ok", "diverged", "failed") if s in counts] + [s for s in counts.index if s not in STATUSES]
+    blocks = [Note(f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order) + ".")]
+    unfinished = results[results["status"] != "ok"]
+    if not unfinished.empty:
+        columns = ["cell_id", "status", *varying(results, run.config_columns + ["seed"]), "diverged_epoch", "error"]
+        blocks.append(Table("Failed and diverged cells", plain_table(unfinished[[c for c in columns if c in unfinished]]),
+                            caption="These cells are left out of the summary, heatmaps and bands (ok cells only).",
+                            collapsed=True))
+    return blocks
+
+
+def _mean_ci_text(mean: float, ci: float) -> str:
+    if not np.isfinite(mean):
+        return ""
+    return f"{mean:.4g} ± {ci:.2g}" if np.isfinite(ci) else f"{mean:.4g}"
+
+
+def summary_frames(run: GridRun) -> tuple:
+    """(text, means, fixed): per configuration (index: the keys that vary), "mean ± ci95" per metric label
+    after a seeds column; the means alone, same index and labels; the config values every cell shares."""
+    summary = run.summary
+    keys = varying(summary, run.config_columns)
+    fixed = {k: summary[k].iloc[0] for k in run.config_columns if k not in keys}
+    metrics = [m for m in METRICS if f"{m}_mean" in summary]
+    ordered = summary.sort_values(keys) if keys else summary
+    index = pd.MultiIndex.from_frame(ordered[keys]) if keys else pd.Index(["all"], name="configuration")
+    means = pd.DataFrame({label(m): ordered[f"{m}_mean"].to_numpy() for m in metrics}, index=index)
+    text = pd.DataFrame({label(m): [_mean_ci_text(a, b) for a, b in zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"])]
+                         for m in metrics}, index=index)
+    text.insert(0, "seeds", ordered["n_seeds"].to_numpy())
+    return text, means, fixed
+
+
+def best_cells(means: pd.DataFrame, seeds) -> pd.DataFrame:
+    """True at the best mean of each metric with a direction (ties all marked), among the configurations
+    with the most seeds (one lucky seed does not outrank three); nothing with one row."""
+    best = pd.DataFrame(False, index=means.index, columns=means.columns)
+    if len(means) < 2:
+        return best
+    candidates = means[np.asarray(seeds) == np.max(seeds)]
+    directions = {label(m): d for m, (_, d) in METRICS.items()}
+    for column in means.columns:
+        direction, values = directions.get(column, 0), candidates[column]
+        if direction and values.notna().any():
+            target = values.max() if direction > 0 else values.min()
+            best[column] = (means[column] == target) & (np.asarray(seeds) == np.max(seeds))
+    return best
+
+
+def summary_blocks(run: GridRun) -> list:
+    """Per configuration: seeds and mean ± 95% CI half-width of each metric; the best mean in bold."""
+    if run.summary.empty:
+        return [Note("Summary, heatmaps and metrics against lambda left out: no cell finished with status ok.")]
+    text, means, fixed = summary_frames(run)
+    best = best_cells(means, text["seeds"])
+    css = pd.DataFrame("", index=text.index, columns=text.columns)
+    css[best.columns] = np.where(best, BEST_CSS, "")
+    html = render(text.style.apply(lambda _: css, axis=None))
+    caption = ("Mean ± half-width of the 95% t-interval over seeds; bold: the best mean of each metric among the "
+               "configurations with the most seeds (lower is better for distances within a class and times).")
+    if fixed:
+        caption += f" Fixed in every cell: {describe(fixed)}."
+    blocks = [Table("Summary over seeds", html, caption=caption)]
+    if run.summary["n_seeds"].max() < 2:
+        blocks.append(Note("One seed per configuration: no 95% confidence intervals or bands."))
+    return blocks
+
+
+def variant_agreement(run: GridRun) -> tuple:
+    """For the ok cells that differ only in variant, where two or more variants finished: (per metric: cells
+    compared, max and mean difference and where it is largest; per cell: each metric per variant and its
+    max - min over the variants that ran). None if the run has one variant."""
+    results = run.results
+    if "variant" not in results or results["variant"].nunique() < 2:
+        return None
+    ok = results[results["status"] == "ok"]
+    cell_keys = [k for k in varying(results, run.config_columns + ["seed"]) if k != "variant"] or ["seed"]
+    metrics = [m for m in AGREEMENT_METRICS if m in ok]
+    wide = ok.pivot(index=cell_keys, columns="variant", values=metrics)
+    wide = wide[wide[metrics[0]].notna().sum(axis=1) >= 2]
+    rows, detail = [], {}
+    for m in metrics:
+        per_variant = wide[m]
+        spread = per_variant.max(axis=1) - per_variant.min(axis=1)
+        rows.append({"metric": label(m), "cells compared": len(spread), "max difference": spread.max(),
+                     "mean difference": spread.mean(),
+                     "where largest": _cell_name(spread.idxmax(), cell_keys) if len(spread) else ""})
+        for variant in per_variant.columns:
+            detail[(label(m), variant)] = per_variant[variant]
+        detail[(label(m), "max diff")] = spread
+    return pd.DataFrame(rows), pd.DataFrame(detail)
+
+
+def variant_agreement_blocks(run: GridRun) -> list:
+    agreement = variant_agreement(run)
+    if agreement is None:
+        only = run.results["variant"].iloc[0] if len(run.results) else "none"
+        return [Note(f"Variant agreement left out: the run has one variant ({only}).")]
+    per_metric, per_cell = agreement
+    if per_cell.empty:
+        return [Note("Variant agreement left out: no cell finished under two variants.")]
+    caption = ("Cells with the same settings and seed, trained with each variant of the loss. The variants compute "
+               "the same loss, so differences come from floating-point rounding, which training amplifies over "
+               "its epochs, and from naive's clamp.")
+    return [Table("Variant agreement", plain_table(per_metric), caption=caption),
+            Table("Variant agreement per cell", render(per_cell.style.format("{:.4g}", na_rep="")), collapsed=True)]
+
+
+def _cell_name(index_value, keys) -> str:
+    values = index_value if isinstance(index_value, tuple) else (index_value,)
+    return describe(dict(zip(keys, values)))

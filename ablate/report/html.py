@@ -1,0 +1,30 @@
+"""Render report sections into one self-contained HTML page (inline CSS, embedded PNGs, no scripts)."""
+
+from pathlib import Path
+
+import jinja2
+
+from ablate.report.blocks import Figure, Note, Table, Text
+
+# Provenance keys shown in each section's header, in this order; the rest are behind "Full provenance".
+HEADLINE_KEYS = ("started_at", "finished_at", "interrupted", "git_commit", "git_dirty", "host",
+                 "device_type", "gpu", "cpu", "cpu_count", "torch", "cuda", "triton", "python", "command")
+
+
+def headline(provenance: dict) -> list:
+    """[(key, value)] of the headline provenance keys that the run recorded."""
+    return [(k, provenance[k]) for k in HEADLINE_KEYS if provenance.get(k) not in (None, "")]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.tests.update(note=lambda b: isinstance(b, Note), figure=lambda b: isinstance(b, Figure),
+                     table=lambda b: isinstance(b, Table), text=lambda b: isinstance(b, Text))
+    env.globals["headline"] = headline
+    return env
+
+
+def render_page(title: str, generated: str, sections: list) -> str:
+    """The whole page as a string."""
+    return _environment().get_template("report.html.j2").render(title=title, generated=generated, sections=sections)

@@ -1,0 +1,28 @@
+"""One report section per run: the blocks of a grid run or of a bench run, in reading order."""
+
+from ablate.report.bench_figures import roof_blocks, speedup_blocks, time_blocks
+from ablate.report.bench_tables import numerics_blocks, raw_blocks, skipped_blocks, train_step_blocks
+from ablate.report.blocks import Section, Text
+from ablate.report.grid_figures import curve_blocks, feature_scatter_blocks, heatmap_blocks, lambda_line_blocks
+from ablate.report.grid_tables import status_blocks, summary_blocks, variant_agreement_blocks
+from ablate.report.runs import GridRun
+
+
+def spec_blocks(run: GridRun) -> list:
+    return [Text("grid.toml", run.grid_spec)] if run.grid_spec else []
+
+
+GRID_STEPS = (status_blocks, summary_blocks, heatmap_blocks, lambda_line_blocks, feature_scatter_blocks, curve_blocks,
+              variant_agreement_blocks, spec_blocks)
+BENCH_STEPS = (time_blocks, speedup_blocks, roof_blocks, numerics_blocks, train_step_blocks, skipped_blocks,
+               raw_blocks)
+
+
+def section_steps(run) -> tuple:
+    """The block builders for `run`, each run -> list of blocks."""
+    return GRID_STEPS if isinstance(run, GridRun) else BENCH_STEPS
+
+
+def empty_section(run, anchor: str) -> Section:
+    kind = "grid" if isinstance(run, GridRun) else "bench"
+    return Section(title=f"{kind} run {run.path.name}", anchor=anchor, kind=kind, provenance=run.provenance)
