@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(TORCH)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,triton]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,triton,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,3 +22,43 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -q
+
+# The fused Triton kernels compiled and run on CUDA, on the GPU machine (no venv); CI runs the same
+# tests on the CPU under Triton's interpreter.
+.PHONY: test-fused-gpu
+test-fused-gpu:
+	TRITON_INTERPRET=0 PYTHONPATH=. python3 -m pytest -q tests/test_fused.py
+
+# The standard CPU study into runs/bench/, then its report. TRITON_INTERPRET=1 lets the fused kernel
+# join the numerics (correctness only); it is not timed on the CPU.
+.PHONY: bench bench-gpu bench-baseline
+bench: install
+	TRITON_INTERPRET=1 $(BIN)/python -m ablate bench --suite cpu --device cpu --out runs/bench
+	$(BIN)/python -m ablate report runs/bench --out reports/bench.html
+
+# The GPU study, on a machine with its own torch and no package registry: no venv, no install.
+# Under 8 minutes on one H200. Rerun with the same GPU_RUN to resume an interrupted run.
+GPU_RUN ?= runs/gpu/$(shell date +%Y%m%d-%H%M%S)
+bench-gpu:
+	PYTHONPATH=. python3 -m ablate bench --suite gpu --device cuda --out $(GPU_RUN)
+
+# Refreshes ablate/bench/baseline.json, the CI gate's same-process time ratios.
+bench-baseline: install
+	@echo "Refresh the baseline only when a change is meant to change speed (a new algorithm, an accepted"
+	@echo "trade-off) or the reference machine changed; never to silence an unexplained slowdown."
+	@echo "Commit ablate/bench/baseline.json with the reason in the message."
+	$(BIN)/python -m ablate bench --write-baseline
+
+# The HTML report of the standard ablation run (runs/ablation), written to reports/ablation.html; prints its path.
+# REPORT_RUNS adds run folders to it, e.g. REPORT_RUNS=runs/bench.
+.PHONY: ablation-report
+ablation-report: install
+	$(BIN)/python -m ablate report runs/ablation $(REPORT_RUNS) --out reports/ablation.html
+
+# The default grid (lambda x alpha x rule x 3 seeds on digits, and every variant on a subset) into
+# runs/ablation/, two cells at a time, then its report. TRITON_INTERPRET=1 lets the fused variant's
+# cells run on the CPU. Rerun to resume: finished cells are kept.
+.PHONY: ablation
+ablation: install
+	TRITON_INTERPRET=1 $(BIN)/python -m ablate grid default --workers 2 --out runs/ablation
+	$(MAKE) --no-print-directory ablation-report

@@ -2,7 +2,11 @@
 
 import click
 
+from ablate.bench.cli import bench_command
+from ablate.grid.cli import grid_command
 from ablate.loss import VARIANTS, available_variants, get_variant
+from ablate.report.cli import report_command
+from ablate.train.cli import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,3 +24,9 @@ def variants_command(device):
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"
         click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}")
+
+
+main.add_command(bench_command)
+main.add_command(grid_command)
+main.add_command(train_command)
+main.add_command(report_command)

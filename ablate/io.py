@@ -6,6 +6,16 @@ import tempfile
 from pathlib import Path
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file: mkstemp's temp files are 0600, which a rename would keep."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write `data` to a temp file in the target folder, fsync it, then rename it over `path`."""
     path = Path(path)
@@ -16,6 +26,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -39,6 +50,7 @@ def atomic_write_with(path, writer) -> Path:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

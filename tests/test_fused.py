@@ -26,10 +26,11 @@ import torch
 
 pytest.importorskip("triton", reason="the fused variant needs Triton (the package's `triton` extra)")
 
-from ablate.bench.cost import LABEL_BYTES  # noqa: E402
+from ablate.traffic import LABEL_BYTES  # noqa: E402
 from ablate.kernels.fused import FUSED_RULES, fused_bytes, fused_update_centers  # noqa: E402
 from ablate.loss import CONVENTIONS, available_variants, center_loss, update_centers  # noqa: E402
 from ablate.loss.reference import reference_grads, reference_loss, reference_update  # noqa: E402
+from numerics import absent_classes, normwise_error  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = [
@@ -66,15 +67,6 @@ def make_case(name, dtype, device, seed=0):
         centers = centers.t().contiguous().t()
         labels = torch.stack([labels, labels], dim=1).reshape(-1)[::2].to(torch.int32)
     return features.to(device, dtype), labels.to(device), centers.to(device, dtype)
-
-
-def normwise_error(got, ref) -> float:
-    ref = ref.detach().double().cpu()
-    return float((got.detach().double().cpu() - ref).abs().max() / ref.abs().max().clamp_min(1e-300))
-
-
-def absent_classes(labels, num_classes):
-    return sorted(set(range(num_classes)) - set(labels.tolist()))
 
 
 @pytest.mark.parametrize("case", CASES)
