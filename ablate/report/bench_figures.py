@@ -70,22 +70,25 @@ def _sweep_figure(panels, x, y, *, band=None, ylabel, log_y=True, reference_line
         return to_data_uri(fig)
 
 
+def _sweep_blocks(rows: pd.DataFrame, column: str, title: str, caption: str, what: str, **figure_options) -> list:
+    """One figure of `column` per size axis swept over two or more values; a note when none is."""
+    blocks = []
+    for x in SIZE_AXES:
+        panels = sweep_panels(rows, x)
+        if panels:
+            uri = _sweep_figure(panels, x, column, **figure_options)
+            blocks.append(Figure(f"{title} {SIZE_AXES[x]}", uri, caption=caption))
+    return blocks or [Note(f"{what} figures left out: no size axis was swept over two or more values.")]
+
+
 def time_blocks(run: BenchRun) -> list:
     """Median time against classes, batch and dim; band from the 20th to the 80th percentile."""
     rows = timed_rows(run.bench)
     if rows.empty:
         return [Note("Timing figures left out: no bench row was timed (see the notes in the raw table).")]
-    blocks = []
-    for x in SIZE_AXES:
-        panels = sweep_panels(rows, x)
-        if panels:
-            uri = _sweep_figure(panels, x, "time_ms_p50", band=("time_ms_p20", "time_ms_p80"), ylabel="time (ms)")
-            blocks.append(Figure(f"Time against {SIZE_AXES[x]}", uri,
-                                 caption="Median time per call, log-log; band: 20th to 80th percentile of the "
-                                         "timed rounds."))
-    if not blocks:
-        blocks.append(Note("Timing figures left out: no size axis was swept over two or more values."))
-    return blocks
+    return _sweep_blocks(rows, "time_ms_p50", "Time against",
+                         "Median time per call, log-log; band: 20th to 80th percentile of the timed rounds.",
+                         "Timing", band=("time_ms_p20", "time_ms_p80"), ylabel="time (ms)")
 
 
 def speedup_table(bench: pd.DataFrame) -> pd.DataFrame:
@@ -100,17 +103,10 @@ def speedup_blocks(run: BenchRun) -> list:
     speedups = speedup_table(run.bench)
     if speedups.empty:
         return [Note("Speedup against naive left out: naive was not timed at the same points as another variant.")]
-    blocks = []
-    for x in SIZE_AXES:
-        panels = sweep_panels(speedups, x)
-        if panels:
-            uri = _sweep_figure(panels, x, "speedup", ylabel="speedup over naive", reference_line=(1.0, "naive"))
-            blocks.append(Figure(f"Speedup against naive over {SIZE_AXES[x]}", uri,
-                                 caption="naive's median time divided by each variant's at the same point; "
-                                         "above the dashed line is faster than naive."))
-    if not blocks:
-        blocks.append(Note("Speedup figures left out: no size axis was swept over two or more values."))
-    return blocks
+    return _sweep_blocks(speedups, "speedup", "Speedup against naive over",
+                         "naive's median time divided by each variant's at the same point; "
+                         "above the dashed line is faster than naive.",
+                         "Speedup", ylabel="speedup over naive", reference_line=(1.0, "naive"))
 
 
 def roof_blocks(run: BenchRun) -> list:
