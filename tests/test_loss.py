@@ -155,3 +155,24 @@ def test_naive_bfloat16_cancellation_is_measured_and_bounded():
 
 def test_compiled_available_on_this_cpu_matches_registry():
     assert {"naive", "gather"} <= set(available_variants("cpu"))
+
+
+def test_compiled_stays_compiled_past_dynamos_default_recompile_limit():
+    """dynamo recompiles per dtype, convention, grad state and thread count, and past its recompile limit
+    (8 by default) it would silently run the function eagerly: `compiled` would then time eager code.
+    12 guard states here; with the limit hit made an error, any eager fallback fails the test."""
+    if "compiled" not in available_variants("cpu"):
+        pytest.skip("torch.compile cannot build code on this machine")
+    threads = torch.get_num_threads()
+    try:
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+            for num_threads in (1, 2):
+                torch.set_num_threads(num_threads)
+                for dtype in (torch.float64, torch.float32):
+                    for convention in CONVENTIONS:
+                        features, labels, centers = make_case("odd-duplicates-absent", dtype)
+                        loss = center_loss(features.requires_grad_(), labels, centers, variant="compiled",
+                                           convention=convention)
+                        assert normwise_error(loss, reference_loss(features, labels, centers, convention)) <= TOL[dtype]
+    finally:
+        torch.set_num_threads(threads)

@@ -8,19 +8,23 @@ import torch
 from ablate.loss.gather import gather_center_loss
 
 
-@functools.cache
-def _compiled_gather(convention: str):
-    # One compiled function per convention, and dynamic=True so one graph serves every batch size:
-    # recompiles stay per dtype, far below dynamo's recompile limit (past it, it would silently run eager).
-    def loss(features, labels, centers):
-        return gather_center_loss(features, labels, centers, convention)
+# dynamo keeps one cache per code object and adds an entry per guard state it meets: dtype, convention,
+# device, which inputs require grad, torch's thread count. Past config.recompile_limit (8 by default) it
+# would silently run the function eagerly, and `compiled` would be timed as eager code. 64 covers
+# 3 conventions x 4 dtypes x 2 grad states x 2 thread counts with room; raising a limit changes nothing
+# for other compiled code but how many specializations it may keep.
+RECOMPILE_LIMIT = 64
 
-    return torch.compile(loss, dynamic=True)
+
+@functools.cache
+def _compiled_gather():
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    return torch.compile(gather_center_loss, dynamic=True)  # dynamic: one graph serves every batch size
 
 
 def compiled_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim loss; same math as `gather`."""
-    return _compiled_gather(convention)(features, labels, centers)
+    return _compiled_gather()(features, labels, centers, convention)
 
 
 def compile_available(device: torch.device) -> bool:
