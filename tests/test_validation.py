@@ -1,9 +1,12 @@
-"""Bad input gets a ValueError or TypeError whose message names what was expected."""
+"""Bad input gets a ValueError or TypeError whose message names what was expected; the finiteness check."""
+
+import math
 
 import pytest
 import torch
 
 from ablate.loss import VARIANTS, available_variants, center_loss, get_variant
+from ablate.loss.validation import all_finite
 
 F, Y, C = torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), torch.randn(3, 3)
 
@@ -52,3 +55,21 @@ def test_registry_lists_every_variant_with_its_cost():
 def test_fused_is_unavailable_on_cpu_without_the_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert "fused" not in available_variants("cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_all_finite_finds_one_bad_element(dtype, bad):
+    t = torch.randn(37, 5).to(dtype)
+    assert all_finite(t)
+    t[17, 3] = bad
+    assert not all_finite(t)
+
+
+def test_all_finite_when_infinities_of_both_signs_would_cancel_in_a_sum():
+    assert not all_finite(torch.tensor([math.inf, -math.inf, 1.0]))
+
+
+def test_all_finite_when_only_the_sum_overflows():
+    big = torch.finfo(torch.float32).max
+    assert all_finite(torch.tensor([big, big, -1.0]))  # the float32 sum is inf; every element is finite

@@ -92,7 +92,7 @@ def torch_update_ops(B: int, C: int, D: int, e: int, a: int) -> list:
     cast = e != a
     return [
         (2 * B * i, 0),                    # labels.min(), labels.max() (input check)
-        (B * D * e, B),                    # isfinite(features).all()
+        (B * D * e, a), (a, 1),            # all_finite(features): sum, isfinite of the sum
         (B * i, 3 * B * i),                # unique(labels): sort -> classes, inverse, counts
         (U * i + U * D * e, U * D * e),    # centers.index_select(0, classes) -> old (U, D)
         *([(U * D * e, U * D * a), (B * D * e, B * D * a)] if cast else []),  # old, features to float32
@@ -100,10 +100,9 @@ def torch_update_ops(B: int, C: int, D: int, e: int, a: int) -> list:
         (2 * B * D * a, B * D * a),        # minus features                   -> delta (B, D)
         (0, U * D * a),                    # zeros_like(old)                  -> (U, D)
         (B * i + B * D * a + U * D * a, U * D * a),  # index_add_(delta)      -> delta_sum (U, D)
-        (2 * U * D * a, U * D * a),        # step * delta_sum                 -> (U, D)
-        (2 * U * D * a, U * D * a),        # old - that                       -> rows (U, D)
+        (2 * U * D * a + U * a, U * D * a),  # addcmul(old, step, delta_sum, value=-1) -> rows (U, D)
         *([(U * D * a, U * D * e)] if cast else []),  # rows.to(dtype)
-        (U * D * e, U),                    # isfinite(rows).all()
+        (U * D * e, a), (a, 1),            # all_finite(rows): sum, isfinite of the sum
         (U * i + U * D * e, U * D * e),    # centers.index_copy_(0, classes, rows)
     ]
 

@@ -176,7 +176,7 @@ def fused_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtyp
                   half dtypes, the cast to the centers' dtype CDa + CDe
         full      forward + backward
         update    the whole update_centers(..., variant="fused") call: its checks (labels min and max
-                  2Bi, isfinite(features).all() BDe + 2B + 1), alpha and flag a + 4, then the kernels,
+                  2Bi, all_finite(features) BDe + 2a + 1), alpha and flag a + 4, then the kernels,
                   each of which after claim also reads the labels and their owners (Bi + 4B):
                   claim Bi + 4B; seed 2UDe + UDa + 4U; accumulate 2(B-U)De + 2(B-U)(Da + 4);
                   step a + 4U + UD(2a + e) + 8P; commit 4P + UDa + UDe; the flag read back 4
@@ -206,7 +206,7 @@ def fused_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtyp
         table = B * i + B * 4  # every kernel after claim reads the labels and their owners
         ops = [
             (2 * B * i, 0),                                    # check_inputs: labels.min(), labels.max()
-            (B * D * e, B), (B, 1),                            # isfinite(features), .all()
+            (B * D * e, a), (a, 1),                            # all_finite(features): sum, isfinite
             (0, a), (0, 4),                                    # alpha tensor, zeroed flag
             (B * i, B * 4),                                    # claim_rows_kernel
             (table + 2 * U * D * e, U * D * a + U * 4),        # seed_rows_kernel

@@ -5,7 +5,7 @@ import torch
 from ablate.loss.conventions import CONVENTIONS
 from ablate.loss.registry import get_variant
 from ablate.loss.updates import RULES, torch_updated_rows
-from ablate.loss.validation import check_alpha, check_inputs
+from ablate.loss.validation import all_finite, check_alpha, check_inputs
 
 
 def _check_choice(kind: str, value: str, choices) -> None:
@@ -41,13 +41,13 @@ def update_centers(centers, features, labels, *, alpha: float, rule: str = "pape
     check_inputs(features, labels, centers)
     check_alpha(alpha, rule)
     labels = labels.long()
-    if not torch.isfinite(features).all():
+    if not all_finite(features):
         raise ValueError("features must be finite to update the centers; the centers were left untouched")
     if impl.update is not None and rule in impl.update_rules:
         # The kernel writes in place; it checks finiteness itself before committing.
         impl.update(centers, features.detach(), labels, alpha, rule, convention)
         return
     classes, rows = torch_updated_rows(centers, features.detach(), labels, alpha=alpha, rule=rule, convention=convention)
-    if not torch.isfinite(rows).all():
+    if not all_finite(rows):
         raise ValueError(f"the {rule!r} step with alpha={alpha} gave non-finite centers; the centers were left untouched")
     centers.index_copy_(0, classes, rows)

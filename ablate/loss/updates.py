@@ -38,4 +38,4 @@ def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, co
     delta = old.index_select(0, slot) - features.to(work_dtype)  # (B, D): c_{y_i} - x_i
     delta_sum = torch.zeros_like(old).index_add_(0, slot, delta)  # (U, D)
     step = row_step_sizes(rule, alpha, counts, convention, features.shape[0]).to(work_dtype)  # (U, 1)
-    return classes, (old - step * delta_sum).to(centers.dtype)
+    return classes, torch.addcmul(old, step, delta_sum, value=-1).to(centers.dtype)  # old - step * delta_sum
