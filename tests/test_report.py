@@ -164,6 +164,14 @@ def test_missing_pieces_leave_notes_not_crashes(tmp_path, monkeypatch):
     assert "PCA to 2-D" in out.read_text()
 
 
+@pytest.mark.parametrize("unfinished", ["failed_cells", "diverged_cells"])
+def test_two_variants_with_no_ok_cell_leave_a_note(tmp_path, unfinished):
+    run = make_grid_run(tmp_path / "bad", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),
+                        variants=("gather", "naive"), **{unfinished: 4})
+    page = parse(build_report([run], tmp_path / "bad.html", progress=False).read_text())
+    assert "Variant agreement left out: no cell finished under two variants." in page.notes
+
+
 def test_one_epoch_and_no_features_leave_notes(tmp_path):
     run = make_grid_run(tmp_path / "short", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),
                         epochs=1, features=False)

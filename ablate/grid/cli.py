@@ -9,6 +9,8 @@ import pandas as pd
 from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import bundled_grids, load_spec, parse_set_option
+from ablate.grid.store import STATUSES
+from ablate.grid.tables import mean_ci_text
 
 SUMMARY_METRICS = ("test_accuracy", "nearest_center_accuracy", "separation_ratio", "intra_class_distance")
 
@@ -34,14 +36,13 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
     table = summary[keys + ["n_seeds"]].copy()
     for metric in SUMMARY_METRICS:
         if f"{metric}_mean" in summary:
-            table[metric] = [f"{m:.4g} ± {c:.2g}" if pd.notna(c) else f"{m:.4g}"
-                             for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
+            table[metric] = [mean_ci_text(m, c) for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
     return "mean ± 95% CI half-width over seeds (ok cells)\n" + table.to_string(index=False)
 
 
 def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
     counts = outcome.status_counts()
-    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed"))
+    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
                + f" ({outcome.ran} run now); tables in {run_dir}/results.parquet, summary.parquet")
     if not quiet and (text := _summary_text(outcome, run_dir)):
         click.echo(text)

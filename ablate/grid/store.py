@@ -12,6 +12,7 @@ from pathlib import Path
 from ablate.io import atomic_write_bytes, atomic_write_json
 
 FINISHED = ("ok", "diverged")
+STATUSES = (*FINISHED, "failed")
 
 
 class RunLockedError(RuntimeError):

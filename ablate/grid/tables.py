@@ -59,6 +59,13 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns).reset_index()
 
 
+def mean_ci_text(mean: float, ci: float) -> str:
+    """'0.9574 ± 0.011' for a summary cell; the mean alone without an interval, '' without a mean."""
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.4g} ± {ci:.2g}" if pd.notna(ci) else f"{mean:.4g}"
+
+
 def write_tables(run_dir, records: list) -> pd.DataFrame:
     """Write results, curves and summary (.parquet, and .csv but for curves) atomically; returns results."""
     run_dir = Path(run_dir)

@@ -116,13 +116,8 @@ def roof_blocks(run: BenchRun) -> list:
     if rows.empty:
         device = ", ".join(sorted(set(run.bench["device"]))) or "unknown"
         return [Note(f"Roof fraction left out: it is measured on CUDA only; this run's device is {device}.")]
-    blocks = []
-    for x in SIZE_AXES:
-        panels = sweep_panels(rows, x)
-        if panels:
-            uri = _sweep_figure(panels, x, "roof_fraction", ylabel="fraction of copy bandwidth", log_y=False,
-                                reference_line=(1.0, "copy bandwidth"))
-            blocks.append(Figure(f"Roof fraction over {SIZE_AXES[x]}", uri,
-                                 caption="Bytes each call must move (the cost model) over its median time, divided "
-                                         "by the GB/s of a plain device copy timed in the same run."))
-    return blocks or [Note("Roof fraction figures left out: no size axis was swept over two or more values.")]
+    return _sweep_blocks(rows, "roof_fraction", "Roof fraction over",
+                         "Bytes each call must move (the cost model) over its median time, divided by the GB/s of "
+                         "a plain device copy timed in the same run.",
+                         "Roof fraction", ylabel="fraction of copy bandwidth", log_y=False,
+                         reference_line=(1.0, "copy bandwidth"))

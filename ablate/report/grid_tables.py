@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 
+from ablate.grid.store import STATUSES
+from ablate.grid.tables import mean_ci_text
 from ablate.report.blocks import Note, Table
 from ablate.report.configs import describe, varying
 from ablate.report.metrics import METRICS, label
 from ablate.report.runs import GridRun
 from ablate.report.styling import BEST_CSS, plain_table, render
 
-STATUSES = ("ok", "diverged", "failed")
 AGREEMENT_METRICS = ("test_accuracy", "separation_ratio", "intra_class_distance", "inter_class_distance")
 
 
@@ -17,7 +18,7 @@ def status_blocks(run: GridRun) -> list:
     """How many cells finished, diverged or failed; the cells that did not finish ok, with why."""
     results = run.results
     counts = results["status"].value_counts()
-    order = [s for s in ("ok", "diverged", "failed") if s in counts] + [s for s in counts.index if s not in STATUSES]
+    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
     blocks = [Note(f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order) + ".")]
     unfinished = results[results["status"] != "ok"]
     if not unfinished.empty:
@@ -26,12 +27,6 @@ def status_blocks(run: GridRun) -> list:
                             caption="These cells are left out of the summary, heatmaps and bands (ok cells only).",
                             collapsed=True))
     return blocks
-
-
-def _mean_ci_text(mean: float, ci: float) -> str:
-    if not np.isfinite(mean):
-        return ""
-    return f"{mean:.4g} ± {ci:.2g}" if np.isfinite(ci) else f"{mean:.4g}"
 
 
 def summary_frames(run: GridRun) -> tuple:
@@ -44,7 +39,7 @@ def summary_frames(run: GridRun) -> tuple:
     ordered = summary.sort_values(keys) if keys else summary
     index = pd.MultiIndex.from_frame(ordered[keys]) if keys else pd.Index(["all"], name="configuration")
     means = pd.DataFrame({label(m): ordered[f"{m}_mean"].to_numpy() for m in metrics}, index=index)
-    text = pd.DataFrame({label(m): [_mean_ci_text(a, b) for a, b in zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"])]
+    text = pd.DataFrame({label(m): [mean_ci_text(a, b) for a, b in zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"])]
                          for m in metrics}, index=index)
     text.insert(0, "seeds", ordered["n_seeds"].to_numpy())
     return text, means, fixed
@@ -95,6 +90,8 @@ def variant_agreement(run: GridRun) -> tuple:
     ok = results[results["status"] == "ok"]
     cell_keys = [k for k in varying(results, run.config_columns + ["seed"]) if k != "variant"] or ["seed"]
     metrics = [m for m in AGREEMENT_METRICS if m in ok]
+    if ok["variant"].nunique() < 2 or not metrics:
+        return pd.DataFrame(), pd.DataFrame()  # no cell finished under two variants
     wide = ok.pivot(index=cell_keys, columns="variant", values=metrics)
     wide = wide[wide[metrics[0]].notna().sum(axis=1) >= 2]
     rows, detail = [], {}
