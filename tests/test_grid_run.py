@@ -267,6 +267,22 @@ def test_local_workers_run_cells_in_other_processes_with_threads_divided(tmp_pat
     assert {r["worker_threads"] for r in outcome.records.values()} == {max(1, torch.get_num_threads() // 2)}
 
 
+def dies_at_seed_one_cell(config: dict, features_path) -> dict:
+    """A stand-in cell whose worker process dies (as if killed for memory) at seed 1."""
+    if config["seed"] == 1:
+        os._exit(1)
+    time.sleep(0.2)
+    return {**config, "status": "ok", "test_accuracy": 1.0, "wall_time_s": 0.2}
+
+
+def test_a_dying_worker_fails_only_its_own_cell(tmp_path):
+    executor = make_executor("local", workers=2, cell_fn=dies_at_seed_one_cell)
+    outcome = run_grid(tiny_spec(seed=[0, 1, 2, 3, 4, 5]), tmp_path, executor, quiet=True)
+    statuses = {r["seed"]: r["status"] for r in outcome.records.values()}
+    assert statuses == {0: "ok", 1: "failed", 2: "ok", 3: "ok", 4: "ok", 5: "ok"}
+    assert "worker process died" in next(iter(outcome.failed().values()))["error"]
+
+
 def test_local_workers_give_the_serial_results(tmp_path):
     spec = tiny_spec(**{"lambda": [0.0, 0.1], "epochs": [2]})
     serial = run_grid(spec, tmp_path / "serial", SerialExecutor(), quiet=True).records

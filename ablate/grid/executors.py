@@ -7,6 +7,7 @@ depend on where cells ran.
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -27,36 +28,63 @@ class SerialExecutor:
             yield execute_cell(cell_id, config, self.cell_fn)
 
 
-def _limit_torch_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
+WORKER_DIED = ("the worker process died while running this cell alone (killed for memory, or a crash in native "
+               "code); its last state is lost")
 
 
 class ProcessExecutor:
-    """Cells in `workers` local processes, torch's threads divided among them."""
+    """Cells in `workers` local processes, torch's threads divided among them.
+
+    A worker that dies (killed for memory, say) breaks the whole pool, failing every cell still in it,
+    guilty or not. Those cells are then run again one at a time in a one-worker pool: a healthy cell
+    finishes, and only a cell whose worker dies again, alone, is recorded as failed.
+    """
 
     def __init__(self, workers: int, cell_fn=train_cell):
         self.workers, self.cell_fn = workers, cell_fn
         self.threads_per_worker = max(1, torch.get_num_threads() // workers)
 
-    def run(self, tasks):
+    def _pool(self, workers: int) -> ProcessPoolExecutor:
         # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.
         # The server imports the training code once (no torch op runs there), so each worker starts
         # as a cheap fork instead of a fresh interpreter importing torch.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
-        pool = ProcessPoolExecutor(self.workers, mp_context=context,
-                                   initializer=_limit_torch_threads, initargs=(self.threads_per_worker,))
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                                   initargs=(self.threads_per_worker,))
+
+    def run(self, tasks):
+        suspects = []  # cells failed by a broken pool, not necessarily by themselves
+        pool = self._pool(self.workers)
         try:
             futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn): (cell_id, config)
                        for cell_id, config in tasks}
             for future in as_completed(futures):
-                cell_id, config = futures[future]
                 try:
                     yield future.result()
-                except Exception as exc:  # the worker process died (e.g. killed for memory)
+                except BrokenProcessPool:
+                    suspects.append(futures[future])
+                except Exception as exc:  # the result could not come back (e.g. not picklable)
+                    cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        yield from self._run_alone(suspects)
+
+    def _run_alone(self, tasks):
+        pool = None
+        try:
+            for cell_id, config in tasks:
+                pool = pool or self._pool(1)
+                try:
+                    yield pool.submit(execute_cell, cell_id, config, self.cell_fn).result()
+                except BrokenProcessPool:
+                    yield CellResult(cell_id, failed_record(config, WORKER_DIED), None)
+                    pool.shutdown(wait=False)
+                    pool = None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def import_ray():
