@@ -210,6 +210,15 @@ def test_the_command_refuses_bad_options_before_writing_anything(tmp_path, args,
     assert not (tmp_path / "run").exists()
 
 
+def test_the_command_refuses_cells_this_machine_cannot_run_before_writing_anything(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    result = CliRunner().invoke(grid_command, ["default", "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "4 cell(s) of variant 'fused' cannot run on cpu here" in result.output
+    assert "TRITON_INTERPRET=1" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_command_lists_the_bundled_grids():
     result = CliRunner().invoke(grid_command, ["--list"])
     assert result.exit_code == 0

@@ -7,8 +7,8 @@ import click
 import pandas as pd
 
 from ablate.grid.executors import EXECUTORS, make_executor
-from ablate.grid.runner import GridOutcome, describe_cell, last_error_line, run_grid, varying_keys
-from ablate.grid.spec import bundled_grids, load_spec, parse_set_option
+from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
+from ablate.grid.spec import bundled_grids, expand, load_spec, parse_set_option
 from ablate.grid.store import STATUSES
 from ablate.grid.tables import mean_ci_text
 
@@ -83,6 +83,8 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
     try:
         spec = load_spec(grid).with_overrides(overrides)
+        if executor == "local":
+            check_runnable_here(expand(spec))
         outcome = run_grid(spec, run_dir, make_executor(executor, workers, address), retry_failed=retry_failed,
                            force=force, quiet=quiet)
     except (ValueError, RuntimeError) as exc:
