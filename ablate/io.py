@@ -16,15 +16,15 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write `data` to a temp file in the target folder, fsync it, then rename it over `path`."""
+def atomic_write_with(path, writer) -> Path:
+    """Call writer(temp_path) (e.g. a DataFrame's to_parquet), fsync the result, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        writer(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
@@ -34,28 +34,17 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return path
 
 
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write `data` to a temp file in the target folder, fsync it, then rename it over `path`."""
+    return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def atomic_write_with(path, writer) -> Path:
-    """Call writer(temp_path) (e.g. a DataFrame's to_parquet), then rename the result over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_write_table(df, stem) -> None:

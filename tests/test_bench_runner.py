@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ablate.bench import runner
 from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures, numerics_case
-from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, run_suite
+from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, numerics_table, run_suite
 from ablate.bench.suites import NumericsSpec, Point, resolve_suite
 from ablate.cli import main
 from ablate.loss.registry import REGISTRY, Variant
@@ -128,7 +128,7 @@ def test_a_variant_that_refuses_a_dtype_does_not_stop_the_others():
 
 def test_points_past_the_time_budget_are_recorded_and_left_for_a_rerun(tmp_path):
     suite = replace(tiny_suite(), time_budget_s=1.0)
-    store = PartStore(tmp_path)
+    store = PartStore(tmp_path, {})
     table = bench_table(suite, CPU, store, math.nan, started=time.monotonic() - 10, progress=False)
     assert table["note"].str.contains("time budget of 1 s").all() and table["time_ms_p50"].isna().all()
     assert not store.root.exists()
@@ -157,6 +157,39 @@ def test_an_interrupted_run_resumes_without_measuring_again(tmp_path, monkeypatc
     assert len(measured) == len(suite.points()) and not set(first) & set(measured[2:])
     assert len(tables["bench"]) == 2 * len(suite.points()) and (tables["bench"]["note"] == "").all()
     assert not (tmp_path / "parts").exists()
+
+
+def test_parts_of_a_different_study_are_discarded_not_reused(tmp_path, monkeypatch):
+    quick = tiny_suite()
+    measured = []
+    real = runner.measure_point
+
+    def interrupted_after_one(point, *args):
+        if measured:
+            raise KeyboardInterrupt
+        measured.append(point)
+        return real(point, *args)
+
+    monkeypatch.setattr(runner, "measure_point", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(quick, CPU, tmp_path, progress=False)
+    assert len(list((tmp_path / "parts" / "bench").glob("*.json"))) == 1
+
+    measured.clear()
+    monkeypatch.setattr(runner, "measure_point", lambda point, *args: (measured.append(point), real(point, *args))[1])
+    longer = replace(quick, timing=replace(quick.timing, rounds=quick.timing.rounds + 1))  # same points, other timing
+    run_suite(longer, CPU, tmp_path, progress=False)
+    assert len(measured) == len(longer.points())  # every point measured again under the new timing
+
+
+def test_numerics_columns_keep_their_order_when_resumed(tmp_path):
+    suite = replace(tiny_suite(), numerics=NumericsSpec(dtypes=("float32",), batch=8, classes=3, dim=4,
+                                                        feature_norms=(1.0,)))
+    store = PartStore(tmp_path, {}).open()
+    fresh = numerics_table(suite, CPU, store, progress=False)  # measured, and stored as JSON (keys sorted)
+    resumed = numerics_table(suite, CPU, store, progress=False)  # read back, as a resumed run does
+    assert list(resumed.columns) == list(fresh.columns)
+    assert list(fresh.columns[: len(NUMERICS_COLUMNS)]) == NUMERICS_COLUMNS
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -12,6 +12,7 @@ from ablate.bench import gate
 from ablate.bench.numerics import ERROR_COLUMNS, FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
+from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
 
@@ -28,12 +29,10 @@ def _comma_list(cast=str):
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("cuda was asked for but torch sees no CUDA device; use --device cpu",
-                                 param_hint="--device")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
 
 
 def _print_notes(title: str, table: pd.DataFrame) -> None:

@@ -122,7 +122,9 @@ def bytes_moved(variant: str, mode: str, batch: int, classes: int, dim: int, dty
         return _total(naive_ops(mode, batch, classes, dim, e))
     if variant == "gather":
         return _total(gather_ops(mode, batch, dim, e, a))
-    return _total(floor_ops(mode, batch, dim, e))
+    if variant == "compiled":
+        return _total(floor_ops(mode, batch, dim, e))
+    raise ValueError(f"no byte model for variant {variant!r}; add one to ablate/bench/cost.py")
 
 
 def peak_bytes_estimate(variant: str, mode: str, batch: int, classes: int, dim: int, dtype: torch.dtype) -> int:

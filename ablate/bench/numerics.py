@@ -17,6 +17,7 @@ from ablate.loss import center_loss
 from ablate.loss.reference import reference_grads, reference_loss
 
 ERROR_COLUMNS = ("loss_rel_error", "grad_features_rel_error", "grad_centers_rel_error")
+NUMERICS_COLUMNS = ("variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", *ERROR_COLUMNS, "note")
 # float32 has unit roundoff 6e-8; naive's cancellation amplifies it by ||x||^2 / ||x - c||^2 = 1 / spread^2
 # (100 at the default spread 0.1), and sums over B*D terms add a few more ulps: under 1e-5. 1e-4 leaves
 # a margin of 10 while still catching any real mistake, which gives errors of order one.

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ablate.bench.cost import bytes_moved, memory_skip_note
-from ablate.bench.numerics import numerics_case
+from ablate.bench.numerics import NUMERICS_COLUMNS, numerics_case
 from ablate.bench.suites import DTYPES, Point, Suite, sweep_variants
 from ablate.bench.timer import copy_bandwidth_gb_per_s, peak_memory_bytes, quantiles_ms, time_interleaved, warm_up
 from ablate.bench.train_step import train_step_case, workload_cases
@@ -40,10 +40,26 @@ TRAIN_STEP_COLUMNS = ("workload", "variant", "batch", "classes", "dim", "device"
 
 
 class PartStore:
-    """Finished units of a run, one JSON list of rows per unit under RUN_DIR/parts/<stage>/<key>.json."""
+    """Finished units of a run, one JSON list of rows per unit under RUN_DIR/parts/<stage>/<key>.json.
 
-    def __init__(self, run_dir: Path):
+    parts/manifest.json names what the units were measured for (the suite with its timing, the device, the
+    code's commit): parts left by a different study are discarded, never mixed into this one.
+    """
+
+    def __init__(self, run_dir: Path, measured_for: dict):
         self.root = Path(run_dir) / "parts"
+        self.measured_for = json.loads(json.dumps(measured_for, default=str))  # as it reads back from JSON
+        self.discarded = 0
+
+    def open(self) -> "PartStore":
+        """Keep the parts of an interrupted run of the same study; discard any other (counted in `discarded`)."""
+        manifest = self.root / "manifest.json"
+        if self.root.exists() and (not manifest.exists() or json.loads(manifest.read_text()) != self.measured_for):
+            self.discarded = sum(1 for _ in self.root.glob("*/*.json"))
+            self.clear()
+        if not manifest.exists():
+            atomic_write_json(manifest, self.measured_for)
+        return self
 
     def rows(self, stage: str, key: str, measure) -> list:
         """The stored rows of this unit, or measure() them and store them atomically."""
@@ -152,7 +168,7 @@ def numerics_table(suite: Suite, device: torch.device, store: PartStore, *, prog
     for dtype, convention, norm in tqdm(cases, desc="numerics", disable=not progress):
         key = f"{dtype}_{convention}_norm{norm:g}_{device.type}_{'-'.join(variants)}"
         rows += store.rows("numerics", key, lambda: numerics_case(variants, dtype, convention, norm, spec, device))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(NUMERICS_COLUMNS))
 
 
 def train_step_table(suite: Suite, device: torch.device, store: PartStore, *, progress: bool = True) -> pd.DataFrame:
@@ -178,7 +194,9 @@ def run_suite(suite: Suite, device: torch.device, run_dir, *, progress: bool = T
     Units stored under run_dir/parts by an interrupted run are reused, so it resumes where it stopped.
     """
     run_dir = Path(run_dir)
-    store = PartStore(run_dir)
+    store = PartStore(run_dir, {"suite": asdict(suite), "device": str(device), "git_commit": collect()["git_commit"]})
+    if store.open().discarded and progress:
+        tqdm.write(f"{run_dir}: discarded {store.discarded} stored parts of a different study (suite, device or code)")
     started_at, started = now(), time.monotonic()
     tables = {}
     if suite.numerics is not None:

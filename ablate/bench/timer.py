@@ -47,7 +47,7 @@ def _cuda_times(fns: Mapping[str, Callable], timing: Timing) -> dict:
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], None]], device: torch.device, timing: Timing) -> dict:
-    """Time the fns in turn for `timing.rounds` rounds; warm each up first (`warm_up`).
+    """Time the fns in turn for `timing.rounds` rounds; the caller warms each up first (`warm_up`).
 
     fns: name -> a no-argument callable (it resets any gradient it accumulates itself).
     Returns name -> per-run times in ms (1-D array).

@@ -12,9 +12,10 @@ from torch import nn
 
 from ablate.bench.suites import Timing, TrainStepSpec
 from ablate.bench.timer import quantiles_ms, time_interleaved, warm_up
+from ablate.bench.workloads import UPDATE_ALPHA
 from ablate.loss import CenterLoss
 
-LAMBDA, ALPHA, LR, MOMENTUM = 0.01, 0.5, 1e-3, 0.9
+LAMBDA, LR, MOMENTUM = 0.01, 1e-3, 0.9
 LENETPP_CLASSES, LENETPP_DIM, IMAGE_SHAPE = 10, 2, (1, 28, 28)
 
 
@@ -76,7 +77,7 @@ def train_step_case(workload: str, batch: int, classes: int, dim: int, variants,
     for variant in variants:
         torch.manual_seed(0)  # the same weights and centers for every variant
         model = _model(workload, classes, dim).to(device)
-        criterion = CenterLoss(classes, dim, variant=variant, rule="paper", alpha=ALPHA, device=device)
+        criterion = CenterLoss(classes, dim, variant=variant, rule="paper", alpha=UPDATE_ALPHA, device=device)
         steps[variant] = training_step(model, criterion, inputs, labels)
         warm_up(steps[variant], device)
     times = time_interleaved(steps, device, timing)

@@ -42,9 +42,12 @@ class CellStore:
         return {p.stem: json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))}
 
     def save(self, cell_id: str, record: dict, features: bytes | None) -> None:
-        """Features first, then the record that marks the cell finished; each atomically."""
+        """Features first (or an earlier run's removed: a rerun that saved none), then the record that marks
+        the cell finished; each atomically."""
         if features is not None:
             atomic_write_bytes(self.features_path(cell_id), features)
+        else:
+            self.features_path(cell_id).unlink(missing_ok=True)
         atomic_write_json(self.record_path(cell_id), record)
 
     def remove_temp_files(self) -> int:
