@@ -87,7 +87,8 @@ def test_float16_naive_is_recorded_as_refused_not_crashed():
     rows = numerics_case(("naive", "gather"), "float16", "mean", 10.0, NumericsSpec(batch=32, classes=8, dim=8), CPU)
     naive, gather = rows
     assert naive["note"].startswith("TypeError") and math.isnan(naive["loss_rel_error"])
-    assert gather["note"] == "" and gather["loss_rel_error"] < 1e-2
+    # gather rounds x - c once in float16 and sums in float32: the 4 * eps bound of tests/test_loss.py.
+    assert gather["note"] == "" and gather["loss_rel_error"] < 4 * 2**-11
 
 
 @pytest.fixture

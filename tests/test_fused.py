@@ -23,16 +23,18 @@ import sys
 
 import pytest
 import torch
+from support import ROOT, require
 
-pytest.importorskip("triton", reason="the fused variant needs Triton (the package's `triton` extra)")
+require("triton", "the fused variant needs Triton: the package's `triton` extra")
 
 from ablate.traffic import LABEL_BYTES  # noqa: E402
 from ablate.kernels.fused import FUSED_RULES, fused_bytes, fused_update_centers  # noqa: E402
 from ablate.loss import CONVENTIONS, available_variants, center_loss, update_centers  # noqa: E402
 from ablate.loss.reference import reference_grads, reference_loss, reference_update  # noqa: E402
 from numerics import absent_classes, normwise_error  # noqa: E402
+import compile_fused_kernels  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(ROOT)
 DEVICES = [
     pytest.param("cpu", marks=pytest.mark.skipif("fused" not in available_variants("cpu"),
                                                  reason="fused runs on the CPU only under TRITON_INTERPRET=1")),
@@ -240,7 +242,7 @@ def test_kernels_compile_for_cuda():
     out = subprocess.run([sys.executable, os.path.join(REPO, "tests", "compile_fused_kernels.py")],
                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-4000:]
-    assert int(out.stdout) == 21  # 7 kernels x 3 configurations
+    assert int(out.stdout) == len(compile_fused_kernels.KERNELS) * len(compile_fused_kernels.CONFIGS)
 
 
 def test_fused_bytes_stay_at_the_floor():

@@ -11,11 +11,12 @@ from ablate.grid import run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import SerialExecutor, make_executor
 from ablate.grid.spec import GridSpec
+from support import require
 
 
 @pytest.mark.slow  # starts its own Ray (about 20 s); the tests below share one
 def test_the_command_starts_a_local_ray_ships_the_package_and_stops_it(tmp_path):
-    ray = pytest.importorskip("ray")
+    ray = require("ray", "the package's `ray` extra")
     assert not ray.is_initialized()
     result = CliRunner().invoke(grid_command, ["default", "--set", "variant=gather", "--set", "lambda=0.1",
                                                "--set", "alpha=0.5", "--set", "rule=paper", "--set", "seed=0,1",
@@ -28,7 +29,7 @@ def test_the_command_starts_a_local_ray_ships_the_package_and_stops_it(tmp_path)
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray")
+    ray = require("ray", "the package's `ray` extra")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

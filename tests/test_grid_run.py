@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -26,8 +25,8 @@ from ablate.grid.ids import cell_id
 from ablate.grid.spec import GridSpec
 from ablate.grid.store import CellStore, RunLockedError
 from ablate.grid.tables import config_columns
+from support import ROOT, write_toml
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"dataset": ["digits"], "epochs": [1]}
 
 
@@ -123,8 +122,9 @@ def test_load_results_rebuilds_a_table_older_than_a_cell(tmp_path):
     store = CellStore(tmp_path)
     some_id = ids_of(tiny_spec(seed=[1]))[0]
     record = store.read(some_id)
-    time.sleep(0.01)
     store.save(some_id, {**record, "test_accuracy": -1.0}, None)  # as if a cell finished after the tables
+    later = (tmp_path / "results.parquet").stat().st_mtime_ns + 1_000_000_000  # whatever the clock's resolution
+    os.utime(store.record_path(some_id), ns=(later, later))
     assert load_results(tmp_path).set_index("cell_id").loc[some_id, "test_accuracy"] == -1.0
     with pytest.raises(ValueError, match="no grid results"):
         load_results(tmp_path / "empty")
@@ -168,12 +168,6 @@ def test_a_diverged_cell_is_finished_and_kept_out_of_the_summary(tmp_path):
     assert list(pd.read_parquet(tmp_path / "summary.parquet")["lr"]) == [0.05]
 
 
-def write_toml(tmp_path, text: str) -> str:
-    path = tmp_path / "spec.toml"
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
 def test_the_command_exits_non_zero_with_a_summary_when_a_cell_failed(tmp_path):
     spec = write_toml(tmp_path, f"""
         [axes]
@@ -181,7 +175,7 @@ def test_the_command_exits_non_zero_with_a_summary_when_a_cell_failed(tmp_path):
         data_dir = "{tmp_path / 'nowhere'}"
         epochs = 1
     """)
-    result = CliRunner().invoke(grid_command, [spec, "--out", str(tmp_path / "run"), "--quiet"])
+    result = CliRunner().invoke(grid_command, [str(spec), "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 1, result.output
     assert "2 cells: 1 ok, 0 diverged, 1 failed" in result.output
     assert "failed " in result.stderr and "dataset=fashion-mnist" in result.stderr and "nowhere" in result.stderr
@@ -314,7 +308,7 @@ def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):
         seed = [0, 1, 2]
     """)
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "ablate", "grid", spec, "--out", str(run_dir), "--workers", "2", "--quiet"]
+    command = [sys.executable, "-m", "ablate", "grid", str(spec), "--out", str(run_dir), "--workers", "2", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     expected = set(ids_of(load_spec(spec)))
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,

@@ -3,22 +3,13 @@
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from ablate.grid import bundled_grids, cell_id, expand, load_spec, parse_set_option
 from ablate.grid.spec import GridSpec
 from ablate.train import CellConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_spec(tmp_path, text: str):
-    path = tmp_path / "grid.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
+from support import ROOT, write_toml
 
 
 @pytest.mark.parametrize("text, key, values", [
@@ -39,7 +30,7 @@ def test_set_option_refuses_malformed_text_and_shows_the_form(text):
 
 
 def test_expand_is_the_cartesian_product_in_spec_order(tmp_path):
-    spec = load_spec(write_spec(tmp_path, """
+    spec = load_spec(write_toml(tmp_path, """
         [axes]
         lambda = [0, 0.1]
         seed = [0, 1, 2]
@@ -53,7 +44,7 @@ def test_expand_is_the_cartesian_product_in_spec_order(tmp_path):
 
 
 def test_also_tables_add_products_over_the_axes_without_duplicates(tmp_path):
-    spec = load_spec(write_spec(tmp_path, """
+    spec = load_spec(write_toml(tmp_path, """
         [axes]
         variant = "gather"
         lambda = [0.01, 1]
@@ -101,7 +92,7 @@ def test_a_bad_key_or_value_is_named_with_what_was_expected(axes, message):
 ])
 def test_a_malformed_spec_file_is_refused_with_the_reason(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
-        load_spec(write_spec(tmp_path, text))
+        load_spec(write_toml(tmp_path, text))
 
 
 def test_an_unknown_grid_name_lists_the_bundled_grids(tmp_path):
