@@ -7,7 +7,7 @@ returns plain floats; the work is done by scikit-learn and scipy.
 
 import numpy as np
 from scipy.spatial.distance import pdist
-from sklearn.metrics import accuracy_score, pairwise_distances_argmin, roc_auc_score, roc_curve, silhouette_score
+from sklearn.metrics import accuracy_score, auc, pairwise_distances_argmin, roc_curve, silhouette_score
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 
@@ -85,7 +85,8 @@ def retrieval_metrics(features, labels) -> dict:
 
 
 def verification_pairs(n: int, max_pairs: int = MAX_VERIFICATION_PAIRS, seed: int = PAIR_SEED):
-    """Index arrays (P,), (P,) of distinct pairs: all i < j if they number at most max_pairs, else a seeded sample."""
+    """Index arrays (P,), (P,) of pairs of different samples: all i < j if they number at most max_pairs, else a
+    seeded sample drawn with replacement (so a pair may repeat, in either order)."""
     if n * (n - 1) // 2 <= max_pairs:
         return np.triu_indices(n, k=1)
     pairs = np.random.default_rng(seed).integers(0, n, size=(max_pairs, 2))
@@ -101,7 +102,7 @@ def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAI
         return {"verification_auc": float("nan"), "tar_at_far_1e3": float("nan")}
     similarity = 1.0 - paired_cosine_distances(features[first], features[second])  # (P,)
     far, tar, _ = roc_curve(same, similarity, drop_intermediate=False)
-    return {"verification_auc": float(roc_auc_score(same, similarity)),
+    return {"verification_auc": float(auc(far, tar)),
             "tar_at_far_1e3": float(tar[far <= TARGET_FAR].max())}
 
 

@@ -83,7 +83,7 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 center_part = criterion(features, labels)
                 loss = softmax_part + config.lambda_ * center_part
                 history.samples += len(batch)
-                # One host sync per step: a non-finite loss must stop the cell before it reaches the weights.
+                # A non-finite loss must stop the cell before it reaches the weights (this check syncs with the device).
                 if not torch.isfinite(loss):
                     history.diverged_epoch = epoch
                     return history
