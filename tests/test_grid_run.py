@@ -297,6 +297,7 @@ def test_local_workers_give_the_serial_results(tmp_path):
         np.testing.assert_allclose(parallel[i]["curve_softmax_loss"], serial[i]["curve_softmax_loss"], rtol=1e-4)
         assert parallel[i]["test_accuracy"] == pytest.approx(serial[i]["test_accuracy"], abs=1 / 360)
         assert (tmp_path / "parallel" / "cells" / f"{i}.npz").exists()
+        assert parallel[i]["torch_threads"] == max(1, serial[i]["torch_threads"] // 2)
 
 
 def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):

@@ -17,7 +17,7 @@ CONTRACT_KEYS = [
     "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
     "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
     "verification_auc", "tar_at_far_1e3", "center_to_mean_distance", "train_samples_per_s", "train_time_s",
-    "wall_time_s", "status", "diverged_epoch", "resolved_device",
+    "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
 ]
 TIMING_KEYS = ("train_samples_per_s", "train_time_s", "wall_time_s")
@@ -73,6 +73,7 @@ def test_record_has_the_contract_keys_and_is_json(digits_records):
     assert list(record) == CONTRACT_KEYS
     assert json.loads(json.dumps(record, allow_nan=False)) == record
     assert record["status"] == "ok" and record["diverged_epoch"] is None and record["resolved_device"] == "cpu"
+    assert record["torch_threads"] == torch.get_num_threads()
     for curve in ("curve_softmax_loss", "curve_center_loss", "curve_train_accuracy"):
         assert len(record[curve]) == record["epochs"]
 

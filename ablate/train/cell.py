@@ -41,7 +41,7 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record.
 
     The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
-    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device and the
+    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads and the
     per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A non-finite loss
     marks the cell "diverged"; bad options and missing data raise. With features_path, the test
     features, labels and learned centers are saved there (.npz), also for a diverged cell.
@@ -87,6 +87,7 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
         "status": "ok" if history.diverged_epoch is None else "diverged",
         "diverged_epoch": history.diverged_epoch,
         "resolved_device": str(device),
+        "torch_threads": torch.get_num_threads(),  # float sums, and so the trajectory, depend on it
         "curve_softmax_loss": history.softmax_loss,
         "curve_center_loss": history.center_loss,
         "curve_train_accuracy": history.train_accuracy,
