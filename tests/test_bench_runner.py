@@ -135,52 +135,47 @@ def test_points_past_the_time_budget_are_recorded_and_left_for_a_rerun(tmp_path)
     assert not store.root.exists()
 
 
-def test_an_interrupted_run_resumes_without_measuring_again(tmp_path, monkeypatch):
-    suite = tiny_suite(dtypes=("float32", "bfloat16"))
+def count_measured_points(monkeypatch, interrupt_after=None) -> list:
+    """Make runner.measure_point record each point it measures in the returned list, and raise
+    KeyboardInterrupt (as Ctrl-C would) once `interrupt_after` points are measured."""
     measured = []
-    real = runner.measure_point
 
-    def interrupted_after_two(point, *args):
-        if len(measured) == 2:
+    def measure(point, *args):
+        if interrupt_after is not None and len(measured) == interrupt_after:
             raise KeyboardInterrupt
         measured.append(point)
-        return real(point, *args)
+        return measure_point(point, *args)  # the real one, imported before any test patched the module
 
-    monkeypatch.setattr(runner, "measure_point", interrupted_after_two)
+    monkeypatch.setattr(runner, "measure_point", measure)
+    return measured
+
+
+def test_an_interrupted_run_resumes_without_measuring_again(tmp_path, monkeypatch):
+    suite = tiny_suite(dtypes=("float32", "bfloat16"))
+    first = count_measured_points(monkeypatch, interrupt_after=2)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, CPU, tmp_path, progress=False)
     assert len(list((tmp_path / "parts" / "bench").glob("*.json"))) == 2
     assert not (tmp_path / "bench.parquet").exists()
 
-    first = list(measured)
-    monkeypatch.setattr(runner, "measure_point", lambda point, *args: (measured.append(point), real(point, *args))[1])
+    then = count_measured_points(monkeypatch)
     tables = run_suite(suite, CPU, tmp_path, progress=False)
-    assert len(measured) == len(suite.points()) and not set(first) & set(measured[2:])
+    assert len(first) + len(then) == len(suite.points()) and not set(first) & set(then)
     assert len(tables["bench"]) == 2 * len(suite.points()) and (tables["bench"]["note"] == "").all()
     assert not (tmp_path / "parts").exists()
 
 
 def test_parts_of_a_different_study_are_discarded_not_reused(tmp_path, monkeypatch):
     quick = tiny_suite()
-    measured = []
-    real = runner.measure_point
-
-    def interrupted_after_one(point, *args):
-        if measured:
-            raise KeyboardInterrupt
-        measured.append(point)
-        return real(point, *args)
-
-    monkeypatch.setattr(runner, "measure_point", interrupted_after_one)
+    count_measured_points(monkeypatch, interrupt_after=1)
     with pytest.raises(KeyboardInterrupt):
         run_suite(quick, CPU, tmp_path, progress=False)
     assert len(list((tmp_path / "parts" / "bench").glob("*.json"))) == 1
 
-    measured.clear()
-    monkeypatch.setattr(runner, "measure_point", lambda point, *args: (measured.append(point), real(point, *args))[1])
+    then = count_measured_points(monkeypatch)
     longer = replace(quick, timing=replace(quick.timing, rounds=quick.timing.rounds + 1))  # same points, other timing
     run_suite(longer, CPU, tmp_path, progress=False)
-    assert len(measured) == len(longer.points())  # every point measured again under the new timing
+    assert len(then) == len(longer.points())  # every point measured again under the new timing
 
 
 def test_numerics_columns_keep_their_order_when_resumed(tmp_path):
