@@ -42,12 +42,12 @@ GPU_RUN ?= runs/gpu/$(shell date +%Y%m%d-%H%M%S)
 bench-gpu:
 	PYTHONPATH=. python3 -m ablate bench --suite gpu --device cuda --out $(GPU_RUN)
 
-# Refreshes ablate/bench/baseline.json, the CI gate's same-process time ratios.
+# Records this machine's entry in ablate/bench/baseline.json: time ratios that inform, never fail.
 bench-baseline: install
 	@echo "Refresh the baseline only when a change is meant to change speed (a new algorithm, an accepted"
 	@echo "trade-off) or the reference machine changed; never to silence an unexplained slowdown."
 	@echo "Commit ablate/bench/baseline.json with the reason in the message."
-	$(BIN)/python -m ablate bench --write-baseline
+	$(BIN)/python -m ablate bench baseline
 
 # The HTML report of the standard ablation run (runs/ablation), written to reports/ablation.html; prints its path.
 # REPORT_RUNS adds run folders to it, e.g. REPORT_RUNS=runs/bench.

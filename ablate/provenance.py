@@ -29,7 +29,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -66,7 +66,7 @@ def collect() -> dict:
         "pandas": _version("pandas"),
         "scikit_learn": _version("scikit-learn"),
         "ablate": _version("ablate"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "host": socket.gethostname(),

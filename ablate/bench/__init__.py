@@ -7,6 +7,9 @@
     numerics   loss and gradient errors against the float64 reference
     train_step samples/s of a whole training step per variant
     runner     a suite into RUN_DIR (tables, provenance, resume)
-    gate       same-process time ratios against ablate/bench/baseline.json
-    cli        `ablate bench`
+    gate       the gate's cases, and per-machine baselines of their time ratios (information only)
+    ab         the A/B gate: working tree against a base revision, interleaved, with a bootstrap interval
+    ab_worker  one side of the A/B gate, run in that side's tree
+    scaling    scaling laws: how time must grow with the number of classes, whatever the machine
+    cli        `ablate bench` and `ablate bench run`; gate_cli: `ablate bench gate` and `ablate bench baseline`
 """

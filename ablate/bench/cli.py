@@ -1,4 +1,4 @@
-"""`ablate bench`: run a declared benchmark suite into RUN_DIR, or run the CI gate."""
+"""`ablate bench`: the command group, and `ablate bench run`, a declared benchmark suite into RUN_DIR."""
 
 import json
 import time
@@ -8,7 +8,7 @@ import click
 import pandas as pd
 import torch
 
-from ablate.bench import gate
+from ablate.bench.gate_cli import baseline_command, gate_command
 from ablate.bench.numerics import ERROR_COLUMNS, FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
@@ -69,26 +69,28 @@ def _print_summary(tables: dict) -> None:
         _print_notes("training step", steps)
 
 
-def _run_gate(write_baseline: bool) -> None:
-    if write_baseline:
-        measured = gate.measure_ratios()
-        path = gate.write_baseline(measured)
-        click.echo(f"wrote {path}:\n" + pd.Series(measured, name="ratio").to_string())
-        click.echo("Commit it with the reason for the change in speed.")
-        return
-    try:
-        table = gate.check(gate.load_baseline())
-    except (FileNotFoundError, KeyError) as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    failed = table[~table["passed"]]
-    if not failed.empty:
-        raise click.ClickException(f"performance gate failed for {', '.join(failed['case'])}: time ratio over "
-                                   f"baseline x {1 + gate.TOLERANCE:g} in {gate.ATTEMPTS} measurements in a row")
-    click.echo(f"performance gate passed ({len(table)} ratios within baseline x {1 + gate.TOLERANCE:g})")
+class _BenchGroup(click.Group):
+    """`ablate bench [OPTIONS]` with no subcommand runs a suite, as it did before the subcommands existed."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
 
 
-@click.command("bench")
+@click.group("bench", cls=_BenchGroup)
+def bench_command():
+    """Time center-loss variants (run, the default), gate a change's speed (gate), record a baseline (baseline)."""
+
+
+def _moved_to_subcommand(new_form: str):
+    def refuse(ctx, param, value):
+        if value:
+            raise click.UsageError(f"{param.opts[0]} is now a subcommand: use `{new_form}`")
+    return refuse
+
+
+@bench_command.command("run")
 @click.option("--suite", type=click.Choice(list(SUITES)), default=None,
               help="Declared study: quick, cpu (make bench) or gpu (make bench-gpu). Default: cpu or gpu by device.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -103,11 +105,11 @@ def _run_gate(write_baseline: bool) -> None:
 @click.option("--quick", is_flag=True, help="One short round per measurement: a smoke run, not a result.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="RUN_DIR for the tables (default runs/bench/<suite>-<device>-<time>); rerun into it to resume.")
-@click.option("--gate", "run_gate", is_flag=True,
-              help="Run the CI performance gate against ablate/bench/baseline.json.")
-@click.option("--write-baseline", is_flag=True, help="Measure the gate's ratios and store them as the new baseline.")
-def bench_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir, run_gate,
-                  write_baseline):
+@click.option("--gate", is_flag=True, hidden=True, expose_value=False,
+              callback=_moved_to_subcommand("ablate bench gate [--against REV]"))
+@click.option("--write-baseline", is_flag=True, hidden=True, expose_value=False,
+              callback=_moved_to_subcommand("ablate bench baseline"))
+def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir):
     """Time center-loss variants per size, mode and dtype; check their numerics; time training steps.
 
     Writes RUN_DIR/bench, numerics and train_step as .parquet and .csv, and provenance.json.
@@ -115,9 +117,6 @@ def bench_command(suite, device, variants, modes, batch, classes, dim, dtypes, r
     the given axes (the others: every mode, B 256, C 10,1000,10000, D 128, float32).
     Exits with status 1 if a variant's float32 results disagree with the float64 reference.
     """
-    if run_gate or write_baseline:
-        _run_gate(write_baseline)
-        return
     dev = _device(device)
     name = suite or ("gpu" if dev.type == "cuda" else "cpu")
     try:
@@ -142,3 +141,7 @@ def bench_command(suite, device, variants, modes, batch, classes, dim, dtypes, r
                        f"{', '.join(sorted(set(failures['variant'])))}", err=True)
             click.get_current_context().exit(1)
         click.echo(f"float32 check passed: every variant within {FLOAT32_TOLERANCE:g} of the float64 reference")
+
+
+bench_command.add_command(gate_command)
+bench_command.add_command(baseline_command)
