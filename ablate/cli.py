@@ -1,6 +1,7 @@
 """The `ablate` command line: one Click group; each subcommand lives beside the code it drives."""
 
 import click
+import torch
 
 from ablate.bench.cli import bench_command
 from ablate.grid.cli import grid_command
@@ -19,7 +20,14 @@ def main():
 @click.option("--device", default="cpu", show_default=True, help="Device to check availability on.")
 def variants_command(device):
     """List the center-loss variants, their cost and whether they run on DEVICE."""
-    runnable = set(available_variants(device))
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
+                                 param_hint="--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        click.echo("torch sees no CUDA device here: no variant runs on cuda", err=True)
+    runnable = set(available_variants(dev)) if dev.type != "cuda" or torch.cuda.is_available() else set()
     for name in VARIANTS:
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"

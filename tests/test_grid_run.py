@@ -21,7 +21,7 @@ from scipy import stats
 from ablate.grid import expand, load_results, load_spec, run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import ProcessExecutor, SerialExecutor, make_executor
-from ablate.grid.ids import cell_id
+from ablate.runfolder import cell_id
 from ablate.grid.spec import GridSpec
 from ablate.grid.store import CellStore, RunLockedError
 from ablate.grid.tables import config_columns
@@ -222,9 +222,12 @@ def test_the_command_lists_the_bundled_grids():
 def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):
     cells = tmp_path / "cells"
     cells.mkdir()
-    (cells / ".abc.json.x1y2.tmp").write_text("{half")
+    (cells / ".abc.json.ablate-x1y2z3w4.tmp").write_text("{half")
+    users = [cells / ".notes.tmp", tmp_path / ".draft.json.x1y2.tmp"]  # a user's files: never deleted
+    for path in users:
+        path.write_text("mine")
     run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
-    assert not list(cells.glob("*.tmp"))
+    assert sorted(p.name for p in [*cells.glob("*.tmp"), *tmp_path.glob("*.tmp")]) == sorted(p.name for p in users)
     with CellStore(tmp_path).locked():
         with pytest.raises(RunLockedError, match="another `ablate grid`"):
             run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
