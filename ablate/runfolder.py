@@ -336,6 +336,11 @@ def read_table(path, *, required=(), numeric=()) -> pd.DataFrame:
     return table
 
 
+def empty_table(columns) -> pd.DataFrame:
+    """A table of no rows with these columns: text columns as strings, the others float."""
+    return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in columns})
+
+
 def read_features(path) -> tuple:
     """(features (N, D) float, labels (N,) int in [0, C), centers (C, D) float) from a cell's .npz, checked."""
     path = Path(path)

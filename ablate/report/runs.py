@@ -113,7 +113,7 @@ def load_bench_run(run_dir: Path) -> BenchRun:
     provenance = _provenance(run_dir, notes)
     bench = _bench_table(run_dir, runfolder.BENCH, runfolder.BENCH_COLUMNS, notes)
     return BenchRun(path=run_dir, provenance=provenance,
-                    bench=bench if bench is not None else pd.DataFrame(columns=list(runfolder.BENCH_COLUMNS)),
+                    bench=bench if bench is not None else runfolder.empty_table(runfolder.BENCH_COLUMNS),
                     numerics=_bench_table(run_dir, runfolder.NUMERICS, runfolder.NUMERICS_COLUMNS, notes),
                     train_step=_bench_table(run_dir, runfolder.TRAIN_STEP, runfolder.TRAIN_STEP_COLUMNS, notes),
                     notes=notes)
