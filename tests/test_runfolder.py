@@ -156,3 +156,13 @@ def test_report_on_a_bench_folder_loads_no_training_code(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_report_refuses_an_out_it_cannot_write_before_reading_anything(grid, tmp_path):
+    from click.testing import CliRunner
+
+    from ablate.cli import main
+
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(main, ["report", str(grid), "--out", str(tmp_path / "file" / "r.html")])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
