@@ -430,3 +430,15 @@ def test_a_grid_refuses_a_bench_run_folder_and_an_out_under_a_file(tmp_path):
     (tmp_path / "file").write_text("")
     result = CliRunner().invoke(main, ["grid", "--set", "epochs=1", "--out", str(tmp_path / "file" / "run")])
     assert result.exit_code == 1 and "is a file, not a folder" in result.output
+
+
+def test_the_command_names_each_cell_file_it_set_aside(tmp_path):
+    runner = CliRunner()
+    args = ["grid", "--set", "dataset=digits", "--set", "epochs=1", "--set", "lambda=0", "--set", "alpha=0.5",
+            "--set", "rule=paper", "--set", "seed=0", "--set", "variant=gather", "--quiet", "--out", str(tmp_path)]
+    assert runner.invoke(main, args).exit_code == 0
+    record = next((tmp_path / "cells").glob("*.json"))
+    record.write_text("null")
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0 and "set aside (not a valid record" in result.output and str(record) in result.output
+    assert json.loads(record.read_text())["status"] == "ok"

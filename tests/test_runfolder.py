@@ -166,3 +166,11 @@ def test_report_refuses_an_out_it_cannot_write_before_reading_anything(grid, tmp
     (tmp_path / "file").write_text("")
     result = CliRunner().invoke(main, ["report", str(grid), "--out", str(tmp_path / "file" / "r.html")])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
+
+
+def test_rows_of_results_with_an_unknown_status_are_left_out_with_a_note(grid, tmp_path):
+    results = pd.read_parquet(grid / "results.parquet")
+    results.loc[0, "status"] = "running"
+    results.to_parquet(grid / "results.parquet")
+    notes = notes_of(grid, tmp_path)
+    assert "1 row(s) left out with an unknown status (running)" in notes and "3 cells: 3 ok." in notes

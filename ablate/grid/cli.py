@@ -49,6 +49,8 @@ def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
     if not quiet and (text := _summary_text(outcome, run_dir)):
         click.echo(text)
     keys = varying_keys([c for _, c in outcome.plan.cells])
+    for problem in outcome.plan.invalid:
+        click.echo(f"set aside (not a valid record; its cell, if in the grid, ran again): {problem}", err=True)
     for cell_id, record in outcome.failed().items():
         click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
 
