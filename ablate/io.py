@@ -2,8 +2,13 @@
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
+
+# Temp files are named .<target name>.ablate-<mkstemp's 8 random characters>.tmp: only those are ever removed.
+TEMP_MARK = ".ablate-"
+_TEMP_NAME = re.compile(r"\..+\.ablate-[A-Za-z0-9_]{8}\.tmp")
 
 
 def _file_mode() -> int:
@@ -20,7 +25,7 @@ def atomic_write_with(path, writer) -> Path:
     """Call writer(temp_path) (e.g. a DataFrame's to_parquet), fsync the result, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=".tmp")
     os.close(fd)
     try:
         writer(tmp)
@@ -32,6 +37,15 @@ def atomic_write_with(path, writer) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_temp_files(folder) -> int:
+    """Delete the temp files a killed writer left in `folder` (this module's names only); returns how many."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(f".*{TEMP_MARK}*.tmp") if _TEMP_NAME.fullmatch(p.name)] if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -52,3 +66,20 @@ def atomic_write_table(df, stem) -> None:
     stem = Path(stem)
     atomic_write_with(stem.with_suffix(".parquet"), lambda p: df.to_parquet(p, index=False))
     atomic_write_with(stem.with_suffix(".csv"), lambda p: df.to_csv(p, index=False))
+
+
+def check_writable(path, *, folder: bool = False) -> Path:
+    """Refuse, before any work starts, an output path that cannot be written: one under a regular file, a
+    folder where a file is wanted (or the reverse), or in a folder this user may not write. ValueError names
+    the path and why."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"{path} is a {'file' if folder else 'folder'}; expected {'a folder' if folder else 'a file name'}")
+    nearest = path if folder and path.exists() else path.parent
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ValueError(f"cannot write {path}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: no write permission in {nearest}")
+    return path

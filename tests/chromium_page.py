@@ -37,6 +37,7 @@ class PageReport:
     requests: list = field(default_factory=list)  # URLs requested other than the page and data: URIs
     screenshot: bytes = b""  # PNG of the whole page
     page_height: int = 0
+    values: dict = field(default_factory=dict)  # name -> value of each expression passed to open_page
 
 
 class _DevTools:
@@ -116,8 +117,9 @@ def _stop(proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def open_page(path, *, width: int = 1366, height: int = 850, timeout: float = 60.0) -> PageReport:
-    """Load `path` at a laptop-sized viewport (width x height CSS pixels) and report on it."""
+def open_page(path, *, width: int = 1366, height: int = 850, timeout: float = 60.0, expressions=None) -> PageReport:
+    """Load `path` at a laptop-sized viewport (width x height CSS pixels) and report on it; `expressions`
+    ({name: JavaScript expression}) are evaluated in the loaded page, their values in PageReport.values."""
     binary = chromium_binary()
     if binary is None:
         raise FileNotFoundError("chromium is not installed (Debian package `chromium`)")
@@ -140,6 +142,8 @@ def open_page(path, *, width: int = 1366, height: int = 850, timeout: float = 60
                                     returnByValue=True)["result"]["value"]
                 page_height = tools.call("Runtime.evaluate", expression="document.documentElement.scrollHeight",
                                          returnByValue=True)["result"]["value"]
+                values = {name: tools.call("Runtime.evaluate", expression=js, returnByValue=True)["result"].get("value")
+                          for name, js in (expressions or {}).items()}
                 shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                                   clip={"x": 0, "y": 0, "width": width, "height": page_height, "scale": 1})
                 errors, requests = _collect(tools.events, page_url)
@@ -148,4 +152,4 @@ def open_page(path, *, width: int = 1366, height: int = 850, timeout: float = 60
         finally:
             _stop(proc)
     return PageReport(images=images, errors=errors, requests=requests, screenshot=base64.b64decode(shot["data"]),
-                      page_height=page_height)
+                      page_height=page_height, values=values)

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablate.grid.ids import cell_id
+from ablate import runfolder
 from ablate.grid.store import CellStore
-from ablate.grid.tables import write_tables
+from ablate.grid.tables import config_columns, write_tables
+from ablate.runfolder import cell_id
 from ablate.train import CellConfig
 
 PROVENANCE = {"git_commit": "0" * 40, "git_dirty": False, "python": "3.12.0", "torch": "2.13.0", "host": "test-host",
@@ -56,19 +57,22 @@ def _features_npz(num_classes: int, feat_dim: int, lam: float, rng, per_class: i
 
 def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5), rules=("paper", "ema"),
                   variants=("gather",), seeds=(0, 1), feat_dim=2, num_classes=4, epochs=3, failed_cells=0,
-                  diverged_cells=0, features=True) -> Path:
+                  diverged_cells=0, features=True, data_dirs=(None,)) -> Path:
     """A grid run folder as `ablate grid` leaves it, one synthetic cell per lambda x alpha x rule x variant
-    x seed (the first `failed_cells` of them failed, the last `diverged_cells` diverged in their last epoch),
-    written with the grid's own store and tables."""
+    x seed x data_dir (the first `failed_cells` of them failed, the last `diverged_cells` diverged in their
+    last epoch), written with the grid's own store and tables."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runfolder.claim(run_dir, "grid", config_columns=config_columns())
     store = CellStore(run_dir)
     rng = np.random.default_rng(0)
     records = []
-    cells = [(lam, alpha, rule, variant, seed) for lam in lambdas for alpha in alphas for rule in rules
-             for variant in variants for seed in seeds]
-    for i, (lam, alpha, rule, variant, seed) in enumerate(cells):
+    cells = [(lam, alpha, rule, variant, seed, data_dir) for lam in lambdas for alpha in alphas for rule in rules
+             for variant in variants for seed in seeds for data_dir in data_dirs]
+    for i, (lam, alpha, rule, variant, seed, data_dir) in enumerate(cells):
         config = CellConfig(dataset="synthetic", num_classes=num_classes, feat_dim=feat_dim, epochs=epochs,
-                            lambda_=lam, alpha=alpha, rule=rule, variant=variant, seed=seed).to_dict()
+                            lambda_=lam, alpha=alpha, rule=rule, variant=variant, seed=seed,
+                            data_dir=data_dir).to_dict()
         record = {**config, "cell_id": cell_id(config)}
         if i < failed_cells:
             record.update(status="failed", error="ValueError: no such data folder")
@@ -95,6 +99,7 @@ def make_bench_run(run_dir, *, variants=("naive", "gather", "compiled"), device=
     naive O(B*C*D) and the others O(B*D); on cuda with roof fractions."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    runfolder.claim(run_dir, "bench")
     (run_dir / "provenance.json").write_text(json.dumps({**PROVENANCE, "device_type": device}))
     dim = 128
     points = [(mode, 256, c) for mode in ("forward", "full") for c in classes] + [("full", b, 1000) for b in batches]

@@ -115,9 +115,47 @@ def test_float32_check_catches_a_wrong_variant(broken_variant, tmp_path):
 
 
 def test_cells_over_the_memory_budget_are_skipped_with_the_reason():
-    suite = replace(tiny_suite(), memory_fraction=0.0)
-    rows = measure_point(Point("full", 16, 5, 4, "float32"), ("naive", "gather"), CPU, suite, math.nan)
-    assert all(r["note"].startswith("skipped: needs about") and math.isnan(r["time_ms_p50"]) for r in rows)
+    point = Point("full", 256, 100_000, 16, "float32")  # inputs of 0.02 GB; naive's (B, C) temporaries 0.5 GB
+    budget = runner.input_bytes(256, 100_000, 16, torch.float32) + 1e8
+    suite = replace(tiny_suite(), memory_fraction=budget / runner.memory_budget_bytes(CPU, 1.0))
+    rows = measure_point(point, ("naive",), CPU, suite, math.nan)
+    assert rows[0]["note"].startswith("skipped: needs about") and math.isnan(rows[0]["time_ms_p50"])
+
+
+def test_a_point_whose_inputs_cannot_fit_is_skipped_before_they_are_allocated(tmp_path, monkeypatch):
+    def allocate(*args, **kwargs):
+        raise AssertionError("inputs allocated for a point over the memory budget")
+
+    monkeypatch.setattr(runner, "clustered_inputs", allocate)
+    suite = tiny_suite(variants=("gather",))
+    rows = measure_point(Point("forward", 256, 100_000_000, 4096, "float32"), ("gather",), CPU, suite, math.nan)
+    assert rows[0]["note"].startswith("skipped: its inputs need about 4915.2 GB")
+    result = CliRunner().invoke(main, ["bench", "--device", "cpu", "--variants", "gather", "--mode", "forward",
+                                       "--classes", "100000000", "--dim", "4096", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    bench = pd.read_parquet(tmp_path / "bench.parquet")
+    assert bench["note"].str.startswith("skipped: its inputs need").all() and not (tmp_path / "parts").exists()
+
+
+@pytest.mark.parametrize("content", ["", "[]", "null", "{half", '[{"variant": "gather"}, 3]'])
+def test_a_broken_part_file_is_named_and_measured_again(tmp_path, content, capsys):
+    store = PartStore(tmp_path, {"suite": "x"}).open()
+    part = store.root / "bench" / "unit.json"
+    part.parent.mkdir(parents=True)
+    part.write_text(content)
+    rows = store.rows("bench", "unit", lambda: [{"variant": "measured again"}])
+    assert rows == [{"variant": "measured again"}] and json.loads(part.read_text()) == rows
+    assert f"{part}: " in capsys.readouterr().out
+    (store.root / "manifest.json").write_text(content)
+    assert PartStore(tmp_path, {"suite": "x"}).open().discarded == 1  # a broken manifest: parts not trusted
+
+
+def test_bench_refuses_a_grid_run_folder(tmp_path):
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "provenance.json").write_text('{"host": "grid machine"}')
+    result = CliRunner().invoke(main, ["bench", "--device", "cpu", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "holds a grid run" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells", "provenance.json"]
 
 
 def test_a_variant_that_refuses_a_dtype_does_not_stop_the_others():

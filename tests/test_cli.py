@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import torch
 from click.testing import CliRunner
 
 from ablate.cli import main
@@ -19,3 +20,13 @@ def test_variants_command_lists_registry_with_costs():
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "ablate", "--help"], capture_output=True, text=True, check=True)
     assert "Benchmarks and ablations of Center Loss" in out.stdout
+
+
+def test_variants_refuses_an_unknown_device_and_lists_nothing_on_a_missing_gpu():
+    bogus = CliRunner().invoke(main, ["variants", "--device", "bogus"])
+    assert bogus.exit_code == 2 and "expected a torch device such as cpu, cuda" in bogus.output
+    if not torch.cuda.is_available():
+        cuda = CliRunner().invoke(main, ["variants", "--device", "cuda"])
+        assert cuda.exit_code == 0 and "torch sees no CUDA device" in cuda.output
+        states = [line.split()[1] for line in cuda.output.splitlines() if not line.startswith("torch sees")]
+        assert states and set(states) == {"unavailable"}

@@ -116,3 +116,59 @@ def test_mnist5k_gives_28x28_images():
     assert data.input_shape == (1, 28, 28)
     assert len(data.y_train) == 4000 and len(data.y_test) == 1000
     np.testing.assert_array_equal(np.bincount(data.y_test), np.full(10, 100))
+
+
+# --- dataset files checked against their header ----------------------------------------------------------------
+
+def fashion_error(folder) -> str:
+    with pytest.raises(ValueError) as error:
+        load_dataset.__wrapped__("fashion-mnist", str(folder))
+    return str(error.value)
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_named(tmp_path):
+    write_fashion_folder(tmp_path)
+    (tmp_path / FILES["x_train"]).write_bytes(b"\x00\x00\x08\x03 plain bytes")
+    assert f"{tmp_path / FILES['x_train']} is not a gzip file" in fashion_error(tmp_path)
+
+
+def test_a_truncated_file_is_refused_before_decompressing_its_body(tmp_path):
+    write_fashion_folder(tmp_path)
+    path = tmp_path / FILES["x_test"]
+    path.write_bytes(path.read_bytes()[:-30])
+    assert str(path) in fashion_error(tmp_path)
+    # A header promising 10^9 images is refused from its size, before the body is read.
+    huge = bytes([0, 0, 8, 3]) + struct.pack(">3I", 10 ** 9, 28, 28) + bytes(100)
+    gzip.open(path, "wb").write(huge)
+    message = fashion_error(tmp_path)
+    assert "the header promises shape (1000000000, 28, 28)" in message and f"holds {len(huge)} bytes" in message
+
+
+def test_labels_out_of_range_are_refused(tmp_path):
+    write_fashion_folder(tmp_path)
+    write_idx(tmp_path / FILES["y_train"], np.full(30, 12, np.uint8), compress=True)
+    assert "labels must lie in [0, 10), got up to 12" in fashion_error(tmp_path)
+
+
+def test_images_of_another_size_or_type_are_refused(tmp_path):
+    write_fashion_folder(tmp_path)
+    write_idx(tmp_path / FILES["x_train"], np.zeros((30, 8, 8), np.uint8), compress=True)
+    assert "expected shape (N, 28, 28), the header declares (30, 8, 8)" in fashion_error(tmp_path)
+    images = np.full((30, 28, 28), np.nan, np.float32)  # NaN images: refused by type, never trained
+    write_idx(tmp_path / FILES["x_train"], images, compress=True)
+    assert "expected values of type uint8, the header declares float32" in fashion_error(tmp_path)
+
+
+def test_a_dataset_with_non_finite_inputs_is_refused(monkeypatch):
+    from ablate.data import synthetic
+
+    real = synthetic.load
+
+    def with_nan(*args):
+        data = real(*args)
+        data.x_train[0, 0] = np.nan
+        return data
+
+    monkeypatch.setattr(synthetic, "load", with_nan)
+    with pytest.raises(ValueError, match="train images hold NaN or infinite values"):
+        load_dataset.__wrapped__("synthetic", samples_per_class=5)

@@ -5,6 +5,7 @@ Cells are real digits cells of one or two epochs (a fraction of a second each).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,13 +19,14 @@ import torch
 from click.testing import CliRunner
 from scipy import stats
 
+from ablate.cli import main
 from ablate.grid import expand, load_results, load_spec, run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import ProcessExecutor, SerialExecutor, make_executor
-from ablate.grid.ids import cell_id
 from ablate.grid.spec import GridSpec
 from ablate.grid.store import CellStore, RunLockedError
 from ablate.grid.tables import config_columns
+from ablate.runfolder import cell_id
 from support import ROOT, write_toml
 
 TINY = {"dataset": ["digits"], "epochs": [1]}
@@ -222,9 +224,12 @@ def test_the_command_lists_the_bundled_grids():
 def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):
     cells = tmp_path / "cells"
     cells.mkdir()
-    (cells / ".abc.json.x1y2.tmp").write_text("{half")
+    (cells / ".abc.json.ablate-x1y2z3w4.tmp").write_text("{half")
+    users = [cells / ".notes.tmp", tmp_path / ".draft.json.x1y2.tmp"]  # a user's files: never deleted
+    for path in users:
+        path.write_text("mine")
     run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
-    assert not list(cells.glob("*.tmp"))
+    assert sorted(p.name for p in [*cells.glob("*.tmp"), *tmp_path.glob("*.tmp")]) == sorted(p.name for p in users)
     with CellStore(tmp_path).locked():
         with pytest.raises(RunLockedError, match="another `ablate grid`"):
             run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
@@ -335,3 +340,105 @@ def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):
             assert npz["features"].shape[0] == npz["labels"].shape[0]
     results = pd.read_parquet(run_dir / "results.parquet")
     assert sorted(results["cell_id"]) == sorted(expected)
+
+
+# --- hostile and broken run folders -------------------------------------------------------------------------
+
+def quick_cell(config: dict, features_path) -> dict:
+    """A stand-in cell that finishes at once, its accuracy set by its seed."""
+    return {**config, "status": "ok", "test_accuracy": 0.5 + config["seed"] / 10, "wall_time_s": 0.0}
+
+
+def test_a_cell_file_copied_under_another_name_is_reported_and_the_cell_rerun(tmp_path):
+    spec = tiny_spec(seed=[0, 1, 2])
+    run_grid(spec, tmp_path, SerialExecutor(quick_cell), quiet=True)
+    first, second = ids_of(spec)[:2]
+    cells = tmp_path / "cells"
+    shutil.copy(cells / f"{first}.json", cells / f"{second}.json")
+    counter = CountingCell()
+    outcome = run_grid(spec, tmp_path, SerialExecutor(counter), quiet=True)
+    assert counter.seeds == [1]  # the real cell under that name ran again
+    assert any(f"{second}.json: the record names cell '{first}'" in line for line in outcome.plan.invalid)
+    results = load_results(tmp_path)
+    assert sorted(results["seed"]) == [0, 1, 2] and results["cell_id"].is_unique
+    assert json.loads((cells / f"{second}.json").read_text())["seed"] == 1
+
+
+def test_a_record_whose_config_does_not_hash_to_its_name_is_rerun(tmp_path):
+    spec = tiny_spec(seed=[0, 1])
+    run_grid(spec, tmp_path, SerialExecutor(quick_cell), quiet=True)
+    path = tmp_path / "cells" / f"{ids_of(spec)[1]}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "seed": 7}))  # edited by hand
+    counter = CountingCell()
+    outcome = run_grid(spec, tmp_path, SerialExecutor(counter), quiet=True)
+    assert counter.seeds == [1] and "hashes to" in outcome.plan.invalid[0]
+
+
+@pytest.mark.parametrize("content", ['{"status": "running"}', "", "[]", "null", "{half"])
+def test_an_unknown_status_or_a_broken_record_is_named_and_rerun(tmp_path, content):
+    spec = tiny_spec(seed=[0, 1])
+    run_grid(spec, tmp_path, SerialExecutor(quick_cell), quiet=True)
+    path = tmp_path / "cells" / f"{ids_of(spec)[0]}.json"
+    path.write_text(content)
+    counter = CountingCell()
+    outcome = run_grid(spec, tmp_path, SerialExecutor(counter), quiet=True)
+    assert counter.seeds == [0]
+    assert len(outcome.plan.invalid) == 1 and outcome.plan.invalid[0].startswith(str(path))
+    assert outcome.status_counts() == {"ok": 2}
+
+
+class CountingCell:
+    """quick_cell, remembering the seeds it ran."""
+
+    def __init__(self):
+        self.seeds = []
+
+    def __call__(self, config, features_path):
+        self.seeds.append(config["seed"])
+        return quick_cell(config, features_path)
+
+
+def test_a_grid_too_large_is_refused_from_its_axis_lengths_before_anything_is_written(tmp_path):
+    runner = CliRunner()
+    values = ",".join(str(i) for i in range(1000))
+    huge = ["--set", f"seed={values}", "--set", f"epochs={values}", "--set", f"batch_size={values}",
+            "--set", f"lr_step={values}", "--set", f"synthetic_dim={values}"]  # 10^15 cells per product
+    result = runner.invoke(main, ["grid", "default", *huge, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "over the limit of 100,000" in result.output and "seed 1000" in result.output
+    assert not (tmp_path / "run").exists()
+    spec = tiny_spec(seed=list(range(30)))
+    with pytest.raises(ValueError, match="30 cells .* over the limit of 29"):
+        run_grid(spec, tmp_path / "small", SerialExecutor(quick_cell), quiet=True, max_cells=29)
+    assert run_grid(spec, tmp_path / "small", SerialExecutor(quick_cell), quiet=True, max_cells=30).ran == 30
+
+
+def test_one_axis_set_twice_is_refused(tmp_path):
+    result = CliRunner().invoke(main, ["grid", "--set", "lambda=0", "--set", "lambda=0.1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "lambda is set twice" in result.output
+
+
+def test_a_grid_refuses_a_bench_run_folder_and_an_out_under_a_file(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "bench.parquet").write_bytes(b"")
+    (bench / "provenance.json").write_text('{"host": "bench machine"}')
+    result = CliRunner().invoke(main, ["grid", "--set", "epochs=1", "--out", str(bench)])
+    assert result.exit_code == 1 and "holds a bench run" in result.output
+    assert json.loads((bench / "provenance.json").read_text()) == {"host": "bench machine"}
+    assert sorted(p.name for p in bench.iterdir()) == ["bench.parquet", "provenance.json"]
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(main, ["grid", "--set", "epochs=1", "--out", str(tmp_path / "file" / "run")])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output
+
+
+def test_the_command_names_each_cell_file_it_set_aside(tmp_path):
+    runner = CliRunner()
+    args = ["grid", "--set", "dataset=digits", "--set", "epochs=1", "--set", "lambda=0", "--set", "alpha=0.5",
+            "--set", "rule=paper", "--set", "seed=0", "--set", "variant=gather", "--quiet", "--out", str(tmp_path)]
+    assert runner.invoke(main, args).exit_code == 0
+    record = next((tmp_path / "cells").glob("*.json"))
+    record.write_text("null")
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0 and "set aside (not a valid record" in result.output and str(record) in result.output
+    assert json.loads(record.read_text())["status"] == "ok"

@@ -188,3 +188,68 @@ def test_cli_explains_bad_options(args, message):
     result = CliRunner().invoke(main, ["train", *args, "--no-progress"])
     assert result.exit_code != 0
     assert message in result.output
+
+
+# --- sizes and paths checked before training -------------------------------------------------------------------
+
+def never_trains(monkeypatch):
+    """Make any training fail the test: the checks must come first."""
+    import ablate.train.cell
+
+    def train(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(ablate.train.cell, "train", train)
+
+
+@pytest.mark.parametrize("args", [
+    ["--feat-dim", "1000000000"],
+    ["--dataset", "synthetic", "--num-classes", "100000", "--samples-per-class", "100000", "--synthetic-dim", "1000"],
+    ["--batch-size", "100000000", "--dataset", "synthetic", "--samples-per-class", "10000000"],
+])
+def test_a_cell_too_large_for_memory_is_refused_before_anything_is_allocated(monkeypatch, args):
+    never_trains(monkeypatch)
+    result = CliRunner().invoke(main, ["train", *args, "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "GB of host memory" in result.output and "over the" in result.output and "available" in result.output
+
+
+def test_the_memory_estimate_counts_the_model_on_the_meta_device():
+    from ablate.train.memory import FLOAT_BYTES, OPTIMIZER_COPIES, cell_memory
+
+    small, wide = (cell_memory(CellConfig(**{**TINY, "feat_dim": d})) for d in (2, 1002))
+    # 1000 more feature dims: the MLP's last hidden layer (128 x D), its bias, its PReLU, the classifier
+    # (D x 4 classes) and the centers (4 x D, kept 3 times) grow; activations and test features too.
+    parameters = 1000 * (128 + 1 + 4)
+    assert wide["device"] - small["device"] >= parameters * OPTIMIZER_COPIES["sgd"] * FLOAT_BYTES
+
+
+@pytest.mark.parametrize("option", ["--lr", "--lambda", "--weight-decay"])
+def test_a_float_beyond_float32_is_refused(option):
+    result = CliRunner().invoke(main, ["train", option, "1e39", "--no-progress"])
+    assert result.exit_code == 2 and "must be at most 3.4e+38 in magnitude (float32)" in result.output
+
+
+def test_output_paths_are_checked_before_training(tmp_path, monkeypatch):
+    never_trains(monkeypatch)
+    (tmp_path / "file").write_text("")
+    cases = {"--out": tmp_path / "file" / "cell.json", "--features": tmp_path / "file" / "f.npz"}
+    for option, path in cases.items():
+        result = CliRunner().invoke(main, ["train", option, str(path), "--no-progress"])
+        assert result.exit_code == 2 and "is a file, not a folder" in result.output and option in result.output
+    same = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "x"), "--features", str(tmp_path / "x")])
+    assert same.exit_code == 2 and "--out and --features name the same file" in same.output
+    folder = CliRunner().invoke(main, ["train", "--out", str(tmp_path), "--no-progress"])
+    assert folder.exit_code == 2
+
+
+def test_an_output_folder_without_write_permission_is_refused(tmp_path, monkeypatch):
+    """Tests run as root, which may write anywhere: the permission check is asked through os.access, which
+    is made to deny writing in tmp_path, as it does for a read-only folder."""
+    never_trains(monkeypatch)
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "cell.json"), "--no-progress"])
+    assert result.exit_code == 2 and f"no write permission in {tmp_path}" in result.output

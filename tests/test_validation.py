@@ -73,3 +73,12 @@ def test_all_finite_when_infinities_of_both_signs_would_cancel_in_a_sum():
 def test_all_finite_when_only_the_sum_overflows():
     big = torch.finfo(torch.float32).max
     assert all_finite(torch.tensor([big, big, -1.0]))  # the float32 sum is inf; every element is finite
+
+
+def test_center_loss_refuses_an_unknown_variant_and_a_boolean_alpha():
+    from ablate.loss import CenterLoss
+
+    with pytest.raises(ValueError, match="unknown variant 'bogus'"):
+        CenterLoss(10, 2, variant="bogus")
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got True"):
+        CenterLoss(10, 2, alpha=True)

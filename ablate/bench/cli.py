@@ -9,9 +9,11 @@ import pandas as pd
 import torch
 
 from ablate.bench.gate_cli import baseline_command, gate_command
-from ablate.bench.numerics import ERROR_COLUMNS, FLOAT32_TOLERANCE, float32_failures
+from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
+from ablate.io import check_writable
+from ablate.runfolder import ERROR_COLUMNS, PROVENANCE, check_kind
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
@@ -125,12 +127,17 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     run_dir = run_dir or Path("runs/bench") / f"{name}-{dev.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    try:
+        check_writable(run_dir, folder=True)
+        check_kind(run_dir, "bench")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
     started = time.monotonic()
     tables = run_suite(resolved, dev, run_dir)
     elapsed = time.monotonic() - started
     _print_summary(tables)
-    provenance = json.loads((run_dir / "provenance.json").read_text())
+    provenance = json.loads((run_dir / PROVENANCE).read_text())
     click.echo("\n" + ", ".join(f"{key} {provenance[key]}" for key in VERSION_KEYS if pd.notna(provenance.get(key))))
     click.echo(f"wrote {', '.join(sorted(tables))} (.parquet, .csv) and provenance.json to {run_dir} "
                f"after {elapsed:.0f} s")

@@ -15,9 +15,7 @@ from ablate.bench.suites import DTYPES, NumericsSpec
 from ablate.bench.workloads import clustered_inputs
 from ablate.loss import center_loss
 from ablate.loss.reference import reference_grads, reference_loss
-
-ERROR_COLUMNS = ("loss_rel_error", "grad_features_rel_error", "grad_centers_rel_error")
-NUMERICS_COLUMNS = ("variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", *ERROR_COLUMNS, "note")
+from ablate.runfolder import ERROR_COLUMNS
 # float32 has unit roundoff 6e-8; naive's cancellation amplifies it by ||x||^2 / ||x - c||^2 = 1 / spread^2
 # (100 at the default spread 0.1), and sums over B*D terms add a few more ulps: under 1e-5. 1e-4 leaves
 # a margin of 10 while still catching any real mistake, which gives errors of order one.
@@ -31,7 +29,7 @@ def _rel_error(value: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def numerics_case(variants, dtype: str, convention: str, feature_norm: float, spec: NumericsSpec, device) -> list:
-    """One row per variant for one dtype, convention and feature norm (columns as in the module docstring)."""
+    """One row per variant for one dtype, convention and feature norm (columns: runfolder.NUMERICS_COLUMNS)."""
     features, labels, centers = clustered_inputs(spec.batch, spec.classes, spec.dim, DTYPES[dtype], device,
                                                  feature_norm=feature_norm, spread=spec.spread)
     x64, y_cpu, c64 = features.to("cpu", torch.float64), labels.cpu(), centers.to("cpu", torch.float64)

@@ -1,12 +1,15 @@
 """Run a suite into RUN_DIR: numerics, timed points, training steps; tables, provenance; resumable.
 
-    RUN_DIR/bench.parquet/.csv       one row per variant x point (columns: BENCH_COLUMNS)
+    RUN_DIR/run.json                 the folder's kind, "bench" (a grid run folder is refused)
+    RUN_DIR/bench.parquet/.csv       one row per variant x point (columns: runfolder.BENCH_COLUMNS)
     RUN_DIR/numerics.parquet/.csv    one row per variant x dtype x convention x feature norm
     RUN_DIR/train_step.parquet/.csv  one row per workload x classes x variant
     RUN_DIR/provenance.json          ablate.provenance.collect(), times, the suite, copy bandwidth
     RUN_DIR/parts/<stage>/<key>.json each finished unit while the run is under way: a rerun into
                                      RUN_DIR after an interruption resumes; a finished run removes them
-A row that could not be measured keeps NaN timings and says why in `note`: over the memory budget,
+File names and columns are declared in ablate.runfolder.
+A row that could not be measured keeps NaN timings and says why in `note`: over the memory budget
+(checked before its inputs are allocated),
 out of the time budget, or the error it raised (out of memory, a dtype the variant refuses, a
 kernel that fails to compile). One variant's error at one point never stops the study; the
 summary prints every note.
@@ -24,19 +27,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ablate import runfolder
 from ablate.bench.cost import bytes_moved, memory_skip_note
-from ablate.bench.numerics import NUMERICS_COLUMNS, numerics_case
+from ablate.bench.numerics import numerics_case
 from ablate.bench.suites import DTYPES, Point, Suite, sweep_variants
 from ablate.bench.timer import copy_bandwidth_gb_per_s, peak_memory_bytes, quantiles_ms, time_interleaved, warm_up
 from ablate.bench.train_step import train_step_case, workload_cases
-from ablate.bench.workloads import clustered_inputs, call
+from ablate.bench.workloads import call, clustered_inputs, input_bytes
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.provenance import collect, now
-
-BENCH_COLUMNS = ("variant", "mode", "rule", "batch", "classes", "dim", "dtype", "device", "time_ms_p20", "time_ms_p50",
-                 "time_ms_p80", "samples_per_s", "bytes", "gb_per_s", "peak_mem_bytes", "roof_fraction", "note")
-TRAIN_STEP_COLUMNS = ("workload", "variant", "batch", "classes", "dim", "device", "samples_per_s", "time_ms_p20",
-                      "time_ms_p50", "time_ms_p80", "note")
+from ablate.runfolder import BENCH_COLUMNS, NUMERICS_COLUMNS, TRAIN_STEP_COLUMNS, RunFolderError
 
 
 class PartStore:
@@ -47,25 +47,38 @@ class PartStore:
     """
 
     def __init__(self, run_dir: Path, measured_for: dict):
-        self.root = Path(run_dir) / "parts"
+        self.root = Path(run_dir) / runfolder.PARTS
         self.measured_for = json.loads(json.dumps(measured_for, default=str))  # as it reads back from JSON
         self.discarded = 0
 
     def open(self) -> "PartStore":
         """Keep the parts of an interrupted run of the same study; discard any other (counted in `discarded`)."""
         manifest = self.root / "manifest.json"
-        if self.root.exists() and (not manifest.exists() or json.loads(manifest.read_text()) != self.measured_for):
+        if self.root.exists() and (not manifest.exists() or self._read(manifest, dict) != self.measured_for):
             self.discarded = sum(1 for _ in self.root.glob("*/*.json"))
             self.clear()
         if not manifest.exists():
             atomic_write_json(manifest, self.measured_for)
         return self
 
+    @staticmethod
+    def _read(path: Path, expected: type):
+        """The JSON in a part file, or None (with a line saying why) when it is not a valid `expected`."""
+        try:
+            value = runfolder.read_json(path, expected)
+            if expected is list and not (value and all(isinstance(row, dict) for row in value)):
+                raise RunFolderError(f"{path}: expected a non-empty array of row objects")
+            return value
+        except RunFolderError as exc:
+            tqdm.write(f"{exc}; measured again")
+            return None
+
     def rows(self, stage: str, key: str, measure) -> list:
-        """The stored rows of this unit, or measure() them and store them atomically."""
+        """The stored rows of this unit, or measure() them and store them atomically (also when the stored
+        file is not a valid list of rows)."""
         path = self.root / stage / f"{key}.json"
-        if path.exists():
-            return json.loads(path.read_text())
+        if path.exists() and (stored := self._read(path, list)) is not None:
+            return stored
         rows = measure()
         atomic_write_json(path, rows)
         return rows
@@ -103,6 +116,10 @@ def measure_point(point: Point, variants, device: torch.device, suite: Suite, co
     """One bench row per variant at `point`: all of them timed in the same process, interleaved."""
     dtype = DTYPES[point.dtype]
     budget = memory_budget_bytes(device, suite.memory_fraction)
+    inputs = input_bytes(point.batch, point.classes, point.dim, dtype)
+    if inputs > budget:  # checked before anything is allocated
+        note = f"skipped: its inputs need about {inputs / 1e9:.1f} GB, over the memory budget of {budget / 1e9:.1f} GB"
+        return [_blank_row(v, point, device, note) for v in variants]
     rule = point.rule or "paper"
     features, labels, centers = clustered_inputs(point.batch, point.classes, point.dim, dtype, device)
     rows, fns = {}, {}
@@ -194,24 +211,25 @@ def run_suite(suite: Suite, device: torch.device, run_dir, *, progress: bool = T
     Units stored under run_dir/parts by an interrupted run are reused, so it resumes where it stopped.
     """
     run_dir = Path(run_dir)
+    runfolder.claim(run_dir, "bench")
     store = PartStore(run_dir, {"suite": asdict(suite), "device": str(device), "git_commit": collect()["git_commit"]})
     if store.open().discarded and progress:
         tqdm.write(f"{run_dir}: discarded {store.discarded} stored parts of a different study (suite, device or code)")
     started_at, started = now(), time.monotonic()
     tables = {}
     if suite.numerics is not None:
-        tables["numerics"] = numerics_table(suite, device, store, progress=progress)
+        tables[runfolder.NUMERICS] = numerics_table(suite, device, store, progress=progress)
     copy = math.nan
     if device.type == "cuda":
         measured = store.rows("copy", "bandwidth",
                               lambda: [{"copy_gb_per_s": copy_bandwidth_gb_per_s(device, suite.timing)}])
         copy = measured[0]["copy_gb_per_s"]
-    tables["bench"] = bench_table(suite, device, store, copy, started=started, progress=progress)
+    tables[runfolder.BENCH] = bench_table(suite, device, store, copy, started=started, progress=progress)
     if suite.train_step is not None:
-        tables["train_step"] = train_step_table(suite, device, store, progress=progress)
+        tables[runfolder.TRAIN_STEP] = train_step_table(suite, device, store, progress=progress)
     for name, table in tables.items():
         atomic_write_table(table, run_dir / name)
-    atomic_write_json(run_dir / "provenance.json", {
+    atomic_write_json(run_dir / runfolder.PROVENANCE, {
         **collect(), "started_at": started_at, "finished_at": now(), "device_type": device.type, "suite": asdict(suite),
         "copy_gb_per_s": copy, "memory_budget_bytes": memory_budget_bytes(device, suite.memory_fraction),
     })

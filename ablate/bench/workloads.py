@@ -37,6 +37,14 @@ def clustered_inputs(batch: int, classes: int, dim: int, dtype: torch.dtype, dev
     return features.to(dtype), labels, centers.to(dtype)
 
 
+def input_bytes(batch: int, classes: int, dim: int, dtype: torch.dtype) -> int:
+    """The memory `clustered_inputs` holds at its peak: the float32 directions, centers and noise, the
+    features (B, D), their copies in `dtype`, and the labels. Computed from the sizes alone, before any
+    allocation, so that a point too large for the device is skipped instead of failing."""
+    e = torch.empty((), dtype=dtype).element_size()
+    return int((classes * dim + batch * dim) * (2 * 4 + e) + batch * dim * 4 + batch * 8)
+
+
 def call(variant: str, mode: str, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *,
          rule: str = "paper", convention: str = "mean") -> Callable[[], None]:
     """A no-argument function running one call of `variant` in `mode` on these inputs (see the module docstring).

@@ -6,12 +6,23 @@
 
 from functools import lru_cache
 
+import numpy as np
+
 from ablate.data import digits, fashion_mnist, mnist5k, synthetic
 from ablate.data.dataset import Dataset, standardized
 from ablate.data.idx import read_idx
 
 DATASETS = ("digits", "mnist5k", "fashion-mnist", "synthetic")
 FIXED_CLASSES = {"digits": 10, "mnist5k": 10, "fashion-mnist": 10}
+# Examples and the shape of one, of the datasets of fixed size (fashion-mnist: the release's 60,000 + 10,000).
+FIXED_SIZES = {"digits": (1797, (1, 8, 8)), "mnist5k": (5000, (1, 28, 28)), "fashion-mnist": (70000, (1, 28, 28))}
+
+
+def dataset_size(name: str, *, num_classes: int = 10, synthetic_dim: int = 32, samples_per_class: int = 200) -> tuple:
+    """(examples, shape of one example, classes) of a dataset, known without loading it."""
+    if name in FIXED_SIZES:
+        return (*FIXED_SIZES[name], FIXED_CLASSES[name])
+    return num_classes * samples_per_class, (synthetic_dim,), num_classes
 
 
 # Cached so that a grid running many cells in one process reads and parses each dataset once;
@@ -38,10 +49,13 @@ def load_dataset(name: str, data_dir=None, *, test_fraction: float = 0.2, num_cl
         data = fashion_mnist.load(data_dir)
     else:
         data = synthetic.load(num_classes, synthetic_dim, samples_per_class, test_fraction)
+    for split, array in (("train", data.x_train), ("test", data.x_test)):
+        if not np.isfinite(array).all():
+            raise ValueError(f"dataset {name!r}: its {split} images hold NaN or infinite values; expected finite inputs")
     data = standardized(data)
     for array in (data.x_train, data.y_train, data.x_test, data.y_test):
         array.flags.writeable = False
     return data
 
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "Dataset", "dataset_size", "load_dataset", "read_idx"]

@@ -8,6 +8,8 @@ from ablate.data.dataset import Dataset
 from ablate.data.idx import read_idx
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")  # where Debian's dataset-fashion-mnist puts them
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
 FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
@@ -31,17 +33,24 @@ def load(data_dir=None) -> Dataset:
     missing = [name for name in FILES.values() if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(missing_files_message(folder, missing))
-    arrays = {key: read_idx(folder / name) for key, name in FILES.items()}
+    # Each header is checked (uint8, images N x 28 x 28, labels N) before its values are decompressed.
+    arrays = {key: read_idx(folder / name, dtype="uint8",
+                            shape=(None, IMAGE_SIZE, IMAGE_SIZE) if key.startswith("x") else (None,))
+              for key, name in FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"fashion-mnist {split} files in {folder}: expected images (N, H, W) and labels (N,), "
-                             f"got {images.shape} and {labels.shape}")
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"fashion-mnist {split} files in {folder}: {len(images)} images but {len(labels)} labels")
+        if len(labels) == 0:
+            raise ValueError(f"fashion-mnist {split} files in {folder}: no images")
+        if labels.max() >= NUM_CLASSES:
+            raise ValueError(f"{folder / FILES[f'y_{split}']}: labels must lie in [0, {NUM_CLASSES}), got up to "
+                             f"{labels.max()}")
     return Dataset(
         "fashion-mnist",
         (arrays["x_train"] / 255.0).astype(np.float32)[:, None],
         arrays["y_train"].astype(np.int64),
         (arrays["x_test"] / 255.0).astype(np.float32)[:, None],
         arrays["y_test"].astype(np.int64),
-        10,
+        NUM_CLASSES,
     )

@@ -1,10 +1,14 @@
 """A reader for the IDX format of (Fashion-)MNIST, plain or gzip-compressed.
 
 Layout: two zero bytes, a type code (0x08 = uint8, ...), the number of dimensions n, then n
-big-endian uint32 sizes, then the values in C order, big-endian.
+big-endian uint32 sizes, then the values in C order, big-endian. The header is checked (type, shape
+and the size it promises, against the file's own size) before the values are read or decompressed.
 """
 
 import gzip
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +16,64 @@ import numpy as np
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path) -> np.ndarray:
-    """The array stored in an IDX file (.gz or not), with the file's shape and a native-endian dtype."""
+def _stored_size(path: Path, compressed: bool) -> int:
+    """The bytes the file holds once decompressed: a gzip file's trailer records them (modulo 2^32)."""
+    if not compressed:
+        return path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            raise ValueError(f"{path} is not a gzip file (its name ends in .gz); expected an IDX file compressed "
+                             "with gzip, as the Fashion-MNIST release ships them")
+        f.seek(-4, 2)
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def read_idx(path, *, dtype: str | None = None, shape: tuple | None = None) -> np.ndarray:
+    """The array stored in an IDX file (.gz or not), with the file's shape and a native-endian dtype.
+
+    dtype: the numpy dtype the header must declare (e.g. "uint8"); shape: the sizes it must declare, None
+    for any size along a dimension (e.g. (None, 28, 28)). A ValueError names the file and what is wrong.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise ValueError(f"{path} is not an IDX file: expected two zero bytes and a type code in "
-                         f"{sorted(_DTYPES)}, got header {data[:4].hex()}")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_DTYPES[data[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise ValueError(f"{path}: the header promises shape {shape} of {dtype} ({expected} bytes in all), "
-                         f"but the file holds {len(data)} bytes")
-    values = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return values.astype(dtype.newbyteorder("="))
+    compressed = path.suffix == ".gz"
+    stored = _stored_size(path, compressed)
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
+                raise ValueError(f"{path} is not an IDX file: expected two zero bytes and a type code in "
+                                 f"{sorted(_DTYPES)}, got header {head.hex()}")
+            ndim = head[3]
+            sizes = f.read(4 * ndim)
+            if len(sizes) < 4 * ndim:
+                raise ValueError(f"{path}: the file ends inside its header")
+            file_shape = struct.unpack(f">{ndim}I", sizes)
+            file_dtype = np.dtype(_DTYPES[head[2]])
+            _check_header(path, file_dtype, file_shape, dtype, shape)
+            header = 4 + 4 * ndim
+            expected = header + math.prod(file_shape) * file_dtype.itemsize
+            # gzip's trailer records the size modulo 2^32
+            mismatch = (expected - stored) % 2 ** 32 != 0 if compressed else expected != stored
+            if mismatch:
+                raise ValueError(f"{path}: the header promises shape {file_shape} of {file_dtype} ({expected} bytes in "
+                                 f"all), but the file holds {stored} bytes (truncated, or not this dataset's file)")
+            data = f.read(expected - header)
+            if len(data) != expected - header:
+                raise ValueError(f"{path}: truncated: the header promises {expected} bytes, the file ends after "
+                                 f"{header + len(data)}")
+            if f.read(1):
+                raise ValueError(f"{path}: holds more than the {expected} bytes its header promises")
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's errors for a damaged or truncated stream
+        raise ValueError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    values = np.frombuffer(data, dtype=file_dtype).reshape(file_shape)
+    return values.astype(file_dtype.newbyteorder("="))
+
+
+def _check_header(path, file_dtype, file_shape, dtype, shape) -> None:
+    if dtype is not None and file_dtype.newbyteorder("=") != np.dtype(dtype):
+        raise ValueError(f"{path}: expected values of type {dtype}, the header declares {file_dtype.newbyteorder('=')}")
+    if shape is not None and (len(file_shape) != len(shape)
+                              or any(want is not None and got != want for got, want in zip(file_shape, shape))):
+        wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{path}: expected shape {wanted}, the header declares {file_shape}")

@@ -6,7 +6,7 @@
 """
 
 from ablate.grid.executors import make_executor
-from ablate.grid.ids import cell_id
+from ablate.runfolder import cell_id
 from ablate.grid.runner import run_grid
 from ablate.grid.spec import GridSpec, bundled_grids, expand, load_spec, parse_set_option
 from ablate.grid.tables import load_results

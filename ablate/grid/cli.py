@@ -8,9 +8,9 @@ import pandas as pd
 
 from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
-from ablate.grid.spec import bundled_grids, expand, load_spec, parse_set_option
-from ablate.grid.store import STATUSES
-from ablate.grid.tables import mean_ci_text
+from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
+from ablate.io import check_writable
+from ablate.runfolder import STATUSES, check_kind, mean_ci_text
 
 SUMMARY_METRICS = ("test_accuracy", "nearest_center_accuracy", "separation_ratio", "intra_class_distance")
 
@@ -22,6 +22,8 @@ def _set_options(ctx, param, values) -> dict:
             key, parsed = parse_set_option(text)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
+        if key in overrides:
+            raise click.BadParameter(f"{key} is set twice; give all its values in one --set {key}=V1,V2,...")
         overrides[key] = parsed
     return overrides
 
@@ -47,6 +49,8 @@ def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
     if not quiet and (text := _summary_text(outcome, run_dir)):
         click.echo(text)
     keys = varying_keys([c for _, c in outcome.plan.cells])
+    for problem in outcome.plan.invalid:
+        click.echo(f"set aside (not a valid record; its cell, if in the grid, ran again): {problem}", err=True)
     for cell_id, record in outcome.failed().items():
         click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
 
@@ -65,7 +69,10 @@ def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
               help="local processes, or tasks on a Ray cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: a local Ray).")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-cell lines; only the final summary.")
-def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, workers, executor, address, quiet):
+@click.option("--max-cells", type=click.IntRange(min=1), default=MAX_CELLS, show_default=True,
+              help="Refuse a grid of more cells than this (counted from its axes, before anything runs).")
+def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, workers, executor, address, quiet,
+                 max_cells):
     """Train every cell of GRID (a bundled grid name or a .toml file; default: default) into RUN_DIR.
 
     The cells are the cartesian product of the grid's axes. Finished cells are kept as they end;
@@ -82,11 +89,13 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
     if executor == "ray" and workers != 1:
         raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
     try:
+        check_writable(run_dir, folder=True)
+        check_kind(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides)
         if executor == "local":
-            check_runnable_here(expand(spec))
+            check_runnable_here(expand(spec, max_cells))
         outcome = run_grid(spec, run_dir, make_executor(executor, workers, address), retry_failed=retry_failed,
-                           force=force, quiet=quiet)
+                           force=force, quiet=quiet, max_cells=max_cells)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ablate import provenance
-from ablate.grid.ids import cell_id
-from ablate.grid.spec import GridSpec, expand
-from ablate.grid.store import FINISHED, CellStore
-from ablate.grid.tables import write_tables
+from ablate import provenance, runfolder
+from ablate.grid.spec import MAX_CELLS, GridSpec, expand
+from ablate.grid.store import CellStore
+from ablate.grid.tables import config_columns, write_tables
 from ablate.io import atomic_write_json, atomic_write_text
 from ablate.loss import available_variants
 from ablate.train.cell import resolve_device
@@ -28,13 +27,16 @@ TABLE_INTERVAL_S = 10.0  # rewrite the tables at most this often while cells fin
 
 @dataclass
 class GridPlan:
-    """cells: (cell_id, config) of the grid, in spec order; finished / failed_before: ids skipped; to_run: pairs."""
+    """cells: (cell_id, config) of the grid, in spec order; finished / failed_before: ids skipped; to_run: pairs;
+    invalid: why each cell file that is not a valid record of its cell was set aside (its cell, if in the grid,
+    runs again)."""
 
     cells: list
     finished: list
     failed_before: list
     to_run: list
     not_in_grid: list = field(default_factory=list)
+    invalid: list = field(default_factory=list)
 
 
 @dataclass
@@ -53,9 +55,10 @@ class GridOutcome:
         return {i: r for i, r in self.records.items() if r["status"] == "failed"}
 
 
-def grid_cells(spec: GridSpec) -> list:
-    """(cell_id, resolved config) for every cell of the spec, in spec order; a bad option raises ValueError."""
-    return [(cell_id(config), config) for config in expand(spec)]
+def grid_cells(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
+    """(cell_id, resolved config) for every cell of the spec, in spec order; a bad option, or more than
+    max_cells cells, raises ValueError."""
+    return [(runfolder.cell_id(config), config) for config in expand(spec, max_cells)]
 
 
 def check_runnable_here(configs: list) -> None:
@@ -76,18 +79,18 @@ def check_runnable_here(configs: list) -> None:
 
 def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, force: bool = False) -> GridPlan:
     """Which of `cells` ((cell_id, config) pairs) run now, given the records already in the store."""
-    existing = store.records()
+    existing, invalid = store.records()
     finished, failed_before, to_run = [], [], []
     for pair in cells:
         status = existing.get(pair[0], {}).get("status")
         if force or status is None or (status == "failed" and retry_failed):
             to_run.append(pair)
-        elif status in FINISHED:
+        elif status in runfolder.FINISHED:
             finished.append(pair[0])
         else:
             failed_before.append(pair[0])
     in_grid = {i for i, _ in cells}
-    return GridPlan(cells, finished, failed_before, to_run, [i for i in existing if i not in in_grid])
+    return GridPlan(cells, finished, failed_before, to_run, [i for i in existing if i not in in_grid], invalid)
 
 
 def varying_keys(configs: list) -> list:
@@ -125,37 +128,43 @@ def plan_line(plan: GridPlan) -> str:
         line += f", {len(plan.failed_before)} failed earlier (skipped; --retry-failed reruns them)"
     if plan.not_in_grid:
         line += f"; {len(plan.not_in_grid)} records in cells/ are not in this grid (kept on disk, left out of the tables)"
+    if plan.invalid:
+        line += (f"; {len(plan.invalid)} file(s) in cells/ are not valid records (their cells run again), e.g. "
+                 f"{plan.invalid[0]}")
     return line
 
 
 def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, force: bool = False,
-             quiet: bool = False) -> GridOutcome:
+             quiet: bool = False, max_cells: int = MAX_CELLS) -> GridOutcome:
     """Run the cells of `spec` that are not done into run_dir with `executor` (see ablate.grid.executors).
 
     On KeyboardInterrupt the finished cells are kept, the tables and provenance written, and the
     outcome returned with interrupted=True.
     """
-    cells = grid_cells(spec)  # before touching run_dir, so that a bad spec leaves nothing behind
+    cells = grid_cells(spec, max_cells)  # before touching run_dir, so that a bad spec leaves nothing behind
     run_dir = Path(run_dir)
-    store = CellStore(run_dir)
+    runfolder.check_kind(run_dir, "grid")
+    columns = config_columns()
+    store = CellStore(run_dir, columns)
     with store.locked():
+        runfolder.claim(run_dir, "grid", config_columns=columns)
         store.remove_temp_files()
         plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
         log = (lambda text: None) if quiet else tqdm.write
         log(plan_line(plan))
-        atomic_write_text(run_dir / "grid.toml", spec.to_toml())
+        atomic_write_text(run_dir / runfolder.GRID_SPEC, spec.to_toml())
         stamp = provenance.collect()
         run_info = {**stamp, "started_at": provenance.now(), "finished_at": None, "cells": len(plan.cells),
                     "cells_to_run": len(plan.to_run), "cells_skipped": len(plan.finished) + len(plan.failed_before)}
-        atomic_write_json(run_dir / "provenance.json", run_info)
-        outcome = GridOutcome(plan, _ordered(plan, store.records()), ran=0)
+        atomic_write_json(run_dir / runfolder.PROVENANCE, run_info)
+        outcome = GridOutcome(plan, _ordered(plan, store.records()[0]), ran=0)
         _write_tables(run_dir, outcome)
         try:
             _run_cells(executor, store, outcome, stamp, log, quiet)
         except KeyboardInterrupt:
             outcome.interrupted = True
         _write_tables(run_dir, outcome)
-        atomic_write_json(run_dir / "provenance.json",
+        atomic_write_json(run_dir / runfolder.PROVENANCE,
                           {**run_info, "finished_at": provenance.now(), "cells_run": outcome.ran,
                            "interrupted": outcome.interrupted, "status_counts": dict(outcome.status_counts())})
         return outcome

@@ -17,6 +17,7 @@ defaults.
 
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -26,6 +27,7 @@ from ablate.train import CellConfig
 
 SPEC_KEYS = ("description", "axes", "also")
 SCALAR_TYPES = (bool, int, float, str)
+MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,16 @@ class GridSpec:
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
         return [self.axes] + [{**self.axes, **extra} for extra in self.also]
+
+    def cell_count(self) -> int:
+        """Cells before duplicates are dropped: the sum over products of the product of their axis lengths.
+        Computed from the lengths alone, so that a grid too large to expand is measured without expanding it."""
+        return sum(math.prod(len(values) for values in product.values()) for product in self.products())
+
+    def size_text(self) -> str:
+        """'lambda 5 x alpha 3 x seed 3' per product, ' + ' between products."""
+        return " + ".join(" x ".join(f"{k} {len(v)}" for k, v in p.items() if len(v) > 1) or "1"
+                          for p in self.products())
 
     def with_overrides(self, overrides: dict) -> "GridSpec":
         """The spec with each key of `overrides` (key -> list of values) set in [axes] and in every [[also]]."""
@@ -138,11 +150,16 @@ def _scalar(token: str):
     return value if isinstance(value, SCALAR_TYPES) else token
 
 
-def expand(spec: GridSpec) -> list:
+def expand(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
     """The grid's cells as resolved configs (every option, defaults filled, "lambda" key), in spec order.
 
-    Raises ValueError naming the option and the valid choices for an unknown key or a bad value.
+    Raises ValueError naming the option and the valid choices for an unknown key or a bad value, and,
+    before expanding anything, for a grid of more than max_cells cells.
     """
+    count = spec.cell_count()
+    if count > max_cells:
+        raise ValueError(f"grid {spec.source or '(command line)'} has {count:,} cells ({spec.size_text()}), over the "
+                         f"limit of {max_cells:,}: narrow its axes, or raise the limit with --max-cells")
     configs, seen = [], set()
     for product in spec.products():
         keys = list(product)

@@ -1,18 +1,16 @@
-"""The cell files of a run folder: RUN_DIR/cells/<id>.json (the record) and <id>.npz (its features).
+"""The cell files of a run folder (layout and checks in ablate.runfolder): cells/<id>.json (the record) and
+<id>.npz (its features).
 
 The .npz is written before the .json, each atomically, so a record's presence means the cell is
 whole; a cell killed mid-way leaves at most a stale temp file, removed by `remove_temp_files`.
 """
 
 import fcntl
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from ablate.io import atomic_write_bytes, atomic_write_json
-
-FINISHED = ("ok", "diverged")
-STATUSES = (*FINISHED, "failed")
+from ablate import runfolder
+from ablate.io import atomic_write_bytes, atomic_write_json, remove_temp_files
 
 
 class RunLockedError(RuntimeError):
@@ -20,26 +18,27 @@ class RunLockedError(RuntimeError):
 
 
 class CellStore:
-    def __init__(self, run_dir):
+    """The cells of RUN_DIR; `config_columns` (the grid keys) let each record be checked against its id."""
+
+    def __init__(self, run_dir, config_columns=None):
         self.run_dir = Path(run_dir)
-        self.cells_dir = self.run_dir / "cells"
+        self.cells_dir = self.run_dir / runfolder.CELLS
+        self.config_columns = config_columns
 
     def record_path(self, cell_id: str) -> Path:
-        return self.cells_dir / f"{cell_id}.json"
+        return runfolder.record_path(self.run_dir, cell_id)
 
     def features_path(self, cell_id: str) -> Path:
-        return self.cells_dir / f"{cell_id}.npz"
+        return runfolder.features_path(self.run_dir, cell_id)
 
     def read(self, cell_id: str) -> dict | None:
-        """The cell's record, or None if it has not finished."""
+        """The cell's record, or None if it has not finished; RunFolderError if its file is not a valid record."""
         path = self.record_path(cell_id)
-        return json.loads(path.read_text()) if path.exists() else None
+        return runfolder.read_record(path, self.config_columns) if path.exists() else None
 
-    def records(self) -> dict:
-        """cell id -> record, for every record in cells/."""
-        if not self.cells_dir.is_dir():
-            return {}
-        return {p.stem: json.loads(p.read_text()) for p in sorted(self.cells_dir.glob("*.json"))}
+    def records(self) -> tuple:
+        """({cell id: record} of every valid record in cells/, [why each other file was left out])."""
+        return runfolder.read_records(self.run_dir, self.config_columns)
 
     def save(self, cell_id: str, record: dict, features: bytes | None) -> None:
         """Features first (or an earlier run's removed: a rerun that saved none), then the record that marks
@@ -51,11 +50,8 @@ class CellStore:
         atomic_write_json(self.record_path(cell_id), record)
 
     def remove_temp_files(self) -> int:
-        """Delete temp files left by a killed run (ablate.io names them .<name>.<random>.tmp); returns how many."""
-        stale = list(self.cells_dir.glob(".*.tmp")) + list(self.run_dir.glob(".*.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        """Delete the temp files ablate.io left behind when a run was killed; returns how many."""
+        return remove_temp_files(self.cells_dir) + remove_temp_files(self.run_dir)
 
     @contextmanager
     def locked(self):

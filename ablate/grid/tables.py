@@ -1,4 +1,4 @@
-"""The run folder's tables, built from cell records:
+"""The grid's tables, written through the run-folder schema (ablate.runfolder):
 
     results   one row per cell: cell_id, the config columns (grid keys), then metrics, status, timings
     curves    long format: cell_id, epoch (1-based), metric (softmax_loss | center_loss | train_accuracy), value
@@ -9,16 +9,10 @@
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
-from ablate.grid.ids import cell_id
-from ablate.grid.spec import expand, load_spec
-from ablate.grid.store import CellStore
+from ablate import runfolder
 from ablate.io import atomic_write_table, atomic_write_with
 from ablate.train import CellConfig
-
-CURVE_PREFIX = "curve_"
-NOT_SUMMARIZED = ("diverged_epoch", "torch_threads")  # when a cell failed, how it ran: not measurements
 
 
 def config_columns() -> list:
@@ -26,76 +20,19 @@ def config_columns() -> list:
     return list(CellConfig().to_dict())
 
 
-def results_table(records: list) -> pd.DataFrame:
-    """records (one flat dict per cell) -> one row per cell, curve lists left out."""
-    config = config_columns()
-    others = []
-    for record in records:
-        others += [k for k in record if k not in others and k not in config and k != "cell_id"
-                   and not k.startswith(CURVE_PREFIX)]
-    return pd.DataFrame.from_records(records, columns=["cell_id", *config, *others])
-
-
-def curves_table(records: list) -> pd.DataFrame:
-    """The per-epoch curves of every record, long format: cell_id, epoch, metric, value."""
-    rows = [(record["cell_id"], epoch, key.removeprefix(CURVE_PREFIX), float(value))
-            for record in records for key, values in record.items() if key.startswith(CURVE_PREFIX)
-            for epoch, value in enumerate(values, start=1)]
-    return pd.DataFrame(rows, columns=["cell_id", "epoch", "metric", "value"])
-
-
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean, <m>_ci95."""
-    config = config_columns()
-    keys = [c for c in config if c != "seed"]
-    metrics = [c for c in results.select_dtypes("number").columns if c not in config and c not in NOT_SUMMARIZED]
-    groups = results[results["status"] == "ok"].groupby(keys, dropna=False, sort=False)
-    columns = {"n_seeds": groups.size()}
-    for metric in metrics:
-        values = groups[metric]
-        columns[f"{metric}_mean"] = values.mean()
-        # t quantile with n - 1 degrees of freedom; NaN for a single seed (no interval).
-        columns[f"{metric}_ci95"] = values.sem() * stats.t.ppf(0.975, values.count() - 1)
-    return pd.DataFrame(columns).reset_index()
-
-
-def mean_ci_text(mean: float, ci: float) -> str:
-    """'0.9574 ± 0.011' for a summary cell; the mean alone without an interval, '' without a mean."""
-    if pd.isna(mean):
-        return ""
-    return f"{mean:.4g} ± {ci:.2g}" if pd.notna(ci) else f"{mean:.4g}"
-
-
 def write_tables(run_dir, records: list) -> pd.DataFrame:
     """Write results, curves and summary (.parquet, and .csv but for curves) atomically; returns results."""
     run_dir = Path(run_dir)
-    results = results_table(records)
-    atomic_write_table(results, run_dir / "results")
-    atomic_write_with(run_dir / "curves.parquet", lambda p: curves_table(records).to_parquet(p, index=False))
-    atomic_write_table(summary_table(results), run_dir / "summary")
+    columns = config_columns()
+    results = runfolder.results_table(records, columns)
+    atomic_write_table(results, run_dir / runfolder.RESULTS)
+    atomic_write_with(runfolder.table_path(run_dir, runfolder.CURVES),
+                      lambda p: runfolder.curves_table(records).to_parquet(p, index=False))
+    atomic_write_table(runfolder.summary_table(results, columns), run_dir / runfolder.SUMMARY)
     return results
 
 
 def load_results(run_dir) -> pd.DataFrame:
-    """RUN_DIR/results.parquet; rebuilt from the cell records when it is missing or older than one of them."""
-    run_dir = Path(run_dir)
-    store = CellStore(run_dir)
-    path = run_dir / "results.parquet"
-    newest_record = max((p.stat().st_mtime_ns for p in store.cells_dir.glob("*.json")), default=0)
-    if path.exists() and path.stat().st_mtime_ns >= newest_record:
-        return pd.read_parquet(path)
-    records = grid_records(run_dir)
-    if not records:
-        raise ValueError(f"{run_dir} holds no grid results: expected results.parquet or records in cells/")
-    return results_table(records)
-
-
-def grid_records(run_dir) -> list:
-    """The records in cells/ of the cells of RUN_DIR/grid.toml, in grid order (all records if it is absent)."""
-    run_dir = Path(run_dir)
-    records = CellStore(run_dir).records()
-    spec_path = run_dir / "grid.toml"
-    if not spec_path.exists():
-        return list(records.values())
-    ids = [cell_id(config) for config in expand(load_spec(spec_path))]
-    return [records[i] for i in ids if i in records]
+    """RUN_DIR/results.parquet, or rebuilt from the cell records when it is missing or older than one of them
+    (see ablate.runfolder.load_results)."""
+    return runfolder.load_results(run_dir, config_columns())[0]

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ablate.loss.functional import center_loss, update_centers
+from ablate.loss.registry import get_variant
 from ablate.loss.validation import check_alpha
 
 
@@ -29,6 +30,7 @@ class CenterLoss(nn.Module):
         super().__init__()
         if num_classes < 1 or feat_dim < 1:
             raise ValueError(f"num_classes and feat_dim must be >= 1, got {num_classes} and {feat_dim}")
+        get_variant(variant)  # an unknown name fails here, not at the first forward
         check_alpha(alpha, rule)
         self.variant, self.convention, self.rule, self.alpha = variant, convention, rule, alpha
         centers = torch.randn(num_classes, feat_dim, dtype=dtype, device=device)  # (C, D)

@@ -52,7 +52,7 @@ def all_finite(t: torch.Tensor) -> bool:
 
 def check_alpha(alpha: float, rule: str) -> None:
     """alpha must be finite and >= 0; the paper's Eq. 4 and the moving average also need alpha <= 1."""
-    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     if rule in ("paper", "ema") and alpha > 1:
         raise ValueError(f"alpha for rule {rule!r} must lie in [0, 1], got {alpha}")

@@ -14,7 +14,8 @@ class Figure:
 
 @dataclass(frozen=True)
 class Table:
-    """A rendered HTML table (pandas Styler output); `collapsed` puts it behind a <details> toggle."""
+    """A rendered HTML table (`styling.render`: markupsafe.Markup, escaped; a plain str is escaped as text);
+    `collapsed` puts it behind a <details> toggle."""
 
     title: str
     html: str

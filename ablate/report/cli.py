@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ablate.io import check_writable
 from ablate.report.build import load_runs, write_report
 
 
@@ -19,6 +20,10 @@ def report_command(run_dirs, out, title):
     """
     if out.suffix.lower() not in (".html", ".htm"):
         raise click.BadParameter(f"expected a file name ending in .html, got {out}", param_hint="--out")
+    try:
+        check_writable(out)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     try:
         runs = load_runs(run_dirs)
     except ValueError as exc:

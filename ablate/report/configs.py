@@ -15,20 +15,21 @@ def varying(df: pd.DataFrame, keys) -> list:
 
 
 def reference_values(df: pd.DataFrame, keys) -> dict:
-    """One value per key: the preferred one when df has it, else the smallest."""
+    """One value per key: the preferred one when df has it, else the smallest; None when df has it unset
+    in every row (an option only failed cells set)."""
     values = {}
     for key in keys:
         present = sorted(df[key].dropna().unique())
         preferred = PREFERRED.get(key)
-        values[key] = preferred if preferred in present else present[0]
+        values[key] = preferred if preferred in present else (present[0] if present else None)
     return values
 
 
 def select(df: pd.DataFrame, values: dict) -> pd.DataFrame:
-    """The rows of df where every key equals its value."""
+    """The rows of df where every key equals its value (None: where it is unset)."""
     mask = pd.Series(True, index=df.index)
     for key, value in values.items():
-        mask &= df[key] == value
+        mask &= df[key].isna() if value is None else df[key] == value
     return df[mask]
 
 

@@ -23,8 +23,10 @@ MAX_COLUMNS = 4
 
 @contextlib.contextmanager
 def report_style():
-    """seaborn's whitegrid style at notebook scale, undone on exit."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+    """seaborn's whitegrid style at notebook scale, undone on exit; text drawn as written, never parsed as
+    mathtext (labels carry values from run folders: a "$" there must not break a figure)."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85), \
+            mpl.rc_context({"text.parse_math": False}):
         yield
 
 

@@ -6,7 +6,6 @@ import seaborn as sns
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
-from sklearn.decomposition import PCA
 
 from ablate.report.blocks import Figure, Note
 from ablate.report.configs import describe, reference_values, select, series_labels, varying
@@ -15,6 +14,7 @@ from ablate.report.figures import (panel_grid, plot_band, report_style, series_c
 from ablate.report.metrics import CURVE_METRICS, label
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label
+from ablate.runfolder import RunFolderError, read_features
 
 HEATMAP_METRICS = ("test_accuracy", "separation_ratio")
 LAMBDA_METRICS = ("test_accuracy", "intra_class_distance", "inter_class_distance", "separation_ratio")
@@ -155,17 +155,13 @@ def _reference_cells(run: GridRun, free_keys) -> tuple:
     return select(finished, fixed), fixed
 
 
-def _load_features(path):
-    """(features (N, D), labels (N,), centers (C, D)) from a cell's .npz."""
-    with np.load(path) as npz:
-        return npz["features"], npz["labels"], npz["centers"]
-
-
 def _to_2d(features, centers) -> tuple:
     """Features (N, 2) and centers (C, 2): as they are when D = 2, else projected by a PCA of the features;
     with the share of variance kept (1.0 when D = 2)."""
     if features.shape[1] <= 2:
         return features, centers, 1.0
+    from sklearn.decomposition import PCA  # here: a report without feature scatters never loads scikit-learn
+
     pca = PCA(n_components=2).fit(features)
     return pca.transform(features), pca.transform(centers), float(pca.explained_variance_ratio_.sum())
 
@@ -175,17 +171,22 @@ def feature_scatter_blocks(run: GridRun) -> list:
     cells, fixed = _reference_cells(run, free_keys=("lambda",))
     cells = cells[cells["status"] == "ok"].sort_values("lambda")
     lambdas = spread_subset(cells["lambda"].unique(), MAX_LAMBDA_PANELS)
-    panels = []
+    panels, unreadable = [], []
     for lam in lambdas:
         cell = cells[cells["lambda"] == lam].iloc[0]
-        path = run.features_path(cell["cell_id"])
-        if path.exists():
-            features, labels, centers = _load_features(path)
-            if np.isfinite(features).all() and np.isfinite(centers).all():
-                panels.append((lam, cell, features, labels, centers))
+        try:
+            path = run.features_path(cell["cell_id"])
+            if not path.exists():
+                continue
+            features, labels, centers = read_features(path)
+        except RunFolderError as exc:
+            unreadable.append(Note(f"Feature scatter of lambda = {lam:g} left out: {exc}"))
+            continue
+        if np.isfinite(features).all() and np.isfinite(centers).all():
+            panels.append((lam, cell, features, labels, centers))
     if not panels:
-        return [Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
-    num_classes = panels[0][4].shape[0]
+        return [*unreadable, Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
+    num_classes = max(centers.shape[0] for *_, centers in panels)
     palette = sns.color_palette("tab10" if num_classes <= 10 else "husl", num_classes)
     rng = np.random.default_rng(0)
     kept = []
@@ -197,7 +198,7 @@ def feature_scatter_blocks(run: GridRun) -> list:
             shown = rng.choice(len(xy), size=min(len(xy), MAX_SCATTER_POINTS), replace=False)
             ax.scatter(xy[shown, 0], xy[shown, 1], c=[palette[c] for c in labels[shown]], s=4, alpha=0.6,
                        linewidths=0)
-            ax.scatter(centers_xy[:, 0], centers_xy[:, 1], c=palette, marker="X", s=80, edgecolors="black",
+            ax.scatter(centers_xy[:, 0], centers_xy[:, 1], c=palette[:len(centers_xy)], marker="X", s=80, edgecolors="black",
                        linewidths=0.9)
             ax.set_aspect("equal", adjustable="datalim")
             accuracy = cell.get("test_accuracy", np.nan)
@@ -216,7 +217,7 @@ def feature_scatter_blocks(run: GridRun) -> list:
     if min(kept) < 1.0:
         caption += (f" feat_dim {panels[0][2].shape[1]} > 2: PCA to 2-D, keeping {min(kept):.0%} to "
                     f"{max(kept):.0%} of the variance.")
-    return [Figure("Features per lambda", uri, caption=caption)]
+    return [*unreadable, Figure("Features per lambda", uri, caption=caption)]
 
 
 def curve_blocks(run: GridRun) -> list:

@@ -3,13 +3,12 @@
 import numpy as np
 import pandas as pd
 
-from ablate.grid.store import STATUSES
-from ablate.grid.tables import mean_ci_text
 from ablate.report.blocks import Note, Table
 from ablate.report.configs import describe, varying
 from ablate.report.metrics import METRICS, label
 from ablate.report.runs import GridRun
 from ablate.report.styling import BEST_CSS, plain_table, render
+from ablate.runfolder import STATUSES, mean_ci_text
 
 AGREEMENT_METRICS = ("test_accuracy", "separation_ratio", "intra_class_distance", "inter_class_distance")
 

@@ -1,5 +1,9 @@
-"""Render report sections into one self-contained HTML page (inline CSS, embedded PNGs, no scripts)."""
+"""Render report sections into one self-contained HTML page (inline CSS, embedded PNGs, no scripts).
 
+Every value is escaped: jinja2 autoescapes the page, and tables arrive escaped from styling.render.
+"""
+
+import json
 from pathlib import Path
 
 import jinja2
@@ -16,12 +20,18 @@ def headline(provenance: dict) -> list:
     return [(k, provenance[k]) for k in HEADLINE_KEYS if provenance.get(k) not in (None, "")]
 
 
+def pretty_json(value) -> str:
+    """Indented JSON as plain text (autoescaped where it is inserted, so that its strings show as written)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.tests.update(note=lambda b: isinstance(b, Note), figure=lambda b: isinstance(b, Figure),
                      table=lambda b: isinstance(b, Table), text=lambda b: isinstance(b, Text))
     env.globals["headline"] = headline
+    env.filters["pretty_json"] = pretty_json
     return env
 
 

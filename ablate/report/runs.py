@@ -1,21 +1,24 @@
-"""Read a run folder: a grid run (cells/ or results.parquet) or a bench run (bench.parquet).
+"""Read a run folder for the report, through the run-folder schema (ablate.runfolder): a grid run or a bench run.
 
-Layouts (written by `ablate grid` and `ablate bench`):
-    grid:  grid.toml, provenance.json, cells/<id>.json|.npz, results, curves, summary (.parquet)
-    bench: bench, numerics, train_step (.parquet), provenance.json
+Nothing here imports the grid, bench or training code. A file that cannot be read is left out with a
+note (GridRun.notes, BenchRun.notes) instead of stopping the report; only a folder that holds no run at
+all is refused.
 """
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from ablate import runfolder
+from ablate.runfolder import RunFolderError
 
 
 @dataclass
 class GridRun:
     """A grid run. results: one row per cell; summary: one row per configuration (over its "ok" cells);
-    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed."""
+    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed;
+    notes: what was left out while reading, and why."""
 
     path: Path
     provenance: dict
@@ -24,12 +27,11 @@ class GridRun:
     curves: pd.DataFrame
     config_columns: list
     grid_spec: str | None
+    notes: list = field(default_factory=list)
 
     def features_path(self, cell_id: str) -> Path:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""
-        from ablate.grid.store import CellStore
-
-        return CellStore(self.path).features_path(cell_id)
+        return runfolder.features_path(self.path, cell_id)
 
 
 @dataclass
@@ -41,65 +43,91 @@ class BenchRun:
     bench: pd.DataFrame
     numerics: pd.DataFrame | None
     train_step: pd.DataFrame | None
+    notes: list = field(default_factory=list)
 
 
-def _table(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.exists() else None
+def _provenance(run_dir: Path, notes: list) -> dict:
+    try:
+        return runfolder.read_provenance(run_dir)
+    except RunFolderError as exc:
+        notes.append(f"Provenance left out: {exc}")
+        return {}
 
 
-def _provenance(run_dir: Path) -> dict:
-    path = run_dir / "provenance.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def _config_columns(run_dir: Path, manifest: dict | None) -> list:
+    """The grid keys as run.json records them; a grid folder written before run.json takes today's keys."""
+    if manifest is not None and manifest.get("config_columns"):
+        return list(manifest["config_columns"])
+    from ablate.grid.tables import config_columns  # an older run folder only: the grid's own definition
+
+    return config_columns()
 
 
-def is_grid_run(run_dir: Path) -> bool:
-    return (run_dir / "cells").is_dir() or (run_dir / "results.parquet").exists()
-
-
-def is_bench_run(run_dir: Path) -> bool:
-    return (run_dir / "bench.parquet").exists()
-
-
-def _curves(run_dir: Path, results: pd.DataFrame) -> pd.DataFrame:
+def _curves(run_dir: Path, results: pd.DataFrame, notes: list) -> pd.DataFrame:
     """curves.parquet when it covers every finished cell of `results`, else rebuilt from the cell records."""
-    from ablate.grid.tables import curves_table, grid_records
-
-    curves = _table(run_dir / "curves.parquet")
+    path = runfolder.table_path(run_dir, runfolder.CURVES)
     finished = set(results.loc[results["status"] != "failed", "cell_id"])
-    if curves is not None and finished <= set(curves["cell_id"]):
-        return curves
-    return curves_table(grid_records(run_dir))
+    if path.exists():
+        try:
+            curves = runfolder.read_table(path, required=runfolder.CURVE_COLUMNS, numeric=("epoch", "value"))
+        except RunFolderError as exc:
+            notes.append(f"{exc}; curves rebuilt from the cell records")
+        else:
+            if finished <= set(curves["cell_id"]):
+                return curves
+    records, _ = runfolder.read_records(run_dir)
+    wanted = set(results["cell_id"])
+    return runfolder.curves_table([r for i, r in records.items() if i in wanted])
 
 
 def load_grid_run(run_dir: Path) -> GridRun:
     """The run's tables as the grid writes them; results and summary rebuilt from cells/ for a run that
-    was interrupted before writing them (or wrote them before its last cells).
+    was interrupted before writing them (or wrote them before its last cells)."""
+    notes = []
+    provenance = _provenance(run_dir, notes)
+    columns = _config_columns(run_dir, runfolder.read_manifest(run_dir))
+    results, problems = runfolder.load_results(run_dir, columns)
+    notes += [f"Left out: {p}" for p in problems]
+    spec = run_dir / runfolder.GRID_SPEC
+    return GridRun(path=run_dir, provenance=provenance, results=results,
+                   summary=runfolder.summary_table(results, columns), curves=_curves(run_dir, results, notes),
+                   config_columns=[c for c in columns if c != "seed"],
+                   grid_spec=spec.read_text(errors="replace") if spec.exists() else None, notes=notes)
 
-    The grid package (and the training stack it imports) is loaded only here: a bench report needs neither.
-    """
-    from ablate.grid import load_results  # rebuilds results from cells/ when results.parquet is stale or missing
-    from ablate.grid.tables import config_columns, summary_table
 
-    results = load_results(run_dir)
-    spec = run_dir / "grid.toml"
-    return GridRun(path=run_dir, provenance=_provenance(run_dir), results=results, summary=summary_table(results),
-                   curves=_curves(run_dir, results), config_columns=[c for c in config_columns() if c != "seed"],
-                   grid_spec=spec.read_text() if spec.exists() else None)
+def _bench_table(run_dir: Path, name: str, columns, notes: list) -> pd.DataFrame | None:
+    """A bench table checked against its columns; None when absent, None and a note when unreadable."""
+    path = runfolder.table_path(run_dir, name)
+    if not path.exists():
+        return None
+    numeric = [c for c in columns if c not in runfolder.TEXT_COLUMNS]
+    try:
+        return runfolder.read_table(path, required=columns, numeric=numeric)
+    except RunFolderError as exc:
+        notes.append(f"Left out: {exc}")
+        return None
 
 
 def load_bench_run(run_dir: Path) -> BenchRun:
-    return BenchRun(path=run_dir, provenance=_provenance(run_dir), bench=pd.read_parquet(run_dir / "bench.parquet"),
-                    numerics=_table(run_dir / "numerics.parquet"), train_step=_table(run_dir / "train_step.parquet"))
+    notes = []
+    provenance = _provenance(run_dir, notes)
+    bench = _bench_table(run_dir, runfolder.BENCH, runfolder.BENCH_COLUMNS, notes)
+    return BenchRun(path=run_dir, provenance=provenance,
+                    bench=bench if bench is not None else runfolder.empty_table(runfolder.BENCH_COLUMNS),
+                    numerics=_bench_table(run_dir, runfolder.NUMERICS, runfolder.NUMERICS_COLUMNS, notes),
+                    train_step=_bench_table(run_dir, runfolder.TRAIN_STEP, runfolder.TRAIN_STEP_COLUMNS, notes),
+                    notes=notes)
 
 
 def load_run(run_dir) -> GridRun | BenchRun:
-    """The run in `run_dir`; a ValueError says what a run folder must hold otherwise."""
+    """The run in `run_dir`; a ValueError (RunFolderError) says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ValueError(f"run folder {run_dir} does not exist")
-    if is_grid_run(run_dir):
+        raise RunFolderError(f"run folder {run_dir} does not exist")
+    kind = runfolder.run_kind(run_dir)
+    if kind == "grid":
         return load_grid_run(run_dir)
-    if is_bench_run(run_dir):
+    if kind == "bench" and runfolder.table_path(run_dir, runfolder.BENCH).exists():
         return load_bench_run(run_dir)
-    raise ValueError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
-                     "from `ablate grid`) or bench.parquet (a bench run, from `ablate bench`)")
+    raise RunFolderError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
+                         "from `ablate grid`) or bench.parquet (a bench run, from `ablate bench`)")

@@ -1,6 +1,11 @@
-"""Shared table rendering: pandas Styler to an HTML fragment with the report's table class."""
+"""Shared table rendering: pandas Styler to an escaped HTML fragment with the report's table class.
+
+Styler.to_html() does not escape by default: every label and every text cell is escaped here, so that no
+value read from a run folder (a grid value, a cell's error, a bench note) can put markup in the page.
+"""
 
 import pandas as pd
+from markupsafe import Markup
 
 BEST_CSS = "font-weight: bold; background-color: #cfe8d5;"
 
@@ -10,13 +15,18 @@ def format_label(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def render(styler) -> str:
-    """The Styler as an HTML <table> fragment, index and column labels in their shortest form."""
-    styler = styler.format_index(format_label, axis=0).format_index(format_label, axis=1)
-    return styler.set_table_attributes('class="data"').to_html()
+def render(styler) -> Markup:
+    """The Styler as an HTML <table> fragment, index and column labels in their shortest form, every label
+    and text cell HTML-escaped (numeric cells keep the formats the caller gave them)."""
+    data = styler.data
+    text_columns = [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]
+    if text_columns:
+        styler = styler.format(escape="html", subset=text_columns)
+    styler = styler.format_index(format_label, axis=0, escape="html").format_index(format_label, axis=1, escape="html")
+    return Markup(styler.set_table_attributes('class="data"').to_html())
 
 
-def plain_table(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
+def plain_table(df: pd.DataFrame, float_format: str = "{:.4g}") -> Markup:
     """A DataFrame as a plain HTML table, floats formatted, NaN shown as an empty cell."""
     floats = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
     return render(df.style.format(float_format, subset=floats, na_rep="").hide(axis="index"))

@@ -13,6 +13,7 @@ from ablate.models import build_model
 from ablate.train.config import CellConfig
 from ablate.train.evaluate import METRIC_KEYS, evaluate, features_and_predictions
 from ablate.train.loop import train
+from ablate.train.memory import check_fits
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,7 +44,8 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
     diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads and the
     per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A non-finite loss
-    marks the cell "diverged"; bad options and missing data raise. With features_path, the test
+    marks the cell "diverged"; bad options, missing data and a cell too large for this machine's memory raise
+    (before anything is allocated). With features_path, the test
     features, labels and learned centers are saved there (.npz), also for a diverged cell.
     """
     started = time.perf_counter()
@@ -51,6 +53,7 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     if config.variant not in available_variants(device):
         raise ValueError(f"variant {config.variant!r} cannot run on {device}; "
                          f"available there: {', '.join(available_variants(device))}")
+    check_fits(config, device)
     data = load_dataset(config.dataset, config.data_dir, test_fraction=config.test_fraction,
                         num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
                         samples_per_class=config.samples_per_class)

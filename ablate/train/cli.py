@@ -1,10 +1,11 @@
 """`ablate train`: one training cell from the command line; every CellConfig option is a flag."""
 
 from dataclasses import fields
+from pathlib import Path
 
 import click
 
-from ablate.io import atomic_write_json
+from ablate.io import atomic_write_json, check_writable
 from ablate.train.cell import run_cell
 from ablate.train.config import CellConfig, key_name
 
@@ -54,6 +55,14 @@ def train_command(out, features_path, progress, **options):
         config = CellConfig(**options)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    if out is not None and features_path is not None and Path(out).resolve() == Path(features_path).resolve():
+        raise click.UsageError(f"--out and --features name the same file {out}; give each its own")
+    for path, hint in ((out, "--out"), (features_path, "--features")):
+        if path is not None:
+            try:
+                check_writable(path)  # before training: a result must never be lost to a path it cannot take
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint=hint) from None
     try:
         record = run_cell(config, features_path=features_path, progress=progress)
     except (ValueError, FileNotFoundError, ImportError) as error:

@@ -96,9 +96,14 @@ def _as_int(name: str, value) -> int:
     return int(value)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # every float option meets float32 tensors (optimizer steps, the loss)
+
+
 def _as_float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{key_name(name)} must be a finite number, got {value!r}")
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{key_name(name)} must be at most {FLOAT32_MAX:.3g} in magnitude (float32), got {value!r}")
     return float(value)
 
 

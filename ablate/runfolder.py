@@ -1,0 +1,369 @@
+"""The run folder: what `ablate grid` and `ablate bench` write and `ablate report` reads, declared once.
+
+    RUN_DIR/run.json          {"kind": "grid" | "bench", "schema": 1, "config_columns": [...] (grid only)}
+    RUN_DIR/provenance.json   where the run came from (ablate.provenance), times
+    grid:   grid.toml (the resolved spec), cells/<id>.json (one record per cell) and <id>.npz (its test
+            features), results and summary (.parquet, .csv), curves.parquet
+    bench:  bench, numerics, train_step (.parquet, .csv); parts/<stage>/<key>.json while a run is under way
+
+Every file read from a run folder is untrusted: the readers here check it and raise RunFolderError naming
+the file and what is wrong. This module imports nothing from ablate.grid, ablate.bench, ablate.train or
+ablate.report, so that reading a run folder never loads the training stack.
+"""
+
+import hashlib
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ablate.io import atomic_write_json
+
+KINDS = ("grid", "bench")
+SCHEMA = 1
+MANIFEST = "run.json"
+PROVENANCE = "provenance.json"
+GRID_SPEC = "grid.toml"
+CELLS = "cells"
+PARTS = "parts"
+
+FINISHED = ("ok", "diverged")
+STATUSES = (*FINISHED, "failed")
+
+# grid tables
+RESULTS, SUMMARY, CURVES = "results", "summary", "curves"
+CURVE_PREFIX = "curve_"
+CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
+RECORD_TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # must be strings where present
+NOT_SUMMARIZED = ("diverged_epoch", "torch_threads")  # when a cell failed, how it ran: not measurements
+FEATURE_ARRAYS = ("features", "labels", "centers")
+
+# bench tables
+BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
+BENCH_COLUMNS = ("variant", "mode", "rule", "batch", "classes", "dim", "dtype", "device", "time_ms_p20", "time_ms_p50",
+                 "time_ms_p80", "samples_per_s", "bytes", "gb_per_s", "peak_mem_bytes", "roof_fraction", "note")
+TRAIN_STEP_COLUMNS = ("workload", "variant", "batch", "classes", "dim", "device", "samples_per_s", "time_ms_p20",
+                      "time_ms_p50", "time_ms_p80", "note")
+ERROR_COLUMNS = ("loss_rel_error", "grad_features_rel_error", "grad_centers_rel_error")
+NUMERICS_COLUMNS = ("variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", *ERROR_COLUMNS, "note")
+TEXT_COLUMNS = ("variant", "mode", "rule", "dtype", "device", "note", "workload", "convention")
+
+ID_LENGTH = 12  # hex digits: 48 bits, a collision is negligible for grids of millions of cells
+_CELL_ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
+_COLUMN_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class RunFolderError(ValueError):
+    """A file of a run folder that cannot be used; the message names the file and what is wrong."""
+
+
+def cell_id(config: dict) -> str:
+    """The id of a resolved config (every option, as `expand` returns it), independent of key order."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:ID_LENGTH]
+
+
+def is_cell_id(text) -> bool:
+    return isinstance(text, str) and _CELL_ID.fullmatch(text) is not None
+
+
+def record_path(run_dir, cell: str) -> Path:
+    return Path(run_dir) / CELLS / f"{cell}.json"
+
+
+def features_path(run_dir, cell: str) -> Path:
+    """RUN_DIR/cells/<id>.npz; the id is checked first, so that a table's value cannot point elsewhere."""
+    if not is_cell_id(cell):
+        raise RunFolderError(f"{Path(run_dir) / CELLS}: {cell!r} is not a cell id ({ID_LENGTH} hex digits)")
+    return Path(run_dir) / CELLS / f"{cell}.npz"
+
+
+def table_path(run_dir, name: str) -> Path:
+    return Path(run_dir) / f"{name}.parquet"
+
+
+# --- reading JSON -----------------------------------------------------------------------------------------
+
+def read_json(path, expected: type = dict):
+    """The JSON value in `path`, which must be of type `expected` (dict or list); RunFolderError otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path}: cannot be read ({exc})") from None
+    if not text.strip():
+        raise RunFolderError(f"{path}: the file is empty; expected a JSON {_json_kind(expected)}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, expected):
+        raise RunFolderError(f"{path}: expected a JSON {_json_kind(expected)}, got {_json_kind(type(value))}")
+    return value
+
+
+def _json_kind(kind: type) -> str:
+    return {dict: "object", list: "array", str: "string", type(None): "null", bool: "boolean"}.get(kind, "number")
+
+
+def read_provenance(run_dir) -> dict:
+    """RUN_DIR/provenance.json, {} when absent; a flat object of scalars (nested values are shown as text)."""
+    path = Path(run_dir) / PROVENANCE
+    return read_json(path) if path.exists() else {}
+
+
+# --- the kind of a run folder -------------------------------------------------------------------------------
+
+def read_manifest(run_dir) -> dict | None:
+    """RUN_DIR/run.json checked (kind, config_columns), or None when the folder has none (older runs)."""
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return None
+    manifest = read_json(path)
+    if manifest.get("kind") not in KINDS:
+        raise RunFolderError(f"{path}: kind must be one of {', '.join(KINDS)}, got {manifest.get('kind')!r}")
+    columns = manifest.get("config_columns")
+    if columns is not None and not (isinstance(columns, list) and columns
+                                    and all(isinstance(c, str) and _COLUMN_NAME.fullmatch(c) for c in columns)):
+        raise RunFolderError(f"{path}: config_columns must be a non-empty list of lower-case names, got {columns!r}")
+    return manifest
+
+
+def run_kind(run_dir) -> str | None:
+    """"grid" or "bench" as run.json records it, else as the files show (older runs), else None (no run)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    if manifest is not None:
+        return manifest["kind"]
+    if (run_dir / CELLS).is_dir() or table_path(run_dir, RESULTS).exists() or (run_dir / GRID_SPEC).exists():
+        return "grid"
+    if table_path(run_dir, BENCH).exists() or (run_dir / PARTS).is_dir():
+        return "bench"
+    return None
+
+
+def claim(run_dir, kind: str, **fields) -> None:
+    """Mark RUN_DIR as a run of `kind` (run.json), refusing a folder that holds a run of the other kind."""
+    run_dir = Path(run_dir)
+    check_kind(run_dir, kind)
+    atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
+
+
+def check_kind(run_dir, kind: str) -> None:
+    """Raise RunFolderError if RUN_DIR holds a run of another kind than `kind` (writes nothing)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    found = run_kind(run_dir)
+    if found is not None and found != kind:
+        raise RunFolderError(f"{run_dir} holds a {found} run (from `ablate {found}`); `ablate {kind}` would mix "
+                             f"its files into it: choose another --out")
+
+
+# --- grid records --------------------------------------------------------------------------------------------
+
+def check_record(record: dict, path: Path, config_columns=None) -> dict:
+    """A cell record as read from `path`, checked: its status, its text fields, its id (the file's name) and,
+    given the config columns, that its config hashes to that id. Returns the record."""
+    status = record.get("status")
+    if status not in STATUSES:
+        raise RunFolderError(f"{path}: unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    for key in RECORD_TEXT_FIELDS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise RunFolderError(f"{path}: {key} must be a string, got {record[key]!r}")
+    if record.get("cell_id") != path.stem:
+        raise RunFolderError(f"{path}: the record names cell {record.get('cell_id')!r}, not {path.stem!r} "
+                             "(a cell file copied under another name?)")
+    if config_columns is not None:
+        missing = [c for c in config_columns if c not in record]
+        if missing:
+            raise RunFolderError(f"{path}: the record lacks config key(s) {', '.join(missing)}")
+        actual = cell_id({c: record[c] for c in config_columns})
+        if actual != path.stem:
+            raise RunFolderError(f"{path}: the record's config hashes to {actual}, not to its name {path.stem}")
+    return record
+
+
+def read_record(path, config_columns=None) -> dict:
+    return check_record(read_json(path), Path(path), config_columns)
+
+
+def read_records(run_dir, config_columns=None) -> tuple:
+    """({cell id: record} for every valid record in RUN_DIR/cells, [one line per file left out and why])."""
+    cells = Path(run_dir) / CELLS
+    records, problems = {}, []
+    if not cells.is_dir():
+        return records, problems
+    for path in sorted(cells.glob("*.json")):
+        try:
+            records[path.stem] = read_record(path, config_columns)
+        except RunFolderError as exc:
+            problems.append(str(exc))
+    return records, problems
+
+
+def read_grid_axes(run_dir) -> list | None:
+    """The products of RUN_DIR/grid.toml, each {key: [values]} ([axes] then each [[also]] over it); None when
+    the folder has no grid.toml."""
+    path = Path(run_dir) / GRID_SPEC
+    if not path.exists():
+        return None
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RunFolderError(f"{path}: not a readable grid spec ({exc})") from None
+    axes, also = document.get("axes"), document.get("also", [])
+    if not isinstance(axes, dict) or not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
+        raise RunFolderError(f"{path}: expected an [axes] table and optional [[also]] tables")
+    as_lists = lambda table: {k: v if isinstance(v, list) else [v] for k, v in table.items()}  # noqa: E731
+    return [as_lists(axes)] + [as_lists({**axes, **extra}) for extra in also]
+
+
+def in_grid(record: dict, products: list) -> bool:
+    """Whether the record's config lies in one of the grid's products (keys a product leaves out not compared)."""
+    return any(all(record.get(k) in values for k, values in product.items()) for product in products)
+
+
+# --- grid tables ---------------------------------------------------------------------------------------------
+
+def results_table(records: list, config_columns) -> pd.DataFrame:
+    """records (one flat dict per cell) -> one row per cell: cell_id, the config columns, then the rest in
+    order of appearance; curve lists left out."""
+    config = list(config_columns)
+    others = []
+    for record in records:
+        others += [k for k in record if k not in others and k not in config and k != "cell_id"
+                   and not k.startswith(CURVE_PREFIX)]
+    return pd.DataFrame.from_records(records, columns=["cell_id", *config, *others])
+
+
+def curves_table(records: list) -> pd.DataFrame:
+    """The per-epoch curves of every record, long format: cell_id, epoch (1-based), metric, value."""
+    rows = [(record["cell_id"], epoch, key.removeprefix(CURVE_PREFIX), _number(value))
+            for record in records for key, values in record.items()
+            if key.startswith(CURVE_PREFIX) and isinstance(values, list)
+            for epoch, value in enumerate(values, start=1)]
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def summary_table(results: pd.DataFrame, config_columns) -> pd.DataFrame:
+    """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean and
+    <m>_ci95 (half-width of the 95% t-interval over seeds) for each numeric metric m."""
+    config = list(config_columns)
+    keys = [c for c in config if c != "seed"]
+    metrics = [c for c in results.select_dtypes("number").columns if c not in config and c not in NOT_SUMMARIZED]
+    groups = results[results["status"] == "ok"].groupby(keys, dropna=False, sort=False)
+    columns = {"n_seeds": groups.size()}
+    for metric in metrics:
+        values = groups[metric]
+        columns[f"{metric}_mean"] = values.mean()
+        # t quantile with n - 1 degrees of freedom; NaN for a single seed (no interval).
+        columns[f"{metric}_ci95"] = values.sem() * stats.t.ppf(0.975, values.count() - 1)
+    return pd.DataFrame(columns).reset_index()
+
+
+def mean_ci_text(mean: float, ci: float) -> str:
+    """'0.9574 ± 0.011' for a summary cell; the mean alone without an interval, '' without a mean."""
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.4g} ± {ci:.2g}" if pd.notna(ci) else f"{mean:.4g}"
+
+
+def load_results(run_dir, config_columns) -> tuple:
+    """(results, notes): RUN_DIR/results.parquet when it is newer than every cell record, else the table
+    rebuilt from the valid records in cells/ of the cells grid.toml holds (a run interrupted before writing
+    it, or that wrote it before its last cells). notes: one line per file or row left out, and why.
+
+    Rebuilding never expands the grid: a record belongs to it when its values lie on grid.toml's axes.
+    """
+    run_dir = Path(run_dir)
+    records, notes = read_records(run_dir, config_columns)
+    path = table_path(run_dir, RESULTS)
+    newest_record = max((p.stat().st_mtime_ns for p in (run_dir / CELLS).glob("*.json")), default=0)
+    if path.exists() and path.stat().st_mtime_ns >= newest_record:
+        results = read_table(path, required=("cell_id", "status", *config_columns))
+        unknown = results[~results["status"].isin(STATUSES)]
+        if len(unknown):
+            notes.append(f"{path}: {len(unknown)} row(s) left out with an unknown status "
+                         f"({', '.join(map(str, unknown['status'].unique()[:3]))}); expected {', '.join(STATUSES)}")
+        return results[results["status"].isin(STATUSES)].reset_index(drop=True), notes
+    try:
+        products = read_grid_axes(run_dir)
+    except RunFolderError as exc:
+        products = None
+        notes.append(f"{exc}; every valid record in cells/ is shown")
+    chosen = [r for r in records.values() if products is None or in_grid(r, products)]
+    if len(chosen) < len(records):
+        notes.append(f"{len(records) - len(chosen)} record(s) in cells/ are not in {GRID_SPEC} (an earlier grid) "
+                     "and are left out")
+    if not chosen:
+        raise RunFolderError(f"{run_dir} holds no grid results: expected results.parquet or records in cells/"
+                             + (f" ({notes[0]})" if notes else ""))
+    return results_table(chosen, config_columns), notes
+
+
+# --- reading tables and features -------------------------------------------------------------------------
+
+def read_table(path, *, required=(), numeric=()) -> pd.DataFrame:
+    """A parquet table with the `required` columns, `numeric` ones (where present) numeric and the text
+    columns of TEXT_COLUMNS strings (missing values as ""); RunFolderError naming the file otherwise."""
+    path = Path(path)
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises its own error types for a file that is not parquet
+        raise RunFolderError(f"{path}: not a readable parquet table ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise RunFolderError(f"{path}: missing column(s) {', '.join(missing)}")
+    for column in numeric:
+        if column in table and not pd.api.types.is_numeric_dtype(table[column]):
+            raise RunFolderError(f"{path}: column {column} must be numeric, got {table[column].dtype}")
+    for column in TEXT_COLUMNS:
+        if column in table:
+            values = table[column]
+            if not values.map(lambda v: isinstance(v, str) or v is None or (isinstance(v, float) and math.isnan(v))).all():
+                raise RunFolderError(f"{path}: column {column} must hold text")
+            table[column] = values.fillna("").astype(str)
+    return table
+
+
+def empty_table(columns) -> pd.DataFrame:
+    """A table of no rows with these columns: text columns as strings, the others float."""
+    return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in columns})
+
+
+def read_features(path) -> tuple:
+    """(features (N, D) float, labels (N,) int in [0, C), centers (C, D) float) from a cell's .npz, checked."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in FEATURE_ARRAYS if k not in npz.files]
+            if missing:
+                raise RunFolderError(f"{path}: missing array(s) {', '.join(missing)}")
+            features, labels, centers = (npz[k] for k in FEATURE_ARRAYS)
+    except RunFolderError:
+        raise
+    except Exception as exc:  # zipfile, numpy and pickle refusals: a file that is not a plain .npz
+        raise RunFolderError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
+    if features.ndim != 2 or centers.ndim != 2 or labels.ndim != 1:
+        raise RunFolderError(f"{path}: expected features (N, D), labels (N,), centers (C, D); got shapes "
+                             f"{features.shape}, {labels.shape}, {centers.shape}")
+    if len(labels) != len(features) or features.shape[1] != centers.shape[1] or len(centers) == 0:
+        raise RunFolderError(f"{path}: shapes do not agree: features {features.shape}, labels {labels.shape}, "
+                             f"centers {centers.shape}")
+    if not (np.issubdtype(features.dtype, np.floating) and np.issubdtype(centers.dtype, np.floating)
+            and np.issubdtype(labels.dtype, np.integer)):
+        raise RunFolderError(f"{path}: expected float features and centers and integer labels, got "
+                             f"{features.dtype}, {centers.dtype}, {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(centers)):
+        raise RunFolderError(f"{path}: labels must lie in [0, {len(centers)}), got {labels.min()} to {labels.max()}")
+    return features, labels, centers

@@ -1,0 +1,176 @@
+"""The run-folder schema and the report on broken run folders: every file is checked, an error names the
+file and what is wrong, and the report leaves out what it cannot read with a note instead of stopping."""
+
+import io
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablate import runfolder
+from ablate.report import build_report
+from ablate.runfolder import RunFolderError
+from report_fixture_runs import make_bench_run, make_grid_run
+from support import ROOT
+from test_report import parse
+
+
+@pytest.fixture
+def grid(tmp_path):
+    return make_grid_run(tmp_path / "grid", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0, 1))
+
+
+def notes_of(run_dir, tmp_path) -> str:
+    """The report of one run folder built end to end; its notes joined by ' | '."""
+    return " | ".join(parse(build_report([run_dir], tmp_path / "r.html", progress=False).read_text()).notes)
+
+
+@pytest.mark.parametrize("content, what", [
+    ("", "the file is empty; expected a JSON object"),
+    ("[]", "expected a JSON object, got array"),
+    ("null", "expected a JSON object, got null"),
+    ("{half", "not valid JSON"),
+])
+def test_a_broken_json_file_is_named_with_what_is_wrong(tmp_path, content, what):
+    path = tmp_path / "provenance.json"
+    path.write_text(content)
+    with pytest.raises(RunFolderError, match=f"{path}: {what}"):
+        runfolder.read_provenance(tmp_path)
+
+
+@pytest.mark.parametrize("content", ["", "[]", "null", "{half", '{"status": "running"}'])
+def test_a_broken_cell_file_leaves_a_note_and_the_rest_of_the_report(grid, tmp_path, content):
+    (grid / "results.parquet").unlink()
+    broken = sorted((grid / "cells").glob("*.json"))[0]
+    broken.write_text(content)
+    notes = notes_of(grid, tmp_path)
+    assert f"Left out: {broken}" in notes and "3 cells: 3 ok." in notes
+
+
+@pytest.mark.parametrize("content", ["", "[]", "null", "{half"])
+def test_a_broken_provenance_leaves_a_note(grid, tmp_path, content):
+    (grid / "provenance.json").write_text(content)
+    assert f"Provenance left out: {grid / 'provenance.json'}" in notes_of(grid, tmp_path)
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"garbage", "not a readable .npz"),
+    (npz_bytes(features=np.zeros(8, np.float32), labels=np.zeros(8, np.int64), centers=np.zeros((4, 2), np.float32)),
+     r"expected features \(N, D\)"),
+    (npz_bytes(features=np.zeros((8, 2), np.float32), labels=np.full(8, 9), centers=np.zeros((4, 2), np.float32)),
+     r"labels must lie in \[0, 4\)"),
+    (npz_bytes(features=np.zeros((8, 2), np.float32)), "missing array"),
+    (npz_bytes(features=np.array([{"a": 1}] * 2, dtype=object), labels=np.zeros(2, np.int64),
+               centers=np.zeros((1, 2))), "not a readable .npz"),  # pickled objects are never loaded
+])
+def test_a_malformed_features_file_leaves_that_panel_out_with_a_note(grid, tmp_path, content, what):
+    results = pd.read_parquet(grid / "results.parquet")
+    for cell in results["cell_id"]:
+        (grid / "cells" / f"{cell}.npz").write_bytes(content)
+    notes = notes_of(grid, tmp_path)
+    assert "Feature scatter of lambda = 0 left out: " in notes
+    assert re.search(what, notes), notes
+
+
+def test_a_features_path_never_leaves_the_cells_folder(tmp_path):
+    with pytest.raises(RunFolderError, match="is not a cell id"):
+        runfolder.features_path(tmp_path, "../../etc/passwd")
+
+
+@pytest.mark.parametrize("table", ["bench", "numerics", "train_step"])
+def test_a_broken_bench_table_leaves_a_note(tmp_path, table):
+    run = make_bench_run(tmp_path / "bench")
+    (run / f"{table}.parquet").write_bytes(b"not parquet")
+    assert f"Left out: {run / f'{table}.parquet'}: not a readable parquet table" in notes_of(run, tmp_path)
+
+
+def test_a_bench_table_without_its_columns_or_with_text_timings_leaves_a_note(tmp_path):
+    run = make_bench_run(tmp_path / "bench")
+    bench = pd.read_parquet(run / "bench.parquet")
+    bench.drop(columns=["variant"]).to_parquet(run / "bench.parquet")
+    assert "missing column(s) variant" in notes_of(run, tmp_path)
+    bench.astype({"time_ms_p50": str}).to_parquet(run / "bench.parquet")
+    assert "column time_ms_p50 must be numeric" in notes_of(run, tmp_path)
+
+
+def test_an_option_only_failed_cells_set_does_not_break_the_figures(tmp_path):
+    """The failed cell has data_dir set, the finished ones none: the option varies but has no finished value."""
+    run = make_grid_run(tmp_path / "grid", lambdas=(0.0, 0.1), alphas=(0.1, 0.5), rules=("paper",), seeds=(0, 1))
+    store_record = json.loads(sorted((run / "cells").glob("*.json"))[0].read_text())
+    failed = {**store_record, "data_dir": "/missing", "status": "failed", "error": "FileNotFoundError: /missing"}
+    failed["cell_id"] = runfolder.cell_id({c: failed[c] for c in runfolder.read_manifest(run)["config_columns"]})
+    (run / "cells" / f"{failed['cell_id']}.json").write_text(json.dumps(failed))
+    (run / "results.parquet").unlink()
+    page = parse(build_report([run], tmp_path / "r.html", progress=False).read_text())
+    assert {"Metrics against lambda", "Features per lambda", "Training curves"} <= set(page.headings["h3"])
+
+
+def test_the_report_reads_a_huge_grid_spec_without_expanding_it(grid, tmp_path):
+    values = ", ".join(str(i) for i in range(1000))
+    (grid / "grid.toml").write_text(f"[axes]\nlambda = [0.0, 0.1]\nseed = [0, 1]\nepochs = [{values}]\n"
+                                    f"batch_size = [{values}]\nlr_step = [{values}]\nsynthetic_dim = [{values}]\n"
+                                    f"[[also]]\nsamples_per_class = [{values}]\n")  # 4 x 10^12 cells and more
+    (grid / "results.parquet").unlink()
+    assert "4 cells: 4 ok." in notes_of(grid, tmp_path)
+
+
+def test_records_of_an_earlier_grid_are_left_out_when_tables_are_rebuilt(grid, tmp_path):
+    (grid / "grid.toml").write_text("[axes]\nlambda = [0.1]\nseed = [0, 1]\n")
+    (grid / "results.parquet").unlink()
+    notes = notes_of(grid, tmp_path)
+    assert "2 cells: 2 ok." in notes and "2 record(s) in cells/ are not in grid.toml" in notes
+
+
+def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
+    runfolder.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
+    assert runfolder.run_kind(tmp_path / "g") == "grid"
+    with pytest.raises(RunFolderError, match="holds a grid run .* choose another --out"):
+        runfolder.claim(tmp_path / "g", "bench")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "bench.parquet").write_bytes(b"")  # a bench folder from before run.json
+    with pytest.raises(RunFolderError, match="holds a bench run"):
+        runfolder.check_kind(tmp_path / "old", "grid")
+    (tmp_path / "g" / "run.json").write_text('{"kind": "<b>"}')
+    with pytest.raises(RunFolderError, match="kind must be one of grid, bench"):
+        runfolder.run_kind(tmp_path / "g")
+
+
+def test_report_on_a_bench_folder_loads_no_training_code(tmp_path):
+    run = make_bench_run(tmp_path / "bench")
+    code = ("import sys\nfrom ablate.cli import main\n"
+            f"try:\n    main(['report', {str(run)!r}, '--out', {str(tmp_path / 'r.html')!r}])\n"
+            "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn' or m.startswith(('ablate.train', "
+            "'ablate.grid'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_report_refuses_an_out_it_cannot_write_before_reading_anything(grid, tmp_path):
+    from click.testing import CliRunner
+
+    from ablate.cli import main
+
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(main, ["report", str(grid), "--out", str(tmp_path / "file" / "r.html")])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+
+
+def test_rows_of_results_with_an_unknown_status_are_left_out_with_a_note(grid, tmp_path):
+    results = pd.read_parquet(grid / "results.parquet")
+    results.loc[0, "status"] = "running"
+    results.to_parquet(grid / "results.parquet")
+    notes = notes_of(grid, tmp_path)
+    assert "1 row(s) left out with an unknown status (running)" in notes and "3 cells: 3 ok." in notes
