@@ -11,8 +11,8 @@ from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, 
 from ablate.grid.spec import bundled_grids, expand, load_spec, parse_set_option
 from ablate.grid.store import STATUSES
 from ablate.grid.tables import mean_ci_text
+from ablate.metrics import GRID_SUMMARY, shown_in
 
-SUMMARY_METRICS = ("test_accuracy", "nearest_center_accuracy", "separation_ratio", "intra_class_distance")
 
 
 def _set_options(ctx, param, values) -> dict:
@@ -34,7 +34,7 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
         return ""
     keys = [k for k in varying_keys([c for _, c in outcome.plan.cells]) if k != "seed"]
     table = summary[keys + ["n_seeds"]].copy()
-    for metric in SUMMARY_METRICS:
+    for metric in shown_in(GRID_SUMMARY):
         if f"{metric}_mean" in summary:
             table[metric] = [mean_ci_text(m, c) for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
     return "mean ± 95% CI half-width over seeds (ok cells)\n" + table.to_string(index=False)

@@ -15,10 +15,10 @@ from ablate.grid.ids import cell_id
 from ablate.grid.spec import expand, load_spec
 from ablate.grid.store import CellStore
 from ablate.io import atomic_write_table, atomic_write_with
+from ablate.metrics import summarized_metrics
 from ablate.train import CellConfig
 
 CURVE_PREFIX = "curve_"
-NOT_SUMMARIZED = ("diverged_epoch", "torch_threads")  # when a cell failed, how it ran: not measurements
 
 
 def config_columns() -> list:
@@ -45,10 +45,12 @@ def curves_table(records: list) -> pd.DataFrame:
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean, <m>_ci95."""
+    """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean, <m>_ci95
+    for each summarized metric of the registry that the results hold as numbers."""
     config = config_columns()
     keys = [c for c in config if c != "seed"]
-    metrics = [c for c in results.select_dtypes("number").columns if c not in config and c not in NOT_SUMMARIZED]
+    numeric = set(results.select_dtypes("number").columns)
+    metrics = [m.name for m in summarized_metrics() if m.name in numeric]
     groups = results[results["status"] == "ok"].groupby(keys, dropna=False, sort=False)
     columns = {"n_seeds": groups.size()}
     for metric in metrics:
