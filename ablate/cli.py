@@ -4,7 +4,7 @@ import click
 
 from ablate.bench.cli import bench_command
 from ablate.grid.cli import grid_command
-from ablate.loss import VARIANTS, available_variants, get_variant
+from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_names
 from ablate.report.cli import report_command
 from ablate.train.cli import train_command
 
@@ -18,12 +18,18 @@ def main():
 @main.command("variants")
 @click.option("--device", default="cpu", show_default=True, help="Device to check availability on.")
 def variants_command(device):
-    """List the center-loss variants, their cost and whether they run on DEVICE."""
+    """List the center-loss variants (built-in and installed plugins), their cost and whether they run on DEVICE;
+    then any plugin that failed to load, with its error."""
     runnable = set(available_variants(device))
-    for name in VARIANTS:
+    for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"
-        click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}")
+        extra = f"; own update: {', '.join(v.update_rules)}" if v.update is not None else ""
+        extra += f"; needs {v.runs_on}" if name not in runnable else ""
+        extra += f"; from {v.source}" if v.source != "built-in" else ""
+        click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}{extra}")
+    for name, error in PLUGIN_ERRORS.items():
+        click.echo(f"{name:<9} {'broken':<11} plugin failed to load: {error}")
 
 
 main.add_command(bench_command)

@@ -115,7 +115,8 @@ def measure_point(point: Point, variants, device: torch.device, suite: Suite, co
             fn = call(variant, point.mode, features, labels, centers, rule=rule)
             warm_up(fn, device)
             row["peak_mem_bytes"] = peak_memory_bytes(fn, device)
-            row["bytes"] = bytes_moved(*sizes, rule)
+            moved = bytes_moved(*sizes, rule)
+            row["bytes"] = math.nan if moved is None else moved  # a variant without a byte model: no GB/s
         except Exception as exc:  # recorded in the row's note; see the module docstring
             row["note"] = _error_note(exc)
         else:

@@ -7,13 +7,13 @@ import click
 from ablate.io import atomic_write_json
 from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.train.cell import run_cell
-from ablate.train.config import CellConfig, key_name
+from ablate.train.config import CellConfig, key_name, option_choices
 
 
 
 def _click_type(f):
-    if f.metadata["choices"] is not None:
-        return click.Choice(f.metadata["choices"])
+    if option_choices(f) is not None:
+        return click.Choice(option_choices(f))
     if f.name == "data_dir":
         return click.Path(file_okay=False)
     return f.type
