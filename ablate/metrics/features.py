@@ -108,10 +108,18 @@ def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAI
             "tar_at_far_1e3": float(tar[far <= TARGET_FAR].max())}
 
 
+def _computed_once(function, with_centers: bool = False) -> cached_property:
+    """An Evaluation attribute: function(features, labels[, centers]), computed on first use and kept, so that the
+    metrics that read one result (mean and min inter-class distance, say) share its work."""
+    def value(evaluation):
+        extra = (evaluation.centers,) if with_centers else ()
+        return function(evaluation.features, evaluation.labels, *extra)
+    return cached_property(value)
+
+
 class Evaluation:
     """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,) and
-    learned centers (C, D) float64, as numpy arrays. Work that several metrics share (class means, neighbours,
-    verification pairs) is done once, on first use."""
+    learned centers (C, D) float64, as numpy arrays; and the results of this module's functions on them."""
 
     def __init__(self, features, labels, predictions, centers):
         self.features = np.asarray(features, dtype=np.float64)  # (N, D)
@@ -119,34 +127,19 @@ class Evaluation:
         self.predictions = np.asarray(predictions)  # (N,)
         self.centers = np.asarray(centers, dtype=np.float64)  # (C, D)
 
+    nearest_center_accuracy = _computed_once(nearest_center_accuracy, with_centers=True)
+    center_to_mean_distance = _computed_once(center_to_mean_distance, with_centers=True)
+    silhouette = _computed_once(silhouette)
+    intra_class_distance = _computed_once(intra_class_distance)
+    inter_class_distances = _computed_once(inter_class_distances)
+    retrieval = _computed_once(retrieval_metrics)
+    verification = _computed_once(verification_metrics)
+
+    @cached_property
     def test_accuracy(self) -> float:
         return float(accuracy_score(self.labels, self.predictions))
 
-    def nearest_center_accuracy(self) -> float:
-        return nearest_center_accuracy(self.features, self.labels, self.centers)
-
-    def center_to_mean_distance(self) -> float:
-        return center_to_mean_distance(self.features, self.labels, self.centers)
-
-    def silhouette(self) -> float:
-        return silhouette(self.features, self.labels)
-
     @cached_property
-    def intra_class_distance(self) -> float:
-        return intra_class_distance(self.features, self.labels)
-
-    @cached_property
-    def inter_class_distances(self) -> dict:
-        return inter_class_distances(self.features, self.labels)
-
-    @cached_property
-    def retrieval(self) -> dict:
-        return retrieval_metrics(self.features, self.labels)
-
-    @cached_property
-    def verification(self) -> dict:
-        return verification_metrics(self.features, self.labels)
-
     def separation_ratio(self) -> float:
         """Mean inter-class distance over mean intra-class distance (NaN when the classes have no spread)."""
         intra = self.intra_class_distance

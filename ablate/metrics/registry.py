@@ -25,7 +25,8 @@ class Metric:
     """One metric: its record key `name` and everything the suite needs to know about it.
 
     compute: Evaluation -> float (ablate.metrics.features.Evaluation: test features (N, D), labels (N,),
-    predictions (N,), centers (C, D)); None for a metric the training run measures itself (times, rates).
+    predictions (N,), centers (C, D), and attributes holding shared results such as e.retrieval); None for a
+    metric the training run measures itself (times, rates).
     higher_is_better: True, False, or None for a value that is reported but never ranked (raw distances
     shrink with the whole feature scale, so a smaller one is not a better one).
     scale_invariant: the value does not change when every feature (and center) is multiplied by one constant.
@@ -95,9 +96,9 @@ def shown_in(view: str) -> list:
 
 _FIGURES = (HEATMAP, AGAINST_LAMBDA, AGREEMENT)
 for _metric in (
-    Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy(),
+    Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy,
            views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES)),
-    Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy(),
+    Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy,
            views=(TRAIN_SUMMARY, GRID_SUMMARY)),
     Metric("intra_class_distance", "intra-class distance", None, False, lambda e: e.intra_class_distance,
            views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
@@ -106,15 +107,15 @@ for _metric in (
            views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
     Metric("inter_class_distance_min", "min inter-class distance", None, False,
            lambda e: e.inter_class_distances["inter_class_distance_min"]),
-    Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio(),
+    Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio,
            views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES)),
-    Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette(), views=(TRAIN_SUMMARY,)),
+    Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,)),
     Metric("precision_at_1", "precision@1", True, True, lambda e: e.retrieval["precision_at_1"]),
     Metric("map_at_r", "MAP@R", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,)),
     Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
            views=(TRAIN_SUMMARY,)),
     Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.verification["tar_at_far_1e3"]),
-    Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance()),
+    Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance),
     # Measured by the training run itself (compute None).
     Metric("train_samples_per_s", "train samples/s", True, True),
     Metric("train_time_s", "train time (s)", False, True),
