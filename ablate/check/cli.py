@@ -22,7 +22,7 @@ def _variant_list(ctx, param, value):
 @click.option("--timing/--no-timing", default=True, show_default=True,
               help="Time TARGET against the built-in variants at C = 10, 1000, 10000.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Device of the timing (the conformance checks run in float64 on the CPU).")
+              help="Where TARGET runs, for the checks and the timing (the reference runs in float64 on the CPU).")
 @click.option("--variants", callback=_variant_list,
               help="Comma list of built-in variants to time against (default: all timed on DEVICE).")
 def check_command(target, init, json_path, timing, device, variants):
@@ -37,9 +37,12 @@ def check_command(target, init, json_path, timing, device, variants):
         loaded = load_target(target, parse_init(init))
     except TargetError as exc:
         raise click.BadParameter(str(exc), param_hint="TARGET") from None
-    dev = torch.device(device)
+    dev = loaded.device = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("torch sees no CUDA device; use --device cpu", param_hint="--device")
+    if loaded.kind == "variant" and target not in available_variants(dev):
+        raise click.BadParameter(f"variant {target!r} cannot run on {dev}: it needs {get_variant(target).runs_on}",
+                                 param_hint="TARGET")
     runnable = [v for v in available_variants(dev) if get_variant(v).timed(dev)]
     if variants is not None:
         unknown = [v for v in variants if v not in runnable]

@@ -46,6 +46,7 @@ class Target:
     fn: Optional[Callable] = None
     cls: Optional[type] = None
     init: dict = field(default_factory=dict)
+    device: torch.device = torch.device("cpu")  # where it runs: every input is moved there
 
     def bind(self, centers: torch.Tensor, centers_grad: bool = True):
         """(loss_fn(features (B, D), labels (B,)) -> loss, the centers tensor gradients reach or None).
