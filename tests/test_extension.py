@@ -94,24 +94,35 @@ PLUGIN_MODULE = '''
 """A third-party center loss, written the way a user would: no edit to ablate."""
 import torch
 
+from ablate.loss import Variant
+
 
 def sum_loss(features, labels, centers):
     """features (B, D), labels (B,), centers (C, D) -> sum_i ||x_i - c_{y_i}||^2 / B (the "mean" convention)."""
     diff = features - centers[labels]
     return diff.float().pow(2).sum() / features.shape[0]
+
+
+def _driver_query(device):
+    raise OSError("driver query failed")
+
+
+FLAKY = Variant("flaky", lambda x, y, c, convention: sum_loss(x, y, c), "O(B*D)", "O(B*D)", available=_driver_query)
 '''
 ENTRY_POINTS = """
 [ablate.variants]
 plugged = ablate_demo_plugin:sum_loss
 exploding = ablate_demo_broken:VARIANT
 notaloss = ablate_demo_plugin:__doc__
+flaky = ablate_demo_plugin:FLAKY
 """
 
 
 @pytest.fixture
 def plugin_path(tmp_path):
-    """A folder that, on sys.path, is an installed distribution declaring three "ablate.variants" entry points:
-    a loss function, a module that raises on import, and an object that is not a variant."""
+    """A folder that, on sys.path, is an installed distribution declaring four "ablate.variants" entry points:
+    a loss function, a module that raises on import, an object that is not a variant, and a variant whose
+    availability check raises."""
     root = tmp_path / "site"
     (root / "ablate_demo_plugin-0.1.dist-info").mkdir(parents=True)
     (root / "ablate_demo_plugin-0.1.dist-info" / "METADATA").write_text(
@@ -138,6 +149,8 @@ def test_an_installed_plugin_is_listed_and_a_broken_one_is_named_with_its_error(
     assert lines["plugged"].split()[1] == "available" and "ablate-demo-plugin" in lines["plugged"]
     assert "broken" in lines["exploding"] and "RuntimeError: this plugin is broken on purpose" in lines["exploding"]
     assert "broken" in lines["notaloss"] and "TypeError: expected an ablate.loss.Variant" in lines["notaloss"]
+    flaky = [line for line in result.output.splitlines() if line.startswith("flaky")]
+    assert flaky[0].split()[1] == "unavailable" and "OSError: driver query failed" in flaky[1]
     assert {"naive", "gather", "compiled"} <= set(lines)  # the built-ins are untouched
 
 

@@ -165,9 +165,22 @@ def get_variant(name: str) -> Variant:
 
 
 def available_variants(device="cpu") -> tuple:
-    """The names of the variants that can run on `device` (a string or torch.device)."""
+    """The names of the variants that can run on `device` (a string or torch.device). A plugin whose
+    availability check raises is taken as unavailable, its error kept in PLUGIN_ERRORS."""
+    from ablate.loss.plugins import PLUGIN_ERRORS
+
     device = torch.device(device)
-    return tuple(name for name in variant_names() if REGISTRY[name].available(device))
+    names = []
+    for name in variant_names():
+        variant = REGISTRY[name]
+        try:
+            if variant.available(device):
+                names.append(name)
+        except Exception as exc:
+            if variant.source == "built-in":
+                raise
+            PLUGIN_ERRORS[name] = f"available({device}) raised {type(exc).__name__}: {exc}"
+    return tuple(names)
 
 
 def baseline_variant() -> str:
