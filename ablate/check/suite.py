@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 
+from ablate.bench.runner import error_note
 from ablate.bench.suites import Timing
 from ablate.bench.timer import quantiles_ms, time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
@@ -56,11 +57,6 @@ class Outcome:
     error: Optional[str] = None
 
 
-def error_text(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
 def run_target(target, features, labels, centers) -> Outcome:
     """Loss of the target on its device and, by autograd, its gradients w.r.t. the features and (if they get one)
     the centers, back on the CPU in float64."""
@@ -79,23 +75,17 @@ def run_target(target, features, labels, centers) -> Outcome:
     except TargetError:  # the target could not be built: a usage error, not a finding
         raise
     except Exception as exc:  # someone else's code: any failure is a finding
-        return Outcome(error=error_text(exc))
+        return Outcome(error=error_note(exc))
     grad_centers = None if own_centers is None or own_centers.grad is None else own_centers.grad.cpu().double()
     grad_features = None if features.grad is None else features.grad.cpu().double()
     return Outcome(value, grad_features, grad_centers)
 
 
-def make_inputs(batch, classes, *, labels=None, center_norm=1.0, distance=1.0, seed=0, dim=DIM):
-    """float64 features (B, D), labels (B,), centers (C, D): centers of norm center_norm, each feature at about
-    `distance` from its center."""
-    gen = torch.Generator().manual_seed(seed)
-    directions = torch.randn(classes, dim, generator=gen, dtype=torch.float64)
-    centers = center_norm * directions / directions.norm(dim=1, keepdim=True)  # (C, D)
-    if labels is None:
-        labels = torch.randint(0, classes, (batch,), generator=gen)
-    labels = torch.as_tensor(labels, dtype=torch.int64)  # (B,)
-    noise = torch.randn(len(labels), dim, generator=gen, dtype=torch.float64) * (distance / dim ** 0.5)
-    return centers[labels] + noise, labels, centers
+def make_inputs(batch, classes, *, labels=None, center_norm=1.0, distance=1.0, seed=0):
+    """float64 features (B, D), labels (B,), centers (C, D) on the CPU: centers of norm center_norm, each feature at
+    about `distance` from its center (labels uniform unless given)."""
+    return clustered_inputs(batch, classes, DIM, torch.float64, "cpu", feature_norm=center_norm,
+                            spread=distance / center_norm, seed=seed, labels=labels)
 
 
 @dataclass
@@ -308,7 +298,7 @@ def timing_rows(target, variants, device: torch.device, classes=TIMING_CLASSES) 
             try:
                 warm_up(fn, device)
             except Exception as exc:
-                row[name] = error_text(exc)
+                row[name] = error_note(exc)
                 del fns[name]
         for name, times in time_interleaved(fns, device, TIMING).items():
             row[name] = quantiles_ms(times)["time_ms_p50"]
