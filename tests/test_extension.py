@@ -59,7 +59,8 @@ def restored_registry():
 def test_a_variant_defined_here_is_listed_timed_trained_and_reported(restored_registry, tmp_path):
     register_variant(EINSUM)
     x, y, c = torch.randn(7, 5, dtype=torch.float64), torch.tensor([0, 2, 2, 1, 0, 3, 2]), torch.randn(4, 5)
-    assert center_loss(x.float(), y, c, variant="einsum").item() == pytest.approx(reference_loss(x, y, c).item(), rel=RTOL)
+    loss = center_loss(x.float(), y, c, variant="einsum")
+    assert loss.item() == pytest.approx(reference_loss(x, y, c).item(), rel=RTOL)
 
     listing = CliRunner().invoke(main, ["variants"])
     assert any(line.split()[:2] == ["einsum", "available"] for line in listing.output.splitlines()), listing.output

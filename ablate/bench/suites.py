@@ -202,9 +202,9 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
                   dtypes=None, rule=None, quick=False) -> Suite:
     """The declared suite `name`, or, when any axis is given, one sweep over the given axes.
 
-    Axes not given then take CUSTOM_SWEEP's values. variants default to what runs on `device` (those
-    that need no compilation, for a no_compilation suite); a variant whose time there would not measure it (an interpreted
-    kernel measures Python) is then only checked, not timed. Named variants are timed and checked.
+    Axes not given then take CUSTOM_SWEEP's values. variants default to what runs on `device`
+    (those that need no compilation, for a no_compilation suite); a variant whose time there would not measure it
+    (an interpreted kernel measures Python) is then only checked, not timed. Named variants are timed and checked.
     quick: one short round per measurement.
     """
     if name not in SUITES:

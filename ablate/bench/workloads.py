@@ -29,13 +29,14 @@ def clustered_inputs(batch: int, classes: int, dim: int, dtype: torch.dtype, dev
     """
     device = torch.device(device)
     gen = torch.Generator(device).manual_seed(seed)
-    work = torch.float64 if dtype == torch.float64 else torch.float32
+    work = torch.float64 if dtype == torch.float64 else torch.float32  # drawn in float32, then rounded to dtype
     directions = torch.randn(classes, dim, generator=gen, device=device, dtype=work)
     centers = feature_norm * directions / directions.norm(dim=1, keepdim=True)  # (C, D)
     if labels is None:
         labels = torch.randint(0, classes, (batch,), generator=gen, device=device)  # (B,)
     labels = torch.as_tensor(labels, dtype=torch.int64, device=device)
-    noise = torch.randn(len(labels), dim, generator=gen, device=device, dtype=work) * (spread * feature_norm / dim ** 0.5)
+    noise = torch.randn(len(labels), dim, generator=gen, device=device, dtype=work)
+    noise = noise * (spread * feature_norm / dim ** 0.5)  # (B, D)
     features = centers[labels] + noise  # (B, D)
     return features.to(dtype), labels, centers.to(dtype)
 

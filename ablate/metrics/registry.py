@@ -48,7 +48,8 @@ class Metric:
         if unknown:
             raise ValueError(f"metric {self.name!r}: unknown views {unknown}; expected some of {list(VIEWS)}")
         if self.views and not self.summarized and set(self.views) - {TRAIN_SUMMARY}:
-            raise ValueError(f"metric {self.name!r} is not summarized over seeds, so only {TRAIN_SUMMARY!r} can show it")
+            raise ValueError(f"metric {self.name!r} is not summarized over seeds, so only {TRAIN_SUMMARY!r} can "
+                             "show it")
 
     @property
     def ranked(self) -> bool:
