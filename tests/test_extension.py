@@ -51,9 +51,9 @@ def restored_registry():
     """The registry, the plugin errors and the plugins' loaded state as they were before the test."""
     variants, errors, state = dict(REGISTRY), dict(PLUGIN_ERRORS), dict(plugins._state)
     yield
-    REGISTRY.clear(), REGISTRY.update(variants)
-    PLUGIN_ERRORS.clear(), PLUGIN_ERRORS.update(errors)
-    plugins._state.update(state)
+    for live, saved in ((REGISTRY, variants), (PLUGIN_ERRORS, errors), (plugins._state, state)):
+        live.clear()
+        live.update(saved)
 
 
 def test_a_variant_defined_here_is_listed_timed_trained_and_reported(restored_registry, tmp_path):
