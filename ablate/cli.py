@@ -5,12 +5,13 @@ import importlib
 import click
 import torch
 
-from ablate.loss import VARIANTS, available_variants, get_variant
+from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_names
 
 # Subcommands imported when run, so that `ablate report` never loads the training stack (ablate.train,
 # ablate.grid, scikit-learn): name -> "module:attribute".
-LAZY_COMMANDS = {"bench": "ablate.bench.cli:bench_command", "grid": "ablate.grid.cli:grid_command",
-                 "report": "ablate.report.cli:report_command", "train": "ablate.train.cli:train_command"}
+LAZY_COMMANDS = {"bench": "ablate.bench.cli:bench_command", "check": "ablate.check.cli:check_command",
+                 "grid": "ablate.grid.cli:grid_command", "report": "ablate.report.cli:report_command",
+                 "train": "ablate.train.cli:train_command"}
 
 
 class LazyGroup(click.Group):
@@ -35,7 +36,8 @@ def main():
 @main.command("variants")
 @click.option("--device", default="cpu", show_default=True, help="Device to check availability on.")
 def variants_command(device):
-    """List the center-loss variants, their cost and whether they run on DEVICE."""
+    """List the center-loss variants (built-in and installed plugins), their cost and whether they run on DEVICE;
+    then any plugin that failed to load, with its error."""
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -44,8 +46,13 @@ def variants_command(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         click.echo("torch sees no CUDA device here: no variant runs on cuda", err=True)
     runnable = set(available_variants(dev)) if dev.type != "cuda" or torch.cuda.is_available() else set()
-    for name in VARIANTS:
+    for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"
-        click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}")
+        extra = f"; own update: {', '.join(v.update_rules)}" if v.update is not None else ""
+        extra += f"; needs {v.runs_on}" if name not in runnable else ""
+        extra += f"; from {v.source}" if v.source != "built-in" else ""
+        click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}{extra}")
+    for name, error in PLUGIN_ERRORS.items():
+        click.echo(f"{name:<9} {'broken':<11} plugin failed to load: {error}")
 

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ablate.io import atomic_write_json
+from ablate.metrics import summarized_metrics
 
 KINDS = ("grid", "bench")
 SCHEMA = 1
@@ -40,7 +41,6 @@ RESULTS, SUMMARY, CURVES = "results", "summary", "curves"
 CURVE_PREFIX = "curve_"
 CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
 RECORD_TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # must be strings where present
-NOT_SUMMARIZED = ("diverged_epoch", "torch_threads")  # when a cell failed, how it ran: not measurements
 FEATURE_ARRAYS = ("features", "labels", "centers")
 
 # bench tables
@@ -257,10 +257,12 @@ def _number(value) -> float:
 
 def summary_table(results: pd.DataFrame, config_columns) -> pd.DataFrame:
     """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean and
-    <m>_ci95 (half-width of the 95% t-interval over seeds) for each numeric metric m."""
+    <m>_ci95 (half-width of the 95% t-interval over seeds) for each summarized metric m of the registry that
+    the results hold as numbers."""
     config = list(config_columns)
     keys = [c for c in config if c != "seed"]
-    metrics = [c for c in results.select_dtypes("number").columns if c not in config and c not in NOT_SUMMARIZED]
+    numeric = set(results.select_dtypes("number").columns)
+    metrics = [m.name for m in summarized_metrics() if m.name in numeric]
     groups = results[results["status"] == "ok"].groupby(keys, dropna=False, sort=False)
     columns = {"n_seeds": groups.size()}
     for metric in metrics:

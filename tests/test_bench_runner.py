@@ -15,7 +15,7 @@ from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures, numerics_
 from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, numerics_table, run_suite
 from ablate.bench.suites import NumericsSpec, Point, resolve_suite
 from ablate.cli import main
-from ablate.loss.registry import REGISTRY, Variant
+from ablate.loss.registry import REGISTRY
 
 CPU = torch.device("cpu")
 NUMERICS_COLUMNS = ["variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", "loss_rel_error",
@@ -95,8 +95,8 @@ def test_float16_naive_is_recorded_as_refused_not_crashed():
 def broken_variant(monkeypatch):
     """A variant whose loss is 0.1% too large: the float32 check must catch it."""
     gather = REGISTRY["gather"]
-    monkeypatch.setitem(REGISTRY, "broken", Variant("broken", lambda x, y, c, conv: gather.loss(x, y, c, conv) * 1.001,
-                                                    gather.is_available, gather.work, gather.memory))
+    monkeypatch.setitem(REGISTRY, "broken", replace(gather, name="broken",
+                                                    loss=lambda x, y, c, conv: gather.loss(x, y, c, conv) * 1.001))
     return "broken"
 
 

@@ -7,14 +7,17 @@ import torch
 from click.testing import CliRunner
 
 from ablate.cli import main
+from ablate.loss import available_variants, get_variant, variant_names
 
 
 def test_variants_command_lists_registry_with_costs():
     result = CliRunner().invoke(main, ["variants"])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
-    assert set(lines) == {"naive", "gather", "fused", "compiled"}
-    assert "available" in lines["gather"] and "O(B*C*D)" in lines["naive"]
+    assert list(lines) == list(variant_names())
+    for name in lines:
+        assert f"work {get_variant(name).work}" in lines[name] and f"memory {get_variant(name).memory}" in lines[name]
+    assert {name for name, line in lines.items() if line.split()[1] == "available"} == set(available_variants("cpu"))
 
 
 def test_python_dash_m_runs_the_cli():

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from ablate import metrics
+from ablate.metrics import features as metrics
+from ablate.train.evaluate import evaluate
 
 # Loops in float64 against library code in float64; 1e-9 relative covers summation order only.
 RTOL = 1e-9
@@ -140,8 +141,9 @@ def test_well_separated_classes_score_perfectly():
     y = np.repeat(np.arange(3), 10)
     directions = np.eye(3) * 10.0
     x = directions[y] + 0.01 * rng.normal(size=(30, 3))
-    result = metrics.feature_metrics(x, y, directions)
-    for key in ("nearest_center_accuracy", "precision_at_1", "map_at_r", "verification_auc", "tar_at_far_1e3"):
+    result = evaluate(x, y, y, directions)
+    for key in ("test_accuracy", "nearest_center_accuracy", "precision_at_1", "map_at_r", "verification_auc",
+                "tar_at_far_1e3"):
         assert result[key] == 1.0, key
     assert result["silhouette"] > 0.99
     assert result["separation_ratio"] == pytest.approx(result["inter_class_distance"] / result["intra_class_distance"])
@@ -157,10 +159,10 @@ def test_verification_samples_pairs_above_the_limit():
     assert len(all_first) == 50 * 49 // 2 and np.all(all_first < all_second)
 
 
-def test_feature_metrics_gives_every_record_key():
+def test_evaluate_gives_every_computed_metric_of_the_registry_in_its_order():
     x, y, centers = tiny_data(0)
-    assert set(metrics.feature_metrics(x, y, centers)) == {
-        "nearest_center_accuracy", "intra_class_distance", "inter_class_distance", "inter_class_distance_min",
-        "separation_ratio", "silhouette", "precision_at_1", "map_at_r", "verification_auc", "tar_at_far_1e3",
-        "center_to_mean_distance",
-    }
+    assert list(evaluate(x, y, y, centers)) == [
+        "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
+        "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
+        "verification_auc", "tar_at_far_1e3", "center_to_mean_distance",
+    ]

@@ -97,7 +97,7 @@ def _moved_to_subcommand(new_form: str):
               help="Declared study: quick, cpu (make bench) or gpu (make bench-gpu). Default: cpu or gpu by device.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--variants", callback=_comma_list(), help="Comma list of variants (default: all that run on the device; "
-              "fused on the CPU only when named, since the interpreter times Python, not the kernel).")
+              "an interpreted kernel (fused on the CPU) only when named, since it times Python, not the kernel).")
 @click.option("--mode", "modes", callback=_comma_list(), help="Comma list of forward, backward, full, update.")
 @click.option("--batch", callback=_comma_list(int), help="Comma list of batch sizes B.")
 @click.option("--classes", callback=_comma_list(int), help="Comma list of class counts C.")

@@ -95,7 +95,8 @@ def memory_budget_bytes(device: torch.device, fraction: float) -> float:
     return fraction * total
 
 
-def _error_note(exc: BaseException) -> str:
+def error_note(exc: BaseException) -> str:
+    """The error's type and the first line of its message, for a note."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
@@ -132,9 +133,10 @@ def measure_point(point: Point, variants, device: torch.device, suite: Suite, co
             fn = call(variant, point.mode, features, labels, centers, rule=rule)
             warm_up(fn, device)
             row["peak_mem_bytes"] = peak_memory_bytes(fn, device)
-            row["bytes"] = bytes_moved(*sizes, rule)
+            moved = bytes_moved(*sizes, rule)
+            row["bytes"] = math.nan if moved is None else moved  # a variant without a byte model: no GB/s
         except Exception as exc:  # recorded in the row's note; see the module docstring
-            row["note"] = _error_note(exc)
+            row["note"] = error_note(exc)
         else:
             fns[variant] = fn
     try:
@@ -142,7 +144,7 @@ def measure_point(point: Point, variants, device: torch.device, suite: Suite, co
     except Exception as exc:  # recorded in the row's note; see the module docstring
         times = {}
         for variant in fns:
-            rows[variant]["note"] = _error_note(exc)
+            rows[variant]["note"] = error_note(exc)
     for variant, t in times.items():
         row = rows[variant]
         row.update(quantiles_ms(t))
@@ -200,7 +202,7 @@ def train_step_table(suite: Suite, device: torch.device, store: PartStore, *, pr
                                                                           device, suite.timing))
         except Exception as exc:  # recorded in the row's note; see the module docstring
             rows += [{"workload": workload, "variant": v, "batch": batch, "classes": classes, "dim": dim,
-                      "device": device.type, "note": _error_note(exc)} for v in suite.variants]
+                      "device": device.type, "note": error_note(exc)} for v in suite.variants]
             _free(device)
     return pd.DataFrame(rows, columns=list(TRAIN_STEP_COLUMNS))
 

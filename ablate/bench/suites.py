@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from ablate.loss import RULES, available_variants
+from ablate.loss import DEFAULT_VARIANT, RULES, available_variants, get_variant
 
 MODES = ("forward", "backward", "full", "update")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -53,7 +53,11 @@ class Point:
 
 @dataclass(frozen=True)
 class Sweep:
-    """The points modes x batch x classes x dim x dtypes; `variants` narrows the suite's lines (None: all)."""
+    """The points modes x batch x classes x dim x dtypes; `variants` narrows the suite's lines (None: all).
+
+    one_per_update: draw one line per implementation of the update by `rule`: each variant whose own update
+    fuses it, and one (the default variant if the suite has it) for the torch rows every other variant shares.
+    """
 
     name: str
     modes: tuple
@@ -63,6 +67,7 @@ class Sweep:
     dtypes: tuple = ("float32",)
     rule: str = "paper"
     variants: Optional[tuple] = None
+    one_per_update: bool = False
 
     def points(self) -> list:
         return [
@@ -100,7 +105,8 @@ class TrainStepSpec:
 
 @dataclass(frozen=True)
 class Suite:
-    """A standard study. `variants` None: every variant available on the device (fused only on CUDA unless named).
+    """A standard study. `variants` None: every variant available on the device and timed there (an interpreted
+    kernel is checked, not timed, unless named); no_compilation: leave out variants that compile on first call.
 
     checked_variants: those the numerics study checks against the reference (None: every variant
     available on the device, fused under the interpreter on the CPU included: correctness, not speed).
@@ -116,6 +122,7 @@ class Suite:
     train_step: Optional[TrainStepSpec] = field(default_factory=TrainStepSpec)
     variants: Optional[tuple] = None
     checked_variants: Optional[tuple] = None
+    no_compilation: bool = False
     memory_fraction: float = 0.5
     time_budget_s: Optional[float] = None
 
@@ -140,7 +147,7 @@ SUITES = {
         timing=QUICK_TIMING,
         numerics=NumericsSpec(dtypes=("float32", "bfloat16"), batch=64, classes=20, dim=16, feature_norms=(1.0, 100.0)),
         train_step=TrainStepSpec(lenetpp_batch=8, large_head_batch=32, large_head_classes=(100,), large_head_dim=32),
-        variants=("naive", "gather"),
+        no_compilation=True,
     ),
     "cpu": Suite(
         name="cpu",
@@ -149,9 +156,8 @@ SUITES = {
                   classes=(10, 100, 1000, 10000, 100000), dim=(512,), dtypes=("float32", "bfloat16")),
             Sweep("batch", modes=("full",), batch=(64, 256, 1024, 4096), classes=(1000,), dim=(128,)),
             Sweep("dim", modes=("full",), batch=(256,), classes=(1000,), dim=(2, 32, 128, 512)),
-            # naive, gather and compiled share the torch update; only fused has its own (GPU) kernel.
             Sweep("update", modes=("update",), batch=(1024,), classes=(10, 1000, 10000, 100000), dim=(512,),
-                  dtypes=("float32", "bfloat16"), variants=("gather", "fused")),
+                  dtypes=("float32", "bfloat16"), one_per_update=True),
         ),
         timing=Timing(rounds=3, round_ms=200.0, threads=1),
     ),
@@ -161,7 +167,7 @@ SUITES = {
             Sweep("grid", modes=("forward", "backward", "full"), batch=(1024, 16384, 65536),
                   classes=(10, 10000, 100000), dim=(2, 128, 512), dtypes=("float32", "bfloat16")),
             Sweep("update", modes=("update",), batch=(1024, 16384, 65536), classes=(10, 10000, 100000),
-                  dim=(2, 128, 512), dtypes=("float32", "bfloat16"), variants=("gather", "fused")),
+                  dim=(2, 128, 512), dtypes=("float32", "bfloat16"), one_per_update=True),
         ),
         timing=Timing(rounds=2, round_ms=25.0),
         numerics=NumericsSpec(dtypes=("float32", "bfloat16"), batch=4096, classes=10000),
@@ -196,9 +202,9 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
                   dtypes=None, rule=None, quick=False) -> Suite:
     """The declared suite `name`, or, when any axis is given, one sweep over the given axes.
 
-    Axes not given then take CUSTOM_SWEEP's values. variants default to the suite's, else to what
-    runs on `device`; on the CPU the Triton kernel (fused) is then only checked, not timed, because
-    the interpreter measures Python, not the kernel. Named variants are timed and checked.
+    Axes not given then take CUSTOM_SWEEP's values. variants default to what runs on `device`
+    (those that need no compilation, for a no_compilation suite); a variant whose time there would not measure it
+    (an interpreted kernel measures Python) is then only checked, not timed. Named variants are timed and checked.
     quick: one short round per measurement.
     """
     if name not in SUITES:
@@ -206,8 +212,9 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
     suite = SUITES[name]
     runnable = available_variants(device)
     if variants is None:
-        checked = tuple(v for v in suite.variants or runnable if v in runnable)
-        variants = tuple(v for v in checked if device.type == "cuda" or v != "fused")
+        checked = tuple(v for v in suite.variants or runnable
+                        if v in runnable and not (suite.no_compilation and get_variant(v).compiles))
+        variants = tuple(v for v in checked if get_variant(v).timed(device))
     else:
         variants = checked = _check_choices("variant", variants, runnable)
     axes = {}
@@ -228,4 +235,10 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
 
 def sweep_variants(suite: Suite, sweep: Sweep) -> tuple:
     """The suite's variants that this sweep draws as lines."""
-    return tuple(v for v in suite.variants if sweep.variants is None or v in sweep.variants)
+    lines = tuple(v for v in suite.variants if sweep.variants is None or v in sweep.variants)
+    if not sweep.one_per_update:
+        return lines
+    own = tuple(v for v in lines if get_variant(v).fuses(sweep.rule))
+    shared = [v for v in lines if v not in own]
+    torch_rows = (DEFAULT_VARIANT,) if DEFAULT_VARIANT in shared else tuple(shared[:1])
+    return tuple(v for v in lines if v in torch_rows + own)

@@ -20,19 +20,23 @@ UPDATE_ALPHA = 0.5  # the paper's final setting
 
 
 def clustered_inputs(batch: int, classes: int, dim: int, dtype: torch.dtype, device, *, feature_norm: float = 10.0,
-                     spread: float = 0.1, seed: int = 0):
+                     spread: float = 0.1, seed: int = 0, labels=None):
     """Features near their class centers, as after training.
 
-    centers (C, D): random directions of norm `feature_norm`; labels (B,) uniform in [0, C);
+    centers (C, D): random directions of norm `feature_norm`; labels (B,) uniform in [0, C) unless given;
     features (B, D) = their center + noise of norm about spread * feature_norm.
     Returns (features, labels, centers), each on `device`, features and centers in `dtype`.
     """
     device = torch.device(device)
     gen = torch.Generator(device).manual_seed(seed)
-    directions = torch.randn(classes, dim, generator=gen, device=device)
+    work = torch.float64 if dtype == torch.float64 else torch.float32  # drawn in float32, then rounded to dtype
+    directions = torch.randn(classes, dim, generator=gen, device=device, dtype=work)
     centers = feature_norm * directions / directions.norm(dim=1, keepdim=True)  # (C, D)
-    labels = torch.randint(0, classes, (batch,), generator=gen, device=device)  # (B,)
-    noise = torch.randn(batch, dim, generator=gen, device=device) * (spread * feature_norm / dim ** 0.5)
+    if labels is None:
+        labels = torch.randint(0, classes, (batch,), generator=gen, device=device)  # (B,)
+    labels = torch.as_tensor(labels, dtype=torch.int64, device=device)
+    noise = torch.randn(len(labels), dim, generator=gen, device=device, dtype=work)
+    noise = noise * (spread * feature_norm / dim ** 0.5)  # (B, D)
     features = centers[labels] + noise  # (B, D)
     return features.to(dtype), labels, centers.to(dtype)
 

@@ -10,9 +10,9 @@ from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
 from ablate.io import check_writable
+from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runfolder import STATUSES, check_kind, mean_ci_text
 
-SUMMARY_METRICS = ("test_accuracy", "nearest_center_accuracy", "separation_ratio", "intra_class_distance")
 
 
 def _set_options(ctx, param, values) -> dict:
@@ -36,7 +36,7 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
         return ""
     keys = [k for k in varying_keys([c for _, c in outcome.plan.cells]) if k != "seed"]
     table = summary[keys + ["n_seeds"]].copy()
-    for metric in SUMMARY_METRICS:
+    for metric in shown_in(GRID_SUMMARY):
         if f"{metric}_mean" in summary:
             table[metric] = [mean_ci_text(m, c) for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
     return "mean ± 95% CI half-width over seeds (ok cells)\n" + table.to_string(index=False)

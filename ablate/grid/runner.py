@@ -19,7 +19,7 @@ from ablate.grid.spec import MAX_CELLS, GridSpec, expand
 from ablate.grid.store import CellStore
 from ablate.grid.tables import config_columns, write_tables
 from ablate.io import atomic_write_json, atomic_write_text
-from ablate.loss import available_variants
+from ablate.loss import DEFAULT_VARIANT, available_variants, get_variant
 from ablate.train.cell import resolve_device
 
 TABLE_INTERVAL_S = 10.0  # rewrite the tables at most this often while cells finish, and at the end
@@ -63,7 +63,7 @@ def grid_cells(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
 
 def check_runnable_here(configs: list) -> None:
     """Refuse, before anything is written, cells whose variant or device this machine cannot run
-    (fused on a CPU without TRITON_INTERPRET=1, device cuda without a GPU): else each would fail."""
+    (a Triton kernel on a CPU without TRITON_INTERPRET=1, device cuda without a GPU): else each would fail."""
     missing = {}
     for config in configs:
         device = resolve_device(config["device"])
@@ -71,10 +71,10 @@ def check_runnable_here(configs: list) -> None:
             key = (config["variant"], str(device))
             missing[key] = missing.get(key, 0) + 1
     if missing:
-        what = "; ".join(f"{n} cell(s) of variant {v!r} cannot run on {d} here (available there: "
-                         f"{', '.join(available_variants(d))})" for (v, d), n in missing.items())
-        raise ValueError(f"{what}. fused needs CUDA, or TRITON_INTERPRET=1 on the CPU; or leave those cells out "
-                         "(e.g. --set variant=gather), or run them with --executor ray where they can run")
+        what = "; ".join(f"{n} cell(s) of variant {v!r} cannot run on {d} here (it needs {get_variant(v).runs_on}; "
+                         f"available there: {', '.join(available_variants(d))})" for (v, d), n in missing.items())
+        raise ValueError(f"{what}. Leave those cells out (e.g. --set variant={DEFAULT_VARIANT}), or run them with "
+                         "--executor ray where they can run")
 
 
 def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, force: bool = False) -> GridPlan:

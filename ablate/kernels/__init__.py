@@ -6,3 +6,5 @@
 
 Importing this package imports nothing heavy; `ablate.kernels.fused` imports Triton.
 """
+
+FUSED_RULES = ("paper", "ema")  # the center-update rules the update kernels implement; sgd runs in torch

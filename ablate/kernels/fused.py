@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
+from ablate.kernels import FUSED_RULES
 from ablate.kernels.loss_kernels import center_loss_backward_kernel, center_loss_forward_kernel
 from ablate.kernels.update_kernels import (
     accumulate_rows_kernel, claim_rows_kernel, commit_rows_kernel, seed_rows_kernel, step_rows_kernel,
@@ -25,7 +26,6 @@ from ablate.kernels.update_kernels import (
 from ablate.loss.conventions import convention_scale
 from ablate.traffic import LABEL_BYTES, expected_distinct_classes
 
-FUSED_RULES = ("paper", "ema")
 # A (BLOCK_B, BLOCK_D) tile of 4096 elements keeps 16 KB of float32 per operand in flight per program.
 TILE_ELEMENTS, MAX_BLOCK_D, MAX_BLOCK_B = 4096, 512, 256
 

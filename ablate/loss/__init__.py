@@ -8,10 +8,13 @@
 from ablate.loss.conventions import CONVENTIONS, convention_scale
 from ablate.loss.functional import center_loss, update_centers
 from ablate.loss.module import CenterLoss
-from ablate.loss.registry import VARIANTS, available_variants, get_variant
+from ablate.loss.plugins import PLUGIN_ERRORS, variant_from_function
+from ablate.loss.registry import (DEFAULT_VARIANT, Variant, available_variants, baseline_variant, get_variant,
+                                  register_variant, variant_names)
 from ablate.loss.updates import RULES
 
 __all__ = [
-    "CONVENTIONS", "RULES", "VARIANTS", "CenterLoss", "available_variants", "center_loss",
-    "convention_scale", "get_variant", "update_centers",
+    "CONVENTIONS", "DEFAULT_VARIANT", "PLUGIN_ERRORS", "RULES", "CenterLoss", "Variant", "available_variants",
+    "baseline_variant", "center_loss", "convention_scale", "get_variant", "register_variant", "update_centers",
+    "variant_from_function", "variant_names",
 ]

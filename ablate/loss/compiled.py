@@ -6,6 +6,7 @@ import shutil
 import torch
 
 from ablate.loss.gather import gather_center_loss
+from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
 
 
 # dynamo keeps one cache per code object and adds an entry per guard state it meets: dtype, convention,
@@ -38,3 +39,14 @@ def compile_available(device: torch.device) -> bool:
 
         return has_triton()
     return False
+
+
+def compiled_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtype) -> int:
+    """One pass per graph, which inductor's fusion approaches: forward and backward each read labels, features and
+    their B center rows once (see ablate.traffic)."""
+    B, D = batch, dim
+    e, _ = element_sizes(dtype)
+    i = LABEL_BYTES
+    forward = [(B * i + 2 * B * D * e, e)]                 # read x, y, c[y]; write the loss
+    backward = [(B * i + 2 * B * D * e, B * D * e)]        # read x, y, c[y]; write dL/dx
+    return total(by_mode(mode, forward, backward))

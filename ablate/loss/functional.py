@@ -3,7 +3,7 @@
 import torch
 
 from ablate.loss.conventions import CONVENTIONS
-from ablate.loss.registry import get_variant
+from ablate.loss.registry import DEFAULT_VARIANT, get_variant
 from ablate.loss.updates import RULES, torch_updated_rows
 from ablate.loss.validation import all_finite, check_alpha, check_inputs
 
@@ -13,7 +13,7 @@ def _check_choice(kind: str, value: str, choices) -> None:
         raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
 
 
-def center_loss(features, labels, centers, *, variant: str = "gather", convention: str = "mean") -> torch.Tensor:
+def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, convention: str = "mean") -> torch.Tensor:
     """Center loss of features (B, D) with integer labels (B,) in [0, C) against centers (C, D).
 
     Returns a 0-dim tensor in float32 (float64 for float64 inputs), differentiable w.r.t.
@@ -29,7 +29,7 @@ def center_loss(features, labels, centers, *, variant: str = "gather", conventio
 
 @torch.no_grad()
 def update_centers(centers, features, labels, *, alpha: float, rule: str = "paper",
-                   convention: str = "mean", variant: str = "gather") -> None:
+                   convention: str = "mean", variant: str = DEFAULT_VARIANT) -> None:
     """Move the centers (C, D) toward features (B, D) of labels (B,) in place, by `rule`.
 
     Only rows named by `labels` are read or written. Refuses non-finite features and any step
@@ -43,7 +43,7 @@ def update_centers(centers, features, labels, *, alpha: float, rule: str = "pape
     labels = labels.long()
     if not all_finite(features):
         raise ValueError("features must be finite to update the centers; the centers were left untouched")
-    if impl.update is not None and rule in impl.update_rules:
+    if impl.fuses(rule):
         # The kernel writes in place; it checks finiteness itself before committing.
         impl.update(centers, features.detach(), labels, alpha, rule, convention)
         return

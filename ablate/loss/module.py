@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ablate.loss.functional import center_loss, update_centers
-from ablate.loss.registry import get_variant
+from ablate.loss.registry import DEFAULT_VARIANT, get_variant
 from ablate.loss.validation import check_alpha
 
 
@@ -25,7 +25,7 @@ class CenterLoss(nn.Module):
     `torch.optim.SGD([crit.centers], lr=alpha)`, multiply their gradient by 1/lam and step.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int, *, variant: str = "gather", convention: str = "mean",
+    def __init__(self, num_classes: int, feat_dim: int, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
                  rule: str = "paper", alpha: float = 0.5, dtype=torch.float32, device=None):
         super().__init__()
         if num_classes < 1 or feat_dim < 1:

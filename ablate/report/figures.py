@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
-from ablate.loss import VARIANTS
+from ablate.loss import variant_names
 
 DPI = 110
 PANEL_INCHES = (3.6, 2.9)  # (width, height) of one small-multiple panel
@@ -58,7 +58,7 @@ def _distinct_colorblind() -> list:
 
 def variant_colors() -> dict:
     """One fixed colour per registered variant, the same in every figure."""
-    return dict(zip(VARIANTS, _distinct_colorblind()))
+    return dict(zip(variant_names(), _distinct_colorblind()))
 
 
 def series_colors(names) -> dict:

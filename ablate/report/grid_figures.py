@@ -7,17 +7,16 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from ablate.metrics import AGAINST_LAMBDA, HEATMAP, label, shown_in
 from ablate.report.blocks import Figure, Note
 from ablate.report.configs import describe, reference_values, select, series_labels, varying
 from ablate.report.figures import (panel_grid, plot_band, report_style, series_colors, shared_legend, spread_subset,
                                    to_data_uri)
-from ablate.report.metrics import CURVE_METRICS, label
+from ablate.report.metrics import CURVE_METRICS
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label
 from ablate.runfolder import RunFolderError, read_features
 
-HEATMAP_METRICS = ("test_accuracy", "separation_ratio")
-LAMBDA_METRICS = ("test_accuracy", "intra_class_distance", "inter_class_distance", "separation_ratio")
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4
 MAX_LAMBDA_PANELS = 8  # feature scatter panels and curve lines
@@ -37,7 +36,7 @@ def set_lambda_scale(ax, lambdas) -> None:
 
 
 def heatmap_blocks(run: GridRun) -> list:
-    """Mean test accuracy and separation ratio over lambda (columns) x alpha (rows), one panel per rule
+    """The mean of each heatmap metric of the registry over lambda (columns) x alpha (rows), one panel per rule
     (per combination of the other keys that vary)."""
     summary = run.summary
     if summary.empty:  # summary_blocks says so
@@ -60,7 +59,7 @@ def heatmap_blocks(run: GridRun) -> list:
         blocks.append(Note(f"Heatmaps show the first {MAX_HEATMAP_PANELS} of {len(panels)} combinations of "
                            f"{', '.join(panel_keys)}; the summary table has them all."))
         panels = panels[:MAX_HEATMAP_PANELS]
-    for metric in HEATMAP_METRICS:
+    for metric in shown_in(HEATMAP):
         column = f"{metric}_mean"
         if column not in summary:
             blocks.append(Note(f"Heatmap of {label(metric)} left out: the summary has no {column}."))
@@ -97,7 +96,7 @@ def _lambda_axes(metrics, alphas):
 
 
 def lambda_line_blocks(run: GridRun) -> list:
-    """Accuracy, intra, inter and separation ratio against lambda; mean with its 95% CI band over seeds.
+    """The registry's against-lambda metrics against lambda; mean with its 95% CI band over seeds.
 
     Panels: metric x alpha (at most MAX_ALPHA_COLUMNS alphas); hue: the other keys that vary (rule, variant...).
     """
@@ -118,7 +117,7 @@ def lambda_line_blocks(run: GridRun) -> list:
     data = summary.assign(series=series_labels(summary, series_keys))
     names = sorted(data["series"].unique())
     colors = series_colors(names)
-    metrics = [m for m in LAMBDA_METRICS if f"{m}_mean" in summary]
+    metrics = [m for m in shown_in(AGAINST_LAMBDA) if f"{m}_mean" in summary]
     with report_style():
         fig, axes, bottom_row = _lambda_axes(metrics, alphas)
         for (metric, alpha), ax in axes.items():

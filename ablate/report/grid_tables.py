@@ -3,14 +3,12 @@
 import numpy as np
 import pandas as pd
 
+from ablate.metrics import AGREEMENT, METRICS, label, shown_in
 from ablate.report.blocks import Note, Table
 from ablate.report.configs import describe, varying
-from ablate.report.metrics import METRICS, label
 from ablate.report.runs import GridRun
 from ablate.report.styling import BEST_CSS, plain_table, render
 from ablate.runfolder import STATUSES, mean_ci_text
-
-AGREEMENT_METRICS = ("test_accuracy", "separation_ratio", "intra_class_distance", "inter_class_distance")
 
 
 def status_blocks(run: GridRun) -> list:
@@ -45,17 +43,17 @@ def summary_frames(run: GridRun) -> tuple:
 
 
 def best_cells(means: pd.DataFrame, seeds) -> pd.DataFrame:
-    """True at the best mean of each metric with a direction (ties all marked), among the configurations
+    """True at the best mean of each ranked metric (ties all marked), among the configurations
     with the most seeds (one lucky seed does not outrank three); nothing with one row."""
     best = pd.DataFrame(False, index=means.index, columns=means.columns)
     if len(means) < 2:
         return best
     candidates = means[np.asarray(seeds) == np.max(seeds)]
-    directions = {label(m): d for m, (_, d) in METRICS.items()}
+    higher_is_better = {m.label: m.higher_is_better for m in METRICS.values()}
     for column in means.columns:
-        direction, values = directions.get(column, 0), candidates[column]
-        if direction and values.notna().any():
-            target = values.max() if direction > 0 else values.min()
+        higher, values = higher_is_better.get(column), candidates[column]
+        if higher is not None and values.notna().any():
+            target = values.max() if higher else values.min()
             best[column] = (means[column] == target) & (np.asarray(seeds) == np.max(seeds))
     return best
 
@@ -70,7 +68,8 @@ def summary_blocks(run: GridRun) -> list:
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
     caption = ("Mean ± half-width of the 95% t-interval over seeds; bold: the best mean of each metric among the "
-               "configurations with the most seeds (lower is better for distances within a class and times).")
+               "configurations with the most seeds (lower is better for times; raw distances, which shrink with the "
+               "whole feature scale, are not ranked).")
     if fixed:
         caption += f" Fixed in every cell: {describe(fixed)}."
     blocks = [Table("Summary over seeds", html, caption=caption)]
@@ -88,7 +87,7 @@ def variant_agreement(run: GridRun) -> tuple:
         return None
     ok = results[results["status"] == "ok"]
     cell_keys = [k for k in varying(results, run.config_columns + ["seed"]) if k != "variant"] or ["seed"]
-    metrics = [m for m in AGREEMENT_METRICS if m in ok]
+    metrics = [m for m in shown_in(AGREEMENT) if m in ok]
     if ok["variant"].nunique() < 2 or not metrics:
         return pd.DataFrame(), pd.DataFrame()  # no cell finished under two variants
     wide = ok.pivot(index=cell_keys, columns="variant", values=metrics)

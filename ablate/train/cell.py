@@ -11,7 +11,8 @@ from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
 from ablate.models import build_model
 from ablate.train.config import CellConfig
-from ablate.train.evaluate import METRIC_KEYS, evaluate, features_and_predictions
+from ablate.metrics import computed_metrics
+from ablate.train.evaluate import evaluate, features_and_predictions
 from ablate.train.loop import train
 from ablate.train.memory import check_fits
 
@@ -77,7 +78,7 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     if history.diverged_epoch is None:
         metrics = evaluate(features, predictions, data.y_test, centers)
     else:
-        metrics = dict.fromkeys(METRIC_KEYS)
+        metrics = dict.fromkeys(m.name for m in computed_metrics())
     if features_path is not None:
         write_features(features_path, features, data.y_test, centers)
 

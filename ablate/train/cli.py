@@ -6,16 +6,15 @@ from pathlib import Path
 import click
 
 from ablate.io import atomic_write_json, check_writable
+from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.train.cell import run_cell
-from ablate.train.config import CellConfig, key_name
+from ablate.train.config import CellConfig, key_name, option_choices
 
-SUMMARY_KEYS = ("test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
-                "separation_ratio", "silhouette", "map_at_r", "verification_auc")
 
 
 def _click_type(f):
-    if f.metadata["choices"] is not None:
-        return click.Choice(f.metadata["choices"])
+    if option_choices(f) is not None:
+        return click.Choice(option_choices(f))
     if f.name == "data_dir":
         return click.Path(file_okay=False)
     return f.type
@@ -39,7 +38,7 @@ def summary_lines(record: dict) -> list:
     lines = [setup, f"status {status}, trained in {record['train_time_s']:.2f} s "
                     f"({record['train_samples_per_s']:.0f} samples/s), {record['wall_time_s']:.2f} s in all"]
     if record["status"] == "ok":
-        lines += [f"  {key:<24} {record[key]:.4f}" for key in SUMMARY_KEYS]
+        lines += [f"  {key:<24} {record[key]:.4f}" for key in shown_in(TRAIN_SUMMARY)]
     return lines
 
 

@@ -4,7 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS
-from ablate.loss import CONVENTIONS, RULES, VARIANTS
+from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
 
@@ -12,8 +12,9 @@ OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _option(default, help_text: str, choices: tuple = None):
-    """A dataclass field carrying its CLI help and, for a choice, the valid values."""
+def _option(default, help_text: str, choices=None):
+    """A dataclass field carrying its CLI help and, for a choice, the valid values (a tuple, or a function that
+    returns them when asked: the variants, which installed plugins and registrations extend)."""
     return field(default=default, metadata={"help": help_text, "choices": choices})
 
 
@@ -29,7 +30,8 @@ class CellConfig:
                                          "(default /usr/share/datasets/fashion-mnist).")
     model: str = _option("auto", "Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
     feat_dim: int = _option(2, "Feature (embedding) dimension.")
-    variant: str = _option("gather", "Center-loss implementation.", VARIANTS)
+    variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).",
+                           variant_names)
     rule: str = _option("paper", "Center-update rule.", RULES)
     convention: str = _option("mean", "Loss normalization: mean = sum/B, half_mean = sum/2B, half_sum = sum/2.",
                               CONVENTIONS)
@@ -53,7 +55,7 @@ class CellConfig:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            choices = f.metadata["choices"]
+            choices = option_choices(f)
             if choices is not None and value not in choices:
                 raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(choices)}")
             if f.type is int:
@@ -76,6 +78,12 @@ class CellConfig:
     def to_dict(self) -> dict:
         """The options by grid/record key, in field order ("lambda", not "lambda_")."""
         return {key_name(name): value for name, value in asdict(self).items()}
+
+
+def option_choices(f) -> tuple:
+    """The valid values of the CellConfig field `f` (None: any value of its type)."""
+    choices = f.metadata["choices"]
+    return choices() if callable(choices) else choices
 
 
 KEY_NAMES = {"lambda_": "lambda"}  # dataclass field -> grid/record key, where they differ

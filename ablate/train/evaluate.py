@@ -1,18 +1,13 @@
-"""Evaluation of a trained cell on the test split: test accuracy and every feature metric."""
+"""Evaluation of a trained cell on the test split: every metric of the registry that is computed from it."""
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score
 from torch import nn
 
-from ablate.metrics import feature_metrics
+from ablate.metrics import computed_metrics
+from ablate.metrics.features import Evaluation
 
 EVAL_BATCH = 1024
-METRIC_KEYS = (
-    "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
-    "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
-    "verification_auc", "tar_at_far_1e3", "center_to_mean_distance",
-)
 
 
 @torch.no_grad()
@@ -28,7 +23,7 @@ def features_and_predictions(model: nn.Module, x: torch.Tensor):
 
 
 def evaluate(features: np.ndarray, predictions: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> dict:
-    """All METRIC_KEYS from test features (N, D), predictions (N,), labels (N,) and centers (C, D)."""
-    metrics = {"test_accuracy": float(accuracy_score(labels, predictions)),
-               **feature_metrics(features, labels, centers)}
-    return {key: metrics[key] for key in METRIC_KEYS}
+    """{name: value} of every computed metric, in registry order, from test features (N, D), predictions (N,),
+    labels (N,) and centers (C, D)."""
+    evaluation = Evaluation(features, labels, predictions, centers)
+    return {metric.name: float(metric.compute(evaluation)) for metric in computed_metrics()}

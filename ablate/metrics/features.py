@@ -5,6 +5,8 @@ and face-style verification on same/different pairs. Every function takes numpy 
 returns plain floats; the work is done by scikit-learn and scipy.
 """
 
+from functools import cached_property
+
 import numpy as np
 from scipy.spatial.distance import pdist
 from sklearn.metrics import accuracy_score, auc, pairwise_distances_argmin, roc_curve, silhouette_score
@@ -106,20 +108,39 @@ def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAI
             "tar_at_far_1e3": float(tar[far <= TARGET_FAR].max())}
 
 
-def feature_metrics(features, labels, centers) -> dict:
-    """Every metric of the test features (N, D) with labels (N,) and learned centers (C, D), by record key."""
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
-    centers = np.asarray(centers, dtype=np.float64)
-    intra = intra_class_distance(features, labels)
-    inter = inter_class_distances(features, labels)
-    return {
-        "nearest_center_accuracy": nearest_center_accuracy(features, labels, centers),
-        "intra_class_distance": intra,
-        **inter,
-        "separation_ratio": inter["inter_class_distance"] / intra if intra > 0 else float("nan"),
-        "silhouette": silhouette(features, labels),
-        **retrieval_metrics(features, labels),
-        **verification_metrics(features, labels),
-        "center_to_mean_distance": center_to_mean_distance(features, labels, centers),
-    }
+def _computed_once(function, with_centers: bool = False) -> cached_property:
+    """An Evaluation attribute: function(features, labels[, centers]), computed on first use and kept, so that the
+    metrics that read one result (mean and min inter-class distance, say) share its work."""
+    def value(evaluation):
+        extra = (evaluation.centers,) if with_centers else ()
+        return function(evaluation.features, evaluation.labels, *extra)
+    return cached_property(value)
+
+
+class Evaluation:
+    """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,) and
+    learned centers (C, D) float64, as numpy arrays; and the results of this module's functions on them."""
+
+    def __init__(self, features, labels, predictions, centers):
+        self.features = np.asarray(features, dtype=np.float64)  # (N, D)
+        self.labels = np.asarray(labels)  # (N,)
+        self.predictions = np.asarray(predictions)  # (N,)
+        self.centers = np.asarray(centers, dtype=np.float64)  # (C, D)
+
+    nearest_center_accuracy = _computed_once(nearest_center_accuracy, with_centers=True)
+    center_to_mean_distance = _computed_once(center_to_mean_distance, with_centers=True)
+    silhouette = _computed_once(silhouette)
+    intra_class_distance = _computed_once(intra_class_distance)
+    inter_class_distances = _computed_once(inter_class_distances)
+    retrieval = _computed_once(retrieval_metrics)
+    verification = _computed_once(verification_metrics)
+
+    @cached_property
+    def test_accuracy(self) -> float:
+        return float(accuracy_score(self.labels, self.predictions))
+
+    @cached_property
+    def separation_ratio(self) -> float:
+        """Mean inter-class distance over mean intra-class distance (NaN when the classes have no spread)."""
+        intra = self.intra_class_distance
+        return self.inter_class_distances["inter_class_distance"] / intra if intra > 0 else float("nan")

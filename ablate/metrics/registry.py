@@ -1,0 +1,125 @@
+"""The Metric registry: every metric of a trained cell, declared once.
+
+An entry says how the metric is computed (from an Evaluation of the test split, or None for what the
+training run measures itself), its label, its direction (higher is better, lower is better, or None:
+reported but never ranked), whether it is unchanged when every feature is scaled by one constant, whether
+it is summarized over seeds, and the views that show it. The record (ablate.train.evaluate), the summary
+table (ablate.grid.tables), the command-line summaries and the report read these entries; no other module
+names a metric in its logic. This module imports nothing heavy, so the report can read it.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+# The views beyond the summary tables that may show a metric.
+TRAIN_SUMMARY = "train summary"  # the lines `ablate train` prints
+GRID_SUMMARY = "grid summary"  # the table `ablate grid` prints
+HEATMAP = "heatmap"  # the report's heatmaps over lambda x alpha
+AGAINST_LAMBDA = "against lambda"  # the report's metric-against-lambda panels
+AGREEMENT = "agreement"  # the report's variant-agreement table
+VIEWS = (TRAIN_SUMMARY, GRID_SUMMARY, HEATMAP, AGAINST_LAMBDA, AGREEMENT)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its record key `name` and everything the suite needs to know about it.
+
+    compute: Evaluation -> float (ablate.metrics.features.Evaluation: test features (N, D), labels (N,),
+    predictions (N,), centers (C, D), and attributes holding shared results such as e.retrieval); None for a
+    metric the training run measures itself (times, rates).
+    higher_is_better: True, False, or None for a value that is reported but never ranked (raw distances
+    shrink with the whole feature scale, so a smaller one is not a better one).
+    scale_invariant: the value does not change when every feature (and center) is multiplied by one constant.
+    summarized: mean and 95% CI over seeds in summary tables.
+    """
+
+    name: str
+    label: str
+    higher_is_better: Optional[bool]
+    scale_invariant: bool
+    compute: Optional[Callable] = None
+    summarized: bool = True
+    views: tuple = ()
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"metric name {self.name!r} must be an identifier (it becomes a column name)")
+        unknown = [v for v in self.views if v not in VIEWS]
+        if unknown:
+            raise ValueError(f"metric {self.name!r}: unknown views {unknown}; expected some of {list(VIEWS)}")
+        if self.views and not self.summarized and set(self.views) - {TRAIN_SUMMARY}:
+            raise ValueError(f"metric {self.name!r} is not summarized over seeds, so only {TRAIN_SUMMARY!r} can "
+                             "show it")
+
+    @property
+    def ranked(self) -> bool:
+        return self.higher_is_better is not None
+
+
+METRICS: dict = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add `metric` to the registry (in the order of registration); a name already taken is an error."""
+    if metric.name in METRICS:
+        raise ValueError(f"a metric named {metric.name!r} is already registered")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}") from None
+
+
+def label(name: str) -> str:
+    """The display label of a metric; any other column is named by its key with spaces."""
+    return METRICS[name].label if name in METRICS else name.replace("_", " ")
+
+
+def computed_metrics() -> list:
+    """The metrics computed from the test split, in registry order: the keys evaluate() puts in a record."""
+    return [m for m in METRICS.values() if m.compute is not None]
+
+
+def summarized_metrics() -> list:
+    return [m for m in METRICS.values() if m.summarized]
+
+
+def shown_in(view: str) -> list:
+    """The names of the metrics a view shows, in registry order."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
+    return [m.name for m in METRICS.values() if view in m.views]
+
+
+_FIGURES = (HEATMAP, AGAINST_LAMBDA, AGREEMENT)
+for _metric in (
+    Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy,
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES)),
+    Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy,
+           views=(TRAIN_SUMMARY, GRID_SUMMARY)),
+    Metric("intra_class_distance", "intra-class distance", None, False, lambda e: e.intra_class_distance,
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
+    Metric("inter_class_distance", "inter-class distance", None, False,
+           lambda e: e.inter_class_distances["inter_class_distance"],
+           views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
+    Metric("inter_class_distance_min", "min inter-class distance", None, False,
+           lambda e: e.inter_class_distances["inter_class_distance_min"]),
+    Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio,
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES)),
+    Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,)),
+    Metric("precision_at_1", "precision@1", True, True, lambda e: e.retrieval["precision_at_1"]),
+    Metric("map_at_r", "MAP@R", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,)),
+    Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
+           views=(TRAIN_SUMMARY,)),
+    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.verification["tar_at_far_1e3"]),
+    Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance),
+    # Measured by the training run itself (compute None).
+    Metric("train_samples_per_s", "train samples/s", True, True),
+    Metric("train_time_s", "train time (s)", False, True),
+    Metric("wall_time_s", "wall time (s)", None, True),
+):
+    register_metric(_metric)

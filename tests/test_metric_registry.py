@@ -1,0 +1,99 @@
+"""The Metric registry: its declarations hold (scale invariance, ranking), and one Metric defined here alone
+reaches the record, the summary table, the command-line summaries and the report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ablate.grid.cli import grid_command
+from ablate.metrics import (GRID_SUMMARY, HEATMAP, METRICS, TRAIN_SUMMARY, Metric, computed_metrics, label,
+                            register_metric, shown_in)
+from ablate.report import build_report
+from ablate.train.cli import summary_lines
+from ablate.train.evaluate import evaluate
+
+SCALE = 7.3
+# Scaling the features moves floats by a rounding or two; a scale-invariant metric may differ by that much only.
+RTOL = 1e-9
+
+
+def clustered(seed=0, n=60, dim=3, classes=4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.normal(size=(n, dim)) + 2.0 * rng.normal(size=(classes, dim))[y]
+    return x, y, rng.normal(size=(classes, dim))
+
+
+def test_scale_invariant_metrics_do_not_move_when_every_feature_is_scaled_and_the_others_do():
+    x, y, centers = clustered()
+    predictions = np.roll(y, 1)
+    before = evaluate(x, predictions, y, centers)
+    after = evaluate(SCALE * x, predictions, y, SCALE * centers)
+    for metric in computed_metrics():
+        if metric.scale_invariant:
+            assert after[metric.name] == pytest.approx(before[metric.name], rel=RTOL), metric.name
+        else:  # every raw distance scales with the features
+            assert after[metric.name] == pytest.approx(SCALE * before[metric.name], rel=RTOL), metric.name
+
+
+def test_raw_distances_are_reported_but_never_ranked():
+    for name in ("intra_class_distance", "inter_class_distance", "inter_class_distance_min", "center_to_mean_distance"):
+        assert METRICS[name].higher_is_better is None and not METRICS[name].ranked and not METRICS[name].scale_invariant
+    assert METRICS["test_accuracy"].higher_is_better is True and METRICS["train_time_s"].higher_is_better is False
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="not a name"), "must be an identifier"),
+    (dict(views=("sideways",)), "unknown views ['sideways']"),
+    (dict(summarized=False, views=(HEATMAP,)), "not summarized over seeds"),
+])
+def test_a_malformed_metric_is_refused_with_what_was_expected(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Metric(**{"name": "x", "label": "x", "higher_is_better": True, "scale_invariant": True, **kwargs})
+
+
+def test_a_name_is_registered_once():
+    with pytest.raises(ValueError, match="'test_accuracy' is already registered"):
+        register_metric(Metric("test_accuracy", "again", True, True))
+
+
+def mean_feature_norm(evaluation) -> float:
+    """Mean L2 norm of the test features (N, D): how far the whole feature scale has shrunk."""
+    return float(np.linalg.norm(evaluation.features, axis=1).mean())
+
+
+FEATURE_NORM = Metric("mean_feature_norm", "mean feature norm", None, False, mean_feature_norm,
+                      views=(TRAIN_SUMMARY, GRID_SUMMARY, HEATMAP))
+
+
+@pytest.fixture
+def feature_norm_registered():
+    register_metric(FEATURE_NORM)
+    yield FEATURE_NORM
+    del METRICS[FEATURE_NORM.name]
+
+
+def test_one_metric_defined_here_reaches_record_summary_and_report(feature_norm_registered, tmp_path):
+    assert label("mean_feature_norm") == "mean feature norm" and "mean_feature_norm" in shown_in(HEATMAP)
+    run = tmp_path / "run"
+    args = ["default", "--set", "dataset=synthetic", "--set", "num_classes=3", "--set", "samples_per_class=20",
+            "--set", "epochs=1", "--set", "lambda=0,0.1", "--set", "alpha=0.1,0.5", "--set", "rule=paper",
+            "--set", "variant=gather", "--set", "seed=0", "--out", str(run)]
+    result = CliRunner().invoke(grid_command, args)
+    assert result.exit_code == 0, result.output
+    assert "mean_feature_norm" in result.output  # the grid's printed summary
+
+    record = json.loads(next((run / "cells").glob("*.json")).read_text())
+    with np.load(next((run / "cells").glob("*.npz"))) as npz:
+        assert record["mean_feature_norm"] == pytest.approx(np.linalg.norm(npz["features"], axis=1).mean(), rel=1e-6)
+    assert any("mean_feature_norm" in line for line in summary_lines(record))  # `ablate train`'s lines
+
+    summary = pd.read_parquet(run / "summary.parquet")
+    assert {"mean_feature_norm_mean", "mean_feature_norm_ci95"} <= set(summary.columns)
+
+    page = build_report([run], tmp_path / "report.html", progress=False).read_text()
+    assert "mean feature norm over lambda x alpha" in page  # its heatmap
+    assert page.count("mean feature norm") >= 2  # and its summary-table column
