@@ -65,9 +65,15 @@ def test_benchmark_case_and_check_what_it_computed(benchmark, one_thread, case):
 
 # --- scaling laws ---------------------------------------------------------------------------------------
 
+# CI's slack on the scaling laws (a user's default is 1): 20 runs of the three laws at load average 10-13 all
+# held at 1 after retries, but one run of the whole suite saw gather at 1.45x in three attempts in a row under
+# that load; a dense step or a stray (B, C) temporary grows 20x to 100x, far past 1.5 x the bounds.
+LAW_CI_SLACK = 1.5
+
+
 @pytest.mark.parametrize("law", scaling.LAWS, ids=lambda law: law.name)
 def test_scaling_law_holds(law):
-    table = scaling.check_laws((law,))
+    table = scaling.check_laws((law,), slack=LAW_CI_SLACK)
     assert table["holds"].all(), "\n" + table.to_string()
 
 
@@ -89,9 +95,10 @@ def test_the_dense_update_is_right_and_the_update_law_fails_it():
     torch.testing.assert_close(centers, expected, rtol=0, atol=1e-12)  # the law catches the cost, not a wrong value
 
     law = LAWS["update_cost_follows_rows"]
-    table = scaling.check_laws((law,), prepare=lambda law: scaling.prepare_growth(law, make_call=dense_paper_update))
+    table = scaling.check_laws((law,), slack=LAW_CI_SLACK,
+                               prepare=lambda law: scaling.prepare_growth(law, make_call=dense_paper_update))
     assert not table["holds"].any() and table["attempts"].iloc[0] == scaling.ATTEMPTS, "\n" + table.to_string()
-    assert table["growth"].iloc[0] > 2 * law.bound  # O(C*D) at 20x the classes: far past the bound, not at its edge
+    assert table["growth"].iloc[0] > 2 * law.limit(LAW_CI_SLACK)  # O(C*D) at 20x the classes: far past the bound
 
 
 def test_a_law_fails_only_when_broken_in_every_attempt():
@@ -102,6 +109,14 @@ def test_a_law_fails_only_when_broken_in_every_attempt():
     at_least = LAWS["naive_cost_grows_with_classes"]
     table = scaling.check_laws((at_least,), prepare=lambda _: lambda: at_least.bound * 0.9)
     assert not table["holds"].any() and table["attempts"].iloc[0] == scaling.ATTEMPTS
+
+
+def test_slack_loosens_each_kind_of_bound_and_never_tightens():
+    at_most, at_least = LAWS["gather_cost_independent_of_classes"], LAWS["naive_cost_grows_with_classes"]
+    assert not at_most.holds(1.45) and at_most.holds(1.45, slack=1.5) and not at_most.holds(2.0, slack=1.5)
+    assert not at_least.holds(4.0) and at_least.holds(4.0, slack=1.5) and not at_least.holds(3.0, slack=1.5)
+    with pytest.raises(ValueError, match="expected at least 1"):
+        scaling.check_laws((at_most,), slack=0.5)
 
 
 # --- the A/B decision -----------------------------------------------------------------------------------

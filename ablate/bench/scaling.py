@@ -7,7 +7,10 @@ the growth large / small. The bounds come from the algorithms, not from any mach
     naive computes the B x C distance matrix, O(B*C*D): 10x the classes must cost at least 5x, or it
     no longer measures what the popular implementation costs.
 A law fails only when it is broken in every one of ATTEMPTS measurements: a regression of the
-algorithm persists, a burst of load from elsewhere does not.
+algorithm persists, a burst of load from elsewhere does not. Contention for memory from other work
+can still push a law's growth past its bound for a while (gather at 100,000 classes reads its centers
+from DRAM, at 1,000 from cache: 1.45x three times in a row once at load average 10), so CI loosens the
+bounds by a slack (1.5): the regressions the laws exist for cost 20x to 100x.
 """
 
 from dataclasses import dataclass
@@ -42,8 +45,12 @@ class ScalingLaw:
     why: str
     rule: str = "paper"
 
-    def holds(self, growth: float) -> bool:
-        return growth <= self.bound if self.kind == "at_most" else growth >= self.bound
+    def limit(self, slack: float = 1.0) -> float:
+        """The bound loosened by `slack` >= 1: multiplied for "at_most", divided for "at_least"."""
+        return self.bound * slack if self.kind == "at_most" else self.bound / slack
+
+    def holds(self, growth: float, slack: float = 1.0) -> bool:
+        return growth <= self.limit(slack) if self.kind == "at_most" else growth >= self.limit(slack)
 
 
 LAWS = (
@@ -74,22 +81,24 @@ def prepare_growth(law: ScalingLaw, make_call: Callable = call, timing: Timing =
     return measure
 
 
-def check_laws(laws=LAWS, *, attempts: int = ATTEMPTS,
+def check_laws(laws=LAWS, *, attempts: int = ATTEMPTS, slack: float = 1.0,
                prepare: Callable[[ScalingLaw], Callable[[], float]] = prepare_growth) -> pd.DataFrame:
-    """Measure each law until it holds, at most `attempts` times.
+    """Measure each law until it holds within its bound loosened by `slack`, at most `attempts` times.
 
-    One row per law: law, variant, mode, sizes, bound (with its kind), growth (the last measurement),
-    attempts, holds, why.
+    One row per law: law, variant, mode, sizes, bound (the limit applied, with its kind), growth (the last
+    measurement), attempts, holds, why.
     """
+    if slack < 1:
+        raise ValueError(f"slack loosens a bound: expected at least 1, got {slack}")
     rows = []
     for law in laws:
         measure = prepare(law)
         for attempt in range(1, attempts + 1):
             growth = measure()
-            if law.holds(growth):
+            if law.holds(growth, slack):
                 break
         rows.append({"law": law.name, "variant": law.variant, "mode": law.mode,
                      "classes": f"{law.small:,} -> {law.large:,}", "growth": growth,
-                     "bound": f"{'<=' if law.kind == 'at_most' else '>='} {law.bound:g}", "attempts": attempt,
-                     "holds": law.holds(growth), "why": law.why})
+                     "bound": f"{'<=' if law.kind == 'at_most' else '>='} {law.limit(slack):.3g}",
+                     "attempts": attempt, "holds": law.holds(growth, slack), "why": law.why})
     return pd.DataFrame(rows)
