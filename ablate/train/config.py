@@ -4,6 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS
+from ablate.distributed import FORMS
 from ablate.loss import CONVENTIONS, RULES, VARIANTS
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
@@ -49,6 +50,10 @@ class CellConfig:
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
     samples_per_class: int = _option(200, "Samples per class of the synthetic data.")
     test_fraction: float = _option(0.2, "Test share of the fixed split (all datasets but fashion-mnist).")
+    nproc: int = _option(1, "Processes to train in (torch.distributed: gloo on the CPU, nccl on CUDA, one GPU "
+                            "each), each with its slice of every batch.")
+    distributed: str = _option("replicated", "With nproc > 1: every rank holds all centers (replicated) or its "
+                                             "slice of the classes (sharded).", FORMS)
 
     def __post_init__(self):
         for f in fields(self):
@@ -104,7 +109,7 @@ def _as_float(name: str, value) -> float:
 
 def _check_ranges(c: CellConfig) -> None:
     """Each numeric option in its valid range; the error names the option, the range and the value."""
-    minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2,
+    minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2, "nproc": 1,
                "synthetic_dim": 1, "samples_per_class": 2, "lambda_": 0.0, "weight_decay": 0.0}
     for name, low in minimum.items():
         if getattr(c, name) < low:
@@ -117,4 +122,7 @@ def _check_ranges(c: CellConfig) -> None:
         raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
+    if c.batch_size < c.nproc:
+        raise ValueError(f"batch_size must be >= nproc (each rank takes a slice of every batch), got "
+                         f"batch_size={c.batch_size} with nproc={c.nproc}")
     check_alpha(c.alpha, c.rule)
