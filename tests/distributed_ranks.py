@@ -6,6 +6,8 @@ is the concatenation of the slices in rank order.
 """
 
 import hashlib
+import os
+import signal
 
 import torch
 import torch.distributed as dist
@@ -85,3 +87,13 @@ def ddp_sgd_run(rank, world, conventions, form, steps, rows=None):
             optimizer.step()
         final[convention] = crit.centers.detach().clone()
     return final
+
+
+def dying_rank(rank, world, how):
+    """Rank 1 dies (how: "raise" or "kill", SIGKILL on itself) while the others wait for it in a collective."""
+    if rank == 1:
+        if how == "raise":
+            raise ValueError("rank 1 gives up")
+        os.kill(os.getpid(), signal.SIGKILL)
+    dist.all_reduce(torch.zeros(1))
+    return rank

@@ -6,8 +6,13 @@ left waiting in a collective for a peer that stopped answering raises after grou
 waits forever.
 """
 
+import json
+import multiprocessing
 import os
+import signal
 import tempfile
+import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -15,8 +20,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ablate.distributed.groups import init_group
-from ablate.io import atomic_write_with
+from ablate.io import atomic_write_json, atomic_write_with
 
+# forkserver, not fork: a fork of a process whose OpenMP pool has started can hang. The server imports
+# torch and the training code once (no torch op runs there); each rank then starts as a cheap fork of it
+# instead of a fresh interpreter importing torch (seconds per rank on a busy machine).
+START_METHOD = "forkserver"
+PRELOAD = ["ablate.train", "ablate.distributed.centers"]
+TRACE_LINES = 12  # of a failed rank's traceback, in the error
 TERMINATE_GRACE_S = 5  # after a failure, how long the other ranks get to exit before SIGTERM, then SIGKILL
 
 
@@ -42,23 +53,41 @@ def _rank_main(rank: int, fn, nproc: int, rendezvous: str, result_dir: str, devi
     device = rank_device(device, rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    init_group(rank, nproc, rendezvous, device)
     try:
+        init_group(rank, nproc, rendezvous, device)
         result = fn(rank, nproc, *args)
-        atomic_write_with(Path(result_dir) / f"rank{rank}.pt", lambda path: torch.save(result, path))
+    except BaseException:
+        # Written before the group closes: its time tells the first failure (the cause) from the peers'
+        # lost connections (its consequences).
+        atomic_write_json(Path(result_dir) / f"rank{rank}.error", {"time": time.time(), "trace": traceback.format_exc()})
+        raise
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    atomic_write_with(Path(result_dir) / f"rank{rank}.pt", lambda path: torch.save(result, path))
 
 
-def _failure_message(exc: Exception, nproc: int) -> str:
-    if isinstance(exc, mp.ProcessExitedException):
-        return (f"rank {exc.error_index} of {nproc} died ({exc}; killed for memory, by a signal or a crash in "
-                f"native code); the other ranks were ended")
-    return f"rank {exc.error_index} of {nproc} failed; the other ranks were ended.{exc}"
+def _cause(processes, result_dir: Path) -> str:
+    """Which rank failed first and why: a rank that died without a word (a signal, a crash in native code),
+    else the rank whose exception came first; the others failed because it did."""
+    errors = {rank: json.loads((result_dir / f"rank{rank}.error").read_text())
+              for rank in range(len(processes)) if (result_dir / f"rank{rank}.error").exists()}
+    for rank, process in enumerate(processes):
+        code = process.exitcode
+        if rank not in errors and code not in (0, None, -signal.SIGTERM):  # SIGTERM: ended by us, after the cause
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            return (f"rank {rank} of {len(processes)} died ({how}: killed, out of memory, or a crash in native code); "
+                    "the other ranks were ended")
+    if not errors:
+        return f"a rank of {len(processes)} failed without a trace; the other ranks were ended"
+    rank = min(errors, key=lambda r: errors[r]["time"])
+    trace = errors[rank]["trace"].strip().splitlines()
+    return (f"rank {rank} of {len(processes)} failed: {trace[-1]}; the other ranks were ended. Its traceback:\n"
+            + "\n".join(trace[-TRACE_LINES:]))
 
 
 def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int = None) -> list:
-    """fn(rank, nproc, *args) in `nproc` fresh processes (spawn) joined in one process group; every
+    """fn(rank, nproc, *args) in `nproc` new processes (forkserver) joined in one process group; every
     rank's return value (any torch.save-able object), in rank order.
 
     device: "cpu" (gloo) or "cuda" (nccl, rank r on cuda:r). threads: torch threads per rank (default:
@@ -66,15 +95,16 @@ def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int = 
     """
     check_world(nproc, device)
     threads = threads or max(1, torch.get_num_threads() // nproc)
+    multiprocessing.get_context(START_METHOD).set_forkserver_preload(PRELOAD)
     with tempfile.TemporaryDirectory(prefix="ablate-ranks-") as tmp:
         rendezvous = os.path.join(tmp, "rendezvous")
         context = mp.start_processes(_rank_main, args=(fn, nproc, rendezvous, tmp, str(device), threads, args),
-                                     nprocs=nproc, join=False, start_method="spawn")
+                                     nprocs=nproc, join=False, start_method=START_METHOD)
         try:
             while not context.join(grace_period=TERMINATE_GRACE_S):
                 pass
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
-            raise RanksFailed(_failure_message(exc, nproc)) from None
+        except (mp.ProcessRaisedException, mp.ProcessExitedException):
+            raise RanksFailed(_cause(context.processes, Path(tmp))) from None
         finally:
             for process in context.processes:  # only if this process itself was interrupted
                 if process.is_alive():

@@ -4,6 +4,7 @@ from dataclasses import fields
 
 import click
 
+from ablate.distributed.launch import RanksFailed
 from ablate.io import atomic_write_json
 from ablate.train.cell import run_cell
 from ablate.train.config import CellConfig, key_name
@@ -56,7 +57,7 @@ def train_command(out, features_path, progress, **options):
         raise click.UsageError(str(error)) from None
     try:
         record = run_cell(config, features_path=features_path, progress=progress)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
         raise click.ClickException(str(error)) from None
     for line in summary_lines(record):
         click.echo(line)

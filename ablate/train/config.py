@@ -37,7 +37,7 @@ class CellConfig:
     lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).")
     alpha: float = _option(0.5, "Center learning rate.")
     epochs: int = _option(15, "Training epochs.")
-    batch_size: int = _option(64, "Batch size.")
+    batch_size: int = _option(64, "Batch size (per process: with --nproc N the global batch is N times it).")
     lr: float = _option(0.05, "Learning rate of the model.")
     optimizer: str = _option("sgd", "Optimizer of the model.", OPTIMIZERS)
     momentum: float = _option(0.9, "SGD momentum.")
@@ -122,7 +122,4 @@ def _check_ranges(c: CellConfig) -> None:
         raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
-    if c.batch_size < c.nproc:
-        raise ValueError(f"batch_size must be >= nproc (each rank takes a slice of every batch), got "
-                         f"batch_size={c.batch_size} with nproc={c.nproc}")
     check_alpha(c.alpha, c.rule)

@@ -70,7 +70,8 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
     """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss.
 
     ranks: this process's part in a multi-process run (ablate.distributed.context); every rank passes the
-    whole data and trains on its slice of each batch, the history then holds sums over all ranks.
+    whole data and trains on its slice of each global batch of config.batch_size * world_size rows (the
+    one-process batch order), the history then holds sums over all ranks.
     """
     optimizer = make_optimizer(config, model)
     ddp_model, center_loss = ranks.wrap_model(model), ranks.wrap_criterion(criterion, config.lambda_)
@@ -80,12 +81,13 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
     order_generator = torch.Generator().manual_seed(config.seed)
     history = TrainingHistory()
     model.train()
-    steps_per_epoch = math.ceil(len(y) / config.batch_size)
+    global_batch = config.batch_size * ranks.world_size  # batch_size is per process, as in DDP
+    steps_per_epoch = math.ceil(len(y) / global_batch)
     with tqdm(total=config.epochs * steps_per_epoch, desc="train", unit="batch", disable=not progress,
               leave=False) as bar:
         for epoch in range(1, config.epochs + 1):
             totals = torch.zeros(3, dtype=torch.float64, device=x.device)  # softmax sum, center sum, correct
-            for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(config.batch_size):
+            for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(global_batch):
                 mine = ranks.batch_slice(batch)
                 inputs, labels = x[mine], y[mine]
                 features, logits = ddp_model(inputs)  # (b, D), (b, C): this rank's b of the batch's B rows
