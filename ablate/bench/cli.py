@@ -12,6 +12,7 @@ from ablate.bench import gate
 from ablate.bench.numerics import ERROR_COLUMNS, FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
+from ablate.distributed.launch import RanksFailed
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
@@ -88,6 +89,26 @@ def _run_gate(write_baseline: bool) -> None:
     click.echo(f"performance gate passed ({len(table)} ratios within baseline x {1 + gate.TOLERANCE:g})")
 
 
+def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_dir) -> None:
+    from ablate.distributed.bench import run_world_bench  # spawns ranks: only when asked for
+
+    if dtypes is not None and len(dtypes) != 1:
+        raise click.BadParameter("--world takes one dtype", param_hint="--dtype")
+    sizes = {"modes": modes, "batch": batch, "classes": classes, "dim": dim}
+    options = {key: value for key, value in sizes.items() if value is not None}
+    run_dir = run_dir or Path("runs/bench") / f"world-{device.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    click.echo(f"distributed center loss on {device}, world {', '.join(map(str, worlds))} -> {run_dir}")
+    try:
+        table = run_world_bench(worlds, run_dir, dtype=(dtypes or ("float32",))[0], steps=3 if quick else 20,
+                                device=device, **options)
+    except (ValueError, RanksFailed) as exc:
+        raise click.ClickException(str(exc)) from None
+    shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
+                                                                   "centers_bytes_per_rank", "peak_mem_bytes"]]
+    click.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"wrote distributed (.parquet, .csv) and provenance.json to {run_dir}")
+
+
 @click.command("bench")
 @click.option("--suite", type=click.Choice(list(SUITES)), default=None,
               help="Declared study: quick, cpu (make bench) or gpu (make bench-gpu). Default: cpu or gpu by device.")
@@ -106,8 +127,11 @@ def _run_gate(write_baseline: bool) -> None:
 @click.option("--gate", "run_gate", is_flag=True,
               help="Run the CI performance gate against ablate/bench/baseline.json.")
 @click.option("--write-baseline", is_flag=True, help="Measure the gate's ratios and store them as the new baseline.")
+@click.option("--world", "worlds", callback=_comma_list(int),
+              help="Comma list of process counts: time, bytes and memory per step of the distributed forms instead "
+                   "(modes update, full; B 256, C 100000,1000000, D 128 unless given).")
 def bench_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir, run_gate,
-                  write_baseline):
+                  write_baseline, worlds):
     """Time center-loss variants per size, mode and dtype; check their numerics; time training steps.
 
     Writes RUN_DIR/bench, numerics and train_step as .parquet and .csv, and provenance.json.
@@ -119,6 +143,9 @@ def bench_command(suite, device, variants, modes, batch, classes, dim, dtypes, r
         _run_gate(write_baseline)
         return
     dev = _device(device)
+    if worlds is not None:
+        _run_world(worlds, dev, modes, batch, classes, dim, dtypes, quick, run_dir)
+        return
     name = suite or ("gpu" if dev.type == "cuda" else "cpu")
     try:
         resolved = resolve_suite(name, dev, variants=variants, modes=modes, batch=batch, classes=classes, dim=dim,

@@ -79,11 +79,15 @@ def all_sum(tensor: torch.Tensor, group=None, *, differentiable: bool = False) -
     """The sum over ranks of `tensor` (any shape), as a new tensor; differentiable: backward sums the
     gradients of every rank (torch.distributed.nn), so each rank's input receives the sum of all ranks' grads."""
     _, world = rank_and_world(group)
-    _count(2 * (world - 1) * tensor.numel() * tensor.element_size() / world)
+    nbytes = 2 * (world - 1) * tensor.numel() * tensor.element_size() / world
+    _count(nbytes)
     if differentiable:
         with warnings.catch_warnings():  # torch.distributed.nn names a successor that is not differentiable on gloo
             warnings.simplefilter("ignore", FutureWarning)
-            return dist_nn.all_reduce(tensor, group=group or dist.group.WORLD)
+            out = dist_nn.all_reduce(tensor, group=group or dist.group.WORLD)
+        if out.requires_grad:
+            out.register_hook(lambda grad: _count(nbytes))  # the backward pass all-reduces the gradient
+        return out
     out = tensor.clone()
     dist.all_reduce(out, group=group)
     return out

@@ -3,6 +3,7 @@
 Layouts (written by `ablate grid` and `ablate bench`):
     grid:  grid.toml, provenance.json, cells/<id>.json|.npz, results, curves, summary (.parquet)
     bench: bench, numerics, train_step (.parquet), provenance.json
+    distributed bench: distributed (.parquet), provenance.json   (`ablate bench --world`)
 """
 
 import json
@@ -43,6 +44,15 @@ class BenchRun:
     train_step: pd.DataFrame | None
 
 
+@dataclass
+class DistributedRun:
+    """A distributed bench run (`ablate bench --world`): one row per world x form x mode x size."""
+
+    path: Path
+    provenance: dict
+    distributed: pd.DataFrame
+
+
 def _table(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
@@ -58,6 +68,10 @@ def is_grid_run(run_dir: Path) -> bool:
 
 def is_bench_run(run_dir: Path) -> bool:
     return (run_dir / "bench.parquet").exists()
+
+
+def is_distributed_run(run_dir: Path) -> bool:
+    return (run_dir / "distributed.parquet").exists()
 
 
 def _curves(run_dir: Path, results: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +106,7 @@ def load_bench_run(run_dir: Path) -> BenchRun:
                     numerics=_table(run_dir / "numerics.parquet"), train_step=_table(run_dir / "train_step.parquet"))
 
 
-def load_run(run_dir) -> GridRun | BenchRun:
+def load_run(run_dir) -> GridRun | BenchRun | DistributedRun:
     """The run in `run_dir`; a ValueError says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -101,5 +115,8 @@ def load_run(run_dir) -> GridRun | BenchRun:
         return load_grid_run(run_dir)
     if is_bench_run(run_dir):
         return load_bench_run(run_dir)
+    if is_distributed_run(run_dir):
+        return DistributedRun(run_dir, _provenance(run_dir), pd.read_parquet(run_dir / "distributed.parquet"))
     raise ValueError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
-                     "from `ablate grid`) or bench.parquet (a bench run, from `ablate bench`)")
+                     "from `ablate grid`), bench.parquet (a bench run, from `ablate bench`) or distributed.parquet "
+                     "(from `ablate bench --world`)")
