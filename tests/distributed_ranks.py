@@ -36,8 +36,9 @@ def table_hash(centers: torch.Tensor) -> str:
     return hashlib.sha256(centers.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
-def equivalence_run(rank, world, cases):
-    """For each case (form, rule, convention, dtype name): STEPS steps of loss, backward and update.
+def equivalence_run(rank, world, cases, device="cpu"):
+    """For each case (form, rule, convention, dtype name): STEPS steps of loss, backward and update on
+    `device` (cuda: this rank's GPU).
 
     Returns {case: {"loss": [float], "grad": [(b_r, DIM)], "centers": [this rank's table or shard after each
     step], "hash": [its sha256]}}.
@@ -47,20 +48,21 @@ def equivalence_run(rank, world, cases):
         form, rule, convention, dtype_name = case
         dtype = DTYPES[dtype_name]
         torch.manual_seed(0)
+        on = torch.device("cuda", rank) if device == "cuda" else torch.device("cpu")
         crit = CenterLoss(NUM_CLASSES, DIM, convention=convention, rule=rule, alpha=ALPHA, dtype=dtype,
-                          distributed=form)
+                          distributed=form, device=on)
         out = {"loss": [], "grad": [], "centers": [], "hash": [], "class_range": crit.class_range}
         for step in range(STEPS):
-            features, labels = rank_batch(step, rank, dtype)
+            features, labels = (t.to(on) for t in rank_batch(step, rank, dtype))
             features.requires_grad_(True)
             loss = crit(features, labels)
             loss.backward()
             crit.update(features.detach(), labels)
             out["loss"].append(loss.item())
-            out["grad"].append(features.grad.clone())
-            out["centers"].append(crit.centers.detach().clone())
+            out["grad"].append(features.grad.cpu())
+            out["centers"].append(crit.centers.detach().cpu())
             out["hash"].append(table_hash(crit.centers))
-        out["gathered"] = crit.full_centers().clone()
+        out["gathered"] = crit.full_centers().cpu()
         results[case] = out
     return results
 

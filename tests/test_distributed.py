@@ -1,4 +1,5 @@
-"""Center loss across processes (gloo, world 2 and 3) equals one process on the concatenated batches.
+"""Center loss across processes (gloo, world 2 and 3; nccl too where there are GPUs enough) equals one process
+on the concatenated batches.
 
 Each world runs once (a module fixture, ranks started by ablate.distributed.launch) over every form x rule x
 convention x dtype for STEPS steps of loss, backward and update, with uneven and empty slices and uneven
@@ -27,12 +28,16 @@ FORMS = ("replicated", "sharded")
 CASES = [(form, rule, convention, dtype) for form, rule, convention, dtype
          in itertools.product(FORMS, RULES, CONVENTIONS, ranks.DTYPES) if rule == "sgd" or convention == "half_mean"]
 WORLDS = (2, 3)
+GPUS = torch.cuda.device_count()
+RUNS = [("cpu", w) for w in WORLDS] + [  # nccl needs one GPU per rank
+    pytest.param(("cuda", w), marks=[pytest.mark.gpu, pytest.mark.skipif(GPUS < w, reason=f"nccl needs {w} GPUs")])
+    for w in WORLDS]
 
 
-@pytest.fixture(scope="module", params=WORLDS, ids=lambda w: f"world{w}")
+@pytest.fixture(scope="module", params=RUNS, ids=lambda run: f"{run[0]}-world{run[1]}")
 def world_results(request):
-    world = request.param
-    return world, run_ranks(ranks.equivalence_run, world, (CASES,), threads=1)
+    device, world = request.param
+    return world, run_ranks(ranks.equivalence_run, world, (CASES, device), device=device, threads=1)
 
 
 def one_process_run(case):

@@ -15,6 +15,7 @@ centers: CUDA's max_memory_allocated, on the CPU the peak resident set (Linux Vm
 centers_bytes_per_rank: the rank's (C, D) table or shard.
 """
 
+import ctypes
 import gc
 import math
 import time
@@ -37,6 +38,7 @@ DISTRIBUTED_COLUMNS = ("world", "form", "mode", "batch", "classes", "dim", "dtyp
                        "time_ms_p50", "time_ms_p80", "bytes_per_step", "collectives_per_step",
                        "centers_bytes_per_rank", "peak_mem_bytes", "note")
 WARMUP_STEPS = 2
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 ALPHA = 0.5
 
 
@@ -132,9 +134,20 @@ def measure_point(rank: int, world: int, point: dict, steps: int, device: torch.
             "centers_bytes_per_rank": int(peak[1]), "peak_mem_bytes": float(peak[0]), "note": ""}
 
 
+def _return_freed_memory() -> None:
+    """glibc serves allocations under a moving threshold (up to 32 MB) from its heap, whose freed pages stay
+    resident: a fixed threshold of 1 MiB makes every tensor above it its own mapping, returned when freed, so
+    that the peak resident set of a point is that point's own."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):  # not glibc: the CPU peaks may then include memory kept from earlier points
+        pass
+
+
 def bench_ranks(rank: int, world: int, points: list, steps: int, device: str) -> list:
     """Every point in this rank (a collective over all ranks); rank 0's rows are the result."""
     device = torch.device("cuda", rank) if torch.device(device).type == "cuda" else torch.device("cpu")
+    _return_freed_memory()
     rows = []
     if points:
         measure_point(rank, world, points[0], 1, device)  # one-time costs (first collectives, kernels) off the rows
@@ -155,8 +168,11 @@ def world_points(forms, modes, batch, classes, dim, dtype: str) -> list:
 
 def run_world_bench(worlds, run_dir, *, forms=(*FORMS, DENSE), modes=MODES, batch=(256,), classes=(100_000, 1_000_000),
                     dim=(128,), dtype: str = "float32", steps: int = 20, device: torch.device = torch.device("cpu"),
-                    threads: int = None) -> pd.DataFrame:
-    """Measure every world size in `worlds` into run_dir (see the module docstring); returns the table."""
+                    threads: int = 1) -> pd.DataFrame:
+    """Measure every world size in `worlds` into run_dir (see the module docstring); returns the table.
+
+    threads: torch threads per rank, the same for every world size (1: W ranks use W cores).
+    """
     for name, values, valid in (("mode", modes, MODES), ("form", forms, (*FORMS, DENSE))):
         unknown = [v for v in values if v not in valid]
         if unknown:
@@ -169,5 +185,6 @@ def run_world_bench(worlds, run_dir, *, forms=(*FORMS, DENSE), modes=MODES, batc
     table = pd.DataFrame(rows, columns=list(DISTRIBUTED_COLUMNS))
     atomic_write_table(table, Path(run_dir) / "distributed")
     atomic_write_json(Path(run_dir) / "provenance.json", {**collect(), "started_at": started_at, "finished_at": now(),
-                                                          "device_type": torch.device(device).type, "steps": steps})
+                                                          "device_type": torch.device(device).type, "steps": steps,
+                                                          "threads_per_rank": threads})
     return table

@@ -21,11 +21,11 @@ def initial_centers(num_classes: int, feat_dim: int, rows: tuple = None, *, dtyp
     if not 0 <= lo <= hi <= num_classes:
         raise ValueError(f"rows must lie in [0, {num_classes}] with lo <= hi, got [{lo}, {hi})")
     seed = int(torch.randint(2 ** 62, (1,)))
-    blocks = []
-    for block in range(lo // CENTER_INIT_ROWS, -(-hi // CENTER_INIT_ROWS)):
+    table = torch.empty(hi - lo, feat_dim, dtype=dtype, device=device)  # (hi - lo, D), filled block by block:
+    for block in range(lo // CENTER_INIT_ROWS, -(-hi // CENTER_INIT_ROWS)):  # never more than one block besides
         start = block * CENTER_INIT_ROWS
         size = min(CENTER_INIT_ROWS, num_classes - start)
         values = torch.randn(size, feat_dim, dtype=dtype, generator=torch.Generator().manual_seed(seed + block))
-        blocks.append(values[max(lo - start, 0):hi - start])
-    table = torch.cat(blocks) if blocks else torch.empty(0, feat_dim, dtype=dtype)
-    return table.to(device)  # (hi - lo, D)
+        first, last = max(lo, start), min(hi, start + size)
+        table[first - lo:last - lo].copy_(values[first - start:last - start])
+    return table

@@ -34,7 +34,8 @@ def summary_lines(record: dict) -> list:
     """A few human-readable lines: the setup, the status and the main metrics."""
     setup = (f"{record['dataset']} model={record['model']} feat_dim={record['feat_dim']} variant={record['variant']} "
              f"rule={record['rule']} convention={record['convention']} lambda={record['lambda']} "
-             f"alpha={record['alpha']} seed={record['seed']} on {record['resolved_device']}")
+             f"alpha={record['alpha']} seed={record['seed']} on {record['resolved_device']}"
+             + (f" x {record['world_size']} ranks, {record['distributed']} centers" if record["world_size"] > 1 else ""))
     status = record["status"] + (f" at epoch {record['diverged_epoch']}" if record["status"] == "diverged" else "")
     lines = [setup, f"status {status}, trained in {record['train_time_s']:.2f} s "
                     f"({record['train_samples_per_s']:.0f} samples/s), {record['wall_time_s']:.2f} s in all"]
