@@ -2,9 +2,12 @@
 
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ablate.cli import main
+from ablate.distributed.bench import dense_update
+from ablate.loss.reference import reference_update
 from ablate.report.build import build_report
 
 B, C, D = 64, 1001, 16  # C odd: the shards are uneven (501 and 500 rows)
@@ -68,3 +71,27 @@ def test_the_report_draws_time_and_bytes_against_world_size(tmp_path):
     run_world(tmp_path / "run", "1,2")
     page = build_report([tmp_path / "run"], tmp_path / "report.html", progress=False).read_text()
     assert "Time per step against world size" in page and "Bytes communicated per step against world size" in page
+
+
+def test_the_dense_update_it_times_is_eq_4(tmp_path):
+    """The dense form is timed against the gather forms, so it must take the same step (a group of one rank)."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        centers = torch.randn(9, 5, generator=gen, dtype=torch.float64)
+        features = torch.randn(40, 5, generator=gen, dtype=torch.float64)
+        labels = torch.randint(0, 6, (40,), generator=gen)  # classes 6 to 8 absent: they must not move
+        expected = reference_update(centers, features, labels, alpha=0.5, rule="paper")
+        dense_update(centers, features, labels, alpha=0.5)
+        torch.testing.assert_close(centers, expected, rtol=1e-12, atol=1e-12)  # float64, a few roundings per entry
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("args, message", [(["--world", "0"], "nproc must be an integer >= 1, got 0"),
+                                           (["--world", "2", "--mode", "forward"], "unknown mode(s) forward"),
+                                           (["--world", "two"], "comma-separated list of ints")])
+def test_bad_world_options_are_refused_before_anything_runs(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["bench", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()

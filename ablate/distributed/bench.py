@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from ablate.bench.timer import quantiles_ms
-from ablate.distributed.groups import FORMS, all_sum, count_traffic, gather_batch
+from ablate.distributed.groups import FORMS, all_sum_, count_traffic
 from ablate.distributed.launch import run_ranks
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.loss import CenterLoss
@@ -46,15 +46,16 @@ ALPHA = 0.5
 def dense_update(centers, features, labels, *, alpha: float, group=None) -> None:
     """Eq. 4 on every rank by a sum over ranks of dense per-class sums: (C, D) + (C,) per step, whatever B.
 
-    centers (C, D) the same on every rank; features (b_r, D), labels (b_r,) this rank's slice.
+    centers (C, D) the same on every rank; features (b_r, D), labels (b_r,) this rank's slice. In place
+    throughout: one (C, D + 1) table besides the centers.
     """
     sums = torch.zeros(centers.shape[0], centers.shape[1] + 1, dtype=centers.dtype, device=centers.device)  # (C, D+1)
     sums[:, :-1].index_add_(0, labels, features)
     sums[:, -1].index_add_(0, labels, torch.ones_like(labels, dtype=centers.dtype))
-    sums = all_sum(sums, group)
-    counts = sums[:, -1:]  # (C, 1) global n_j
-    delta = counts * centers - sums[:, :-1]  # sum_{y_i = j} (c_j - x_i)
-    centers.sub_(alpha * delta / (1 + counts))
+    all_sum_(sums, group)
+    counts, step = sums[:, -1:], sums[:, :-1]  # (C, 1) global n_j; (C, D) sum_{y_i = j} x_i
+    step.addcmul_(counts, centers, value=-1).div_(1 + counts)  # -delta_j / (1 + n_j)
+    centers.add_(step, alpha=alpha)
 
 
 def _rss_bytes(field: str) -> int:

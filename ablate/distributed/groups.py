@@ -78,19 +78,25 @@ def shard_range(num_classes: int, rank: int, world_size: int) -> tuple:
 def all_sum(tensor: torch.Tensor, group=None, *, differentiable: bool = False) -> torch.Tensor:
     """The sum over ranks of `tensor` (any shape), as a new tensor; differentiable: backward sums the
     gradients of every rank (torch.distributed.nn), so each rank's input receives the sum of all ranks' grads."""
+    if not differentiable:
+        return all_sum_(tensor.clone(), group)
     _, world = rank_and_world(group)
     nbytes = 2 * (world - 1) * tensor.numel() * tensor.element_size() / world
     _count(nbytes)
-    if differentiable:
-        with warnings.catch_warnings():  # torch.distributed.nn names a successor that is not differentiable on gloo
-            warnings.simplefilter("ignore", FutureWarning)
-            out = dist_nn.all_reduce(tensor, group=group or dist.group.WORLD)
-        if out.requires_grad:
-            out.register_hook(lambda grad: _count(nbytes))  # the backward pass all-reduces the gradient
-        return out
-    out = tensor.clone()
-    dist.all_reduce(out, group=group)
+    with warnings.catch_warnings():  # torch.distributed.nn names a successor that is not differentiable on gloo
+        warnings.simplefilter("ignore", FutureWarning)
+        out = dist_nn.all_reduce(tensor, group=group or dist.group.WORLD)
+    if out.requires_grad:
+        out.register_hook(lambda grad: _count(nbytes))  # the backward pass all-reduces the gradient
     return out
+
+
+def all_sum_(tensor: torch.Tensor, group=None) -> torch.Tensor:
+    """`tensor` replaced in place by its sum over ranks (no copy: for tables of size C x D); returns it."""
+    _, world = rank_and_world(group)
+    _count(2 * (world - 1) * tensor.numel() * tensor.element_size() / world)
+    dist.all_reduce(tensor, group=group)
+    return tensor
 
 
 def gather_counts(rows: torch.Tensor, group=None) -> list:

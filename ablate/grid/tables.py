@@ -18,7 +18,7 @@ from ablate.io import atomic_write_table, atomic_write_with
 from ablate.train import CellConfig
 
 CURVE_PREFIX = "curve_"
-NOT_SUMMARIZED = ("diverged_epoch", "torch_threads")  # when a cell failed, how it ran: not measurements
+NOT_SUMMARIZED = ("diverged_epoch", "torch_threads", "world_size")  # when a cell failed, how it ran: not measurements
 
 
 def config_columns() -> list:
