@@ -6,11 +6,12 @@ is their concatenation in rank order, B = sum_r b_r. Two forms of the (C, D) cen
 replicated  every rank holds the whole table.
     loss    each rank sums ||x_i - c_{y_i}||^2 over its own rows; one all-reduce of (sum, b_r) gives
             the global sum and B: 2 numbers per step, whatever B, C or D.
-    update  all-gather of labels and features (B * (D * e + 8) bytes received per rank, whatever C), then
-            the one-process step on the global batch, the same on every rank: Eq. 4's n_j are global
-            counts, and every rank's table stays bitwise identical. The alternative, an all-reduce of a
-            dense (C, D) delta and (C,) counts, moves 2 (W - 1) / W * C * D * e per step: at C = 10^6, D = 128, fp32, W = 2,
-            512 MB per rank per step, against 133 kB for the gather at B = 512.
+    update  all-gather of labels and features ((W - 1) / W * B * (D * e + 8) bytes received per rank,
+            whatever C), then the one-process step on the global batch, the same on every rank: Eq. 4's
+            n_j are global counts, and every rank's table stays bitwise identical. The alternative, an
+            all-reduce of a dense (C, D) delta and (C,) counts, moves 2 (W - 1) / W * C * (D + 1) * e
+            per step: at C = 10^6, D = 128, fp32, W = 2, 516 MB per rank per step, against 133 kB for
+            the gather at B = 512.
 sharded     rank r holds rows [lo, hi) of the table (groups.shard_range): memory C * D / W per rank.
     loss    features (differentiably, torch.distributed.nn) and labels are all-gathered; each rank sums
             the terms of the samples whose class it owns; one all-reduce gives the global loss. The

@@ -19,6 +19,7 @@ def _measured(run: DistributedRun) -> pd.DataFrame:
 
 def _world_figure(rows: pd.DataFrame, y: str, ylabel: str, band=None) -> str:
     panels = list(rows.groupby(["mode", "classes", "batch", "dim", "dtype"]))
+    panels.sort(key=lambda panel: -panel[1]["form"].nunique())  # the legend is read off the first panel
     colors = series_colors(sorted(set(rows["form"])))
     with report_style():
         fig, axes = panel_grid(len(panels), panel=(3.5, 2.9))
@@ -46,7 +47,8 @@ def world_blocks(run: DistributedRun) -> list:
                    _world_figure(rows, "time_ms_p50", "time per step (ms)", band=("time_ms_p20", "time_ms_p80")),
                    caption="Median over steps of the slowest rank's time; band: 20th to 80th percentile."),
             Figure("Bytes communicated per step against world size", _world_figure(rows, "bytes_per_step", "bytes"),
-                   caption="Received per rank by the step's collectives, from their sizes (ring algorithms).")]
+                   caption="Received per rank by the step's collectives, from their sizes (ring algorithms); replicated and "
+                           "sharded updates gather the same batch (their lines overlap).")]
 
 
 def memory_blocks(run: DistributedRun) -> list:
