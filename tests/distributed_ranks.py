@@ -23,7 +23,8 @@ def rank_batch(step: int, rank: int, dtype: torch.dtype, rows: int = None):
     """features (b, DIM) in dtype and labels (b,) of rank `rank` at `step` (b = rows when given)."""
     gen = torch.Generator().manual_seed(1000 * step + rank)
     rows = (step + rank) % 5 if rows is None else rows
-    return torch.randn(rows, DIM, generator=gen, dtype=torch.float64).to(dtype), torch.randint(0, NUM_CLASSES, (rows,), generator=gen)
+    features = torch.randn(rows, DIM, generator=gen, dtype=torch.float64).to(dtype)  # the same values, rounded
+    return features, torch.randint(0, NUM_CLASSES, (rows,), generator=gen)
 
 
 def global_batch(step: int, world: int, dtype: torch.dtype, rows: int = None):
@@ -59,10 +60,10 @@ def equivalence_run(rank, world, cases, device="cpu"):
             loss.backward()
             crit.update(features.detach(), labels)
             out["loss"].append(loss.item())
-            out["grad"].append(features.grad.cpu())
-            out["centers"].append(crit.centers.detach().cpu())
+            out["grad"].append(features.grad.to("cpu", copy=True))
+            out["centers"].append(crit.centers.detach().to("cpu", copy=True))  # a copy also on the CPU
             out["hash"].append(table_hash(crit.centers))
-        out["gathered"] = crit.full_centers().cpu()
+        out["gathered"] = crit.full_centers().to("cpu", copy=True)
         results[case] = out
     return results
 

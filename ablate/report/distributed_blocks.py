@@ -47,8 +47,8 @@ def world_blocks(run: DistributedRun) -> list:
                    _world_figure(rows, "time_ms_p50", "time per step (ms)", band=("time_ms_p20", "time_ms_p80")),
                    caption="Median over steps of the slowest rank's time; band: 20th to 80th percentile."),
             Figure("Bytes communicated per step against world size", _world_figure(rows, "bytes_per_step", "bytes"),
-                   caption="Received per rank by the step's collectives, from their sizes (ring algorithms); replicated and "
-                           "sharded updates gather the same batch (their lines overlap).")]
+                   caption="Received per rank by the step's collectives, from their sizes (ring algorithms); "
+                           "replicated and sharded updates gather the same batch (their lines overlap).")]
 
 
 def memory_blocks(run: DistributedRun) -> list:
