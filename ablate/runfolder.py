@@ -25,7 +25,7 @@ from scipy import stats
 from ablate.io import atomic_write_json
 from ablate.metrics import summarized_metrics
 
-KINDS = ("grid", "bench")
+KINDS = ("grid", "bench", "distributed")
 SCHEMA = 1
 MANIFEST = "run.json"
 PROVENANCE = "provenance.json"
@@ -45,13 +45,17 @@ FEATURE_ARRAYS = ("features", "labels", "centers")
 
 # bench tables
 BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
+DISTRIBUTED = "distributed"  # `ablate bench --world`
+DISTRIBUTED_COLUMNS = ("world", "form", "mode", "batch", "classes", "dim", "dtype", "device", "time_ms_p20",
+                       "time_ms_p50", "time_ms_p80", "bytes_per_step", "collectives_per_step",
+                       "centers_bytes_per_rank", "peak_mem_bytes", "note")
 BENCH_COLUMNS = ("variant", "mode", "rule", "batch", "classes", "dim", "dtype", "device", "time_ms_p20", "time_ms_p50",
                  "time_ms_p80", "samples_per_s", "bytes", "gb_per_s", "peak_mem_bytes", "roof_fraction", "note")
 TRAIN_STEP_COLUMNS = ("workload", "variant", "batch", "classes", "dim", "device", "samples_per_s", "time_ms_p20",
                       "time_ms_p50", "time_ms_p80", "note")
 ERROR_COLUMNS = ("loss_rel_error", "grad_features_rel_error", "grad_centers_rel_error")
 NUMERICS_COLUMNS = ("variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", *ERROR_COLUMNS, "note")
-TEXT_COLUMNS = ("variant", "mode", "rule", "dtype", "device", "note", "workload", "convention")
+TEXT_COLUMNS = ("variant", "mode", "rule", "dtype", "device", "note", "workload", "convention", "form")
 
 ID_LENGTH = 12  # hex digits: 48 bits, a collision is negligible for grids of millions of cells
 _CELL_ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
@@ -144,6 +148,8 @@ def run_kind(run_dir) -> str | None:
         return "grid"
     if table_path(run_dir, BENCH).exists() or (run_dir / PARTS).is_dir():
         return "bench"
+    if table_path(run_dir, DISTRIBUTED).exists():
+        return "distributed"
     return None
 
 

@@ -13,11 +13,11 @@ from ablate.train.loop import CenterStep
 CONTRACT_KEYS = [
     "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
     "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "device",
-    "num_classes", "synthetic_dim", "samples_per_class", "test_fraction",
+    "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "nproc", "distributed",
     "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
     "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
     "verification_auc", "tar_at_far_1e3", "center_to_mean_distance", "train_samples_per_s", "train_time_s",
-    "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads",
+    "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
 ]
 TIMING_KEYS = ("train_samples_per_s", "train_time_s", "wall_time_s")

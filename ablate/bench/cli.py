@@ -12,6 +12,7 @@ from ablate.bench.gate_cli import baseline_command, gate_command
 from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
+from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
 from ablate.runfolder import ERROR_COLUMNS, PROVENANCE, check_kind
 from ablate.train.cell import resolve_device
@@ -80,6 +81,31 @@ class _BenchGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_dir) -> None:
+    from ablate.distributed.bench import run_world_bench  # spawns ranks: only when asked for
+
+    if dtypes is not None and len(dtypes) != 1:
+        raise click.BadParameter("--world takes one dtype", param_hint="--dtype")
+    sizes = {"modes": modes, "batch": batch, "classes": classes, "dim": dim}
+    options = {key: value for key, value in sizes.items() if value is not None}
+    run_dir = run_dir or Path("runs/bench") / f"world-{device.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    try:
+        check_writable(run_dir, folder=True)
+        check_kind(run_dir, "distributed")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    click.echo(f"distributed center loss on {device}, world {', '.join(map(str, worlds))} -> {run_dir}")
+    try:
+        table = run_world_bench(worlds, run_dir, dtype=(dtypes or ("float32",))[0], steps=3 if quick else 20,
+                                device=device, **options)
+    except (ValueError, RanksFailed) as exc:
+        raise click.ClickException(str(exc)) from None
+    shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
+                                                                   "centers_bytes_per_rank", "peak_mem_bytes"]]
+    click.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"wrote distributed (.parquet, .csv) and provenance.json to {run_dir}")
+
+
 @click.group("bench", cls=_BenchGroup)
 def bench_command():
     """Time center-loss variants (run, the default), gate a change's speed (gate), record a baseline (baseline)."""
@@ -107,11 +133,14 @@ def _moved_to_subcommand(new_form: str):
 @click.option("--quick", is_flag=True, help="One short round per measurement: a smoke run, not a result.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="RUN_DIR for the tables (default runs/bench/<suite>-<device>-<time>); rerun into it to resume.")
+@click.option("--world", "worlds", callback=_comma_list(int),
+              help="Comma list of process counts: time, bytes and memory per step of the distributed forms instead "
+                   "(modes update, full; B 256, C 100000,1000000, D 128 unless given).")
 @click.option("--gate", is_flag=True, hidden=True, expose_value=False,
               callback=_moved_to_subcommand("ablate bench gate [--against REV]"))
 @click.option("--write-baseline", is_flag=True, hidden=True, expose_value=False,
               callback=_moved_to_subcommand("ablate bench baseline"))
-def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir):
+def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir, worlds):
     """Time center-loss variants per size, mode and dtype; check their numerics; time training steps.
 
     Writes RUN_DIR/bench, numerics and train_step as .parquet and .csv, and provenance.json.
@@ -120,6 +149,9 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
     Exits with status 1 if a variant's float32 results disagree with the float64 reference.
     """
     dev = _device(device)
+    if worlds is not None:
+        _run_world(worlds, dev, modes, batch, classes, dim, dtypes, quick, run_dir)
+        return
     name = suite or ("gpu" if dev.type == "cuda" else "cpu")
     try:
         resolved = resolve_suite(name, dev, variants=variants, modes=modes, batch=batch, classes=classes, dim=dim,

@@ -13,14 +13,23 @@ def _check_choice(kind: str, value: str, choices) -> None:
         raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
 
 
-def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, convention: str = "mean") -> torch.Tensor:
+def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
+                distributed: str = None, group=None, num_classes: int = None) -> torch.Tensor:
     """Center loss of features (B, D) with integer labels (B,) in [0, C) against centers (C, D).
 
     Returns a 0-dim tensor in float32 (float64 for float64 inputs), differentiable w.r.t.
     features and centers. convention: "mean" (sum/B), "half_mean" (sum/2B), "half_sum" (sum/2).
+    distributed: None (one process), "replicated" or "sharded" (centers: this rank's rows, of num_classes
+    in all): a collective over `group` (default: the whole world) whose value is the loss of the global
+    batch, every rank's features being its slice; see ablate.distributed.centers for the gradients.
     """
     _check_choice("convention", convention, CONVENTIONS)
     impl = get_variant(variant)
+    if distributed is not None:
+        from ablate.distributed.centers import distributed_center_loss
+
+        return distributed_center_loss(distributed, features, labels, centers, variant=variant, convention=convention,
+                                       group=group, num_classes=num_classes)
     check_inputs(features, labels, centers)
     labels = labels.long()  # any integer dtype in; the variants index with int64 (a no-op for int64)
     loss = impl.loss(features, labels, centers, convention)
@@ -29,15 +38,25 @@ def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, co
 
 @torch.no_grad()
 def update_centers(centers, features, labels, *, alpha: float, rule: str = "paper",
-                   convention: str = "mean", variant: str = DEFAULT_VARIANT) -> None:
+                   convention: str = "mean", variant: str = DEFAULT_VARIANT, distributed: str = None, group=None,
+                   num_classes: int = None) -> None:
     """Move the centers (C, D) toward features (B, D) of labels (B,) in place, by `rule`.
 
     Only rows named by `labels` are read or written. Refuses non-finite features and any step
     whose result is not finite; the centers are then left untouched.
+    distributed: None (one process), "replicated" or "sharded" (as in `center_loss`): a collective
+    after which every rank's centers have taken the step of the global batch.
     """
     _check_choice("rule", rule, RULES)
     _check_choice("convention", convention, CONVENTIONS)
     impl = get_variant(variant)
+    if distributed is not None:
+        from ablate.distributed.centers import distributed_update
+
+        check_alpha(alpha, rule)
+        distributed_update(distributed, centers, features, labels, alpha=alpha, rule=rule, convention=convention,
+                           variant=variant, group=group, num_classes=num_classes)
+        return
     check_inputs(features, labels, centers)
     check_alpha(alpha, rule)
     labels = labels.long()

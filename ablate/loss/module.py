@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ablate.loss.functional import center_loss, update_centers
+from ablate.loss.initial import initial_centers
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
 from ablate.loss.validation import check_alpha
 
@@ -22,18 +23,36 @@ class CenterLoss(nn.Module):
 
     With rule "sgd" the centers are a Parameter: either call `update` (plain SGD, lr alpha, on
     dL_C/dc), or, as the popular implementation does, give them their own
-    `torch.optim.SGD([crit.centers], lr=alpha)`, multiply their gradient by 1/lam and step.
+    `torch.optim.SGD([crit.centers], lr=alpha)`, multiply their gradient by 1/(lam * centers_grad_multiplier)
+    and step.
+
+    Across ranks (a process group started, every rank seeded alike), distributed="replicated" keeps the
+    whole table on every rank and "sharded" only this rank's rows [lo, hi) (`class_range`); forward and
+    update are then collectives over `group` giving the one-process result on the global batch (see
+    ablate.distributed.centers). Replicated centers under rule "sgd" with their own optimizer belong in
+    a DistributedDataParallel, whose average of the ranks' gradients is the one-process gradient.
     """
 
     def __init__(self, num_classes: int, feat_dim: int, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
-                 rule: str = "paper", alpha: float = 0.5, dtype=torch.float32, device=None):
+                 rule: str = "paper", alpha: float = 0.5, dtype=torch.float32, device=None, distributed: str = None,
+                 group=None):
         super().__init__()
         if num_classes < 1 or feat_dim < 1:
             raise ValueError(f"num_classes and feat_dim must be >= 1, got {num_classes} and {feat_dim}")
         get_variant(variant)  # an unknown name fails here, not at the first forward
         check_alpha(alpha, rule)
         self.variant, self.convention, self.rule, self.alpha = variant, convention, rule, alpha
-        centers = torch.randn(num_classes, feat_dim, dtype=dtype, device=device)  # (C, D)
+        self.num_classes, self.distributed, self.group = num_classes, distributed, group
+        self.class_range, self.centers_grad_multiplier = (0, num_classes), 1
+        if distributed is not None:
+            from ablate.distributed.centers import check_form
+            from ablate.distributed.groups import rank_and_world, shard_range
+
+            check_form(distributed)
+            rank, world = rank_and_world(group)
+            if distributed == "sharded":
+                self.class_range, self.centers_grad_multiplier = shard_range(num_classes, rank, world), world
+        centers = initial_centers(num_classes, feat_dim, self.class_range, dtype=dtype, device=device)  # (C, D) or shard
         if rule == "sgd":
             self.centers = nn.Parameter(centers)
         else:
@@ -41,13 +60,28 @@ class CenterLoss(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """features (B, D), labels (B,) -> 0-dim loss under this module's convention."""
-        return center_loss(features, labels, self.centers, variant=self.variant, convention=self.convention)
+        return center_loss(features, labels, self.centers, variant=self.variant, convention=self.convention,
+                           **self._across_ranks())
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached."""
         update_centers(self.centers.data, features.detach(), labels, alpha=self.alpha, rule=self.rule,
-                       convention=self.convention, variant=self.variant)
+                       convention=self.convention, variant=self.variant, **self._across_ranks())
+
+    def full_centers(self) -> torch.Tensor:
+        """The whole (C, D) table, detached: gathered from every rank's shard when sharded (a collective)."""
+        if self.distributed == "sharded":
+            from ablate.distributed.centers import gather_shards
+
+            return gather_shards(self.centers, self.num_classes, self.group)
+        return self.centers.detach()
+
+    def _across_ranks(self) -> dict:
+        if self.distributed is None:
+            return {}
+        return {"distributed": self.distributed, "group": self.group, "num_classes": self.num_classes}
 
     def extra_repr(self) -> str:
-        c, d = self.centers.shape
-        return f"{c}, {d}, variant={self.variant}, convention={self.convention}, rule={self.rule}, alpha={self.alpha}"
+        across = f", distributed={self.distributed}, classes={self.class_range}" if self.distributed else ""
+        return (f"{self.num_classes}, {self.centers.shape[1]}, variant={self.variant}, convention={self.convention}, "
+                f"rule={self.rule}, alpha={self.alpha}{across}")

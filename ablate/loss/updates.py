@@ -28,17 +28,19 @@ def row_step_sizes(rule: str, alpha: float, counts: torch.Tensor, convention: st
     raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
 
 
-def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, convention: str):
+def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, convention: str,
+                       batch_size: int = None):
     """The new values of the touched rows, without writing them.
 
     centers (C, D), features (B, D), labels (B,) -> (classes (U,), rows (U, D) in the centers' dtype).
+    batch_size: the B of the convention's factor when these rows are part of a larger batch (default B).
     """
     classes, slot, counts = torch.unique(labels, return_inverse=True, return_counts=True)  # (U,), (B,), (U,)
     work_dtype = torch.promote_types(centers.dtype, torch.float32)
     old = centers.index_select(0, classes).to(work_dtype)  # (U, D)
     delta = old.index_select(0, slot) - features.to(work_dtype)  # (B, D): c_{y_i} - x_i
     delta_sum = torch.zeros_like(old).index_add_(0, slot, delta)  # (U, D)
-    step = row_step_sizes(rule, alpha, counts, convention, features.shape[0]).to(work_dtype)  # (U, 1)
+    step = row_step_sizes(rule, alpha, counts, convention, batch_size or features.shape[0]).to(work_dtype)  # (U, 1)
     return classes, torch.addcmul(old, step, delta_sum, value=-1).to(centers.dtype)  # old - step * delta_sum
 
 

@@ -1,8 +1,9 @@
-"""Read a run folder for the report, through the run-folder schema (ablate.runfolder): a grid run or a bench run.
+"""Read a run folder for the report, through the run-folder schema (ablate.runfolder): a grid run, a bench
+run or a distributed bench run (`ablate bench --world`).
 
 Nothing here imports the grid, bench or training code. A file that cannot be read is left out with a
-note (GridRun.notes, BenchRun.notes) instead of stopping the report; only a folder that holds no run at
-all is refused.
+note (GridRun.notes, BenchRun.notes, DistributedRun.notes) instead of stopping the report; only a folder
+that holds no run at all is refused.
 """
 
 from dataclasses import dataclass, field
@@ -52,6 +53,16 @@ def _provenance(run_dir: Path, notes: list) -> dict:
     except RunFolderError as exc:
         notes.append(f"Provenance left out: {exc}")
         return {}
+
+
+@dataclass
+class DistributedRun:
+    """A distributed bench run (`ablate bench --world`): one row per world x form x mode x size."""
+
+    path: Path
+    provenance: dict
+    distributed: pd.DataFrame
+    notes: list = field(default_factory=list)
 
 
 def _config_columns(run_dir: Path, manifest: dict | None) -> list:
@@ -119,7 +130,7 @@ def load_bench_run(run_dir: Path) -> BenchRun:
                     notes=notes)
 
 
-def load_run(run_dir) -> GridRun | BenchRun:
+def load_run(run_dir) -> GridRun | BenchRun | DistributedRun:
     """The run in `run_dir`; a ValueError (RunFolderError) says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -129,5 +140,13 @@ def load_run(run_dir) -> GridRun | BenchRun:
         return load_grid_run(run_dir)
     if kind == "bench" and runfolder.table_path(run_dir, runfolder.BENCH).exists():
         return load_bench_run(run_dir)
+    if kind == "distributed":
+        notes = []
+        provenance = _provenance(run_dir, notes)
+        table = _bench_table(run_dir, runfolder.DISTRIBUTED, runfolder.DISTRIBUTED_COLUMNS, notes)
+        return DistributedRun(run_dir, provenance,
+                              table if table is not None else runfolder.empty_table(runfolder.DISTRIBUTED_COLUMNS),
+                              notes)
     raise RunFolderError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
-                         "from `ablate grid`) or bench.parquet (a bench run, from `ablate bench`)")
+                         "from `ablate grid`), bench.parquet (a bench run, from `ablate bench`) or "
+                         "distributed.parquet (from `ablate bench --world`)")

@@ -3,9 +3,10 @@
 from ablate.report.bench_figures import roof_blocks, speedup_blocks, time_blocks
 from ablate.report.bench_tables import numerics_blocks, raw_blocks, skipped_blocks, train_step_blocks
 from ablate.report.blocks import Note, Section, Text
+from ablate.report.distributed_blocks import memory_blocks, raw_distributed_blocks, time_bytes_blocks, world_blocks
 from ablate.report.grid_figures import curve_blocks, feature_scatter_blocks, heatmap_blocks, lambda_line_blocks
 from ablate.report.grid_tables import status_blocks, summary_blocks, variant_agreement_blocks
-from ablate.report.runs import GridRun
+from ablate.report.runs import DistributedRun, GridRun
 
 
 def reading_notes(run) -> list:
@@ -21,13 +22,17 @@ GRID_STEPS = (reading_notes, status_blocks, summary_blocks, heatmap_blocks, lamb
               variant_agreement_blocks, spec_blocks)
 BENCH_STEPS = (reading_notes, time_blocks, speedup_blocks, roof_blocks, numerics_blocks, train_step_blocks, skipped_blocks,
                raw_blocks)
+DISTRIBUTED_STEPS = (world_blocks, time_bytes_blocks, memory_blocks, raw_distributed_blocks)
 
 
 def section_steps(run) -> tuple:
     """The block builders for `run`, each run -> list of blocks."""
+    if isinstance(run, DistributedRun):
+        return DISTRIBUTED_STEPS
     return GRID_STEPS if isinstance(run, GridRun) else BENCH_STEPS
 
 
 def empty_section(run, anchor: str) -> Section:
     kind = "grid" if isinstance(run, GridRun) else "bench"
-    return Section(title=f"{kind} run {run.path.name}", anchor=anchor, kind=kind, provenance=run.provenance)
+    what = "distributed bench" if isinstance(run, DistributedRun) else kind
+    return Section(title=f"{what} run {run.path.name}", anchor=anchor, kind=kind, provenance=run.provenance)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ablate.data import load_dataset
+from ablate.distributed.context import ONE_PROCESS
 from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
 from ablate.models import build_model
@@ -43,12 +44,30 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record.
 
     The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
-    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads and the
-    per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A non-finite loss
-    marks the cell "diverged"; bad options, missing data and a cell too large for this machine's memory raise
-    (before anything is allocated). With features_path, the test
-    features, labels and learned centers are saved there (.npz), also for a diverged cell.
+    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads,
+    world_size and the per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A
+    non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
+    machine's memory raise (before anything is allocated). With features_path, the test features, labels and
+    learned centers are saved there (.npz), also for a diverged cell.
+    config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
+    RanksFailed (a RuntimeError) once all ranks have been ended.
     """
+    if config.nproc == 1:
+        return train_and_evaluate(config, features_path, progress)
+    from ablate.distributed.launch import run_ranks
+
+    return run_ranks(train_rank, config.nproc, (config, features_path), device=resolve_device(config.device))[0]
+
+
+def train_rank(rank: int, world_size: int, config: CellConfig, features_path) -> dict | None:
+    """Rank `rank`'s part of a multi-process cell: its slice of every batch; rank 0 evaluates and returns the record."""
+    from ablate.distributed.context import RankContext
+
+    return train_and_evaluate(config, features_path if rank == 0 else None, False, RankContext(config.distributed))
+
+
+def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=ONE_PROCESS) -> dict | None:
+    """`run_cell` in this process, alone or as one of several ranks (then only rank 0 evaluates and returns)."""
     started = time.perf_counter()
     device = resolve_device(config.device)
     if config.variant not in available_variants(device):
@@ -62,17 +81,20 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
     model = build_model(config.model, data.input_shape, config.feat_dim, data.num_classes).to(device)
     criterion = CenterLoss(data.num_classes, config.feat_dim, variant=config.variant, convention=config.convention,
-                           rule=config.rule, alpha=config.alpha, device=device)
+                           rule=config.rule, alpha=config.alpha, device=device, distributed=ranks.form,
+                           group=ranks.center_group)
     x_train, y_train = torch.tensor(data.x_train, device=device), torch.tensor(data.y_train, device=device)
 
     _synchronize(device)
     train_started = time.perf_counter()
-    history = train(model, criterion, x_train, y_train, config, progress=progress)
+    history = train(model, criterion, x_train, y_train, config, progress=progress, ranks=ranks)
     _synchronize(device)
     train_time = time.perf_counter() - train_started
 
+    centers = criterion.full_centers().float().cpu().numpy()  # a collective when the centers are sharded
+    if ranks.rank != 0:
+        return None
     features, predictions = features_and_predictions(model, torch.tensor(data.x_test, device=device))
-    centers = criterion.centers.detach().float().cpu().numpy()
     if history.diverged_epoch is None and not (np.isfinite(features).all() and np.isfinite(centers).all()):
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
     if history.diverged_epoch is None:
@@ -91,7 +113,8 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
         "status": "ok" if history.diverged_epoch is None else "diverged",
         "diverged_epoch": history.diverged_epoch,
         "resolved_device": str(device),
-        "torch_threads": torch.get_num_threads(),  # float sums, and so the trajectory, depend on it
+        "torch_threads": torch.get_num_threads(),  # float sums, and so the trajectory, depend on it (per rank)
+        "world_size": ranks.world_size,
         "curve_softmax_loss": history.softmax_loss,
         "curve_center_loss": history.center_loss,
         "curve_train_accuracy": history.train_accuracy,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ablate.distributed.launch import RanksFailed
 from ablate.io import atomic_write_json, check_writable
 from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.train.cell import run_cell
@@ -33,7 +34,8 @@ def summary_lines(record: dict) -> list:
     """A few human-readable lines: the setup, the status and the main metrics."""
     setup = (f"{record['dataset']} model={record['model']} feat_dim={record['feat_dim']} variant={record['variant']} "
              f"rule={record['rule']} convention={record['convention']} lambda={record['lambda']} "
-             f"alpha={record['alpha']} seed={record['seed']} on {record['resolved_device']}")
+             f"alpha={record['alpha']} seed={record['seed']} on {record['resolved_device']}"
+             + (f" x {record['world_size']} ranks, {record['distributed']} centers" if record["world_size"] > 1 else ""))
     status = record["status"] + (f" at epoch {record['diverged_epoch']}" if record["status"] == "diverged" else "")
     lines = [setup, f"status {status}, trained in {record['train_time_s']:.2f} s "
                     f"({record['train_samples_per_s']:.0f} samples/s), {record['wall_time_s']:.2f} s in all"]
@@ -64,7 +66,7 @@ def train_command(out, features_path, progress, **options):
                 raise click.BadParameter(str(error), param_hint=hint) from None
     try:
         record = run_cell(config, features_path=features_path, progress=progress)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
         raise click.ClickException(str(error)) from None
     for line in summary_lines(record):
         click.echo(line)

@@ -4,6 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS
+from ablate.distributed import FORMS
 from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
@@ -38,7 +39,7 @@ class CellConfig:
     lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).")
     alpha: float = _option(0.5, "Center learning rate.")
     epochs: int = _option(15, "Training epochs.")
-    batch_size: int = _option(64, "Batch size.")
+    batch_size: int = _option(64, "Batch size (per process: with --nproc N the global batch is N times it).")
     lr: float = _option(0.05, "Learning rate of the model.")
     optimizer: str = _option("sgd", "Optimizer of the model.", OPTIMIZERS)
     momentum: float = _option(0.9, "SGD momentum.")
@@ -51,6 +52,10 @@ class CellConfig:
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
     samples_per_class: int = _option(200, "Samples per class of the synthetic data.")
     test_fraction: float = _option(0.2, "Test share of the fixed split (all datasets but fashion-mnist).")
+    nproc: int = _option(1, "Processes to train in (torch.distributed: gloo on the CPU, nccl on CUDA, one GPU "
+                            "each), each with its slice of every batch.")
+    distributed: str = _option("replicated", "With nproc > 1: every rank holds all centers (replicated) or its "
+                                             "slice of the classes (sharded).", FORMS)
 
     def __post_init__(self):
         for f in fields(self):
@@ -117,7 +122,7 @@ def _as_float(name: str, value) -> float:
 
 def _check_ranges(c: CellConfig) -> None:
     """Each numeric option in its valid range; the error names the option, the range and the value."""
-    minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2,
+    minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2, "nproc": 1,
                "synthetic_dim": 1, "samples_per_class": 2, "lambda_": 0.0, "weight_decay": 0.0}
     for name, low in minimum.items():
         if getattr(c, name) < low:

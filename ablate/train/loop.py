@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ablate.distributed.context import ONE_PROCESS
 from ablate.loss import CenterLoss
 from ablate.train.config import CellConfig
 
@@ -39,7 +40,8 @@ class CenterStep:
 
     Rule "sgd" with lambda > 0 does what the popular implementation does: the centers are a
     Parameter with their own SGD (lr alpha), their gradient (lambda * dL_C/dc) multiplied by 1/lambda
-    before the step. With lambda = 0 no gradient reaches them, so CenterLoss.update takes the same
+    before the step (and by 1/world for a shard, whose gradient no DDP averages; see
+    ablate.distributed.centers). With lambda = 0 no gradient reaches them, so CenterLoss.update takes the same
     step in closed form. Rules "paper" and "ema" always use CenterLoss.update (Eq. 4 / the moving average).
     """
 
@@ -57,34 +59,46 @@ class CenterStep:
         if self.optimizer is None:
             self.criterion.update(features.detach(), labels)
             return
-        self.criterion.centers.grad.mul_(1.0 / self.lambda_)
+        grad = self.criterion.centers.grad
+        if grad is not None:  # None: a shard none of whose classes was in the batch, as one process would not move them
+            grad.mul_(1.0 / (self.lambda_ * self.criterion.centers_grad_multiplier))
         self.optimizer.step()
 
 
 def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Tensor, config: CellConfig,
-          progress: bool = False) -> TrainingHistory:
-    """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss."""
+          progress: bool = False, ranks=ONE_PROCESS) -> TrainingHistory:
+    """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss.
+
+    ranks: this process's part in a multi-process run (ablate.distributed.context); every rank passes the
+    whole data and trains on its slice of each global batch of config.batch_size * world_size rows (the
+    one-process batch order), the history then holds sums over all ranks.
+    """
     optimizer = make_optimizer(config, model)
+    ddp_model, center_loss = ranks.wrap_model(model), ranks.wrap_criterion(criterion, config.lambda_)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma) if config.lr_step else None
     center_step = CenterStep(criterion, config.lambda_)
     # The batch order comes from its own CPU generator: the same on every device for a given seed.
     order_generator = torch.Generator().manual_seed(config.seed)
     history = TrainingHistory()
     model.train()
-    steps_per_epoch = math.ceil(len(y) / config.batch_size)
+    global_batch = config.batch_size * ranks.world_size  # batch_size is per process, as in DDP
+    steps_per_epoch = math.ceil(len(y) / global_batch)
     with tqdm(total=config.epochs * steps_per_epoch, desc="train", unit="batch", disable=not progress,
               leave=False) as bar:
         for epoch in range(1, config.epochs + 1):
             totals = torch.zeros(3, dtype=torch.float64, device=x.device)  # softmax sum, center sum, correct
-            for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(config.batch_size):
-                inputs, labels = x[batch], y[batch]
-                features, logits = model(inputs)  # (B, D), (B, C)
-                softmax_part = F.cross_entropy(logits, labels)
-                center_part = criterion(features, labels)
+            for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(global_batch):
+                mine = ranks.batch_slice(batch)
+                inputs, labels = x[mine], y[mine]
+                features, logits = ddp_model(inputs)  # (b, D), (b, C): this rank's b of the batch's B rows
+                softmax_sum = F.cross_entropy(logits, labels, reduction="sum")
+                softmax_part = softmax_sum / (len(batch) / ranks.world_size)  # one process: the mean over B
+                center_part = center_loss(features, labels)  # the global batch's loss on every rank
                 loss = softmax_part + config.lambda_ * center_part
                 history.samples += len(batch)
-                # A non-finite loss must stop the cell before it reaches the weights (this check syncs with the device).
-                if not torch.isfinite(loss):
+                # A non-finite loss must stop the cell (on every rank at once) before it reaches the weights;
+                # this check syncs with the device.
+                if not torch.isfinite(ranks.all_sum(loss.detach())):
                     history.diverged_epoch = epoch
                     return history
                 optimizer.zero_grad(set_to_none=True)
@@ -93,9 +107,9 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 optimizer.step()
                 center_step.step(features, labels)
                 correct = (logits.argmax(1) == labels).sum()
-                totals += torch.stack([softmax_part.detach() * len(batch), center_part.detach() * len(batch), correct])
+                totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(mine), correct])
                 bar.update()
-            softmax_mean, center_mean, accuracy = (totals / len(y)).tolist()
+            softmax_mean, center_mean, accuracy = (ranks.all_sum(totals) / len(y)).tolist()
             history.softmax_loss.append(softmax_mean)
             history.center_loss.append(center_mean)
             history.train_accuracy.append(accuracy)

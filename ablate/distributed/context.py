@@ -1,0 +1,64 @@
+"""One rank's view of a training run: its slice of every batch, DDP wrapping, sums over ranks.
+
+`ONE_PROCESS` is the same interface for a plain run (identity everywhere), so the training loop has one
+code path. Each rank of a run with W ranks takes the contiguous slice r of every global batch (sizes
+differ by at most one; a rank may get none of a batch smaller than W) and weights its part of the
+softmax loss by W / B, so that DDP's average over ranks is the one-process mean over the global batch.
+"""
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+class OneProcess:
+    """A run in this process alone: rank 0 of 1, centers in one process (form None)."""
+
+    rank, world_size, form, center_group = 0, 1, None, None
+
+    def batch_slice(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch
+
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def wrap_criterion(self, criterion: nn.Module, lambda_: float) -> nn.Module:
+        return criterion
+
+
+ONE_PROCESS = OneProcess()
+
+
+class RankContext:
+    """This rank of the default process group, centers in `form` ("replicated" | "sharded").
+
+    Three groups keep the collectives of the model's DDP, the centers' DDP and the center loss apart, so
+    that their order inside one backward pass can never interleave differently on two ranks. Every rank
+    must create its RankContext at the same point (new_group is a collective).
+    """
+
+    def __init__(self, form: str):
+        self.rank, self.world_size, self.form = dist.get_rank(), dist.get_world_size(), form
+        self.center_group, self._criterion_group = dist.new_group(), dist.new_group()
+
+    def batch_slice(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous part of the global batch (B,) of indices."""
+        return batch.tensor_split(self.world_size)[self.rank]
+
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return DistributedDataParallel(model)
+
+    def wrap_criterion(self, criterion: nn.Module, lambda_: float) -> nn.Module:
+        """Replicated centers that learn by their gradient (rule sgd, lambda > 0) go in a DDP of their own."""
+        if self.form == "replicated" and criterion.rule == "sgd" and lambda_ > 0:
+            return DistributedDataParallel(criterion, process_group=self._criterion_group)
+        return criterion
