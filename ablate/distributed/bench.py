@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from ablate.bench.timer import quantiles_ms
 from ablate.distributed.groups import FORMS, all_sum_, count_traffic
-from ablate.distributed.launch import run_ranks
+from ablate.distributed.launch import check_world, run_ranks
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.loss import CenterLoss
 from ablate.provenance import collect, now
@@ -176,7 +176,9 @@ def run_world_bench(worlds, run_dir, *, forms=(*FORMS, DENSE), modes=MODES, batc
         unknown = [v for v in values if v not in valid]
         if unknown:
             raise ValueError(f"unknown {name}(s) {', '.join(unknown)} for --world; expected among {', '.join(valid)}")
-    claim(run_dir, "distributed")
+    for world in worlds:
+        check_world(world, device)
+    claim(run_dir, "distributed")  # after every argument is checked: a refused run leaves no folder
     started_at = now()
     rows = []
     for world in worlds:
