@@ -44,4 +44,4 @@ def load_dataset(name: str, data_dir=None, *, test_fraction: float = 0.2, num_cl
     return data
 
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "FIXED_CLASSES", "Dataset", "load_dataset", "read_idx"]
