@@ -4,6 +4,7 @@ import click
 
 from ablate.bench.cli import bench_command
 from ablate.check.cli import check_command
+from ablate.compare import compare_command
 from ablate.grid.cli import grid_command
 from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_names
 from ablate.report.cli import report_command
@@ -35,6 +36,7 @@ def variants_command(device):
 
 main.add_command(bench_command)
 main.add_command(check_command)
+main.add_command(compare_command)
 main.add_command(grid_command)
 main.add_command(train_command)
 main.add_command(report_command)

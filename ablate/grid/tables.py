@@ -2,8 +2,9 @@
 
     results   one row per cell: cell_id, the config columns (grid keys), then metrics, status, timings
     curves    long format: cell_id, epoch (1-based), metric (softmax_loss | center_loss | train_accuracy), value
-    summary   one row per configuration (config columns but seed), over its "ok" cells: n_seeds, and
-              for each metric <m>_mean and <m>_ci95 (half-width of the 95% t-interval over seeds)
+    summary   one row per configuration (config columns but seed): n_seeds (its "ok" cells), n_diverged,
+              n_failed, and for each metric <m>_mean and <m>_ci95 (half-width of the 95% t-interval over
+              the ok seeds); NaN for a configuration with a diverged seed, never a mean of the survivors
 """
 
 from pathlib import Path
@@ -45,14 +46,23 @@ def curves_table(records: list) -> pd.DataFrame:
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean, <m>_ci95
-    for each summarized metric of the registry that the results hold as numbers."""
+    """Per configuration (every config column but seed): n_seeds (cells with status "ok"), n_diverged, n_failed, and
+    <m>_mean, <m>_ci95 over the ok cells for each summarized metric of the registry that the results hold as numbers.
+
+    A configuration with a diverged seed has NaN means: its survivors are a biased sample of its runs.
+    """
     config = config_columns()
     keys = [c for c in config if c != "seed"]
     numeric = set(results.select_dtypes("number").columns)
     metrics = [m.name for m in summarized_metrics() if m.name in numeric]
-    groups = results[results["status"] == "ok"].groupby(keys, dropna=False, sort=False)
-    columns = {"n_seeds": groups.size()}
+    status = results["status"]
+    any_diverged = (status == "diverged").groupby([results[k] for k in keys], dropna=False).transform("any")
+    counted = results[metrics].where((status == "ok") & ~any_diverged)
+    groups = counted.groupby([results[k] for k in keys], dropna=False, sort=False)
+    by_status = status.groupby([results[k] for k in keys], dropna=False, sort=False)
+    columns = {"n_seeds": by_status.agg(lambda s: int((s == "ok").sum())),
+               "n_diverged": by_status.agg(lambda s: int((s == "diverged").sum())),
+               "n_failed": by_status.agg(lambda s: int((s == "failed").sum()))}
     for metric in metrics:
         values = groups[metric]
         columns[f"{metric}_mean"] = values.mean()

@@ -6,16 +6,21 @@ Layouts (written by `ablate grid` and `ablate bench`):
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 
+# The setting every other is compared with in a grid's findings (ablate.report.findings): softmax alone.
+DEFAULT_REFERENCE = ("lambda", 0.0)
+
+
 @dataclass
 class GridRun:
     """A grid run. results: one row per cell; summary: one row per configuration (over its "ok" cells);
-    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed."""
+    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed; reference: the
+    (key, value) the findings compare against; cache: results derived once per report (findings, bootstraps)."""
 
     path: Path
     provenance: dict
@@ -24,6 +29,8 @@ class GridRun:
     curves: pd.DataFrame
     config_columns: list
     grid_spec: str | None
+    reference: tuple = DEFAULT_REFERENCE
+    cache: dict = field(default_factory=dict, repr=False)
 
     def features_path(self, cell_id: str) -> Path:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""

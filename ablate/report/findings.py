@@ -1,0 +1,297 @@
+"""Findings: every setting of a grid against its reference setting (or every configuration two runs share), each
+headline metric compared over seeds with the test-set bootstrap (ablate.stats), Holm-corrected, said in words.
+
+    grid_findings(run)            each configuration against the same configuration at the reference (lambda=0)
+    run_findings(run_a, run_b)    each configuration both runs hold, B against A (`ablate compare`)
+    findings_blocks(run)          the report's opening table; open_set_blocks(run) the open-set metrics
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ablate.grid.tables import mean_ci_text
+from ablate.metrics import METRICS, SEEN, headline_metrics, label
+from ablate.report.blocks import Note, Table
+from ablate.report.configs import describe, varying
+from ablate.report.runs import GridRun
+from ablate.report.styling import format_label, render
+from ablate.stats import BOOTSTRAP_SAMPLES, LEVEL, SIGNIFICANCE, compare, holm
+
+BETTER_CSS = "background-color: #cfe8d5;"
+WORSE_CSS = "background-color: #f6d5d5;"
+DIFFERENT = ("better", "worse")
+
+
+@dataclass
+class Row:
+    """One comparison: the setting, what it is compared with, the seeds, a flag (why it was not compared, or ''),
+    and per headline metric its Difference, corrected p-value and verdict."""
+
+    setting: dict
+    against: str
+    seeds: str
+    flag: str = ""
+    differences: dict = field(default_factory=dict)  # metric name -> Difference
+    corrected: dict = field(default_factory=dict)  # metric name -> Holm-corrected p
+    verdicts: dict = field(default_factory=dict)  # metric name -> verdict
+
+    def words(self) -> str:
+        """The row in plain words: the changes found, then the metrics without a detectable one."""
+        if self.flag:
+            return self.flag
+        if self.verdicts and set(self.verdicts.values()) == {"identical"}:
+            return "identical in every headline metric"
+        found = [d.sentence(self.corrected[name]) for name, d in self.differences.items()
+                 if self.verdicts[name] in DIFFERENT]
+        same = [label(name) for name, v in self.verdicts.items() if v not in DIFFERENT]
+        if same:
+            found.append("no detectable difference in " + ", ".join(same))
+        return "; ".join(found)
+
+
+@dataclass
+class Findings:
+    """The rows of one findings table and what was left out (configurations without a counterpart)."""
+
+    rows: list
+    unmatched: int
+    bootstrap: bool  # every compared cell had its test features saved
+
+    def differing(self, metric: str) -> set:
+        """The settings (tuples of (key, value) pairs, sorted) whose `metric` differs from what they were compared with."""
+        return {_setting_key(r.setting) for r in self.rows if r.verdicts.get(metric) in DIFFERENT}
+
+    def frame(self) -> pd.DataFrame:
+        """One row per comparison: setting, against, seeds, one column per headline metric, in words."""
+        records = []
+        for r in self.rows:
+            record = {"setting": describe(r.setting) or "all", "against": r.against, "seeds": r.seeds}
+            for m in headline_metrics():
+                d = r.differences.get(m.name)
+                record[m.label] = "" if d is None else f"{d.change_text()} {_p_text(d, r.corrected[m.name])}".strip()
+            record["in words"] = r.words()
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+
+
+def _group_key(value) -> tuple:
+    """A groupby key as a tuple, an unset (NaN) value as None, so that equal settings compare equal."""
+    values = value if isinstance(value, tuple) else (value,)
+    return tuple(None if pd.isna(v) else v for v in values)
+
+
+def _setting_key(setting: dict) -> tuple:
+    return tuple(sorted(setting.items()))
+
+
+def _p_text(difference, corrected: float) -> str:
+    if difference.identical:
+        return "identical"
+    return "" if np.isnan(corrected) else f"p={corrected:.2g}"
+
+
+def cell_bootstraps(run: GridRun, cell_ids, progress: bool = False) -> dict:
+    """cell id -> {metric: (R,) values} for the cells of `cell_ids` that saved their test features (cells/<id>.npz);
+    computed once per run and kept on it."""
+    from ablate.stats import bootstrap_cell
+
+    cache = run.cache.setdefault("bootstrap", {})
+    todo = [c for c in dict.fromkeys(cell_ids) if c not in cache]
+    for cell in tqdm(todo, desc=f"bootstrap {run.path.name}", unit="cell", disable=not progress):
+        path = run.features_path(cell)
+        cache[cell] = bootstrap_cell(path) if path.exists() else None
+    return {c: cache[c] for c in cell_ids}
+
+
+def _seed_text(cells: pd.DataFrame) -> str:
+    counts = cells["status"].value_counts()
+    return ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed") if s in counts)
+
+
+def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, boots: dict, row: Row) -> Row:
+    """Fill `row` with each headline metric of `other` against `reference` (the cells of one configuration each);
+    flag it instead when a seed diverged on either side or a side has no ok cell."""
+    diverged = [(name, int((cells["status"] == "diverged").sum()), len(cells))
+                for name, cells in (("this setting", other), ("the reference", reference))]
+    if any(k for _, k, _ in diverged):
+        row.flag = "not compared: diverged in " + " and ".join(f"{k} of {n} seeds at {name}"
+                                                               for name, k, n in diverged if k)
+        return row
+    a, b = (cells[cells["status"] == "ok"].sort_values("seed") for cells in (reference, other))
+    if a.empty or b.empty:
+        row.flag = "not compared: no cell finished ok on one side"
+        return row
+    paired = list(a["seed"]) == list(b["seed"])
+    use_boot = all(boots.get(c) is not None for c in (*a["cell_id"], *b["cell_id"]))
+    for m in headline_metrics():
+        if m.name not in a or m.name not in b:
+            continue
+        a_boot = np.column_stack([boots[c][m.name] for c in a["cell_id"]]) if use_boot else None
+        b_boot = np.column_stack([boots[c][m.name] for c in b["cell_id"]]) if use_boot else None
+        row.differences[m.name] = compare(m, a[m.name].to_numpy(float), b[m.name].to_numpy(float), a_boot, b_boot,
+                                          paired=paired)
+    return row
+
+
+def _corrected(rows: list) -> None:
+    """Holm over every p-value of the table, written back into each row with its verdict."""
+    cells = [(r, name) for r in rows for name in r.differences]
+    corrected = holm([r.differences[name].p for r, name in cells])
+    for (r, name), p in zip(cells, corrected):
+        r.corrected[name] = p
+        r.verdicts[name] = r.differences[name].verdict(p)
+
+
+def parse_reference(text: str) -> tuple:
+    """'lambda=0' -> ("lambda", 0.0); a number is read as a float, anything else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ValueError(f"expected KEY=VALUE for the reference setting (e.g. lambda=0), got {text!r}")
+    try:
+        return key.strip(), float(value)
+    except ValueError:
+        return key.strip(), value.strip()
+
+
+def grid_findings(run: GridRun, progress: bool = False) -> Findings:
+    """Each configuration of the run against the same configuration at the run's reference setting (run.reference,
+    lambda=0 unless set), kept on the run. Configurations without a reference counterpart are counted, not compared.
+    """
+    if "findings" in run.cache:
+        return run.cache["findings"]
+    key, value = run.reference
+    results = run.results
+    keys = [k for k in varying(results, run.config_columns) if k != key]
+    at_reference = results[results[key] == value]
+    others = results[results[key] != value]
+    rows, unmatched, compared_ids = [], 0, []
+    group = lambda df: list(df.groupby(keys, dropna=False, sort=True)) if keys else [((), df)]  # noqa: E731
+    references = {_group_key(k): cells for k, cells in group(at_reference)}
+    for setting_values, cells in group(others):
+        setting_values = _group_key(setting_values)
+        for key_value, own in cells.groupby(key, sort=True):
+            reference = references.get(setting_values)
+            if reference is None:
+                unmatched += 1
+                continue
+            setting = {key: key_value, **dict(zip(keys, setting_values))}
+            rows.append((setting, reference, own))
+            compared_ids += list(reference["cell_id"]) + list(own["cell_id"])
+    boots = cell_bootstraps(run, compared_ids, progress)
+    against = f"{key}={format_label(value)}"
+    findings = Findings([_compare_cells(ref, own, boots, Row(setting, against, _seed_text(own)))
+                         for setting, ref, own in rows], unmatched,
+                        bootstrap=all(b is not None for b in boots.values()))
+    _corrected(findings.rows)
+    run.cache["findings"] = findings
+    return findings
+
+
+def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Findings:
+    """Each configuration (every config key but seed) that both runs hold, B against A; paired when both ran the
+    same seeds."""
+    keys = [k for k in run_a.config_columns if k in run_b.results]
+    by_config = lambda run: {_group_key(k): cells  # noqa: E731
+                             for k, cells in run.results.groupby(keys, dropna=False, sort=True)}
+    a_cells, b_cells = by_config(run_a), by_config(run_b)
+    shared = [k for k in a_cells if k in b_cells]
+    varying_keys = [k for i, k in enumerate(keys) if len({config[i] for config in shared}) > 1]
+    boots_a = cell_bootstraps(run_a, [c for k in shared for c in a_cells[k]["cell_id"]], progress)
+    boots_b = cell_bootstraps(run_b, [c for k in shared for c in b_cells[k]["cell_id"]], progress)
+    rows = []
+    for k in shared:
+        setting = {key: v for key, v in zip(keys, k) if key in varying_keys}
+        row = Row(setting, f"{run_a.path.name}", f"{_seed_text(a_cells[k])} | {_seed_text(b_cells[k])}")
+        rows.append(_compare_cells(a_cells[k], b_cells[k], {**boots_a, **boots_b}, row))
+    unmatched = len(set(a_cells) ^ set(b_cells))
+    findings = Findings(rows, unmatched, bootstrap=all(b is not None for b in (*boots_a.values(), *boots_b.values())))
+    _corrected(findings.rows)
+    return findings
+
+
+def method_caption(findings: Findings, what: str) -> str:
+    """How the table's numbers were obtained, for its caption."""
+    uncertainty = (f"the spread over seeds and a bootstrap over the test samples ({BOOTSTRAP_SAMPLES} resamples of "
+                   "each cell's saved test features, the same resamples for both sides)" if findings.bootstrap else
+                   "the spread over seeds only (some cells saved no test features, so test-set variation is left out)")
+    return (f"{what} Each headline metric: the change (paired over seeds when both sides ran the same seeds), its "
+            f"{LEVEL:.0%} confidence interval from {uncertainty}, and its two-sided p-value, Holm-corrected over "
+            f"every comparison in this table; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
+            "are given as factors (x2 = twice the reference), shares in percentage points. Green: better, red: worse. "
+            "A setting with a diverged seed on either side is not compared (its survivors would be a biased sample).")
+
+
+def findings_table(findings: Findings) -> str:
+    """The findings as an HTML table: every value escaped by the Styler, better and worse cells coloured."""
+    frame = findings.frame()
+    css = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for i, r in enumerate(findings.rows):
+        for m in headline_metrics():
+            verdict = r.verdicts.get(m.name)
+            if verdict in DIFFERENT:
+                css.loc[i, m.label] = BETTER_CSS if verdict == "better" else WORSE_CSS
+    return render(frame.style.apply(lambda _: css, axis=None).format(escape="html").hide(axis="index"))
+
+
+def findings_blocks(run: GridRun) -> list:
+    """The report's opening table: each setting against the reference, in numbers and in words."""
+    key, value = run.reference
+    reference = f"{key}={format_label(value)}"
+    if key not in run.results:
+        return [Note(f"Findings left out: the run has no key {key!r} to take a reference setting from.")]
+    if not (run.results[key] == value).any():
+        return [Note(f"Findings left out: no cell at the reference setting {reference} "
+                     f"(`ablate report --reference KEY=VALUE` sets another).")]
+    findings = grid_findings(run, progress=True)
+    if not findings.rows:
+        return [Note(f"Findings left out: no configuration has a counterpart at {reference}.")]
+    differing = sum(any(v in DIFFERENT for v in r.verdicts.values()) for r in findings.rows)
+    flagged = sum(bool(r.flag) for r in findings.rows)
+    blocks = [Note(f"{differing} of {len(findings.rows)} settings differ from {reference} in at least one headline "
+                   f"metric ({', '.join(m.label for m in headline_metrics())})"
+                   + (f"; {flagged} not compared because a seed diverged." if flagged else "."))]
+    what = f"Each setting against the same setting at {reference}."
+    if findings.unmatched:
+        what += f" {findings.unmatched} settings have no counterpart there and are not compared."
+    blocks.append(Table(f"Findings: against {reference}", findings_table(findings),
+                        caption=method_caption(findings, what)))
+    return blocks
+
+
+def open_set_blocks(run: GridRun) -> list:
+    """The summary of the open-set cells (classes held out of training) under its own heading."""
+    summary = run.summary
+    if "holdout_classes" not in summary or not (summary["holdout_classes"] > 0).any():
+        return []
+    open_set = summary[summary["holdout_classes"] > 0]
+    keys = varying(summary, run.config_columns) or ["holdout_classes"]
+    frame = open_set[keys].reset_index(drop=True).copy()
+    frame.insert(len(keys), "seeds", open_set["n_seeds"].to_numpy())
+    for name, m in METRICS.items():
+        if m.compute is not None and m.summarized and f"{name}_mean" in open_set:
+            where = "seen" if m.open_set == SEEN else "held out"
+            frame[f"{m.label} ({where})"] = [mean_ci_text(a, b) for a, b in
+                                             zip(open_set[f"{name}_mean"], open_set[f"{name}_ci95"])]
+    caption = ("Open-set cells: the last holdout_classes classes were held out of training. Retrieval, verification "
+               "and compactness are measured on the held-out classes' test samples only (identities the model never "
+               "saw, as in the paper's LFW and MegaFace protocols); accuracy, nearest-center accuracy and the "
+               "center distance on the trained classes' test samples. Mean ± 95% t-interval over seeds.")
+    return [Table("Open-set: metrics on classes held out of training",
+                  render(frame.style.format(escape="html").hide(axis="index")), caption=caption)]
+
+
+def marked_settings(run: GridRun, metric: str) -> set:
+    """The settings whose `metric` differs from the reference setting in the run's findings (empty when the run
+    has no cell at its reference setting); match them with setting_of."""
+    key, value = run.reference
+    if key not in run.results or not (run.results[key] == value).any():
+        return set()
+    return grid_findings(run).differing(metric)
+
+
+def setting_of(run: GridRun, row) -> tuple:
+    """The setting of a summary or results row, in the form Findings.differing gives."""
+    return _setting_key({k: row[k] for k in varying(run.results, run.config_columns)})
