@@ -2,8 +2,8 @@
 
     results   one row per cell: cell_id, the config columns (grid keys), then metrics, status, timings
     curves    long format: cell_id, epoch (1-based), metric (softmax_loss | center_loss | train_accuracy), value
-    summary   one row per configuration (config columns but seed): n_seeds (its "ok" cells), n_diverged,
-              n_failed, and for each metric <m>_mean and <m>_ci95 (half-width of the 95% t-interval over
+    summary   one row per configuration with a finished cell (config columns but seed): n_seeds (its
+              "ok" cells), n_diverged, n_failed, and for each metric <m>_mean and <m>_ci95 (half-width of the 95% t-interval over
               the ok seeds); NaN for a configuration with a diverged seed, never a mean of the survivors
 """
 
@@ -46,7 +46,8 @@ def curves_table(records: list) -> pd.DataFrame:
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (every config column but seed): n_seeds (cells with status "ok"), n_diverged, n_failed, and
+    """Per configuration with a finished cell (every config column but seed; failures are the status table's):
+    n_seeds (cells with status "ok"), n_diverged, n_failed, and
     <m>_mean, <m>_ci95 over the ok cells for each summarized metric of the registry that the results hold as numbers.
 
     A configuration with a diverged seed has NaN means: its survivors are a biased sample of its runs.
@@ -68,7 +69,8 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
         columns[f"{metric}_mean"] = values.mean()
         # t quantile with n - 1 degrees of freedom; NaN for a single seed (no interval).
         columns[f"{metric}_ci95"] = values.sem() * stats.t.ppf(0.975, values.count() - 1)
-    return pd.DataFrame(columns).reset_index()
+    summary = pd.DataFrame(columns).reset_index()
+    return summary[(summary["n_seeds"] + summary["n_diverged"]) > 0].reset_index(drop=True)
 
 
 def mean_ci_text(mean: float, ci: float) -> str:
