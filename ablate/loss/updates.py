@@ -45,9 +45,10 @@ def check_stable(rule: str, alpha: float, convention: str, batch_size: int) -> N
     per_alpha = worst / alpha  # step_j * n_j is proportional to alpha under sgd and ema
     raise ValueError(
         f"rule {rule!r} with alpha {alpha:g} is unstable at batch_size {batch_size} (convention {convention!r}): a "
-        f"class with n_j samples in a batch multiplies its center's error by (1 - {per_alpha / batch_size:g} * alpha "
-        f"* n_j) per step, which grows once that product exceeds 2; a batch of one class (n_j = {batch_size}) gives "
-        f"{worst:g}. Use alpha <= {2 / per_alpha:.4g}, a smaller batch, or rule 'paper' (stable for alpha <= 1).")
+        f"class with n_j samples in a batch has its center's error multiplied by (1 - s * n_j) per step, here with "
+        f"s = {per_alpha / batch_size:g} * alpha, and the error grows once s * n_j > 2; a batch of one class "
+        f"(n_j = {batch_size}) gives s * n_j = {worst:g}. Use alpha <= {2 / per_alpha:.4g}, a smaller batch, or "
+        "rule 'paper' (stable for alpha <= 1).")
 
 
 def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, convention: str):
