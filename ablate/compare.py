@@ -10,11 +10,13 @@ import click
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show the bootstrap's progress.")
 def compare_command(run_a, run_b, progress):
-    """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed), B against A: each headline
+    """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed, and but the options each run
+    holds at one value of its own, such as lambda 0 in one and 0.1 in the other), B against A: each headline
     metric's change with its 95% CI (seeds and a bootstrap over the test samples) and Holm-corrected p-value, in
     numbers and in words. Paired over seeds when both runs ran the same seeds."""
     from ablate.report.findings import method_caption, run_findings
     from ablate.report.runs import GridRun, load_run
+    from ablate.report.styling import format_label
 
     runs = []
     for path in (run_a, run_b):
@@ -38,5 +40,8 @@ def compare_command(run_a, run_b, progress):
         click.echo(f"{setting}: {words}")
     click.echo("")
     what = f"{run_b.name} against {run_a.name} on the {len(findings.rows)} configurations both hold"
+    if findings.changed:
+        what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
+                                                     for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
     click.echo(method_caption(findings, what).replace(" Green: better, red: worse.", ""))

@@ -186,3 +186,12 @@ def test_compare_finds_no_difference_between_copies_and_the_change_between_setti
 def test_compare_refuses_what_is_not_a_grid_run(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(tmp_path / "missing"), str(tmp_path)])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_compare_matches_runs_that_differ_in_one_setting_on_the_others(tmp_path):
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5})
+    b = make_known_grid(tmp_path / "b", spreads={0.1: 0.5})
+    result = CliRunner().invoke(main, ["compare", str(a), str(b), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "the runs differ in lambda: 0 -> 0.1" in result.output
+    assert "separation ratio x" in result.output and "better" in result.output

@@ -59,6 +59,7 @@ class Findings:
     rows: list
     unmatched: int
     bootstrap: bool  # every compared cell had its test features saved
+    changed: dict = field(default_factory=dict)  # key -> (value in A, value in B): what two compared runs changed
 
     def differing(self, metric: str) -> set:
         """The settings (tuples of (key, value) pairs, sorted) whose `metric` differs from what they were compared with."""
@@ -111,9 +112,10 @@ def _seed_text(cells: pd.DataFrame) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed") if s in counts)
 
 
-def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, boots: dict, row: Row) -> Row:
-    """Fill `row` with each headline metric of `other` against `reference` (the cells of one configuration each);
-    flag it instead when a seed diverged on either side or a side has no ok cell."""
+def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, reference_boots: dict, other_boots: dict,
+                   row: Row) -> Row:
+    """Fill `row` with each headline metric of `other` against `reference` (the cells of one configuration each;
+    their bootstraps by cell id); flag it instead when a seed diverged on either side or a side has no ok cell."""
     diverged = [(name, int((cells["status"] == "diverged").sum()), len(cells))
                 for name, cells in (("this setting", other), ("the reference", reference))]
     if any(k for _, k, _ in diverged):
@@ -125,12 +127,13 @@ def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, boots: dict, ro
         row.flag = "not compared: no cell finished ok on one side"
         return row
     paired = list(a["seed"]) == list(b["seed"])
-    use_boot = all(boots.get(c) is not None for c in (*a["cell_id"], *b["cell_id"]))
+    use_boot = (all(reference_boots.get(c) is not None for c in a["cell_id"])
+                and all(other_boots.get(c) is not None for c in b["cell_id"]))
     for m in headline_metrics():
         if m.name not in a or m.name not in b:
             continue
-        a_boot = np.column_stack([boots[c][m.name] for c in a["cell_id"]]) if use_boot else None
-        b_boot = np.column_stack([boots[c][m.name] for c in b["cell_id"]]) if use_boot else None
+        a_boot = np.column_stack([reference_boots[c][m.name] for c in a["cell_id"]]) if use_boot else None
+        b_boot = np.column_stack([other_boots[c][m.name] for c in b["cell_id"]]) if use_boot else None
         row.differences[m.name] = compare(m, a[m.name].to_numpy(float), b[m.name].to_numpy(float), a_boot, b_boot,
                                           paired=paired)
     return row
@@ -182,7 +185,7 @@ def grid_findings(run: GridRun, progress: bool = False) -> Findings:
             compared_ids += list(reference["cell_id"]) + list(own["cell_id"])
     boots = cell_bootstraps(run, compared_ids, progress)
     against = f"{key}={format_label(value)}"
-    findings = Findings([_compare_cells(ref, own, boots, Row(setting, against, _seed_text(own)))
+    findings = Findings([_compare_cells(ref, own, boots, boots, Row(setting, against, _seed_text(own)))
                          for setting, ref, own in rows], unmatched,
                         bootstrap=all(b is not None for b in boots.values()))
     _corrected(findings.rows)
@@ -191,9 +194,16 @@ def grid_findings(run: GridRun, progress: bool = False) -> Findings:
 
 
 def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Findings:
-    """Each configuration (every config key but seed) that both runs hold, B against A; paired when both ran the
-    same seeds."""
-    keys = [k for k in run_a.config_columns if k in run_b.results]
+    """Each configuration that both runs hold, B against A; paired when both ran the same seeds. Configurations are
+    matched on every config key but seed, except the keys each run holds at one value of its own (lambda 0 in A,
+    0.1 in B): those are what the runs changed (Findings.changed)."""
+    def constant(run, key):
+        values = run.results[key].dropna().unique()
+        return values[0] if len(values) == 1 and run.results[key].notna().all() else None
+
+    changed = {k: (constant(run_a, k), constant(run_b, k)) for k in run_a.config_columns if k in run_b.results}
+    changed = {k: (a, b) for k, (a, b) in changed.items() if a is not None and b is not None and a != b}
+    keys = [k for k in run_a.config_columns if k in run_b.results and k not in changed]
     by_config = lambda run: {_group_key(k): cells  # noqa: E731
                              for k, cells in run.results.groupby(keys, dropna=False, sort=True)}
     a_cells, b_cells = by_config(run_a), by_config(run_b)
@@ -205,9 +215,10 @@ def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Find
     for k in shared:
         setting = {key: v for key, v in zip(keys, k) if key in varying_keys}
         row = Row(setting, f"{run_a.path.name}", f"{_seed_text(a_cells[k])} | {_seed_text(b_cells[k])}")
-        rows.append(_compare_cells(a_cells[k], b_cells[k], {**boots_a, **boots_b}, row))
+        rows.append(_compare_cells(a_cells[k], b_cells[k], boots_a, boots_b, row))
     unmatched = len(set(a_cells) ^ set(b_cells))
-    findings = Findings(rows, unmatched, bootstrap=all(b is not None for b in (*boots_a.values(), *boots_b.values())))
+    findings = Findings(rows, unmatched, bootstrap=all(b is not None for b in (*boots_a.values(), *boots_b.values())),
+                        changed=changed)
     _corrected(findings.rows)
     return findings
 
