@@ -11,7 +11,8 @@ for every cell (`bootstrap_weights`), so that the test set's own noise is shared
 
 Seeds share one test split (ablate.data), so their spread leaves out the test set's sampling noise; the bootstrap
 adds it. A metric is compared on the scale its registry entry names (Metric.change): shares in percentage points,
-ratios on the log scale (a factor), anything else as is. p-values of one table are corrected together (Holm).
+ratios on the log scale (a factor), anything else as is. The p-values of one metric over the settings of one
+table are corrected together (Holm).
 """
 
 import math

@@ -140,12 +140,13 @@ def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, reference_boots
 
 
 def _corrected(rows: list) -> None:
-    """Holm over every p-value of the table, written back into each row with its verdict."""
-    cells = [(r, name) for r in rows for name in r.differences]
-    corrected = holm([r.differences[name].p for r, name in cells])
-    for (r, name), p in zip(cells, corrected):
-        r.corrected[name] = p
-        r.verdicts[name] = r.differences[name].verdict(p)
+    """Holm over the p-values of each metric (one family: every setting of the table compared on that metric),
+    written back into each row with its verdict."""
+    for m in headline_metrics():
+        compared = [r for r in rows if m.name in r.differences]
+        for r, p in zip(compared, holm([r.differences[m.name].p for r in compared])):
+            r.corrected[m.name] = p
+            r.verdicts[m.name] = r.differences[m.name].verdict(p)
 
 
 def parse_reference(text: str) -> tuple:
@@ -230,7 +231,7 @@ def method_caption(findings: Findings, what: str) -> str:
                    "the spread over seeds only (some cells saved no test features, so test-set variation is left out)")
     return (f"{what} Each headline metric: the change (paired over seeds when both sides ran the same seeds), its "
             f"{LEVEL:.0%} confidence interval from {uncertainty}, and its two-sided p-value, Holm-corrected over "
-            f"every comparison in this table; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
+            f"the settings of this table compared on that metric; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
             "are given as factors (x2 = twice the reference), shares in percentage points. Green: better, red: worse. "
             "A setting with a diverged seed on either side is not compared (its survivors would be a biased sample).")
 
@@ -279,7 +280,7 @@ def open_set_blocks(run: GridRun) -> list:
         return []
     open_set = summary[summary["holdout_classes"] > 0]
     keys = varying(summary, run.config_columns) or ["holdout_classes"]
-    frame = open_set[keys].reset_index(drop=True).copy()
+    frame = open_set[keys].map(format_label).reset_index(drop=True)
     frame.insert(len(keys), "seeds", open_set["n_seeds"].to_numpy())
     for name, m in METRICS.items():
         if m.compute is not None and m.summarized and f"{name}_mean" in open_set:
