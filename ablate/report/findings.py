@@ -229,6 +229,8 @@ def method_caption(findings: Findings, what: str) -> str:
     uncertainty = (f"the spread over seeds and a bootstrap over the test samples ({BOOTSTRAP_SAMPLES} resamples of "
                    "each cell's saved test features, the same resamples for both sides)" if findings.bootstrap else
                    "the spread over seeds only (some cells saved no test features, so test-set variation is left out)")
+    if any(d.n == 1 for r in findings.rows for d in r.differences.values()):
+        what += " With one seed on a side there is no seed spread: its interval holds the test-set variation only."
     return (f"{what} Each headline metric: the change (paired over seeds when both sides ran the same seeds), its "
             f"{LEVEL:.0%} confidence interval from {uncertainty}, and its two-sided p-value, Holm-corrected over "
             f"the settings of this table compared on that metric; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
@@ -266,6 +268,9 @@ def findings_blocks(run: GridRun) -> list:
                    f"metric ({', '.join(m.label for m in headline_metrics())})"
                    + (f"; {flagged} not compared because a seed diverged." if flagged else "."))]
     what = f"Each setting against the same setting at {reference}."
+    if "holdout_classes" in run.results and (run.results["holdout_classes"] > 0).any():
+        what += (" In open-set settings (holdout_classes > 0) test accuracy is measured on the trained classes and "
+                 "the other metrics on the held-out classes (see Open-set).")
     if findings.unmatched:
         what += f" {findings.unmatched} settings have no counterpart there and are not compared."
     blocks.append(Table(f"Findings: against {reference}", findings_table(findings),
