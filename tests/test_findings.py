@@ -7,6 +7,7 @@ well as the reference, one is an exact copy of the reference; the findings must 
 import io
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,8 @@ from ablate.grid.store import CellStore
 from ablate.grid.tables import summary_table, write_tables
 from ablate.metrics import METRICS
 from ablate.report import build_report
-from ablate.report.findings import grid_findings, parse_reference
+from ablate.report.findings import (Findings, findings_table, grid_findings, marked_settings, parse_reference,
+                                    setting_of)
 from ablate.report.runs import load_run
 from ablate.stats import bootstrap_cell, bootstrap_weights, compare, holm
 from ablate.train import CellConfig
@@ -206,3 +208,17 @@ def test_open_set_metrics_appear_under_their_own_heading(tmp_path):
     assert "Open-set: metrics on classes held out of training" in page
     assert "MAP@R (held out)" in page and "test accuracy (seen)" in page
     assert "In open-set settings (holdout_classes &gt; 0)" in page  # said in the findings' caption, escaped
+
+
+def test_the_heatmap_marks_are_the_settings_that_differ(known_grid):
+    run = load_run(known_grid)
+    marked = marked_settings(run, "separation_ratio")
+    rows = {row["lambda"]: setting_of(run, row) for _, row in run.summary.iterrows()}
+    assert rows[0.1] in marked and rows[1.0] not in marked and rows[0.0] not in marked
+
+
+def test_every_value_in_the_findings_table_is_escaped(known_grid):
+    findings = grid_findings(load_run(known_grid))
+    hostile = Findings([replace(findings.rows[0], setting={"data_dir": "<script>alert(1)</script>"})], 0, True)
+    html = findings_table(hostile)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
