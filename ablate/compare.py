@@ -39,7 +39,8 @@ def compare_command(run_a, run_b, progress):
     for setting, words in zip(frame["setting"], frame["in words"]):
         click.echo(f"{setting}: {words}")
     click.echo("")
-    what = f"{run_b.name} against {run_a.name} on the {len(findings.rows)} configurations both hold"
+    count = len(findings.rows)
+    what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
     if findings.changed:
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
