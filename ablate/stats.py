@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ablate.metrics import DIFFERENCE, HELD_OUT, POINTS, RATIO, SEEN, Metric, headline_metrics
+from ablate.metrics import DIFFERENCE, POINTS, RATIO, Metric, headline_metrics
 
 LEVEL = 0.95  # confidence of the intervals
 SIGNIFICANCE = 0.05  # a Holm-corrected p-value below this is a detectable difference
@@ -174,13 +174,12 @@ def bootstrap_cell(path, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP
     """{metric name: (samples,) values} of every headline metric on resamples of the cell's saved test samples
     (cells/<id>.npz; the model is not run again). In an open-set cell the seen and held-out samples are resampled
     together, each metric measured on its own part (ablate.metrics.features.split_evaluations)."""
-    from ablate.metrics.features import split_evaluations  # scikit-learn: loaded when a bootstrap is asked for
+    from ablate.metrics.features import split_evaluations, split_masks  # scikit-learn: loaded when asked for
 
     arrays = read_cell_features(path)
     labels = arrays["labels"]
     evaluations = split_evaluations(arrays["features"], labels, arrays["predictions"], arrays["centers"])
-    trained = labels < len(arrays["centers"])
-    masks = {SEEN: trained, HELD_OUT: ~trained} if not trained.all() else {SEEN: trained, HELD_OUT: trained}
+    masks = split_masks(labels, len(arrays["centers"]))
     metrics = headline_metrics()
     values = {m.name: np.empty(samples) for m in metrics}
     for r, weights in enumerate(bootstrap_weights(len(labels), samples, seed)):

@@ -279,16 +279,19 @@ class Evaluation:
         return self.intra_class_distance / norm if norm > 0 else float("nan")
 
 
-def split_evaluations(features, labels, predictions, centers, weights=None) -> dict:
-    """{SEEN: Evaluation, HELD_OUT: Evaluation} of test features (N, D), labels (N,), predictions (N,), centers (C, D)
-    and weights (N,) or None. Labels >= C are classes held out of training (an open-set cell): SEEN holds the other
-    samples, HELD_OUT those. Without held-out labels both are one closed-set Evaluation of every sample."""
-    labels = np.asarray(labels)
-    trained = labels < len(centers)
-    if trained.all():
-        evaluation = Evaluation(features, labels, predictions, centers, weights)
+def split_masks(labels, num_centers: int) -> dict:
+    """{SEEN: (N,) bool, HELD_OUT: (N,) bool}: the test samples of the trained classes (labels < num_centers) and of
+    the classes held out of training (an open-set cell); in a closed-set cell both are every sample."""
+    trained = np.asarray(labels) < num_centers
+    return {SEEN: trained, HELD_OUT: trained if trained.all() else ~trained}
+
+
+def split_evaluations(features, labels, predictions, centers) -> dict:
+    """{SEEN: Evaluation, HELD_OUT: Evaluation} of test features (N, D), labels (N,), predictions (N,) and centers
+    (C, D), over split_masks' samples; one Evaluation for both in a closed-set cell."""
+    masks = split_masks(labels, len(centers))
+    if masks[SEEN] is masks[HELD_OUT]:
+        evaluation = Evaluation(features, labels, predictions, centers)
         return {SEEN: evaluation, HELD_OUT: evaluation}
-    features, predictions = np.asarray(features), np.asarray(predictions)
-    part = lambda keep: Evaluation(features[keep], labels[keep], predictions[keep], centers,  # noqa: E731
-                                   None if weights is None else np.asarray(weights)[keep])
-    return {SEEN: part(trained), HELD_OUT: part(~trained)}
+    arrays = [np.asarray(a) for a in (features, labels, predictions)]
+    return {split: Evaluation(*(a[mask] for a in arrays), centers) for split, mask in masks.items()}
