@@ -56,7 +56,8 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
             features, labels, centers, predictions = _cell_arrays(seed, spread)
             centers = centers[:CLASSES - holdout]
             predictions = np.minimum(predictions, CLASSES - holdout - 1)
-            if (lam, seed) in diverged:
+            if (lam, seed) in diverged:  # its features are saved too, as run_cell does: not finite
+                features = np.full_like(features, np.nan)
                 record.update(dict.fromkeys(m for m in METRICS if METRICS[m].compute), status="diverged",
                               diverged_epoch=3)
             else:

@@ -107,6 +107,11 @@ def cell_bootstraps(run: GridRun, cell_ids, progress: bool = False) -> dict:
     return {c: cache[c] for c in cell_ids}
 
 
+def _ok_ids(cells: pd.DataFrame) -> list:
+    """The ids of the cells that finished ok: the only ones whose saved features are bootstrapped."""
+    return list(cells.loc[cells["status"] == "ok", "cell_id"])
+
+
 def _seed_text(cells: pd.DataFrame) -> str:
     counts = cells["status"].value_counts()
     return ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed") if s in counts)
@@ -183,7 +188,7 @@ def grid_findings(run: GridRun, progress: bool = False) -> Findings:
                 continue
             setting = {key: key_value, **dict(zip(keys, setting_values))}
             rows.append((setting, reference, own))
-            compared_ids += list(reference["cell_id"]) + list(own["cell_id"])
+            compared_ids += _ok_ids(reference) + _ok_ids(own)
     boots = cell_bootstraps(run, compared_ids, progress)
     against = f"{key}={format_label(value)}"
     findings = Findings([_compare_cells(ref, own, boots, boots, Row(setting, against, _seed_text(own)))
@@ -210,8 +215,8 @@ def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Find
     a_cells, b_cells = by_config(run_a), by_config(run_b)
     shared = [k for k in a_cells if k in b_cells]
     varying_keys = [k for i, k in enumerate(keys) if len({config[i] for config in shared}) > 1]
-    boots_a = cell_bootstraps(run_a, [c for k in shared for c in a_cells[k]["cell_id"]], progress)
-    boots_b = cell_bootstraps(run_b, [c for k in shared for c in b_cells[k]["cell_id"]], progress)
+    boots_a = cell_bootstraps(run_a, [c for k in shared for c in _ok_ids(a_cells[k])], progress)
+    boots_b = cell_bootstraps(run_b, [c for k in shared for c in _ok_ids(b_cells[k])], progress)
     rows = []
     for k in shared:
         setting = {key: v for key, v in zip(keys, k) if key in varying_keys}
