@@ -167,6 +167,8 @@ def read_cell_features(path) -> dict:
                          f"N >= 2; got {features.shape}, {labels.shape}, {predictions.shape}, {centers.shape}")
     if labels.dtype.kind not in "iu" or labels.min() < 0:
         raise ValueError(f"{path}: labels must be integers >= 0")
+    if not (np.isfinite(features).all() and np.isfinite(centers).all()):
+        raise ValueError(f"{path}: features and centers must be finite (a cell that finished ok)")
     return arrays
 
 
