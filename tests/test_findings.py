@@ -20,7 +20,7 @@ from ablate.grid.store import CellStore
 from ablate.grid.tables import summary_table, write_tables
 from ablate.metrics import METRICS
 from ablate.report import build_report
-from ablate.report.findings import (Findings, findings_table, grid_findings, marked_settings, parse_reference,
+from ablate.report.findings import (Findings, axis_findings, findings_table, grid_findings, marked_settings, parse_reference,
                                     setting_of)
 from ablate.report.runs import load_run
 from ablate.stats import bootstrap_cell, bootstrap_weights, compare, holm
@@ -136,12 +136,15 @@ def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
     assert 2.5 < factor < 3.5  # spread 1.5 -> 0.5 at the same class means
     assert "separation ratio x" in better.words()
     assert set(rows[1.0].verdicts.values()) == {"identical"}
+    pooled = {r.setting["lambda"]: r for r in axis_findings(load_run(known_grid)).rows}  # one setting per lambda
+    assert pooled[0.1].verdicts["separation_ratio"] == "better" and pooled[1.0].words() == rows[1.0].words()
 
 
 def test_the_report_opens_with_the_findings_and_marks_no_raw_distance_best(known_grid, tmp_path):
     page = build_report([known_grid], tmp_path / "r.html", progress=False).read_text()
     body = page[page.index("</dl>"):]
-    assert body.index("Findings: against lambda=0") < body.index("Summary over seeds")
+    assert body.index("Findings: each lambda against lambda=0") < body.index("Summary over seeds")
+    assert "Findings per setting: against lambda=0" in body
     assert "separation ratio x" in body and "Holm-corrected" in body
     assert "no detectable difference" in body or "identical" in body
     # bold (best) cells: never in a raw-distance column

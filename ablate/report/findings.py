@@ -1,7 +1,8 @@
 """Findings: every setting of a grid against its reference setting (or every configuration two runs share), each
 headline metric compared over seeds with the test-set bootstrap (ablate.stats), Holm-corrected, said in words.
 
-    grid_findings(run)            each configuration against the same configuration at the reference (lambda=0)
+    axis_findings(run)            each lambda against the reference (lambda=0), pooled over the other settings
+    grid_findings(run)            each configuration against the same configuration at the reference
     run_findings(run_a, run_b)    each configuration both runs hold, B against A (`ablate compare`)
     findings_blocks(run)          the report's opening table; open_set_blocks(run) the open-set metrics
 """
@@ -10,10 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from tqdm import tqdm
 
 from ablate.grid.tables import mean_ci_text
-from ablate.metrics import METRICS, SEEN, headline_metrics, label
+from ablate.metrics import METRICS, RATIO, SEEN, headline_metrics, label
 from ablate.report.blocks import Note, Table
 from ablate.report.configs import describe, varying
 from ablate.report.runs import GridRun
@@ -165,37 +167,93 @@ def parse_reference(text: str) -> tuple:
         return key.strip(), value.strip()
 
 
+def _reference_pairs(run: GridRun) -> tuple:
+    """([(setting, reference cells, own cells)], unmatched): each configuration off the run's reference setting with
+    the cells of the same configuration at it; unmatched counts the configurations without such a counterpart."""
+    key, value = run.reference
+    results = run.results
+    keys = [k for k in varying(results, run.config_columns) if k != key]
+    group = lambda df: list(df.groupby(keys, dropna=False, sort=True)) if keys else [((), df)]  # noqa: E731
+    references = {_group_key(k): cells for k, cells in group(results[results[key] == value])}
+    pairs, unmatched = [], 0
+    for setting_values, cells in group(results[results[key] != value]):
+        setting_values = _group_key(setting_values)
+        for key_value, own in cells.groupby(key, sort=True):
+            reference = references.get(setting_values)
+            if reference is None:
+                unmatched += 1
+            else:
+                pairs.append(({key: key_value, **dict(zip(keys, setting_values))}, reference, own))
+    return pairs, unmatched
+
+
+def _with_bootstraps(run: GridRun, pairs: list, progress: bool) -> dict:
+    return cell_bootstraps(run, [c for _, ref, own in pairs for c in _ok_ids(ref) + _ok_ids(own)], progress)
+
+
 def grid_findings(run: GridRun, progress: bool = False) -> Findings:
     """Each configuration of the run against the same configuration at the run's reference setting (run.reference,
     lambda=0 unless set), kept on the run. Configurations without a reference counterpart are counted, not compared.
     """
     if "findings" in run.cache:
         return run.cache["findings"]
-    key, value = run.reference
-    results = run.results
-    keys = [k for k in varying(results, run.config_columns) if k != key]
-    at_reference = results[results[key] == value]
-    others = results[results[key] != value]
-    rows, unmatched, compared_ids = [], 0, []
-    group = lambda df: list(df.groupby(keys, dropna=False, sort=True)) if keys else [((), df)]  # noqa: E731
-    references = {_group_key(k): cells for k, cells in group(at_reference)}
-    for setting_values, cells in group(others):
-        setting_values = _group_key(setting_values)
-        for key_value, own in cells.groupby(key, sort=True):
-            reference = references.get(setting_values)
-            if reference is None:
-                unmatched += 1
-                continue
-            setting = {key: key_value, **dict(zip(keys, setting_values))}
-            rows.append((setting, reference, own))
-            compared_ids += _ok_ids(reference) + _ok_ids(own)
-    boots = cell_bootstraps(run, compared_ids, progress)
-    against = f"{key}={format_label(value)}"
+    pairs, unmatched = _reference_pairs(run)
+    boots = _with_bootstraps(run, pairs, progress)
+    against = "{}={}".format(run.reference[0], format_label(run.reference[1]))
     findings = Findings([_compare_cells(ref, own, boots, boots, Row(setting, against, _seed_text(own)))
-                         for setting, ref, own in rows], unmatched,
+                         for setting, ref, own in pairs], unmatched,
                         bootstrap=all(b is not None for b in boots.values()))
     _corrected(findings.rows)
     run.cache["findings"] = findings
+    return findings
+
+
+def _pooled(metric, values: np.ndarray) -> np.ndarray:
+    """Values of several settings (axis 0) pooled into one: ratios by their geometric mean (the mean on the log
+    scale they are compared on), anything else by the mean."""
+    return stats.gmean(values, axis=0) if metric.change == RATIO else values.mean(axis=0)
+
+
+def axis_findings(run: GridRun, progress: bool = False) -> Findings:
+    """Each value of the reference key (each lambda) against the reference value, pooled over the other settings:
+    for every seed, its change pooled over the settings that have a counterpart; then compared over seeds as a
+    setting is (the test-set bootstrap pooled the same way), Holm over the values. Kept on the run."""
+    if "axis findings" in run.cache:
+        return run.cache["axis findings"]
+    key, value = run.reference
+    pairs, unmatched = _reference_pairs(run)
+    boots = _with_bootstraps(run, pairs, progress)
+    use_boot = all(b is not None for b in boots.values())
+    against = f"{key}={format_label(value)}"
+    rows = []
+    for key_value in sorted({setting[key] for setting, _, _ in pairs}):
+        chosen = [(ref, own) for setting, ref, own in pairs if setting[key] == key_value]
+        cells = pd.concat([frame for pair in chosen for frame in pair])
+        row = Row({key: key_value}, against, f"{len(chosen)} settings")
+        diverged = int((cells["status"] == "diverged").sum())
+        seeds = set.intersection(*(set(ref.loc[ref["status"] == "ok", "seed"]) & set(own.loc[own["status"] == "ok", "seed"])
+                                   for ref, own in chosen))
+        if diverged or not seeds:
+            row.flag = (f"not compared: {diverged} diverged cells among its settings and their references" if diverged
+                        else "not compared: no seed finished ok in every setting and its reference")
+            rows.append(row)
+            continue
+        seeds = sorted(seeds)
+        row.seeds = f"{len(seeds)} seeds x {len(chosen)} settings"
+        by_seed = [[frame.set_index("seed").loc[seeds] for frame in pair] for pair in chosen]
+        for m in headline_metrics():
+            if m.name not in cells:
+                continue
+            a, b = (_pooled(m, np.array([pair[side][m.name].to_numpy(float) for pair in by_seed])) for side in (0, 1))
+            a_boot = b_boot = None
+            if use_boot:
+                a_boot, b_boot = (_pooled(m, np.array([np.column_stack([boots[c][m.name] for c in pair[side]["cell_id"]])
+                                                       for pair in by_seed])) for side in (0, 1))
+            row.differences[m.name] = compare(m, a, b, a_boot, b_boot, paired=True)
+        rows.append(row)
+    findings = Findings(rows, unmatched, bootstrap=use_boot)
+    _corrected(findings.rows)
+    run.cache["axis findings"] = findings
     return findings
 
 
@@ -229,8 +287,8 @@ def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Find
     return findings
 
 
-def method_caption(findings: Findings, what: str) -> str:
-    """How the table's numbers were obtained, for its caption."""
+def method_caption(findings: Findings, what: str, family: str = "the settings of this table") -> str:
+    """How the table's numbers were obtained, for its caption; `family`: what the p-values are corrected over."""
     uncertainty = (f"the spread over seeds and a bootstrap over the test samples ({BOOTSTRAP_SAMPLES} resamples of "
                    "each cell's saved test features, the same resamples for both sides)" if findings.bootstrap else
                    "the spread over seeds only (some cells saved no test features, so test-set variation is left out)")
@@ -238,7 +296,7 @@ def method_caption(findings: Findings, what: str) -> str:
         what += " With one seed on a side there is no seed spread: its interval holds the test-set variation only."
     return (f"{what} Each headline metric: the change (paired over seeds when both sides ran the same seeds), its "
             f"{LEVEL:.0%} confidence interval from {uncertainty}, and its two-sided p-value, Holm-corrected over "
-            f"the settings of this table compared on that metric; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
+            f"{family} compared on that metric; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
             "are given as factors (x2 = twice the reference), shares in percentage points. Green: better, red: worse. "
             "A setting with a diverged seed on either side is not compared (its survivors would be a biased sample).")
 
@@ -256,7 +314,8 @@ def findings_table(findings: Findings) -> str:
 
 
 def findings_blocks(run: GridRun) -> list:
-    """The report's opening table: each setting against the reference, in numbers and in words."""
+    """The report's opening tables: each value of the reference key against the reference (pooled over the other
+    settings), then each setting against it (collapsed), in numbers and in words."""
     key, value = run.reference
     reference = f"{key}={format_label(value)}"
     if key not in run.results:
@@ -267,19 +326,27 @@ def findings_blocks(run: GridRun) -> list:
     findings = grid_findings(run, progress=True)
     if not findings.rows:
         return [Note(f"Findings left out: no configuration has a counterpart at {reference}.")]
-    differing = sum(any(v in DIFFERENT for v in r.verdicts.values()) for r in findings.rows)
+    pooled = axis_findings(run)
+    differing = [format_label(r.setting[key]) for r in pooled.rows if any(v in DIFFERENT for v in r.verdicts.values())]
     flagged = sum(bool(r.flag) for r in findings.rows)
-    blocks = [Note(f"{differing} of {len(findings.rows)} settings differ from {reference} in at least one headline "
-                   f"metric ({', '.join(m.label for m in headline_metrics())})"
-                   + (f"; {flagged} not compared because a seed diverged." if flagged else "."))]
-    what = f"Each setting against the same setting at {reference}."
+    blocks = [Note(f"{len(differing)} of {len(pooled.rows)} values of {key} differ from {reference} in at least one "
+                   f"headline metric ({', '.join(m.label for m in headline_metrics())})"
+                   + (f": {key} = {', '.join(differing)}" if differing else "")
+                   + (f"; {flagged} settings not compared because a seed diverged." if flagged else "."))]
+    open_set = ""
     if "holdout_classes" in run.results and (run.results["holdout_classes"] > 0).any():
-        what += (" In open-set settings (holdout_classes > 0) test accuracy is measured on the trained classes and "
-                 "the other metrics on the held-out classes (see Open-set).")
+        open_set = (" In open-set settings (holdout_classes > 0) test accuracy is measured on the trained classes and "
+                    "the other metrics on the held-out classes (see Open-set).")
+    what = (f"Each value of {key} against {reference}: for each seed, the change pooled over the settings of the "
+            "other keys that have a counterpart at the reference (geometric mean of ratios, mean of shares); the "
+            f"seeds column says how many.{open_set}")
+    blocks.append(Table(f"Findings: each {key} against {reference}", findings_table(pooled),
+                        caption=method_caption(pooled, what, family=f"the values of {key}")))
+    what = f"Each setting against the same setting at {reference}."
     if findings.unmatched:
         what += f" {findings.unmatched} settings have no counterpart there and are not compared."
-    blocks.append(Table(f"Findings: against {reference}", findings_table(findings),
-                        caption=method_caption(findings, what)))
+    blocks.append(Table(f"Findings per setting: against {reference}", findings_table(findings),
+                        caption=method_caption(findings, what + open_set), collapsed=True))
     return blocks
 
 
