@@ -20,7 +20,7 @@ from ablate.grid.store import CellStore
 from ablate.grid.tables import summary_table, write_tables
 from ablate.metrics import METRICS
 from ablate.report import build_report
-from ablate.report.findings import (Findings, axis_findings, findings_table, grid_findings, marked_settings, parse_reference,
+from ablate.report.findings import (Findings, axis_findings, findings_table, grid_findings, run_findings, marked_settings, parse_reference,
                                     setting_of)
 from ablate.report.runs import load_run
 from ablate.stats import bootstrap_cell, bootstrap_weights, compare, holm
@@ -226,3 +226,12 @@ def test_every_value_in_the_findings_table_is_escaped(known_grid):
     hostile = Findings([replace(findings.rows[0], setting={"data_dir": "<script>alert(1)</script>"})], 0, True)
     html = findings_table(hostile)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_compare_finds_no_difference_between_runs_of_one_setting_with_other_seeds(tmp_path):
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5}, seeds=(0, 1, 2))
+    b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5}, seeds=(3, 4, 5))
+    findings = run_findings(load_run(a), load_run(b))
+    (row,) = findings.rows
+    assert not any(d.paired for d in row.differences.values())  # other seeds: Welch, not paired
+    assert set(row.verdicts.values()) == {"no detectable difference"}, row.words()
