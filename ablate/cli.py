@@ -10,8 +10,8 @@ from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_
 # Subcommands imported when run, so that `ablate report` never loads the training stack (ablate.train,
 # ablate.grid, scikit-learn): name -> "module:attribute".
 LAZY_COMMANDS = {"bench": "ablate.bench.cli:bench_command", "check": "ablate.check.cli:check_command",
-                 "grid": "ablate.grid.cli:grid_command", "report": "ablate.report.cli:report_command",
-                 "train": "ablate.train.cli:train_command"}
+                 "compare": "ablate.compare:compare_command", "grid": "ablate.grid.cli:grid_command",
+                 "report": "ablate.report.cli:report_command", "train": "ablate.train.cli:train_command"}
 
 
 class LazyGroup(click.Group):
@@ -55,4 +55,3 @@ def variants_command(device):
         click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}{extra}")
     for name, error in PLUGIN_ERRORS.items():
         click.echo(f"{name:<9} {'broken':<11} plugin failed to load: {error}")
-

@@ -41,7 +41,8 @@ RESULTS, SUMMARY, CURVES = "results", "summary", "curves"
 CURVE_PREFIX = "curve_"
 CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
 RECORD_TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # must be strings where present
-FEATURE_ARRAYS = ("features", "labels", "centers")
+FEATURE_ARRAYS = ("features", "labels", "centers")  # in every cell's .npz
+PREDICTIONS = "predictions"  # (N,) also in a cell's .npz since the findings' bootstrap; older files lack it
 
 # bench tables
 BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
@@ -262,21 +263,30 @@ def _number(value) -> float:
 
 
 def summary_table(results: pd.DataFrame, config_columns) -> pd.DataFrame:
-    """Per configuration (every config column but seed), over cells with status "ok": n_seeds, <m>_mean and
-    <m>_ci95 (half-width of the 95% t-interval over seeds) for each summarized metric m of the registry that
-    the results hold as numbers."""
+    """Per configuration with a finished cell (every config column but seed; failures are the status table's):
+    n_seeds (cells with status "ok"), n_diverged, n_failed, and <m>_mean, <m>_ci95 (half-width of the 95%
+    t-interval over the ok seeds) for each summarized metric m of the registry that the results hold as numbers.
+
+    A configuration with a diverged seed has NaN means: its survivors are a biased sample of its runs.
+    """
     config = list(config_columns)
     keys = [c for c in config if c != "seed"]
     numeric = set(results.select_dtypes("number").columns)
     metrics = [m.name for m in summarized_metrics() if m.name in numeric]
-    groups = results[results["status"] == "ok"].groupby(keys, dropna=False, sort=False)
-    columns = {"n_seeds": groups.size()}
+    status = results["status"]
+    by_config = [results[k] for k in keys]
+    any_diverged = (status == "diverged").groupby(by_config, dropna=False).transform("any")
+    groups = results[metrics].where((status == "ok") & ~any_diverged).groupby(by_config, dropna=False, sort=False)
+    by_status = status.groupby(by_config, dropna=False, sort=False)
+    columns = {f"n_{name}": by_status.agg(lambda s, value=value: int((s == value).sum()))
+               for name, value in (("seeds", "ok"), ("diverged", "diverged"), ("failed", "failed"))}
     for metric in metrics:
         values = groups[metric]
         columns[f"{metric}_mean"] = values.mean()
         # t quantile with n - 1 degrees of freedom; NaN for a single seed (no interval).
         columns[f"{metric}_ci95"] = values.sem() * stats.t.ppf(0.975, values.count() - 1)
-    return pd.DataFrame(columns).reset_index()
+    summary = pd.DataFrame(columns).reset_index()
+    return summary[(summary["n_seeds"] + summary["n_diverged"]) > 0].reset_index(drop=True)
 
 
 def mean_ci_text(mean: float, ci: float) -> str:
@@ -349,19 +359,33 @@ def empty_table(columns) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in columns})
 
 
-def read_features(path) -> tuple:
-    """(features (N, D) float, labels (N,) int in [0, C), centers (C, D) float) from a cell's .npz, checked."""
+def holdout_of(row) -> int:
+    """The holdout_classes of a results row or record (0: closed set, also for a run from before open-set cells)."""
+    value = row.get("holdout_classes")
+    if value is None or pd.isna(value):
+        return 0
+    if isinstance(value, bool) or not float(value).is_integer() or value < 0:
+        raise RunFolderError(f"holdout_classes must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def read_features(path, holdout_classes: int = 0) -> dict:
+    """A cell's .npz, checked: {"features": (N, D) float, "labels": (N,) int in [0, C + holdout_classes),
+    "centers": (C, D) float, "predictions": (N,) int in [0, C), or None in a file written before cells saved
+    them}. In an open-set cell the labels >= C are the classes held out of training (no center)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in FEATURE_ARRAYS if k not in npz.files]
             if missing:
                 raise RunFolderError(f"{path}: missing array(s) {', '.join(missing)}")
-            features, labels, centers = (npz[k] for k in FEATURE_ARRAYS)
+            arrays = {k: npz[k] for k in FEATURE_ARRAYS}
+            arrays[PREDICTIONS] = npz[PREDICTIONS] if PREDICTIONS in npz.files else None
     except RunFolderError:
         raise
     except Exception as exc:  # zipfile, numpy and pickle refusals: a file that is not a plain .npz
         raise RunFolderError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
+    features, labels, centers, predictions = (arrays[k] for k in (*FEATURE_ARRAYS, PREDICTIONS))
     if features.ndim != 2 or centers.ndim != 2 or labels.ndim != 1:
         raise RunFolderError(f"{path}: expected features (N, D), labels (N,), centers (C, D); got shapes "
                              f"{features.shape}, {labels.shape}, {centers.shape}")
@@ -372,6 +396,14 @@ def read_features(path) -> tuple:
             and np.issubdtype(labels.dtype, np.integer)):
         raise RunFolderError(f"{path}: expected float features and centers and integer labels, got "
                              f"{features.dtype}, {centers.dtype}, {labels.dtype}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(centers)):
-        raise RunFolderError(f"{path}: labels must lie in [0, {len(centers)}), got {labels.min()} to {labels.max()}")
-    return features, labels, centers
+    classes = len(centers) + holdout_classes
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise RunFolderError(f"{path}: labels must lie in [0, {classes}), got {labels.min()} to {labels.max()}")
+    if predictions is not None:
+        if predictions.shape != labels.shape or not np.issubdtype(predictions.dtype, np.integer):
+            raise RunFolderError(f"{path}: expected integer predictions of shape {labels.shape}, got "
+                                 f"{predictions.dtype} {predictions.shape}")
+        if len(predictions) and (predictions.min() < 0 or predictions.max() >= len(centers)):
+            raise RunFolderError(f"{path}: predictions must lie in [0, {len(centers)}), got {predictions.min()} to "
+                                 f"{predictions.max()}")
+    return arrays

@@ -50,12 +50,13 @@ def _features_npz(num_classes: int, feat_dim: int, lam: float, rng, per_class: i
     centers = rng.standard_normal((num_classes, feat_dim)).astype(np.float32) * 3
     labels = np.repeat(np.arange(num_classes), per_class).astype(np.int64)
     features = centers[labels] + rng.standard_normal((len(labels), feat_dim)) / (1.0 + 30 * lam)
+    predictions = np.where(rng.random(len(labels)) < 0.9, labels, (labels + 1) % num_classes)
     buffer = io.BytesIO()
-    np.savez(buffer, features=features.astype(np.float32), labels=labels, centers=centers)
+    np.savez(buffer, features=features.astype(np.float32), labels=labels, centers=centers, predictions=predictions)
     return buffer.getvalue()
 
 
-def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5), rules=("paper", "ema"),
+def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5), rules=("paper", "sgd"),
                   variants=("gather",), seeds=(0, 1), feat_dim=2, num_classes=4, epochs=3, failed_cells=0,
                   diverged_cells=0, features=True, data_dirs=(None,)) -> Path:
     """A grid run folder as `ablate grid` leaves it, one synthetic cell per lambda x alpha x rule x variant

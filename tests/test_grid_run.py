@@ -162,12 +162,15 @@ def test_a_grid_whose_cells_all_fail_still_writes_its_tables(tmp_path):
     assert pd.read_parquet(tmp_path / "run" / "summary.parquet").empty
 
 
-def test_a_diverged_cell_is_finished_and_kept_out_of_the_summary(tmp_path):
+def test_a_diverged_cell_is_finished_counted_and_not_averaged_in_the_summary(tmp_path):
     spec = tiny_spec(lr=[0.05, 1e4])
     outcome = run_grid(spec, tmp_path, SerialExecutor(), quiet=True)
     assert outcome.status_counts() == {"ok": 1, "diverged": 1}
     assert run_grid(spec, tmp_path, SerialExecutor(), quiet=True).ran == 0
-    assert list(pd.read_parquet(tmp_path / "summary.parquet")["lr"]) == [0.05]
+    summary = pd.read_parquet(tmp_path / "summary.parquet").set_index("lr")
+    assert list(summary.index) == [0.05, 1e4]
+    assert list(summary["n_seeds"]) == [1, 0] and list(summary["n_diverged"]) == [0, 1]
+    assert np.isfinite(summary.loc[0.05, "test_accuracy_mean"]) and np.isnan(summary.loc[1e4, "test_accuracy_mean"])
 
 
 def test_the_command_exits_non_zero_with_a_summary_when_a_cell_failed(tmp_path):

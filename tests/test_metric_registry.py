@@ -60,12 +60,12 @@ def test_a_name_is_registered_once():
         register_metric(Metric("test_accuracy", "again", True, True))
 
 
-def mean_feature_norm(evaluation) -> float:
-    """Mean L2 norm of the test features (N, D): how far the whole feature scale has shrunk."""
-    return float(np.linalg.norm(evaluation.features, axis=1).mean())
+def max_feature_norm(evaluation) -> float:
+    """Largest L2 norm of the test features (N, D)."""
+    return float(np.linalg.norm(evaluation.features, axis=1).max())
 
 
-FEATURE_NORM = Metric("mean_feature_norm", "mean feature norm", None, False, mean_feature_norm,
+FEATURE_NORM = Metric("max_feature_norm", "max feature norm", None, False, max_feature_norm,
                       views=(TRAIN_SUMMARY, GRID_SUMMARY, HEATMAP))
 
 
@@ -77,23 +77,23 @@ def feature_norm_registered():
 
 
 def test_one_metric_defined_here_reaches_record_summary_and_report(feature_norm_registered, tmp_path):
-    assert label("mean_feature_norm") == "mean feature norm" and "mean_feature_norm" in shown_in(HEATMAP)
+    assert label("max_feature_norm") == "max feature norm" and "max_feature_norm" in shown_in(HEATMAP)
     run = tmp_path / "run"
     args = ["default", "--set", "dataset=synthetic", "--set", "num_classes=3", "--set", "samples_per_class=20",
             "--set", "epochs=1", "--set", "lambda=0,0.1", "--set", "alpha=0.1,0.5", "--set", "rule=paper",
             "--set", "variant=gather", "--set", "seed=0", "--out", str(run)]
     result = CliRunner().invoke(grid_command, args)
     assert result.exit_code == 0, result.output
-    assert "mean_feature_norm" in result.output  # the grid's printed summary
+    assert "max_feature_norm" in result.output  # the grid's printed summary
 
     record = json.loads(next((run / "cells").glob("*.json")).read_text())
     with np.load(next((run / "cells").glob("*.npz"))) as npz:
-        assert record["mean_feature_norm"] == pytest.approx(np.linalg.norm(npz["features"], axis=1).mean(), rel=1e-6)
-    assert any("mean_feature_norm" in line for line in summary_lines(record))  # `ablate train`'s lines
+        assert record["max_feature_norm"] == pytest.approx(np.linalg.norm(npz["features"], axis=1).max(), rel=1e-6)
+    assert any("max_feature_norm" in line for line in summary_lines(record))  # `ablate train`'s lines
 
     summary = pd.read_parquet(run / "summary.parquet")
-    assert {"mean_feature_norm_mean", "mean_feature_norm_ci95"} <= set(summary.columns)
+    assert {"max_feature_norm_mean", "max_feature_norm_ci95"} <= set(summary.columns)
 
     page = build_report([run], tmp_path / "report.html", progress=False).read_text()
-    assert "mean feature norm over lambda x alpha" in page  # its heatmap
-    assert page.count("mean feature norm") >= 2  # and its summary-table column
+    assert "max feature norm over lambda x alpha" in page  # its heatmap
+    assert page.count("max feature norm") >= 2  # and its summary-table column

@@ -62,20 +62,30 @@ def loop_silhouette(x, y, centers):
 
 
 def loop_retrieval(x, y, centers):
+    """Both metrics over the queries with a same-class reference (a query without one can neither hit nor miss)."""
     first_hits, average_precisions = 0, []
     for i in range(len(y)):
         others = sorted((math.dist(x[i], x[j]), j) for j in range(len(y)) if j != i)
-        first_hits += y[others[0][1]] == y[i]
         r = sum(1 for j in range(len(y)) if j != i and y[j] == y[i])
         if r == 0:
             continue
+        first_hits += y[others[0][1]] == y[i]
         hits, total = 0, 0.0
         for k, (_, j) in enumerate(others[:r], start=1):
             if y[j] == y[i]:
                 hits += 1
                 total += hits / k
         average_precisions.append(total / r)
-    return {"precision_at_1": first_hits / len(y), "map_at_r": sum(average_precisions) / len(average_precisions)}
+    return {"precision_at_1": first_hits / len(average_precisions),
+            "map_at_r": sum(average_precisions) / len(average_precisions)}
+
+
+def loop_fisher(x, y, centers):
+    means = loop_class_means(x, y)
+    overall = [sum(row[d] for row in x) / len(x) for d in range(len(x[0]))]
+    within = sum(math.dist(x[i], means[y[i]]) ** 2 for i in range(len(y)))
+    between = sum(math.dist(means[y[i]], overall) ** 2 for i in range(len(y)))
+    return between / within
 
 
 def cosine(a, b):
@@ -101,6 +111,7 @@ CASES = {
     "nearest_center_accuracy": (metrics.nearest_center_accuracy, loop_nearest_center, True),
     "center_to_mean_distance": (metrics.center_to_mean_distance, loop_center_to_mean, True),
     "silhouette": (metrics.silhouette, loop_silhouette, False),
+    "fisher_ratio": (metrics.fisher_ratio, loop_fisher, False),
     "retrieval_metrics": (metrics.retrieval_metrics, loop_retrieval, False),
     "verification_metrics": (metrics.verification_metrics, loop_verification, False),
 }
@@ -163,6 +174,62 @@ def test_evaluate_gives_every_computed_metric_of_the_registry_in_its_order():
     x, y, centers = tiny_data(0)
     assert list(evaluate(x, y, y, centers)) == [
         "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
-        "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
-        "verification_auc", "tar_at_far_1e3", "center_to_mean_distance",
+        "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
+        "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
+        "map_at_r", "verification_auc", "tar_at_far_1e3", "center_to_mean_distance",
     ]
+
+
+# --- the consistency fixes ----------------------------------------------------------------------------------
+
+def test_precision_at_1_and_map_at_r_leave_out_the_same_queries():
+    # class 2 has one sample: no same-class reference, so it can neither hit nor miss in either metric
+    x = np.array([[0.0], [0.1], [5.0], [5.1], [9.0]])
+    y = np.array([0, 0, 1, 1, 2])
+    assert metrics.retrieval_metrics(x, y) == {"precision_at_1": 1.0, "map_at_r": 1.0}
+
+
+def test_a_zero_feature_matches_nothing_instead_of_scoring_one_half():
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    similarity = metrics.cosine_similarity_of_pairs(x, np.array([0, 0, 1]), np.array([1, 2, 2]))
+    np.testing.assert_array_equal(similarity, [metrics.NO_DIRECTION_SIMILARITY, metrics.NO_DIRECTION_SIMILARITY, 0.0])
+    # a zero feature's same-class pair is scored below every different-class pair: AUC < 1
+    y = np.array([0, 0, 1, 1])
+    result = metrics.verification_metrics(np.array([[0.0, 0.0], [1.0, 0.1], [0.1, 1.0], [0.2, 1.0]]), y)
+    assert result["verification_auc"] < 1.0
+
+
+def test_classes_collapsed_to_points_give_inf_and_nan_not_a_huge_ratio():
+    y = np.repeat([0, 1, 2], 4)
+    points = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]])
+    x = points[y] + 1e-16 * np.arange(12)[:, None]  # rounding noise, not a spread
+    result = evaluate(x, y, y, points)
+    assert result["separation_ratio"] == np.inf and result["fisher_ratio"] == np.inf
+    one_point = evaluate(np.ones((12, 2)), y, y, points)
+    assert np.isnan(one_point["separation_ratio"]) and np.isnan(one_point["fisher_ratio"])
+
+
+# --- weights (the test-set bootstrap) -----------------------------------------------------------------------
+
+def test_integer_weights_count_a_sample_that_many_times():
+    x, y, centers = tiny_data(1)
+    counts = np.random.default_rng(3).integers(0, 3, len(y))
+    repeated = np.repeat(np.arange(len(y)), counts)
+    weighted = metrics.Evaluation(x, y, np.roll(y, 1), centers, weights=counts)
+    copies = metrics.Evaluation(x[repeated], y[repeated], np.roll(y, 1)[repeated], centers)
+    for name in ("test_accuracy", "intra_class_distance", "separation_ratio", "fisher_ratio",
+                 "relative_intra_class_distance", "unit_intra_class_distance", "mean_feature_norm"):
+        assert getattr(weighted, name) == pytest.approx(getattr(copies, name), rel=RTOL), name
+
+
+def test_weights_resample_the_queries_and_pairs_of_the_whole_test_set():
+    x, y, centers = tiny_data(2)
+    full = metrics.Evaluation(x, y, y, centers)
+    keep = np.arange(len(y)) % 2 == 0
+    half = full.reweighted(keep.astype(float))
+    per_query = full.retrieval_per_query
+    queries = keep & per_query["has_reference"]
+    assert half.retrieval["map_at_r"] == pytest.approx(per_query["average_precision"][queries].mean(), rel=RTOL)
+    # the pairs of weight 0 are left out: the same as scoring the kept samples alone
+    assert half.verification == pytest.approx(metrics.verification_metrics(x[keep], y[keep]), rel=RTOL)
+    assert "retrieval_per_query" in half.__dict__  # the neighbour lists were not computed again

@@ -335,7 +335,7 @@ def test_summary_frames_show_mean_and_ci(grid_run):
         return tuple(values[name] for name in text.index.names)
 
     one_seed = key(variant="gather", rule="paper", alpha=0.1, **{"lambda": 0.0})  # the failed cell's partner
-    key = key(variant="naive", rule="ema", alpha=0.5, **{"lambda": 0.003})
+    key = key(variant="naive", rule="sgd", alpha=0.5, **{"lambda": 0.003})
     assert text.loc[key, "test accuracy"] == \
         f"{summary.loc[key, 'test_accuracy_mean']:.4g} ± {summary.loc[key, 'test_accuracy_ci95']:.2g}"
     assert means.loc[key, "test accuracy"] == summary.loc[key, "test_accuracy_mean"]

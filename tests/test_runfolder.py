@@ -82,6 +82,30 @@ def test_a_malformed_features_file_leaves_that_panel_out_with_a_note(grid, tmp_p
     assert re.search(what, notes), notes
 
 
+def test_features_load_with_predictions_and_without_them_from_an_older_cell(tmp_path):
+    arrays = dict(features=np.zeros((6, 2), np.float32), labels=np.array([0, 1, 2, 3, 4, 5]),
+                  centers=np.zeros((4, 2), np.float32))
+    (tmp_path / "old.npz").write_bytes(npz_bytes(**arrays))
+    assert runfolder.read_features(tmp_path / "old.npz", holdout_classes=2)["predictions"] is None
+    (tmp_path / "new.npz").write_bytes(npz_bytes(**arrays, predictions=np.array([0, 1, 2, 3, 3, 3])))
+    read = runfolder.read_features(tmp_path / "new.npz", holdout_classes=2)  # labels 4, 5: the held-out classes
+    np.testing.assert_array_equal(read["predictions"], [0, 1, 2, 3, 3, 3])
+    with pytest.raises(RunFolderError, match=r"labels must lie in \[0, 4\)"):  # closed set: no label beyond C
+        runfolder.read_features(tmp_path / "new.npz")
+
+
+@pytest.mark.parametrize("predictions, what", [
+    (np.array([0, 1, 4]), r"predictions must lie in \[0, 4\)"),  # a held-out class is never predicted
+    (np.array([0, 1]), "expected integer predictions of shape"),
+    (np.array([0.0, 1.0, 2.0]), "expected integer predictions of shape"),
+])
+def test_predictions_that_do_not_fit_the_cell_are_refused_by_name(tmp_path, predictions, what):
+    (tmp_path / "cell.npz").write_bytes(npz_bytes(features=np.zeros((3, 2), np.float32), labels=np.array([0, 1, 2]),
+                                                  centers=np.zeros((4, 2), np.float32), predictions=predictions))
+    with pytest.raises(RunFolderError, match=f"cell.npz: {what}"):
+        runfolder.read_features(tmp_path / "cell.npz")
+
+
 def test_a_features_path_never_leaves_the_cells_folder(tmp_path):
     with pytest.raises(RunFolderError, match="is not a cell id"):
         runfolder.features_path(tmp_path, "../../etc/passwd")

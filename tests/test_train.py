@@ -7,15 +7,18 @@ from click.testing import CliRunner
 
 from ablate.cli import main
 from ablate.loss import CenterLoss, update_centers
+from ablate.metrics import features as metric_functions
 from ablate.train import CellConfig, run_cell
 from ablate.train.loop import CenterStep
 
 CONTRACT_KEYS = [
     "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
     "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "device",
-    "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "nproc", "distributed",
+    "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "nproc", "distributed", "holdout_classes",
     "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
-    "inter_class_distance_min", "separation_ratio", "silhouette", "precision_at_1", "map_at_r",
+    "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
+    "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
+    "map_at_r",
     "verification_auc", "tar_at_far_1e3", "center_to_mean_distance", "train_samples_per_s", "train_time_s",
     "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
@@ -54,6 +57,8 @@ def test_config_from_dict_coerces_integral_numbers():
     ({"alpha": 2.0}, r"alpha for rule 'paper' must lie in \[0, 1\]"),
     ({"test_fraction": 1.0}, r"test_fraction must lie in \(0.0, 1.0\)"),
     ({"momentum": 1.0}, r"momentum must lie in \[0, 1\)"),
+    ({"rule": "ema", "alpha": 0.5}, r"rule 'ema' with alpha 0.5 is unstable at batch_size 64 .* alpha <= 0.03125"),
+    ({"holdout_classes": 9}, r"holdout_classes must be 0 \(closed set\) or lie in \[2, 8\] for digits"),
 ])
 def test_config_rejects_bad_values_naming_what_was_expected(values, message):
     with pytest.raises(ValueError, match=message):
@@ -114,7 +119,8 @@ def test_a_non_finite_loss_marks_the_cell_diverged(tmp_path):
 @pytest.mark.parametrize("rule", ["paper", "sgd", "ema"])
 @pytest.mark.parametrize("convention", ["mean", "half_mean", "half_sum"])
 def test_every_rule_and_convention_trains(rule, convention):
-    record = run_cell(CellConfig(**TINY, rule=rule, convention=convention, lambda_=0.1, alpha=0.5))
+    # alpha 0.1 at batch 16 is stable under every rule and convention (ablate.loss.updates.check_stable)
+    record = run_cell(CellConfig(**TINY, rule=rule, convention=convention, lambda_=0.1, alpha=0.1))
     assert record["status"] == "ok"
     assert np.isfinite([record["separation_ratio"], record["center_to_mean_distance"]]).all()
 
@@ -151,6 +157,7 @@ def test_features_file_holds_test_features_labels_and_centers(tmp_path):
         assert saved["features"].shape == (24, 3) and saved["features"].dtype == np.float32
         assert saved["labels"].shape == (24,) and saved["labels"].dtype == np.int64
         assert saved["centers"].shape == (4, 3) and saved["centers"].dtype == np.float32
+        assert saved["predictions"].shape == (24,) and saved["predictions"].dtype == np.int64
     assert [p.name for p in path.parent.iterdir()] == ["cell.npz"]  # no temp file left behind
 
 
@@ -168,7 +175,7 @@ def test_cli_writes_the_record_and_features(tmp_path):
     out, features = tmp_path / "cell.json", tmp_path / "cell.npz"
     result = CliRunner().invoke(main, [
         "train", "--dataset", "synthetic", "--num-classes", "4", "--synthetic-dim", "6", "--samples-per-class", "30",
-        "--epochs", "2", "--lambda", "0.05", "--rule", "ema", "--alpha", "0.1", "--device", "cpu",
+        "--epochs", "2", "--lambda", "0.05", "--rule", "ema", "--alpha", "0.1", "--batch-size", "16", "--device", "cpu",
         "--out", str(out), "--features", str(features), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "separation_ratio" in result.output and "status ok" in result.output
@@ -183,6 +190,7 @@ def test_cli_writes_the_record_and_features(tmp_path):
     (["--convention", "sum"], "'sum' is not one of 'mean', 'half_mean', 'half_sum'"),
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "apt-get install dataset-fashion-mnist"),
+    (["--rule", "ema", "--alpha", "0.5", "--lambda", "0.1"], "rule 'ema' with alpha 0.5 is unstable at batch_size 64"),
 ])
 def test_cli_explains_bad_options(args, message):
     result = CliRunner().invoke(main, ["train", *args, "--no-progress"])
@@ -253,3 +261,36 @@ def test_an_output_folder_without_write_permission_is_refused(tmp_path, monkeypa
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
     result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "cell.json"), "--no-progress"])
     assert result.exit_code == 2 and f"no write permission in {tmp_path}" in result.output
+
+
+# --- open set -----------------------------------------------------------------------------------------------
+
+def _open_set_cell(tmp_path, **options):
+    path = tmp_path / "cell.npz"
+    record = run_cell(CellConfig(**{**TINY, **options}), features_path=path)
+    with np.load(path) as saved:
+        return record, {k: saved[k] for k in saved.files}
+
+
+def test_an_open_set_cell_trains_on_the_other_classes_and_measures_the_held_out_ones(tmp_path):
+    record, saved = _open_set_cell(tmp_path, num_classes=6, holdout_classes=2)
+    assert record["status"] == "ok" and record["holdout_classes"] == 2
+    labels, predictions = saved["labels"], saved["predictions"]
+    assert saved["centers"].shape[0] == 4 and set(labels) == set(range(6))  # every test sample, 4 trained classes
+    assert predictions.max() < 4  # the classifier knows the trained classes only
+    seen, held_out = labels < 4, labels >= 4
+    features = saved["features"].astype(np.float64)
+    assert record["test_accuracy"] == pytest.approx(np.mean(predictions[seen] == labels[seen]))
+    alone = metric_functions.retrieval_metrics(features[held_out], labels[held_out])
+    assert record["map_at_r"] == pytest.approx(alone["map_at_r"])
+    assert record["verification_auc"] == pytest.approx(
+        metric_functions.verification_metrics(features[held_out], labels[held_out])["verification_auc"])
+
+
+@pytest.mark.slow
+def test_an_open_set_cell_holds_out_200_of_1000_synthetic_classes(tmp_path):
+    record, saved = _open_set_cell(tmp_path, num_classes=1000, holdout_classes=200, samples_per_class=10,
+                                   synthetic_dim=32, feat_dim=16, epochs=2, batch_size=256)
+    assert record["status"] == "ok" and saved["centers"].shape == (800, 16)
+    assert (saved["labels"] >= 800).sum() == 200 * 2  # test_fraction 0.2 of 10 samples per class
+    assert np.isfinite([record["map_at_r"], record["verification_auc"], record["test_accuracy"]]).all()

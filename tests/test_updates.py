@@ -11,6 +11,7 @@ import torch.utils.benchmark as benchmark
 
 from ablate.loss import CONVENTIONS, RULES, CenterLoss, available_variants, center_loss, get_variant, update_centers
 from ablate.loss.reference import reference_update
+from ablate.loss.updates import check_stable
 from numerics import absent_classes, normwise_error
 
 # A variant not timed on the CPU runs there through an interpreter, too slowly for these sizes: its own tests
@@ -157,3 +158,29 @@ def test_center_loss_module_forward_and_update(rule):
     crit.update(features, labels)
     expected = reference_update(old, features.detach(), labels, alpha=0.5, rule=rule, convention="half_mean")
     assert torch.allclose(crit.centers.detach(), expected, rtol=1e-12, atol=1e-12)
+
+
+# --- stability ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rule, convention, limit", [
+    ("ema", "mean", 2 / 64), ("sgd", "half_sum", 2 / 64), ("sgd", "mean", 1.0), ("sgd", "half_mean", 2.0),
+])
+def test_a_rule_is_refused_just_past_its_stability_limit_and_that_limit_is_where_the_error_grows(rule, convention,
+                                                                                                 limit):
+    batch_size = 64
+    check_stable(rule, limit, convention, batch_size)  # at the limit: accepted
+    with pytest.raises(ValueError, match=f"rule '{rule}' with alpha .* is unstable at batch_size 64"):
+        check_stable(rule, limit * 1.01, convention, batch_size)
+    # The worst batch, one class filling it: the center's error to the batch mean is multiplied by (1 - s * B).
+    features = torch.randn(batch_size, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(batch_size, dtype=torch.long)
+    for alpha, grows in ((limit * 0.99, False), (limit * 1.01, True)):
+        centers = torch.zeros(1, 3, dtype=torch.float64)
+        before = (centers[0] - features.mean(0)).norm()
+        update_centers(centers, features, labels, alpha=alpha, rule=rule, convention=convention)
+        assert bool((centers[0] - features.mean(0)).norm() > before) == grows, alpha
+
+
+def test_the_paper_rule_is_stable_for_every_alpha_up_to_one():
+    for batch_size in (1, 64, 4096):
+        check_stable("paper", 1.0, "half_sum", batch_size)

@@ -58,4 +58,4 @@ def load_dataset(name: str, data_dir=None, *, test_fraction: float = 0.2, num_cl
     return data
 
 
-__all__ = ["DATASETS", "Dataset", "dataset_size", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "FIXED_CLASSES", "Dataset", "dataset_size", "load_dataset", "read_idx"]

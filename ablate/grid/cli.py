@@ -35,11 +35,12 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
     if summary.empty:
         return ""
     keys = [k for k in varying_keys([c for _, c in outcome.plan.cells]) if k != "seed"]
-    table = summary[keys + ["n_seeds"]].copy()
+    table = summary[[*keys, "n_seeds", "n_diverged", "n_failed"]].copy()
     for metric in shown_in(GRID_SUMMARY):
         if f"{metric}_mean" in summary:
             table[metric] = [mean_ci_text(m, c) for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
-    return "mean ± 95% CI half-width over seeds (ok cells)\n" + table.to_string(index=False)
+    return ("mean ± 95% CI half-width over seeds (ok cells; none for a configuration with a diverged seed)\n"
+            + table.to_string(index=False))
 
 
 def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:

@@ -6,6 +6,14 @@ from the centers before the step:
     sgd    c_j -= alpha * 2 * s * delta_j            plain SGD (lr alpha) on dL_C/dc_j, s the convention's factor
     ema    c_j -= alpha * delta_j                    FaceNet's moving average, alpha = 1 - decay
 Cost O(B*D + B log B) (a sort of the labels); nothing of size C*D is read or written.
+
+Stability: with n_j samples of class j in a batch, c_j's error (its distance to the mean of those samples)
+is multiplied by (1 - step_j * n_j) per step; it grows once step_j * n_j > 2. Over n_j = 1..B that is
+    paper  alpha * n_j / (1 + n_j) < alpha <= 1            always stable
+    sgd    2 * alpha * s * n_j <= 2 * alpha * s * B        stable for alpha <= 1 / (s * B): 1 under mean, 2 under
+                                                           half_mean, 1 / B under half_sum
+    ema    alpha * n_j <= alpha * B                        stable for alpha <= 2 / B
+`check_stable` refuses a setting that can grow, whatever the labels of a batch.
 """
 
 import torch
@@ -26,6 +34,21 @@ def row_step_sizes(rule: str, alpha: float, counts: torch.Tensor, convention: st
     if rule == "ema":
         return torch.full_like(counts, alpha)
     raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
+
+
+def check_stable(rule: str, alpha: float, convention: str, batch_size: int) -> None:
+    """Refuse (ValueError, with the reason and the largest stable alpha) a rule whose center error can grow: when
+    step_j * n_j > 2 for a class that fills the whole batch (n_j = batch_size), the worst case of any batch."""
+    worst = float(row_step_sizes(rule, alpha, torch.tensor([batch_size]), convention, batch_size)[0, 0]) * batch_size
+    if worst <= 2:
+        return
+    per_alpha = worst / alpha  # step_j * n_j is proportional to alpha under sgd and ema
+    raise ValueError(
+        f"rule {rule!r} with alpha {alpha:g} is unstable at batch_size {batch_size} (convention {convention!r}): a "
+        f"class with n_j samples in a batch has its center's error multiplied by (1 - s * n_j) per step, here with "
+        f"s = {per_alpha / batch_size:g} * alpha, and the error grows once s * n_j > 2; a batch of one class "
+        f"(n_j = {batch_size}) gives s * n_j = {worst:g}. Use alpha <= {2 / per_alpha:.4g}, a smaller batch, or "
+        "rule 'paper' (stable for alpha <= 1).")
 
 
 def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, convention: str,

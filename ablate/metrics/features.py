@@ -1,17 +1,25 @@
 """What center loss is meant to change, measured on test features (N, D) with labels (N,).
 
-Compactness and separation of the classes, the learned centers, retrieval by nearest neighbours
-and face-style verification on same/different pairs. Every function takes numpy arrays and
-returns plain floats; the work is done by scikit-learn and scipy.
+Compactness and separation of the classes (raw distances, which shrink with the whole feature scale, and
+scale-invariant measures), the learned centers, retrieval by nearest neighbours and face-style verification on
+same/different pairs. Every function takes numpy arrays and returns plain floats; the work is done by
+scikit-learn and scipy.
+
+Sample weights (N,) >= 0 (the counts of a bootstrap resample of the test samples) are honoured by the functions
+that take `weights`: a sample of weight 2 counts twice as a member of its class, as a query and in every pair it
+is in. Retrieval searches the whole test set whatever the weights (the queries are resampled, the gallery is not).
 """
 
 from functools import cached_property
 
 import numpy as np
+
+from ablate.metrics.registry import HELD_OUT, SEEN
 from scipy.spatial.distance import pdist
 from sklearn.metrics import accuracy_score, auc, pairwise_distances_argmin, roc_curve, silhouette_score
-from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances
-from sklearn.neighbors import NearestCentroid, NearestNeighbors
+from sklearn.metrics.pairwise import paired_euclidean_distances
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import normalize
 
 # Verification scores every pair when there are at most this many, else this many pairs drawn with
 # a fixed seed (so every cell on one dataset is scored on the same pairs). 500,000 pairs hold about
@@ -21,28 +29,72 @@ PAIR_SEED = 0
 # silhouette is O(N^2); above this many test samples it is estimated on a fixed-seed sample of them.
 MAX_SILHOUETTE_SAMPLES = 5_000
 TARGET_FAR = 1e-3
+# A class spread below this share of the mean feature norm is rounding noise of float32 features (about 8 ulps),
+# not a spread: the classes have collapsed to points, and a ratio over it is inf (or NaN), not 1e15.
+COLLAPSE_RTOL = 1e-6
+# The cosine similarity given to a pair with a zero feature: a feature without a direction matches nothing.
+NO_DIRECTION_SIMILARITY = -1.0
 
 
-def class_means(features, labels):
-    """The classes present (K,) and the mean feature of each (K, D), by scikit-learn's NearestCentroid."""
-    centroid = NearestCentroid().fit(features, labels)
-    return centroid.classes_, centroid.centroids_
+def _weights(labels, weights) -> np.ndarray:
+    return np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
 
 
-def intra_class_distance(features, labels) -> float:
+def class_means(features, labels, weights=None):
+    """The classes with a positive total weight (K,), the weighted mean feature of each (K, D), and for every
+    sample the row of its class in those means (N,; -1 for a class left out)."""
+    w = _weights(labels, weights)
+    classes, slot = np.unique(labels, return_inverse=True)
+    totals = np.bincount(slot, weights=w, minlength=len(classes))  # (K0,)
+    sums = np.zeros((len(classes), features.shape[1]))
+    np.add.at(sums, slot, w[:, None] * features)
+    present = totals > 0
+    rows = np.cumsum(present) - 1  # (K0,): the row of each present class
+    return classes[present], sums[present] / totals[present, None], np.where(present[slot], rows[slot], -1)
+
+
+def intra_class_distance(features, labels, weights=None) -> float:
     """Mean Euclidean distance of each feature to its class mean."""
-    classes, means = class_means(features, labels)
-    own_mean = means[np.searchsorted(classes, labels)]  # (N, D)
-    return float(paired_euclidean_distances(features, own_mean).mean())
+    _, means, row = class_means(features, labels, weights)
+    w = _weights(labels, weights)
+    kept = row >= 0
+    return float(np.average(paired_euclidean_distances(features[kept], means[row[kept]]), weights=w[kept]))
 
 
-def inter_class_distances(features, labels) -> dict:
+def inter_class_distances(features, labels, weights=None) -> dict:
     """Mean and min Euclidean distance over all pairs of class means (NaN with fewer than 2 classes)."""
-    _, means = class_means(features, labels)
+    _, means, _ = class_means(features, labels, weights)
     if len(means) < 2:
         return {"inter_class_distance": float("nan"), "inter_class_distance_min": float("nan")}
     distances = pdist(means)  # (K(K-1)/2,)
     return {"inter_class_distance": float(distances.mean()), "inter_class_distance_min": float(distances.min())}
+
+
+def mean_feature_norm(features, labels, weights=None) -> float:
+    """The weighted mean Euclidean norm of the features: the scale the raw distances are measured in."""
+    return float(np.average(np.linalg.norm(features, axis=1), weights=_weights(labels, weights)))
+
+
+def spread_ratio(spread_between: float, spread_within: float, scale: float) -> float:
+    """between / within; inf when the classes have collapsed to points (within below COLLAPSE_RTOL * scale) but
+    lie apart, NaN when everything collapsed to one point."""
+    tolerance = COLLAPSE_RTOL * scale
+    if spread_within > tolerance:
+        return spread_between / spread_within
+    return float("inf") if spread_between > tolerance else float("nan")
+
+
+def fisher_ratio(features, labels, weights=None) -> float:
+    """Fisher's criterion trace(S_B) / trace(S_W): the weighted mean squared distance of the class means to the
+    overall mean (weighted by class size) over that of the features to their class means. Scale-invariant."""
+    w = _weights(labels, weights)
+    _, means, row = class_means(features, labels, weights)
+    kept = row >= 0
+    overall = np.average(features[kept], axis=0, weights=w[kept])
+    within = np.average(((features[kept] - means[row[kept]]) ** 2).sum(axis=1), weights=w[kept])
+    between = np.average(((means[row[kept]] - overall) ** 2).sum(axis=1), weights=w[kept])
+    scale = mean_feature_norm(features, labels, weights) ** 2
+    return spread_ratio(between, within, scale)
 
 
 def nearest_center_accuracy(features, labels, centers) -> float:
@@ -52,7 +104,7 @@ def nearest_center_accuracy(features, labels, centers) -> float:
 
 def center_to_mean_distance(features, labels, centers) -> float:
     """Mean over the classes present of the Euclidean distance from the center (C, D) to the class mean."""
-    classes, means = class_means(features, labels)
+    classes, means, _ = class_means(features, labels)
     return float(paired_euclidean_distances(centers[classes], means).mean())
 
 
@@ -64,26 +116,39 @@ def silhouette(features, labels) -> float:
     return float(silhouette_score(features, labels, sample_size=sample_size, random_state=PAIR_SEED))
 
 
-def retrieval_metrics(features, labels) -> dict:
-    """precision@1 and MAP@R (Musgrave et al. 2020) with each sample as a query against all others.
+def retrieval_per_query(features, labels) -> dict:
+    """Each sample as a query against all others: first_hit (N,) whether its nearest neighbour (Euclidean) is of
+    its class, average_precision (N,) its AP@R (Musgrave et al. 2020), and has_reference (N,) whether any other
+    sample is of its class (R >= 1). A query without one can neither hit nor miss: both metrics leave it out.
 
-    MAP@R: for a query with R other samples of its class, AP@R = (1/R) sum_{k<=R} P(k) [k-th neighbour
-    relevant], over its R nearest neighbours (Euclidean); averaged over queries with R >= 1.
+    AP@R: for a query with R other samples of its class, (1/R) sum_{k<=R} P(k) [k-th neighbour relevant].
     """
-    counts = np.bincount(labels)
-    r = counts[labels] - 1  # (N,) relevant samples per query
+    _, slot = np.unique(labels, return_inverse=True)
+    r = np.bincount(slot)[slot] - 1  # (N,) relevant samples per query
     k = int(r.max())
     if k == 0:
-        return {"precision_at_1": float("nan"), "map_at_r": float("nan")}
+        nothing = np.zeros(len(labels))
+        return {"first_hit": nothing, "average_precision": nothing, "has_reference": r > 0}
     # kneighbors() without X leaves each sample out of its own neighbour list.
     neighbours = NearestNeighbors(n_neighbors=k).fit(features).kneighbors(return_distance=False)  # (N, k)
     relevant = labels[neighbours] == labels[:, None]  # (N, k)
-    within_r = np.arange(1, k + 1)[None, :] <= r[:, None]  # (N, k)
-    hits = relevant & within_r
+    hits = relevant & (np.arange(1, k + 1)[None, :] <= r[:, None])
     precision_at_k = np.cumsum(hits, axis=1) / np.arange(1, k + 1)  # (N, k)
-    queries = r > 0
-    average_precision = (precision_at_k * hits).sum(axis=1)[queries] / r[queries]
-    return {"precision_at_1": float(relevant[:, 0].mean()), "map_at_r": float(average_precision.mean())}
+    average_precision = (precision_at_k * hits).sum(axis=1) / np.maximum(r, 1)
+    return {"first_hit": relevant[:, 0].astype(np.float64), "average_precision": average_precision,
+            "has_reference": r > 0}
+
+
+def retrieval_metrics(features, labels, weights=None, per_query=None) -> dict:
+    """precision@1 and MAP@R, each the weighted mean over the queries with a same-class reference (NaN if none);
+    per_query: retrieval_per_query's result, when already computed."""
+    per_query = per_query or retrieval_per_query(features, labels)
+    queries = per_query["has_reference"]
+    w = _weights(labels, weights)[queries]
+    if w.sum() == 0:
+        return {"precision_at_1": float("nan"), "map_at_r": float("nan")}
+    return {"precision_at_1": float(np.average(per_query["first_hit"][queries], weights=w)),
+            "map_at_r": float(np.average(per_query["average_precision"][queries], weights=w))}
 
 
 def verification_pairs(n: int, max_pairs: int = MAX_VERIFICATION_PAIRS, seed: int = PAIR_SEED):
@@ -96,51 +161,137 @@ def verification_pairs(n: int, max_pairs: int = MAX_VERIFICATION_PAIRS, seed: in
     return pairs[:, 0], pairs[:, 1]
 
 
-def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAIRS) -> dict:
-    """ROC AUC and TAR at FAR = 1e-3 of cosine similarity for telling same-class from different-class pairs."""
+def cosine_similarity_of_pairs(features, first, second) -> np.ndarray:
+    """Cosine similarity (P,) of the pairs (first[p], second[p]); NO_DIRECTION_SIMILARITY where either is zero."""
+    unit = normalize(features)  # zero rows stay zero
+    similarity = (unit[first] * unit[second]).sum(axis=1)
+    has_direction = np.linalg.norm(features, axis=1) > 0
+    return np.where(has_direction[first] & has_direction[second], similarity, NO_DIRECTION_SIMILARITY)
+
+
+def verification_scores(features, labels, max_pairs: int = MAX_VERIFICATION_PAIRS) -> dict:
+    """The scored pairs: first, second (P,) sample indices, same (P,) whether they share a class, similarity (P,);
+    ordered by similarity, so that the ROC of each bootstrap resample sorts an already sorted array (in O(P))."""
     first, second = verification_pairs(len(labels), max_pairs)
-    same = labels[first] == labels[second]  # (P,)
-    if same.all() or not same.any():
+    similarity = cosine_similarity_of_pairs(features, first, second)
+    order = np.argsort(similarity, kind="stable")[::-1]
+    first, second = first[order], second[order]
+    return {"first": first, "second": second, "same": labels[first] == labels[second], "similarity": similarity[order]}
+
+
+def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAIRS, weights=None,
+                         scores=None) -> dict:
+    """ROC AUC and TAR at FAR = 1e-3 of cosine similarity for telling same-class from different-class pairs; a
+    pair weighs the product of its samples' weights. scores: verification_scores' result, when already computed."""
+    scores = scores or verification_scores(features, labels, max_pairs)
+    w = _weights(labels, weights)
+    pair_weights = w[scores["first"]] * w[scores["second"]]
+    same = scores["same"]
+    if not pair_weights[same].any() or not pair_weights[~same].any():
         return {"verification_auc": float("nan"), "tar_at_far_1e3": float("nan")}
-    similarity = 1.0 - paired_cosine_distances(features[first], features[second])  # (P,)
-    far, tar, _ = roc_curve(same, similarity, drop_intermediate=False)
-    return {"verification_auc": float(auc(far, tar)),
-            "tar_at_far_1e3": float(tar[far <= TARGET_FAR].max())}
+    kept = pair_weights > 0
+    far, tar, _ = roc_curve(same[kept], scores["similarity"][kept], sample_weight=pair_weights[kept],
+                            drop_intermediate=False)
+    return {"verification_auc": float(auc(far, tar)), "tar_at_far_1e3": float(tar[far <= TARGET_FAR].max())}
 
 
-def _computed_once(function, with_centers: bool = False) -> cached_property:
-    """An Evaluation attribute: function(features, labels[, centers]), computed on first use and kept, so that the
-    metrics that read one result (mean and min inter-class distance, say) share its work."""
+def _computed_once(function, with_centers: bool = False, weighted: bool = False) -> cached_property:
+    """An Evaluation attribute: function(features, labels[, centers][, weights=...]), computed on first use and
+    kept, so that the metrics that read one result (mean and min inter-class distance, say) share its work."""
     def value(evaluation):
         extra = (evaluation.centers,) if with_centers else ()
-        return function(evaluation.features, evaluation.labels, *extra)
+        options = {"weights": evaluation.weights} if weighted else {}
+        return function(evaluation.features, evaluation.labels, *extra, **options)
     return cached_property(value)
 
 
 class Evaluation:
-    """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,) and
-    learned centers (C, D) float64, as numpy arrays; and the results of this module's functions on them."""
+    """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,),
+    learned centers (C, D) float64 and sample weights (N,) (None: every sample once), as numpy arrays; and the
+    results of this module's functions on them.
 
-    def __init__(self, features, labels, predictions, centers):
+    The metrics the findings compare (Metric.headline) honour the weights; `reweighted` gives the same test set
+    under other weights (a bootstrap resample) and keeps the work that does not depend on them (neighbour lists,
+    pair similarities).
+    """
+
+    WEIGHT_FREE = ("unit_features", "retrieval_per_query", "verification_scores")
+
+    def __init__(self, features, labels, predictions, centers, weights=None):
         self.features = np.asarray(features, dtype=np.float64)  # (N, D)
         self.labels = np.asarray(labels)  # (N,)
         self.predictions = np.asarray(predictions)  # (N,)
         self.centers = np.asarray(centers, dtype=np.float64)  # (C, D)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)  # (N,)
+
+    def reweighted(self, weights) -> "Evaluation":
+        """This test set under `weights` (N,); the work that does not depend on them is done here once and shared."""
+        other = Evaluation(self.features, self.labels, self.predictions, self.centers, weights)
+        other.__dict__.update({name: getattr(self, name) for name in self.WEIGHT_FREE})
+        return other
 
     nearest_center_accuracy = _computed_once(nearest_center_accuracy, with_centers=True)
     center_to_mean_distance = _computed_once(center_to_mean_distance, with_centers=True)
     silhouette = _computed_once(silhouette)
-    intra_class_distance = _computed_once(intra_class_distance)
-    inter_class_distances = _computed_once(inter_class_distances)
-    retrieval = _computed_once(retrieval_metrics)
-    verification = _computed_once(verification_metrics)
+    intra_class_distance = _computed_once(intra_class_distance, weighted=True)
+    inter_class_distances = _computed_once(inter_class_distances, weighted=True)
+    mean_feature_norm = _computed_once(mean_feature_norm, weighted=True)
+    fisher_ratio = _computed_once(fisher_ratio, weighted=True)
+    retrieval_per_query = _computed_once(retrieval_per_query)
+    verification_scores = _computed_once(verification_scores)
+
+    @cached_property
+    def unit_features(self) -> np.ndarray:
+        """The features scaled to unit length (N, D); a zero feature stays zero."""
+        return normalize(self.features)
+
+    @cached_property
+    def unit_intra_class_distance(self) -> float:
+        return intra_class_distance(self.unit_features, self.labels, self.weights)
+
+    @cached_property
+    def unit_inter_class_distance(self) -> float:
+        return inter_class_distances(self.unit_features, self.labels, self.weights)["inter_class_distance"]
+
+    @cached_property
+    def retrieval(self) -> dict:
+        return retrieval_metrics(self.features, self.labels, self.weights, per_query=self.retrieval_per_query)
+
+    @cached_property
+    def verification(self) -> dict:
+        return verification_metrics(self.features, self.labels, weights=self.weights, scores=self.verification_scores)
 
     @cached_property
     def test_accuracy(self) -> float:
-        return float(accuracy_score(self.labels, self.predictions))
+        return float(accuracy_score(self.labels, self.predictions, sample_weight=self.weights))
 
     @cached_property
     def separation_ratio(self) -> float:
-        """Mean inter-class distance over mean intra-class distance (NaN when the classes have no spread)."""
-        intra = self.intra_class_distance
-        return self.inter_class_distances["inter_class_distance"] / intra if intra > 0 else float("nan")
+        """Mean inter-class distance over mean intra-class distance: inf for classes collapsed to separate points,
+        NaN when all collapsed to one (see spread_ratio)."""
+        return spread_ratio(self.inter_class_distances["inter_class_distance"], self.intra_class_distance,
+                            self.mean_feature_norm)
+
+    @cached_property
+    def relative_intra_class_distance(self) -> float:
+        """Intra-class distance over the mean feature norm: compactness at the features' own scale."""
+        norm = self.mean_feature_norm
+        return self.intra_class_distance / norm if norm > 0 else float("nan")
+
+
+def split_masks(labels, num_centers: int) -> dict:
+    """{SEEN: (N,) bool, HELD_OUT: (N,) bool}: the test samples of the trained classes (labels < num_centers) and of
+    the classes held out of training (an open-set cell); in a closed-set cell both are every sample."""
+    trained = np.asarray(labels) < num_centers
+    return {SEEN: trained, HELD_OUT: trained if trained.all() else ~trained}
+
+
+def split_evaluations(features, labels, predictions, centers) -> dict:
+    """{SEEN: Evaluation, HELD_OUT: Evaluation} of test features (N, D), labels (N,), predictions (N,) and centers
+    (C, D), over split_masks' samples; one Evaluation for both in a closed-set cell."""
+    masks = split_masks(labels, len(centers))
+    if masks[SEEN] is masks[HELD_OUT]:
+        evaluation = Evaluation(features, labels, predictions, centers)
+        return {SEEN: evaluation, HELD_OUT: evaluation}
+    arrays = [np.asarray(a) for a in (features, labels, predictions)]
+    return {split: Evaluation(*(a[mask] for a in arrays), centers) for split, mask in masks.items()}

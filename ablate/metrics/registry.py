@@ -3,9 +3,11 @@
 An entry says how the metric is computed (from an Evaluation of the test split, or None for what the
 training run measures itself), its label, its direction (higher is better, lower is better, or None:
 reported but never ranked), whether it is unchanged when every feature is scaled by one constant, whether
-it is summarized over seeds, and the views that show it. The record (ablate.train.evaluate), the summary
-table (ablate.grid.tables), the command-line summaries and the report read these entries; no other module
-names a metric in its logic. This module imports nothing heavy, so the report can read it.
+it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
+headline metric) and how a change of it is said, and which test samples it is measured on in an open-set cell.
+The record (ablate.train.evaluate), the summary table (ablate.runfolder), the command-line summaries and the
+report read these entries; no other module names a metric in its logic. This module imports nothing heavy, so
+the report can read it.
 """
 
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ AGAINST_LAMBDA = "against lambda"  # the report's metric-against-lambda panels
 AGREEMENT = "agreement"  # the report's variant-agreement table
 VIEWS = (TRAIN_SUMMARY, GRID_SUMMARY, HEATMAP, AGAINST_LAMBDA, AGREEMENT)
 
+# How the findings say a change of a headline metric (ablate.stats).
+POINTS = "points"  # a share in [0, 1]: the difference in percentage points ("accuracy +0.8 pts")
+RATIO = "ratio"  # a positive ratio or distance: the factor, compared on the log scale ("separation ratio x2.2")
+DIFFERENCE = "difference"  # anything else: the plain difference
+CHANGES = (POINTS, RATIO, DIFFERENCE)
+# The test samples of an open-set cell (classes held out of training) a metric is measured on.
+SEEN = "seen"  # the trained classes: what needs the classifier or the centers
+HELD_OUT = "held out"  # the held-out classes: what needs the features alone (retrieval, verification, compactness)
+OPEN_SET_SPLITS = (SEEN, HELD_OUT)
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -31,6 +43,10 @@ class Metric:
     shrink with the whole feature scale, so a smaller one is not a better one).
     scale_invariant: the value does not change when every feature (and center) is multiplied by one constant.
     summarized: mean and 95% CI over seeds in summary tables.
+    headline: the findings compare it against the grid's reference setting (paired over seeds, with a bootstrap
+    over test samples); it needs a direction and a compute that honours Evaluation.weights.
+    change: how the findings say a change of it, one of CHANGES.
+    open_set: the test samples it is measured on when classes are held out of training, one of OPEN_SET_SPLITS.
     """
 
     name: str
@@ -40,6 +56,9 @@ class Metric:
     compute: Optional[Callable] = None
     summarized: bool = True
     views: tuple = ()
+    headline: bool = False
+    change: str = DIFFERENCE
+    open_set: str = HELD_OUT
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -50,6 +69,14 @@ class Metric:
         if self.views and not self.summarized and set(self.views) - {TRAIN_SUMMARY}:
             raise ValueError(f"metric {self.name!r} is not summarized over seeds, so only {TRAIN_SUMMARY!r} can "
                              "show it")
+        if self.change not in CHANGES:
+            raise ValueError(f"metric {self.name!r}: unknown change {self.change!r}; expected one of {list(CHANGES)}")
+        if self.open_set not in OPEN_SET_SPLITS:
+            raise ValueError(f"metric {self.name!r}: unknown open_set {self.open_set!r}; "
+                             f"expected one of {list(OPEN_SET_SPLITS)}")
+        if self.headline and (self.higher_is_better is None or self.compute is None or not self.summarized):
+            raise ValueError(f"metric {self.name!r} is a headline metric, so it needs a direction (higher_is_better "
+                             "True or False), a compute and summarized=True")
 
     @property
     def ranked(self) -> bool:
@@ -88,6 +115,11 @@ def summarized_metrics() -> list:
     return [m for m in METRICS.values() if m.summarized]
 
 
+def headline_metrics() -> list:
+    """The metrics the findings compare against the reference, in registry order."""
+    return [m for m in METRICS.values() if m.headline]
+
+
 def shown_in(view: str) -> list:
     """The names of the metrics a view shows, in registry order."""
     if view not in VIEWS:
@@ -98,9 +130,10 @@ def shown_in(view: str) -> list:
 _FIGURES = (HEATMAP, AGAINST_LAMBDA, AGREEMENT)
 for _metric in (
     Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES)),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=POINTS, open_set=SEEN),
     Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY)),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), open_set=SEEN),
+    # Raw distances shrink with the whole feature scale: reported, never ranked.
     Metric("intra_class_distance", "intra-class distance", None, False, lambda e: e.intra_class_distance,
            views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
     Metric("inter_class_distance", "inter-class distance", None, False,
@@ -108,15 +141,29 @@ for _metric in (
            views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
     Metric("inter_class_distance_min", "min inter-class distance", None, False,
            lambda e: e.inter_class_distances["inter_class_distance_min"]),
+    Metric("mean_feature_norm", "mean feature norm", None, False, lambda e: e.mean_feature_norm,
+           views=(TRAIN_SUMMARY, AGAINST_LAMBDA)),
+    # Compactness and separation at the features' own scale.
     Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES)),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=RATIO),
+    Metric("relative_intra_class_distance", "intra / mean norm", False, True, lambda e: e.relative_intra_class_distance,
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA), headline=True, change=RATIO),
+    Metric("unit_intra_class_distance", "intra-class distance (unit features)", False, True,
+           lambda e: e.unit_intra_class_distance, views=(GRID_SUMMARY,)),
+    Metric("unit_inter_class_distance", "inter-class distance (unit features)", True, True,
+           lambda e: e.unit_inter_class_distance, views=(GRID_SUMMARY,)),
+    Metric("fisher_ratio", "Fisher ratio", True, True, lambda e: e.fisher_ratio, views=(TRAIN_SUMMARY, GRID_SUMMARY),
+           headline=True, change=RATIO),
     Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,)),
     Metric("precision_at_1", "precision@1", True, True, lambda e: e.retrieval["precision_at_1"]),
-    Metric("map_at_r", "MAP@R", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,)),
+    Metric("map_at_r", "MAP@R", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,),
+           headline=True, change=POINTS),
     Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
-           views=(TRAIN_SUMMARY,)),
-    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.verification["tar_at_far_1e3"]),
-    Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance),
+           views=(TRAIN_SUMMARY,), headline=True, change=POINTS),
+    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.verification["tar_at_far_1e3"],
+           headline=True, change=POINTS),
+    Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance,
+           open_set=SEEN),
     # Measured by the training run itself (compute None).
     Metric("train_samples_per_s", "train samples/s", True, True),
     Metric("train_time_s", "train time (s)", False, True),

@@ -1,5 +1,6 @@
 """Build a report: load the runs, build each section step by step (with progress), write the page atomically."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -7,13 +8,15 @@ from tqdm import tqdm
 from ablate.io import atomic_write_text
 from ablate.provenance import now
 from ablate.report.html import render_page
-from ablate.report.runs import load_run
+from ablate.report.runs import DEFAULT_REFERENCE, GridRun, load_run
 from ablate.report.sections import empty_section, section_steps
 
 
-def load_runs(run_dirs) -> list:
-    """Every run folder, read before any figure is drawn so that a bad one fails fast (ValueError)."""
-    return [load_run(d) for d in run_dirs]
+def load_runs(run_dirs, reference: tuple = DEFAULT_REFERENCE) -> list:
+    """Every run folder, read before any figure is drawn so that a bad one fails fast (ValueError); grid runs
+    compare their settings against `reference` (key, value) in their findings."""
+    runs = [load_run(d) for d in run_dirs]
+    return [replace(run, reference=reference) if isinstance(run, GridRun) else run for run in runs]
 
 
 def write_report(runs, out, *, title: str | None = None, progress: bool = True) -> Path:
@@ -28,6 +31,7 @@ def write_report(runs, out, *, title: str | None = None, progress: bool = True) 
     return atomic_write_text(out, render_page(title, now(), sections))
 
 
-def build_report(run_dirs, out, *, title: str | None = None, progress: bool = True) -> Path:
+def build_report(run_dirs, out, *, title: str | None = None, progress: bool = True,
+                 reference: tuple = DEFAULT_REFERENCE) -> Path:
     """The HTML report of `run_dirs` (grid or bench run folders) written to `out`."""
-    return write_report(load_runs(run_dirs), out, title=title, progress=progress)
+    return write_report(load_runs(run_dirs, reference), out, title=title, progress=progress)

@@ -6,6 +6,7 @@ import click
 
 from ablate.io import check_writable
 from ablate.report.build import load_runs, write_report
+from ablate.report.findings import parse_reference
 
 
 @click.command("report")
@@ -13,7 +14,9 @@ from ablate.report.build import load_runs, write_report
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("reports/report.html"),
               show_default=True, help="The HTML file to write.")
 @click.option("--title", default=None, help="Page title (default: the run folder names).")
-def report_command(run_dirs, out, title):
+@click.option("--reference", default="lambda=0", show_default=True, metavar="KEY=VALUE",
+              help="The setting a grid's findings compare every other against.")
+def report_command(run_dirs, out, title, reference):
     """Write an HTML report of RUN_DIRS (grid runs from `ablate grid`, bench runs from `ablate bench`).
 
     The file is self-contained: figures are embedded PNGs, styles inline, no scripts, no network.
@@ -25,7 +28,11 @@ def report_command(run_dirs, out, title):
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
     try:
-        runs = load_runs(run_dirs)
+        reference = parse_reference(reference)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--reference") from None
+    try:
+        runs = load_runs(run_dirs, reference)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     path = write_report(runs, out, title=title)

@@ -10,12 +10,13 @@ from matplotlib.ticker import MaxNLocator
 from ablate.metrics import AGAINST_LAMBDA, HEATMAP, label, shown_in
 from ablate.report.blocks import Figure, Note
 from ablate.report.configs import describe, reference_values, select, series_labels, varying
+from ablate.report.findings import marked_settings, setting_of
 from ablate.report.figures import (panel_grid, plot_band, report_style, series_colors, shared_legend, spread_subset,
                                    to_data_uri)
 from ablate.report.metrics import CURVE_METRICS
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label
-from ablate.runfolder import RunFolderError, read_features
+from ablate.runfolder import FEATURE_ARRAYS, RunFolderError, holdout_of, read_features
 
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4
@@ -59,16 +60,21 @@ def heatmap_blocks(run: GridRun) -> list:
         blocks.append(Note(f"Heatmaps show the first {MAX_HEATMAP_PANELS} of {len(panels)} combinations of "
                            f"{', '.join(panel_keys)}; the summary table has them all."))
         panels = panels[:MAX_HEATMAP_PANELS]
+    reference = describe(dict([run.reference]))
     for metric in shown_in(HEATMAP):
         column = f"{metric}_mean"
         if column not in summary:
             blocks.append(Note(f"Heatmap of {label(metric)} left out: the summary has no {column}."))
             continue
+        marked = marked_settings(run, metric)
         with report_style():
             fig, axes = panel_grid(len(panels), columns=3, panel=(4.6, 3.4))
             for ax, (key, frame) in zip(axes, panels):
                 grid = frame.pivot(index="alpha", columns="lambda", values=column).sort_index(ascending=False)
-                sns.heatmap(grid, ax=ax, annot=True, fmt=".3g", cmap="viridis", vmin=summary[column].min(),
+                differs = frame.assign(mark=[setting_of(run, row) in marked for _, row in frame.iterrows()])
+                differs = differs.pivot(index="alpha", columns="lambda", values="mark").reindex_like(grid)
+                annot = grid.map(lambda v: f"{v:.3g}") + np.where(differs.fillna(False).to_numpy(bool), "*", "")
+                sns.heatmap(grid, ax=ax, annot=annot.to_numpy(), fmt="", cmap="viridis", vmin=summary[column].min(),
                             vmax=summary[column].max(), annot_kws={"size": 7}, cbar_kws={"shrink": 0.85})
                 ax.set_xticklabels([format_label(v) for v in grid.columns], rotation=45 if n_lambda > 5 else 0)
                 ax.set_yticklabels([format_label(v) for v in grid.index], rotation=0)
@@ -76,7 +82,8 @@ def heatmap_blocks(run: GridRun) -> list:
             uri = to_data_uri(fig)
         blocks.append(Figure(f"{label(metric)} over lambda x alpha", uri,
                              caption=f"Mean over seeds; one colour scale for all panels. Panels: "
-                                     f"{', '.join(panel_keys) or 'one'}."))
+                                     f"{', '.join(panel_keys) or 'one'}. *: differs from {reference} in the findings "
+                                     "(Holm-corrected, with the test-set bootstrap); blank: a seed diverged."))
     return blocks
 
 
@@ -177,15 +184,17 @@ def feature_scatter_blocks(run: GridRun) -> list:
             path = run.features_path(cell["cell_id"])
             if not path.exists():
                 continue
-            features, labels, centers = read_features(path)
+            arrays = read_features(path, holdout_of(cell))
         except RunFolderError as exc:
             unreadable.append(Note(f"Feature scatter of lambda = {lam:g} left out: {exc}"))
             continue
+        features, labels, centers = (arrays[k] for k in FEATURE_ARRAYS)
         if np.isfinite(features).all() and np.isfinite(centers).all():
             panels.append((lam, cell, features, labels, centers))
     if not panels:
         return [*unreadable, Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
-    num_classes = max(centers.shape[0] for *_, centers in panels)
+    # open set: the held-out classes' labels lie beyond the centers
+    num_classes = max(max(centers.shape[0], int(labels.max(initial=-1)) + 1) for _, _, _, labels, centers in panels)
     palette = sns.color_palette("tab10" if num_classes <= 10 else "husl", num_classes)
     rng = np.random.default_rng(0)
     kept = []
@@ -197,8 +206,8 @@ def feature_scatter_blocks(run: GridRun) -> list:
             shown = rng.choice(len(xy), size=min(len(xy), MAX_SCATTER_POINTS), replace=False)
             ax.scatter(xy[shown, 0], xy[shown, 1], c=[palette[c] for c in labels[shown]], s=4, alpha=0.6,
                        linewidths=0)
-            ax.scatter(centers_xy[:, 0], centers_xy[:, 1], c=palette[:len(centers_xy)], marker="X", s=80, edgecolors="black",
-                       linewidths=0.9)
+            ax.scatter(centers_xy[:, 0], centers_xy[:, 1], c=palette[:len(centers_xy)], marker="X", s=80,
+                       edgecolors="black", linewidths=0.9)
             ax.set_aspect("equal", adjustable="datalim")
             accuracy = cell.get("test_accuracy", np.nan)
             ax.set_title(f"lambda = {lam:g}, test acc {accuracy:.3f}")

@@ -28,7 +28,8 @@ def status_blocks(run: GridRun) -> list:
 
 def summary_frames(run: GridRun) -> tuple:
     """(text, means, fixed): per configuration (index: the keys that vary), "mean ± ci95" per metric label
-    after a seeds column; the means alone, same index and labels; the config values every cell shares."""
+    ("diverged" for a configuration with a diverged seed) after a seeds column (and diverged and failed counts
+    when any); the means alone, same index and labels; the config values every cell shares."""
     summary = run.summary
     keys = varying(summary, run.config_columns)
     fixed = {k: summary[k].iloc[0] for k in run.config_columns if k not in keys}
@@ -38,7 +39,12 @@ def summary_frames(run: GridRun) -> tuple:
     means = pd.DataFrame({label(m): ordered[f"{m}_mean"].to_numpy() for m in metrics}, index=index)
     text = pd.DataFrame({label(m): [mean_ci_text(a, b) for a, b in zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"])]
                          for m in metrics}, index=index)
+    diverged = ordered["n_diverged"].to_numpy() > 0
+    text.loc[diverged] = "diverged"  # no mean of the survivors
     text.insert(0, "seeds", ordered["n_seeds"].to_numpy())
+    if diverged.any() or (ordered["n_failed"] > 0).any():
+        text.insert(1, "diverged", ordered["n_diverged"].to_numpy())
+        text.insert(2, "failed", ordered["n_failed"].to_numpy())
     return text, means, fixed
 
 
@@ -67,9 +73,11 @@ def summary_blocks(run: GridRun) -> list:
     css = pd.DataFrame("", index=text.index, columns=text.columns)
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
-    caption = ("Mean ± half-width of the 95% t-interval over seeds; bold: the best mean of each metric among the "
-               "configurations with the most seeds (lower is better for times; raw distances, which shrink with the "
-               "whole feature scale, are not ranked).")
+    caption = ("Mean ± half-width of the 95% t-interval over seeds (seeds only: the test-set variation is in the "
+               "findings); seeds: cells that finished ok; a configuration with a diverged seed shows 'diverged', not "
+               "a mean of its survivors. Bold: the best mean of each metric among the configurations with the most "
+               "seeds (lower is better for times; raw distances, which shrink with the whole feature scale, are never "
+               "ranked).")
     if fixed:
         caption += f" Fixed in every cell: {describe(fixed)}."
     blocks = [Table("Summary over seeds", html, caption=caption)]

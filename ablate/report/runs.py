@@ -15,11 +15,16 @@ from ablate import runfolder
 from ablate.runfolder import RunFolderError
 
 
+# The setting every other is compared with in a grid's findings (ablate.report.findings): softmax alone.
+DEFAULT_REFERENCE = ("lambda", 0.0)
+
+
 @dataclass
 class GridRun:
     """A grid run. results: one row per cell; summary: one row per configuration (over its "ok" cells);
     curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed;
-    notes: what was left out while reading, and why."""
+    notes: what was left out while reading, and why; reference: the (key, value) the findings compare against;
+    cache: results derived once per report (findings, bootstraps)."""
 
     path: Path
     provenance: dict
@@ -29,6 +34,8 @@ class GridRun:
     config_columns: list
     grid_spec: str | None
     notes: list = field(default_factory=list)
+    reference: tuple = DEFAULT_REFERENCE
+    cache: dict = field(default_factory=dict, repr=False)
 
     def features_path(self, cell_id: str) -> Path:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""

@@ -32,11 +32,13 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def write_features(path, features: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> None:
-    """An .npz with features (N, D) float32, labels (N,) int64, centers (C, D) float32, written atomically."""
+def write_features(path, features: np.ndarray, labels: np.ndarray, centers: np.ndarray,
+                   predictions: np.ndarray) -> None:
+    """An .npz with features (N, D) float32, labels (N,) int64, centers (C, D) float32 and predictions (N,) int64,
+    written atomically. In an open-set cell the labels >= C are the held-out classes (no center, never predicted)."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, features=features.astype(np.float32), labels=labels.astype(np.int64),
-                        centers=centers.astype(np.float32))
+                        centers=centers.astype(np.float32), predictions=predictions.astype(np.int64))
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -47,10 +49,13 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads,
     world_size and the per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A
     non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
-    machine's memory raise (before anything is allocated). With features_path, the test features, labels and
-    learned centers are saved there (.npz), also for a diverged cell.
+    machine's memory raise (before anything is allocated). With features_path, the test features, labels,
+    learned centers and predictions are saved there (.npz), also for a diverged cell.
     config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
     RanksFailed (a RuntimeError) once all ranks have been ended.
+
+    With holdout_classes K (open set) the model and the centers know only the first C - K classes: it trains on
+    their samples, and is evaluated on every test sample (ablate.metrics.features.split_evaluations).
     """
     if config.nproc == 1:
         return train_and_evaluate(config, features_path, progress)
@@ -78,12 +83,16 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
                         num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
                         samples_per_class=config.samples_per_class)
 
+    trained_classes = data.num_classes - config.holdout_classes
+    trained = data.y_train < trained_classes
+
     torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
-    model = build_model(config.model, data.input_shape, config.feat_dim, data.num_classes).to(device)
-    criterion = CenterLoss(data.num_classes, config.feat_dim, variant=config.variant, convention=config.convention,
+    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes).to(device)
+    criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
                            rule=config.rule, alpha=config.alpha, device=device, distributed=ranks.form,
                            group=ranks.center_group)
-    x_train, y_train = torch.tensor(data.x_train, device=device), torch.tensor(data.y_train, device=device)
+    x_train = torch.tensor(data.x_train[trained], device=device)
+    y_train = torch.tensor(data.y_train[trained], device=device)
 
     _synchronize(device)
     train_started = time.perf_counter()
@@ -102,7 +111,7 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     else:
         metrics = dict.fromkeys(m.name for m in computed_metrics())
     if features_path is not None:
-        write_features(features_path, features, data.y_test, centers)
+        write_features(features_path, features, data.y_test, centers, predictions)
 
     return {
         **config.to_dict(),

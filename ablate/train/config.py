@@ -3,9 +3,10 @@
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from ablate.data import DATASETS
+from ablate.data import DATASETS, FIXED_CLASSES
 from ablate.distributed import FORMS
 from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
+from ablate.loss.updates import check_stable
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
 
@@ -56,6 +57,8 @@ class CellConfig:
                             "each), each with its slice of every batch.")
     distributed: str = _option("replicated", "With nproc > 1: every rank holds all centers (replicated) or its "
                                              "slice of the classes (sharded).", FORMS)
+    holdout_classes: int = _option(0, "Open set: hold the last K classes out of training; retrieval, verification "
+                                      "and compactness are measured on their test samples, accuracy on the others.")
 
     def __post_init__(self):
         for f in fields(self):
@@ -136,3 +139,8 @@ def _check_ranges(c: CellConfig) -> None:
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
     check_alpha(c.alpha, c.rule)
+    classes = FIXED_CLASSES.get(c.dataset, c.num_classes)
+    if c.holdout_classes and not 2 <= c.holdout_classes <= classes - 2:
+        raise ValueError(f"holdout_classes must be 0 (closed set) or lie in [2, {classes - 2}] for {c.dataset} with "
+                         f"{classes} classes (two held out to compare, two left to train on), got {c.holdout_classes}")
+    check_stable(c.rule, c.alpha, c.convention, c.batch_size)

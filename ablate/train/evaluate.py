@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ablate.metrics import computed_metrics
-from ablate.metrics.features import Evaluation
+from ablate.metrics.features import split_evaluations
 
 EVAL_BATCH = 1024
 
@@ -24,6 +24,7 @@ def features_and_predictions(model: nn.Module, x: torch.Tensor):
 
 def evaluate(features: np.ndarray, predictions: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> dict:
     """{name: value} of every computed metric, in registry order, from test features (N, D), predictions (N,),
-    labels (N,) and centers (C, D)."""
-    evaluation = Evaluation(features, labels, predictions, centers)
-    return {metric.name: float(metric.compute(evaluation)) for metric in computed_metrics()}
+    labels (N,) and centers (C, D); in an open-set cell (labels >= C: classes held out of training) each metric on
+    the test samples its registry entry names."""
+    evaluations = split_evaluations(features, labels, predictions, centers)
+    return {metric.name: float(metric.compute(evaluations[metric.open_set])) for metric in computed_metrics()}

@@ -1,0 +1,49 @@
+"""`ablate compare RUN_A RUN_B`: did a change move the results? The findings table between two grid runs."""
+
+from pathlib import Path
+
+import click
+
+
+@click.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show the bootstrap's progress.")
+def compare_command(run_a, run_b, progress):
+    """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed, and but the options each run
+    holds at one value of its own, such as lambda 0 in one and 0.1 in the other), B against A: each headline
+    metric's change with its 95% CI (seeds and a bootstrap over the test samples) and Holm-corrected p-value, in
+    numbers and in words. Paired over seeds when both runs ran the same seeds."""
+    from ablate.report.findings import method_caption, run_findings, unreadable_features
+    from ablate.report.runs import GridRun, load_run
+    from ablate.report.styling import format_label
+
+    runs = []
+    for path in (run_a, run_b):
+        try:
+            run = load_run(path)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        if not isinstance(run, GridRun):
+            raise click.UsageError(f"{path} is a bench run, not a grid run; `ablate compare` takes two grid runs "
+                                   "(from `ablate grid`)")
+        runs.append(run)
+    findings = run_findings(*runs, progress=progress)
+    for run in runs:
+        for problem in unreadable_features(run):
+            click.echo(f"Test-set bootstrap left out for a cell: {problem}", err=True)
+    if not findings.rows:
+        raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
+    frame = findings.frame()
+    click.echo(frame.drop(columns="in words").to_string(index=False))
+    click.echo("")
+    for setting, words in zip(frame["setting"], frame["in words"]):
+        click.echo(f"{setting}: {words}")
+    click.echo("")
+    count = len(findings.rows)
+    what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
+    if findings.changed:
+        what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
+                                                     for k, (a, b) in findings.changed.items()) + ")"
+    what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
+    click.echo(method_caption(findings, what).replace(" Green: better, red: worse.", ""))
