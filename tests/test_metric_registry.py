@@ -86,8 +86,9 @@ def test_one_metric_defined_here_reaches_record_summary_and_report(feature_norm_
     assert result.exit_code == 0, result.output
     assert "max_feature_norm" in result.output  # the grid's printed summary
 
-    record = json.loads(next((run / "cells").glob("*.json")).read_text())
-    with np.load(next((run / "cells").glob("*.npz"))) as npz:
+    record_path = next((run / "cells").glob("*.json"))
+    record = json.loads(record_path.read_text())
+    with np.load(record_path.with_suffix(".npz")) as npz:  # the same cell's features
         assert record["max_feature_norm"] == pytest.approx(np.linalg.norm(npz["features"], axis=1).max(), rel=1e-6)
     assert any("max_feature_norm" in line for line in summary_lines(record))  # `ablate train`'s lines
 
