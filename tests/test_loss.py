@@ -53,9 +53,21 @@ def variant_dtypes():
     yield "gather", torch.float16
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("convention", CONVENTIONS)
-@pytest.mark.parametrize("variant,dtype", list(variant_dtypes()))
+# The compiled variant builds a graph per dtype, grad state and size specialization (B = 1, C = 1): its whole
+# matrix runs in the slow lane, its first case under the first convention per dtype in the fast one.
+FAST_COMPILED = (CONVENTIONS[0], next(iter(CASES)))
+
+
+def matrix():
+    for variant, dtype in variant_dtypes():
+        for convention in CONVENTIONS:
+            for case in CASES:
+                slow = variant == "compiled" and (convention, case) != FAST_COMPILED
+                yield pytest.param(variant, dtype, convention, case, marks=[pytest.mark.slow] if slow else [],
+                                   id=f"{variant}-{str(dtype).removeprefix('torch.')}-{convention}-{case}")
+
+
+@pytest.mark.parametrize("variant, dtype, convention, case", matrix())
 def test_loss_and_gradients_match_reference(variant, dtype, convention, case):
     features, labels, centers = make_case(case, dtype, noncontiguous=(case == "odd-duplicates-absent"))
     x = features.clone().requires_grad_()
@@ -160,22 +172,40 @@ def test_compiled_is_listed_exactly_where_torch_compile_can_build_code():
     assert ("compiled" in available_variants("cpu")) == compile_available(torch.device("cpu"))
 
 
-def test_compiled_stays_compiled_past_dynamos_default_recompile_limit():
-    """dynamo recompiles per dtype, convention, grad state and thread count, and past its recompile limit
-    (8 by default) it would silently run the function eagerly: `compiled` would then time eager code.
-    12 guard states here; with the limit hit made an error, any eager fallback fails the test."""
+def _compiled_available():
     if "compiled" not in available_variants("cpu"):
         pytest.skip("torch.compile cannot build code on this machine")
+
+
+def test_compiled_builds_one_graph_for_every_convention():
+    """The convention's factor is applied outside the compiled function, so changing it never recompiles."""
+    _compiled_available()
+    features, labels, centers = make_case("odd-duplicates-absent", torch.float32)
+    center_loss(features.requires_grad_(), labels, centers, variant="compiled")
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for convention in CONVENTIONS:
+        loss = center_loss(features, labels, centers, variant="compiled", convention=convention)
+        assert normwise_error(loss, reference_loss(features, labels, centers, convention)) <= TOL[torch.float32]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.slow  # 16 compilations
+def test_compiled_stays_compiled_past_dynamos_default_recompile_limit():
+    """dynamo recompiles per dtype, grad state and thread count, and past its recompile limit (8 by default) it
+    would silently run the function eagerly: `compiled` would then time eager code. 16 guard states here; with
+    the limit hit made an error, any eager fallback fails the test."""
+    _compiled_available()
     threads = torch.get_num_threads()
     try:
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
             for num_threads in (1, 2):
                 torch.set_num_threads(num_threads)
-                for dtype in (torch.float64, torch.float32):
-                    for convention in CONVENTIONS:
+                for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+                    for requires_grad in (True, False):
                         features, labels, centers = make_case("odd-duplicates-absent", dtype)
-                        loss = center_loss(features.requires_grad_(), labels, centers, variant="compiled",
-                                           convention=convention)
-                        assert normwise_error(loss, reference_loss(features, labels, centers, convention)) <= TOL[dtype]
+                        loss = center_loss(features.requires_grad_(requires_grad), labels, centers,
+                                           variant="compiled")
+                        error = normwise_error(loss, reference_loss(features, labels, centers))
+                        assert error <= TOL[dtype], (num_threads, dtype, requires_grad, error)
     finally:
         torch.set_num_threads(threads)

@@ -5,27 +5,31 @@ import shutil
 
 import torch
 
-from ablate.loss.gather import gather_center_loss
+from ablate.loss.conventions import convention_scale
+from ablate.loss.gather import squared_distance_sum
 from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
 
 
-# dynamo keeps one cache per code object and adds an entry per guard state it meets: dtype, convention,
-# device, which inputs require grad, torch's thread count. Past config.recompile_limit (8 by default) it
-# would silently run the function eagerly, and `compiled` would be timed as eager code. 64 covers
-# 3 conventions x 4 dtypes x 2 grad states x 2 thread counts with room; raising a limit changes nothing
-# for other compiled code but how many specializations it may keep.
+# dynamo keeps one cache per code object and adds an entry per guard state it meets: dtype, device, which inputs
+# require grad, torch's thread count (the convention is applied outside the compiled function, so it adds none).
+# Past config.recompile_limit (8 by default) it would silently run the function eagerly, and `compiled` would be
+# timed as eager code. 64 covers 4 dtypes x 2 grad states x 2 thread counts x 2 devices with room; raising a
+# limit changes nothing for other compiled code but how many specializations it may keep.
 RECOMPILE_LIMIT = 64
 
 
 @functools.cache
-def _compiled_gather():
+def _compiled_sum():
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    return torch.compile(gather_center_loss, dynamic=True)  # dynamic: one graph serves every batch size
+    return torch.compile(squared_distance_sum, dynamic=True)  # dynamic: one graph serves every batch size
 
 
 def compiled_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
-    """features (B, D), labels (B,), centers (C, D) -> 0-dim loss; same math as `gather`."""
-    return _compiled_gather()(features, labels, centers, convention)
+    """features (B, D), labels (B,), centers (C, D) -> 0-dim loss; same math as `gather`.
+
+    The convention's factor multiplies the compiled sum outside the graph: a Python float inside it would be a
+    guard, and every convention would compile its own graph."""
+    return _compiled_sum()(features, labels, centers) * convention_scale(convention, features.shape[0])
 
 
 def compile_available(device: torch.device) -> bool:
