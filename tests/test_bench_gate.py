@@ -15,7 +15,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ablate.bench import ab, gate, scaling
+from ablate.bench import ab, expected_counts, gate, scaling
+from ablate.bench.counting import count_work
 from ablate.bench.workloads import UPDATE_ALPHA, call, clustered_inputs
 from ablate.cli import main
 from ablate.loss import update_centers
@@ -117,6 +118,67 @@ def test_slack_loosens_each_kind_of_bound_and_never_tightens():
     assert not at_least.holds(4.0) and at_least.holds(4.0, slack=1.5) and not at_least.holds(3.0, slack=1.5)
     with pytest.raises(ValueError, match="expected at least 1"):
         scaling.check_laws((at_most,), slack=0.5)
+
+
+# --- work counts ---------------------------------------------------------------------------------------
+
+def test_work_counts_match_the_committed_expected_counts():
+    """Exact on every machine with this torch: any change of an op's calls, FLOPs, bytes or peak above 1%, or a
+    new op, fails here; `ablate bench counts --write` refreshes the file when a change is meant."""
+    expected = expected_counts.load()
+    assert set(expected["cases"]) == set(CASES)
+    assert expected_counts.check(expected, expected_counts.measure()) == []
+
+
+def test_an_extra_copy_on_the_public_path_is_named_by_case_op_and_bytes(monkeypatch):
+    case = CASES["gather_full_vs_copy"]
+    expected = {case.name: expected_counts.measure_case(case)}
+    public = expected_counts.center_loss
+    monkeypatch.setattr(expected_counts, "center_loss", lambda features, *args, **kwargs:
+                        public(features.clone(), *args, **kwargs))  # one more (B, D) tensor per call
+    lines = expected_counts.check({"torch": torch.__version__, "cases": expected},
+                                  {case.name: expected_counts.measure_case(case)})
+    copy = case.batch * case.dim * 4
+    before = expected[case.name]["bytes"]
+    assert f"{case.name}: new op aten.clone.default (1 calls)" in lines
+    assert f"{case.name}: bytes {before:,} -> {before + copy:,} ({copy / before:+.1%})" in lines
+    verdict, moved = ab.counts_verdict(expected[case.name], expected_counts.measure_case(case))
+    assert verdict == "fail" and f"bytes {before:,} -> {before + copy:,}" in moved
+
+
+def test_counts_see_ops_flops_views_and_the_peak():
+    x, w = torch.ones(64, 32), torch.ones(32, 16)
+    counts = count_work(lambda: (x @ w).t().sum())  # (64, 16) product; the transpose is a view
+    assert counts["ops"] == {"aten.mm.default": 1, "aten.t.default": 1, "aten.sum.default": 1}
+    assert counts["flops"] == 2 * 64 * 32 * 16
+    assert counts["bytes"] == 64 * 16 * 4 + 4 and counts["peak_bytes"] == 64 * 16 * 4 + 4
+
+    def transient():
+        for _ in range(3):
+            x.clone()  # freed before the next: three allocations, one alive at a time
+    counts = count_work(transient)
+    assert counts["bytes"] == 3 * x.nbytes and counts["peak_bytes"] == x.nbytes
+    assert count_work(lambda: x.mul_(1.0))["bytes"] == 0  # in place: nothing new
+
+
+def test_counts_that_move_either_way_differ_and_only_more_work_fails():
+    base = {"ops": {"aten.a": 10, "aten.b": 1}, "flops": 0, "bytes": 1000, "peak_bytes": 500}
+    same = {**base, "bytes": 1009}  # within 1%
+    assert expected_counts.changes(base, same) == [] and ab.counts_verdict(base, same) == ("pass", "")
+    less = {**base, "ops": {"aten.a": 10}, "bytes": 800}
+    verdict, moved = ab.counts_verdict(base, less)
+    assert verdict == "less" and moved == "op aten.b gone (was 1 calls); bytes 1,000 -> 800 (-20.0%)"
+    assert ab.counts_verdict(base, {**base, "peak_bytes": 600})[0] == "fail"
+    assert expected_counts.check({"torch": "0.0", "cases": {}}, {})[0].startswith(
+        "the expected counts were recorded with torch 0.0")
+
+
+def test_a_malformed_expected_counts_file_is_named(tmp_path):
+    path = tmp_path / "expected_counts.json"
+    for text in ("[]", '{"torch": "2", "cases": {"a": {"ops": 3}}}', "not json"):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"{path} is not an expected-counts file.*ablate bench counts --write"):
+            expected_counts.load(path)
 
 
 # --- the A/B decision -----------------------------------------------------------------------------------

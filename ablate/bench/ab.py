@@ -18,9 +18,11 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ablate.bench import ab_worker
+from ablate.bench import ab_worker, counting, expected_counts, instructions
 from ablate.bench.gate import CASES, GateCase
 from ablate.bench.workloads import clustered_inputs
 
@@ -39,8 +41,8 @@ DEFAULT_ROUNDS = 10
 DEFAULT_ROUND_MS = 60.0
 PROCESSES_PER_SIDE = 3
 CONFIDENCE = 0.95
+MAX_REVISION_CHARS = 256  # far past any real ref name, far below the kernel's argument limit
 WORKER_TIMEOUT_S = 120  # start-up (import torch) and one prepare or round; a worker silent longer is stuck
-VERDICTS = ("pass", "fail", "faster", "new")
 # glibc adjusts its mmap threshold to each process's history of frees, so one of two identical processes
 # may serve every (B, D) temporary by a fresh mmap and page faults while the other reuses its heap: 1.4 to
 # 4.4 ms for one gather call across six identical processes here. Fixed thresholds give both sides the same
@@ -80,6 +82,10 @@ def repository_root(path) -> Path:
 
 def resolve_revision(repo: Path, rev: str) -> str:
     """The full commit hash that `rev` names in `repo`; a GateError naming the revision otherwise."""
+    if len(rev) > MAX_REVISION_CHARS or not rev.isprintable():
+        shown = rev[:40].encode("unicode_escape").decode() + ("..." if len(rev) > 40 else "")
+        raise GateError(f"revision {shown!r} ({len(rev):,} characters) is not a revision name: expected at most "
+                        f"{MAX_REVISION_CHARS} printable characters (a commit, branch or tag, e.g. HEAD~1)")
     out = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     if out.returncode != 0:
         raise GateError(f"unknown revision {rev!r} in {repo}: expected a commit, branch or tag that git knows "
@@ -102,13 +108,13 @@ def head_tree(repo: Path, *, allow_dirty: bool) -> Tree:
 
 @contextmanager
 def checked_out(repo: Path, rev: str, commit: str):
-    """`commit` checked out (detached) in a temporary git worktree of `repo`; removed on exit."""
+    """`commit` checked out (detached) in a temporary git worktree of `repo`; removed and pruned on exit, however
+    the exit comes (an error, Ctrl-C, or SIGTERM/SIGHUP under `signals_stop_the_gate`), even mid-checkout."""
     folder = Path(tempfile.mkdtemp(prefix="ablate-gate-base-"))
-    out = _git(repo, "worktree", "add", "--detach", "--quiet", str(folder), commit)
-    if out.returncode != 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise GateError(f"could not check {rev!r} out into a temporary worktree: {out.stderr.strip()}")
     try:
+        out = _git(repo, "worktree", "add", "--detach", "--quiet", str(folder), commit)
+        if out.returncode != 0:
+            raise GateError(f"could not check {rev!r} out into a temporary worktree: {out.stderr.strip()}")
         yield Tree("base", folder, f"{rev} ({commit[:12]})")
     finally:
         _git(repo, "worktree", "remove", "--force", str(folder))
@@ -116,19 +122,60 @@ def checked_out(repo: Path, rev: str, commit: str):
         _git(repo, "worktree", "prune")
 
 
+class GateStopped(GateError):
+    """The gate received SIGTERM or SIGHUP (a CI timeout, a closed terminal)."""
+
+
+@contextmanager
+def signals_stop_the_gate():
+    """SIGTERM and SIGHUP raise GateStopped in the main thread while inside, as Ctrl-C raises KeyboardInterrupt,
+    so that every cleanup runs (workers killed, the worktree removed and pruned, temp folders removed). A second
+    signal during that cleanup is ignored. Outside the main thread (where Python cannot handle signals), nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = (signal.SIGTERM, signal.SIGHUP)
+
+    def stop(signum, frame):
+        for sig in handled:
+            signal.signal(sig, signal.SIG_IGN)
+        raise GateStopped(f"the gate was stopped by {signal.Signals(signum).name}; its worktree, temporary folders "
+                          "and worker processes were removed")
+
+    previous = {sig: signal.signal(sig, stop) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class Worker:
-    """A timing process importing `tree`'s ablate (see ab_worker's protocol)."""
+    """A timing and counting process importing `tree`'s ablate (see ab_worker's protocol).
+
+    Requests and replies travel on two pipes of their own: the base's stdout and stderr (anything it prints at
+    import) go to a log file, quoted when the worker fails."""
 
     def __init__(self, tree: Tree):
         self.tree = tree
-        env = {**os.environ, **ALLOCATOR_ENV, "PYTHONPATH": str(tree.path), "OMP_NUM_THREADS": "1"}
-        env.pop("TRITON_INTERPRET", None)  # the gate times compiled CPU code, never the interpreter
+        env = side_env(tree)
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty worker can never block on it
         source = Path(ab_worker.__file__).read_text()
-        self.process = subprocess.Popen([sys.executable, "-c", source], cwd=tree.path, env=env, text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", source, str(request_read), str(reply_write), counting.__file__],
+                cwd=tree.path, env=env, stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
+                pass_fds=(request_read, reply_write))
+        finally:
+            os.close(request_read)
+            os.close(reply_write)
+        self.requests = os.fdopen(request_write, "w")
+        self.replies = os.fdopen(reply_read, "r")
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self.process.stdout, selectors.EVENT_READ)
+        self.selector.register(self.replies, selectors.EVENT_READ)
         self.ready = False
 
     def _failure(self, what: str) -> GateError:
@@ -142,15 +189,15 @@ class Worker:
         """The worker's next reply, waiting at most WORKER_TIMEOUT_S: a stuck worker must not hang the gate."""
         if not self.selector.select(timeout=WORKER_TIMEOUT_S):
             raise self._failure(f"gave no answer within {WORKER_TIMEOUT_S} s")
-        line = self.process.stdout.readline()
+        line = self.replies.readline()
         if not line:
             raise self._failure("exited")
         return json.loads(line)
 
     def request(self, **message) -> dict:
         try:
-            self.process.stdin.write(json.dumps(message) + "\n")
-            self.process.stdin.flush()
+            self.requests.write(json.dumps(message) + "\n")
+            self.requests.flush()
         except BrokenPipeError:
             raise self._failure("exited") from None
         return self.receive()
@@ -167,18 +214,23 @@ class Worker:
         self.ready = True
         return hello
 
-    def close(self) -> None:
-        """Ask a ready worker to quit; one still starting (the gate stopped early) is killed."""
-        if not self.ready:
+    def close(self, *, kill: bool = False) -> None:
+        """Ask a ready worker to quit; one still starting (the gate stopped early) or `kill`ed is killed."""
+        if kill or not self.ready:
             self.process.kill()
         if self.process.poll() is None:
             try:
-                self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
-                self.process.stdin.close()
+                self.requests.write(json.dumps({"op": "quit"}) + "\n")
+                self.requests.flush()
                 self.process.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
         self.process.wait()
+        for stream in (self.requests, self.replies):
+            try:
+                stream.close()
+            except OSError:  # the worker is gone: what was left unsent no longer matters
+                pass
         self.selector.close()
         self.stderr.close()
 
@@ -216,6 +268,14 @@ def verdict(low: float, high: float, threshold: float) -> str:
     return "pass"
 
 
+def side_env(tree: Tree) -> dict:
+    """The environment of a process working for one side: its tree first on the path, one thread, the same
+    allocator thresholds and hash seed on both sides."""
+    env = {**os.environ, **ALLOCATOR_ENV, "PYTHONPATH": str(tree.path), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    env.pop("TRITON_INTERPRET", None)  # the gate times compiled CPU code, never the interpreter
+    return env
+
+
 def _case_inputs(case: GateCase, folder: Path) -> Path:
     features, labels, centers = clustered_inputs(case.batch, case.classes, case.dim, torch.float32, "cpu")
     path = folder / f"{case.name}.pt"
@@ -224,11 +284,12 @@ def _case_inputs(case: GateCase, folder: Path) -> Path:
 
 
 def _start_workers(trees, processes: int, stack: ExitStack) -> dict:
-    """{tree label: `processes` handshaken workers}, all closed when `stack` unwinds."""
+    """{tree label: `processes` handshaken workers}, all closed when `stack` unwinds (killed when it unwinds
+    for an exception: an interrupted or failed gate waits for nothing)."""
     workers = {tree.label: [Worker(tree) for _ in range(processes)] for tree in trees}
     for side in workers.values():
         for worker in side:
-            stack.callback(worker.close)
+            stack.push(lambda kind, value, trace, worker=worker: worker.close(kill=kind is not None))
     for side in workers.values():
         for worker in side:
             worker.handshake()
@@ -247,27 +308,92 @@ def _timed_rounds(workers: dict, case: GateCase, rounds: int, round_ms: float) -
     return times
 
 
+def counts_verdict(base: dict, head: dict) -> tuple:
+    """(verdict, what moved): fail when the head does more of anything (a new op, more calls of one, FLOPs,
+    bytes or peak bytes) beyond expected_counts.TOLERANCE; less when it only does less; pass otherwise."""
+    moved = expected_counts.changes(base, head)
+    lines = "; ".join(expected_counts.describe("", change).removeprefix(": ") for change in moved)
+    if any(change["more"] for change in moved):
+        return "fail", lines
+    return ("less" if moved else "pass"), lines
+
+
+def instructions_verdict(ratio: float, threshold: float = instructions.THRESHOLD) -> str:
+    if ratio > 1 + threshold:
+        return "fail"
+    return "fewer" if ratio < 1 - threshold else "pass"
+
+
+def _counts_row(case: GateCase, workers: dict) -> dict:
+    """The case's work counts on both sides (one worker each: counts do not vary) and their verdict."""
+    base, head = (workers[label][0].request(op="count", case=case.name)["counts"] for label in ("base", "head"))
+    verdict, moved = counts_verdict(base, head)
+    return {"base_ops": sum(base["ops"].values()), "head_ops": sum(head["ops"].values()),
+            "base_mflop": base["flops"] / 1e6, "head_mflop": head["flops"] / 1e6, "base_mb": base["bytes"] / 1e6,
+            "head_mb": head["bytes"] / 1e6, "counts": verdict, "counts_moved": moved}
+
+
+def _instruction_rows(trees, cases, inputs: dict, stack: ExitStack, say) -> dict:
+    """{case name: instruction columns}; both sides counted at once, each in its own valgrind process."""
+    folders = {tree.label: Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ablate-gate-callgrind-")))
+               for tree in trees}
+    processes = {tree.label: instructions.start(tree.path, side_env(tree), cases, inputs, folders[tree.label])
+                 for tree in trees}
+    for process in processes.values():
+        stack.callback(lambda process=process: process.poll() is None and (process.kill(), process.wait()))
+    try:
+        counted = {label: instructions.collect(processes[label], folders[label]) for label in processes}
+    except RuntimeError as exc:
+        raise GateError(str(exc)) from None
+    rows = {}
+    for case in cases:
+        base, head = counted["base"][case.name], counted["head"][case.name]
+        if isinstance(base, str) or isinstance(head, str):
+            continue  # the base or the head cannot run it: the timing workers say which
+        ratio = head / base
+        rows[case.name] = {"base_instructions": base, "head_instructions": head, "instructions_ratio": ratio,
+                           "instructions": instructions_verdict(ratio)}
+        say(f"{case.name}: instructions x{ratio:.4f}")
+    return rows
+
+
+SIGNALS = ("counts", "instructions", "wall")
+COLUMNS = ["case", "base_ops", "head_ops", "base_mflop", "head_mflop", "base_mb", "head_mb", "counts", "counts_moved",
+           "base_instructions", "head_instructions", "instructions_ratio", "instructions", "base_ms", "head_ms",
+           "ratio", "ci_low", "ci_high", "wall", "verdict", "note"]
+
+
 def compare(repo, against: str, cases=CASES, *, rounds: int = DEFAULT_ROUNDS, round_ms: float = DEFAULT_ROUND_MS,
             processes: int = PROCESSES_PER_SIDE, threshold: float = DEFAULT_THRESHOLD, allow_dirty: bool = False,
-            progress: Optional[Callable[[str], None]] = None) -> tuple:
-    """Time `cases` in the working tree of `repo` (head) and in revision `against` (base), interleaved.
+            signals=SIGNALS, progress: Optional[Callable[[str], None]] = None) -> tuple:
+    """Compare `cases` in the working tree of `repo` (head) with revision `against` (base) by each of `signals`:
+    work counts (exact), instructions under callgrind (see ablate.bench.instructions) and wall clock
+    (interleaved timing with a bootstrap interval).
 
-    Returns (table, description): one row per case with base_ms, head_ms (medians over rounds and
-    processes), ratio, ci_low, ci_high and verdict (pass, fail, faster, new), and a line naming the sides.
+    Returns (table, description): one row per case (COLUMNS; a signal not asked for is left empty) with a
+    verdict per signal and overall (fail if any signal fails; new where the base cannot run the case), and a
+    line naming the sides.
     """
     if rounds < 5:
         raise ValueError(f"rounds must be at least 5 for a bootstrap interval, got {rounds}")
+    unknown = set(signals) - set(SIGNALS)
+    if unknown:
+        raise ValueError(f"unknown signal(s) {', '.join(sorted(unknown))}; expected some of {', '.join(SIGNALS)}")
     repo = repository_root(repo)
     head = head_tree(repo, allow_dirty=allow_dirty)
     commit = resolve_revision(repo, against)
     say = progress or (lambda message: None)
     rows = []
-    with ExitStack() as stack:
+    with signals_stop_the_gate(), ExitStack() as stack:
         base = stack.enter_context(checked_out(repo, against, commit))
         inputs_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ablate-gate-inputs-")))
-        workers = _start_workers((base, head), processes, stack)
+        inputs = {case.name: _case_inputs(case, inputs_dir) for case in cases}
+        counted = {}
+        if "instructions" in signals:  # started first: it runs alongside the timing workers' start-up
+            counted = _instruction_rows((base, head), cases, inputs, stack, say)
+        workers = _start_workers((base, head), processes if "wall" in signals else 1, stack)
         for case in cases:
-            message = {"op": "prepare", "case": asdict(case), "inputs": str(_case_inputs(case, inputs_dir))}
+            message = {"op": "prepare", "case": asdict(case), "inputs": str(inputs[case.name])}
             prepared = {label: [worker.request(**message) for worker in side] for label, side in workers.items()}
             unavailable = {label: next((p["unavailable"] for p in replies if "unavailable" in p), None)
                            for label, replies in prepared.items()}
@@ -277,11 +403,17 @@ def compare(repo, against: str, cases=CASES, *, rounds: int = DEFAULT_ROUNDS, ro
                 rows.append({"case": case.name, "verdict": "new", "note": unavailable["base"]})
                 say(f"{case.name}: new (the base cannot run it)")
                 continue
-            times = _timed_rounds(workers, case, rounds, round_ms)
-            ratio, low, high = ratio_interval(times["base"], times["head"])
-            rows.append({"case": case.name, "base_ms": float(np.median(times["base"])),
-                         "head_ms": float(np.median(times["head"])), "ratio": ratio, "ci_low": low, "ci_high": high,
-                         "verdict": verdict(low, high, threshold), "note": ""})
-            say(f"{case.name}: x{ratio:.3f} [{low:.3f}, {high:.3f}]")
-    columns = ["case", "base_ms", "head_ms", "ratio", "ci_low", "ci_high", "verdict", "note"]
-    return pd.DataFrame(rows, columns=columns), f"head: {head.description}; base: {base.description}"
+            row = {"case": case.name, "note": ""}
+            if "counts" in signals:
+                row.update(_counts_row(case, workers))
+                say(f"{case.name}: counts {row['counts']}{' (' + row['counts_moved'] + ')' if row['counts_moved'] else ''}")
+            row.update(counted.get(case.name, {}))
+            if "wall" in signals:
+                times = _timed_rounds(workers, case, rounds, round_ms)
+                ratio, low, high = ratio_interval(times["base"], times["head"])
+                row.update(base_ms=float(np.median(times["base"])), head_ms=float(np.median(times["head"])),
+                           ratio=ratio, ci_low=low, ci_high=high, wall=verdict(low, high, threshold))
+                say(f"{case.name}: wall x{ratio:.3f} [{low:.3f}, {high:.3f}]")
+            row["verdict"] = "fail" if "fail" in (row.get(signal) for signal in SIGNALS) else "pass"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS), f"head: {head.description}; base: {base.description}"

@@ -1,19 +1,26 @@
-"""One side of the A/B gate: a process that times gate cases with whichever `ablate` its tree holds.
+"""One side of the A/B gate: a process that times and counts gate cases with whichever `ablate` its tree holds.
 
 The gate runs this file's source with `python -c` in a checked-out tree (cwd and PYTHONPATH = the
 tree), so `import ablate` resolves to that revision's code while this timing code is the same on both
 sides. It therefore imports nothing from ablate but the public API that every revision keeps:
-`ablate.loss.center_loss`, `update_centers` and `available_variants`.
+`ablate.loss.center_loss`, `update_centers` and `available_variants`; the work counting code
+(ablate/bench/counting.py, torch only) is loaded from the head's file, whose path the gate passes.
 
-Protocol: one JSON object per line on stdin, one reply per line on stdout.
+    python -c SOURCE REQUEST_FD REPLY_FD COUNTING_PY          (timing and counting, the protocol below)
+    valgrind --tool=callgrind ... python -c SOURCE callgrind SPEC_JSON RESULT_JSON    (instructions)
+
+Protocol: one JSON object per line on the pipe REQUEST_FD, one reply per line on the pipe REPLY_FD, so that
+whatever the base prints (at import, in a warning) goes to stdout and stderr and never into a reply.
     (on start)                               -> {"ready": true, "ablate_file", "variants"} or {"error"}
     {"op": "prepare", "case": {...}, "inputs": path to a torch.save'd dict of features, labels, centers}
                                              -> {"ok": true} or {"unavailable": reason}
     {"op": "time", "case": name, "ms": budget} -> {"time_ms": per-call time}
-    {"op": "quit"}
+    {"op": "count", "case": name}            -> {"counts": {"ops", "flops", "bytes", "peak_bytes"}} of one call
+    {"op": "quit"} (or the request pipe closed: the gate is gone)
 """
 
 import gc
+import importlib.util
 import json
 import os
 import sys
@@ -26,9 +33,12 @@ WARMUP_CALLS = 3
 BLOCK_S = 0.002  # calls are batched into blocks of about this long, so the clock's overhead stays negligible
 
 
-def _reply(obj) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+def _load_counting(path: str):
+    """The head's ablate/bench/counting.py as a module of its own, whatever `ablate` this process imports."""
+    spec = importlib.util.spec_from_file_location("ablate_gate_counting", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _make_call(api, case: dict, tensors: dict):
@@ -80,19 +90,18 @@ def _raise_priority() -> None:
         pass
 
 
-def main() -> None:
-    _raise_priority()
-    torch.set_num_threads(1)
+def serve(requests, reply, counting) -> None:
+    """Answer the gate's requests (see the protocol above) until it says quit or closes the pipe."""
     try:
         import ablate
         from ablate.loss import available_variants, center_loss, update_centers
     except Exception as exc:  # a revision without the public API, or one that does not import at all
-        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        reply({"error": f"{type(exc).__name__}: {exc}"})
         return
     api = (center_loss, update_centers)
-    _reply({"ready": True, "ablate_file": ablate.__file__, "variants": list(available_variants("cpu"))})
+    reply({"ready": True, "ablate_file": ablate.__file__, "variants": list(available_variants("cpu"))})
     cases = {}
-    for line in sys.stdin:
+    for line in requests:
         request = json.loads(line)
         if request["op"] == "quit":
             return
@@ -103,17 +112,71 @@ def main() -> None:
                 for _ in range(WARMUP_CALLS):
                     fn()
             except Exception as exc:  # this revision cannot run the case (a new variant, rule or mode)
-                _reply({"unavailable": f"{type(exc).__name__}: {exc}"})
+                reply({"unavailable": f"{type(exc).__name__}: {exc}"})
                 continue
             cases[case["name"]] = (fn, _calls_per_block(fn))
-            _reply({"ok": True})
+            reply({"ok": True})
         elif request["op"] == "time":
             fn, calls = cases[request["case"]]
             gc.disable()
             try:
-                _reply({"time_ms": _time_round(fn, calls, request["ms"] / 1e3)})
+                reply({"time_ms": _time_round(fn, calls, request["ms"] / 1e3)})
             finally:
                 gc.enable()
+        elif request["op"] == "count":
+            reply({"counts": counting.count_work(cases[request["case"]][0])})
+
+
+def count_instructions(spec_path: str, result_path: str) -> None:
+    """Under callgrind, started with instrumentation off (importing torch instrumented costs minutes): each case of
+    the spec ({"cases": [...], "inputs": {name: path}, "calls": N}) warmed up, then N calls with collection on,
+    one callgrind dump per case. Writes {name: {"dump": its number} or {"unavailable": reason}} to result_path."""
+    import subprocess
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    results = {}
+    try:
+        from ablate.loss import center_loss, update_centers
+    except Exception as exc:
+        results = {case["name"]: {"unavailable": f"{type(exc).__name__}: {exc}"} for case in spec["cases"]}
+        spec["cases"] = []
+    calls = {}
+    for case in spec["cases"]:
+        try:
+            calls[case["name"]] = _make_call((center_loss, update_centers), case,
+                                             torch.load(spec["inputs"][case["name"]], weights_only=True))
+        except Exception as exc:
+            results[case["name"]] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+    if calls:
+        subprocess.run(["callgrind_control", "--instr=on", str(os.getpid())], check=True, capture_output=True)
+    for dump, (name, fn) in enumerate(calls.items(), start=1):
+        for _ in range(WARMUP_CALLS):
+            fn()
+        gc.collect()
+        gc.disable()
+        torch._C._valgrind_toggle()
+        for _ in range(spec["calls"]):
+            fn()
+        torch._C._valgrind_toggle_and_dump_stats()
+        gc.enable()
+        results[name] = {"dump": dump}
+    with open(result_path, "w") as f:
+        json.dump(results, f)
+
+
+def main() -> None:
+    _raise_priority()
+    torch.set_num_threads(1)
+    if sys.argv[1] == "callgrind":
+        count_instructions(*sys.argv[2:4])
+        return
+    request_fd, reply_fd, counting_path = sys.argv[1:4]
+    with os.fdopen(int(request_fd), "r") as requests, os.fdopen(int(reply_fd), "w") as replies:
+        def reply(obj) -> None:
+            replies.write(json.dumps(obj) + "\n")
+            replies.flush()
+        serve(requests, reply, _load_counting(counting_path))
 
 
 if __name__ == "__main__":

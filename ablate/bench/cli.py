@@ -8,7 +8,7 @@ import click
 import pandas as pd
 import torch
 
-from ablate.bench.gate_cli import baseline_command, gate_command
+from ablate.bench.gate_cli import baseline_command, counts_command, gate_command
 from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
@@ -108,7 +108,8 @@ def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_di
 
 @click.group("bench", cls=_BenchGroup)
 def bench_command():
-    """Time center-loss variants (run, the default), gate a change's speed (gate), record a baseline (baseline)."""
+    """Time center-loss variants (run, the default), gate a change's speed (gate), check the gate cases' work
+    counts (counts), record a baseline (baseline)."""
 
 
 def _moved_to_subcommand(new_form: str):
@@ -184,3 +185,4 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
 
 bench_command.add_command(gate_command)
 bench_command.add_command(baseline_command)
+bench_command.add_command(counts_command)

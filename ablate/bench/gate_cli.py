@@ -1,5 +1,5 @@
-"""`ablate bench gate` (A/B against a base revision, scaling laws, this machine's baseline) and
-`ablate bench baseline`."""
+"""`ablate bench gate` (A/B against a base revision, scaling laws, this machine's baseline),
+`ablate bench counts` (the gate cases' work against the committed counts) and `ablate bench baseline`."""
 
 import time
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from ablate.bench import ab, gate, scaling
+from ablate.bench import ab, expected_counts, gate, instructions, scaling
 
 
 def _format(table: pd.DataFrame) -> str:
@@ -15,25 +15,59 @@ def _format(table: pd.DataFrame) -> str:
 
 
 def _ab_failures(table: pd.DataFrame, threshold: float) -> list:
-    failed = table[table["verdict"] == "fail"]
-    return [f"{row.case} x{row.ratio:.3f} (95% CI [{row.ci_low:.3f}, {row.ci_high:.3f}], all above "
-            f"{1 + threshold:g})" for row in failed.itertuples()]
+    failures = []
+    for row in table.itertuples():
+        if row.counts == "fail":
+            failures.append(f"{row.case} does more work: {row.counts_moved}")
+        if row.instructions == "fail":
+            failures.append(f"{row.case} executes x{row.instructions_ratio:.4f} the instructions (limit "
+                            f"{1 + instructions.THRESHOLD:g})")
+        if row.wall == "fail":
+            failures.append(f"{row.case} x{row.ratio:.3f} (95% CI [{row.ci_low:.3f}, {row.ci_high:.3f}], all above "
+                            f"{1 + threshold:g})")
+    return failures
+
+
+def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """The three signals per case, base -> head where both are counts: ops, MFLOP, MB allocated and their
+    verdict; instructions per call and their verdict; the wall-clock ratio with its interval and verdict."""
+    def pair(base, head, fmt):
+        return "" if pd.isna(head) else f"{fmt(base)}->{fmt(head)}"
+
+    def ratio(row):
+        return "" if pd.isna(row.ratio) else f"x{row.ratio:.3f} [{row.ci_low:.3f},{row.ci_high:.3f}]"
+
+    return pd.DataFrame([{
+        "case": row.case, "ops": pair(row.base_ops, row.head_ops, lambda v: f"{v:.0f}"),
+        "MFLOP": pair(row.base_mflop, row.head_mflop, lambda v: f"{v:.4g}"),
+        "MB alloc": pair(row.base_mb, row.head_mb, lambda v: f"{v:.4g}"), "counts": row.counts,
+        "Minstr/call": pair(row.base_instructions, row.head_instructions, lambda v: f"{v / 1e6:.4g}"),
+        "instr": "" if pd.isna(row.instructions_ratio) else f"x{row.instructions_ratio:.4f}",
+        "instructions": row.instructions, "wall (95% CI)": ratio(row), "wall": row.wall, "verdict": row.verdict,
+    } for row in table.itertuples()]).fillna("")
 
 
 def _run_ab(repo: Path, rev: str, cases: tuple, threshold: float, rounds: int, round_ms: float, processes: int,
-            allow_dirty: bool) -> list:
-    click.echo(f"A/B: {processes} processes per side, {rounds} interleaved rounds of {round_ms:g} ms per process "
-               f"per case; a case fails when its whole 95% interval of head/base lies above {1 + threshold:g}")
+            allow_dirty: bool, signals: tuple) -> list:
+    if "instructions" in signals and instructions.unavailable():
+        click.echo(f"instruction gate skipped: {instructions.unavailable()}")
+        signals = tuple(signal for signal in signals if signal != "instructions")
+    click.echo(f"A/B on {', '.join(signals) or 'no signal'}: work counts fail above +{expected_counts.TOLERANCE:.0%} "
+               f"or on a new op; instructions above x{1 + instructions.THRESHOLD:g} ({instructions.CALLS} calls under "
+               f"callgrind per side); wall clock: {processes} processes per side, {rounds} interleaved rounds of "
+               f"{round_ms:g} ms, fails when the whole 95% interval of head/base lies above {1 + threshold:g}")
     try:
         table, sides = ab.compare(repo, rev, cases, rounds=rounds, round_ms=round_ms, processes=processes,
-                                  threshold=threshold, allow_dirty=allow_dirty,
+                                  threshold=threshold, allow_dirty=allow_dirty, signals=signals,
                                   progress=lambda line: click.echo(f"  {line}", err=True))
     except ab.GateError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(sides)
-    shown = table.rename(columns={"base_ms": "base ms", "head_ms": "head ms", "ci_low": "95% CI low",
-                                  "ci_high": "95% CI high"})
-    click.echo(_format(shown.drop(columns="note" if not table["note"].any() else [])))
+    shown = side_by_side(table)
+    click.echo(shown.to_string(index=False))
+    notes = table[table["note"].fillna("") != ""]
+    for row in notes.itertuples():
+        click.echo(f"  {row.case}: {row.note}")
     return _ab_failures(table, threshold)
 
 
@@ -78,12 +112,14 @@ def _show_baseline() -> None:
 @click.option("--processes", type=click.IntRange(1, 16), default=ab.PROCESSES_PER_SIDE, show_default=True,
               help="Worker processes per side.")
 @click.option("--allow-dirty", is_flag=True, help="Measure a working tree with uncommitted changes as it is.")
+@click.option("--signal", "signals", multiple=True, type=click.Choice(ab.SIGNALS),
+              help="Compare by this signal only (repeatable; default: counts, instructions and wall).")
 @click.option("--laws/--no-laws", default=True, show_default=True, help="Check the scaling laws.")
 @click.option("--law-slack", type=click.FloatRange(1.0, 100.0), default=1.0, show_default=True,
               help="Loosen each law's bound by this factor (CI uses 1.5 on shared machines).")
 @click.option("--baseline/--no-baseline", "show_baseline", default=True, show_default=True,
               help="Print this machine's ratios next to its own baseline, if it has one (never a failure).")
-def gate_command(rev, repo, case_names, threshold, rounds, round_ms, processes, allow_dirty, laws, law_slack,
+def gate_command(rev, repo, case_names, threshold, rounds, round_ms, processes, allow_dirty, signals, laws, law_slack,
                  show_baseline):
     """Fail on a real slowdown: A/B against a base revision on this machine, and the scaling laws.
 
@@ -93,7 +129,8 @@ def gate_command(rev, repo, case_names, threshold, rounds, round_ms, processes, 
     failures = []
     if rev is not None:
         cases = tuple(case for case in gate.CASES if not case_names or case.name in case_names)
-        failures += _run_ab(repo, rev, cases, threshold, rounds, round_ms, processes, allow_dirty)
+        failures += _run_ab(repo, rev, cases, threshold, rounds, round_ms, processes, allow_dirty,
+                            signals or ab.SIGNALS)
     if laws:
         failures += _run_laws(law_slack)
     if show_baseline:
@@ -117,3 +154,36 @@ def baseline_command():
     path = gate.write_baseline(measured)
     click.echo(f"wrote this machine's entry ({gate.fingerprint()}) to {path}:\n"
                + pd.Series(measured, name="ratio").to_string())
+
+
+def counts_table(measured: dict) -> pd.DataFrame:
+    """One row per case: ops dispatched, MFLOP, MB allocated, peak MB."""
+    return pd.DataFrame([{"case": case, "ops": sum(c["ops"].values()), "MFLOP": c["flops"] / 1e6,
+                          "MB allocated": c["bytes"] / 1e6, "peak MB": c["peak_bytes"] / 1e6}
+                         for case, c in measured.items()])
+
+
+@click.command("counts")
+@click.option("--write", is_flag=True,
+              help=f"Store the counts as the expected ones ({expected_counts.EXPECTED_PATH.name}); review its diff "
+                   "and say why in the commit.")
+def counts_command(write):
+    """Count each gate case's work (ATen ops, FLOPs, bytes allocated, peak) and check it against the committed
+    expected counts; exits with status 1 naming each case, op and total that moved by more than 1%.
+
+    Counts are the same on every machine with the same torch."""
+    measured = expected_counts.measure()
+    click.echo(_format(counts_table(measured)))
+    if write:
+        path = expected_counts.write(measured)
+        click.echo(f"wrote {path}")
+        return
+    try:
+        expected = expected_counts.load()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    differences = expected_counts.check(expected, measured)
+    if differences:
+        raise click.ClickException("work counts differ from the expected ones:\n  " + "\n  ".join(differences)
+                                   + f"\nIf the change is meant, refresh them with {expected_counts.REFRESH}.")
+    click.echo(f"work counts match {expected_counts.EXPECTED_PATH.name}")
