@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: install test test-all
+.PHONY: install test test-all gate counts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# CI's command: everything but the tests marked slow.
+# CI's fast lane: everything but the tests marked slow, spread over the cores (pytest-xdist). At most 5 minutes
+# on 2 cores.
 test: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
+# Every test, the slow ones included (the compiled variant's whole matrix, real training, the gate's own A/B runs).
 test-all: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+# The performance gate against GATE_AGAINST (default: the parent commit): work counts, instructions under
+# valgrind, wall clock A/B, the scaling laws. CI's wall-clock threshold and law slack are looser than a user's
+# defaults on a shared machine (see the README's gate section).
+GATE_AGAINST ?= HEAD~1
+GATE_FLAGS ?= --threshold 0.25 --law-slack 1.5
+gate: install
+	$(BIN)/python -m ablate bench gate --against $(GATE_AGAINST) $(GATE_FLAGS)
+
+# Rewrites ablate/bench/expected_counts.json from this tree; commit it with the reason for the change.
+counts: install
+	$(BIN)/python -m ablate bench counts --write
 
 # The fused Triton kernels compiled and run on CUDA, on the GPU machine (no venv); CI runs the same
 # tests on the CPU under Triton's interpreter.
