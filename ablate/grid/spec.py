@@ -18,6 +18,7 @@ defaults.
 import itertools
 import json
 import math
+import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
