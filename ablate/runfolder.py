@@ -11,11 +11,13 @@ the file and what is wrong. This module imports nothing from ablate.grid, ablate
 ablate.report, so that reading a run folder never loads the training stack.
 """
 
+import fcntl
 import hashlib
 import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +166,28 @@ def claim(run_dir, kind: str, **fields) -> None:
     run_dir = Path(run_dir)
     check_kind(run_dir, kind)
     atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing to the run folder."""
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def locked(run_dir):
+    """Hold an exclusive lock on RUN_DIR while writing it: one writer (`ablate grid`, `ablate bench`) at a time.
+    The operating system drops the lock when the process ends, killed or not."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(f"another `ablate` run is writing to {run_dir}; wait for it to end or use another "
+                                 "--out") from None
+        yield
 
 
 def check_kind(run_dir, kind: str) -> None:

@@ -63,3 +63,13 @@ def test_a_ray_address_where_nothing_listens_fails_fast_before_the_folder_is_cla
     out = tmp_path / "g"
     code, output = run("grid", "--executor", "ray", "--address", "127.0.0.1:1", "--set", "epochs=1", "--out", str(out))
     assert code == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in output and not (out / "run.json").exists()
+
+
+def test_bench_run_takes_the_run_folder_lock_that_grid_takes(tmp_path):
+    from ablate.runfolder import locked
+
+    out = tmp_path / "b"
+    with locked(out):  # as a running `ablate grid` or `ablate bench` holds it
+        code, output = run("bench", "run", "--suite", "quick", "--variants", "gather", "--out", str(out))
+    assert code == 1 and f"another `ablate` run is writing to {out}" in output, output
+    assert not (out / "bench.parquet").exists()

@@ -14,7 +14,7 @@ from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
 from ablate.limits import check_int_option
-from ablate.runfolder import ERROR_COLUMNS, check_kind, read_provenance
+from ablate.runfolder import ERROR_COLUMNS, RunLockedError, check_kind, read_provenance
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
@@ -105,7 +105,7 @@ def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_di
     try:
         table = run_world_bench(worlds, run_dir, dtype=(dtypes or ("float32",))[0], steps=3 if quick else 20,
                                 device=device, **options)
-    except (ValueError, RanksFailed) as exc:
+    except (ValueError, RanksFailed, RunLockedError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
                                                                    "centers_bytes_per_rank", "peak_mem_bytes"]]
@@ -173,7 +173,10 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
         raise click.BadParameter(str(exc), param_hint="--out") from None
     click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
     started = time.monotonic()
-    tables = run_suite(resolved, dev, run_dir)
+    try:
+        tables = run_suite(resolved, dev, run_dir)
+    except (RunLockedError, OSError) as exc:  # another writer, or a write refused for permission or space
+        raise click.ClickException(str(exc)) from None
     elapsed = time.monotonic() - started
     _print_summary(tables)
     provenance = read_provenance(run_dir)

@@ -111,7 +111,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
             check_workers(configs, workers)
         outcome = run_grid(spec, run_dir, make_executor(executor, workers, address), retry_failed=retry_failed,
                            force=force, quiet=quiet, max_cells=max_cells)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # OSError: a write refused for permission or space
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)
     if outcome.interrupted:
