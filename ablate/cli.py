@@ -64,9 +64,9 @@ def variants_command(device):
     except RuntimeError:
         raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
                                  param_hint="--device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        click.echo("torch sees no CUDA device here: no variant runs on cuda", err=True)
-    runnable = set(available_variants(dev)) if dev.type != "cuda" or torch.cuda.is_available() else set()
+    runnable = set(available_variants(dev))
+    if not runnable:
+        click.echo(f"torch cannot compute on a {dev.type} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"

@@ -85,6 +85,11 @@ def check_writable(path, *, folder: bool = False) -> Path:
         raise ValueError(f"cannot write {path}: {nearest} is a file, not a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write {path}: no write permission in {nearest}")
+    try:  # what access() cannot tell (root, /proc, a read-only mount): create a file there and remove it
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write {path}: {nearest} takes no new file ({exc.strerror})") from None
     return path
 
 

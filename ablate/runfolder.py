@@ -284,7 +284,8 @@ def curves_table(records: list) -> pd.DataFrame:
             for record in records for key, values in record.items()
             if key.startswith(CURVE_PREFIX) and isinstance(values, list)
             for epoch, value in enumerate(values, start=1)]
-    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    # typed also when empty (every cell failed), so that the table reads back as numeric
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype({"epoch": "int64", "value": "float64"})
 
 
 def _number(value) -> float:
