@@ -1,6 +1,8 @@
 """The `ablate` command line: one Click group; each subcommand lives beside the code it drives."""
 
 import importlib
+import signal
+import threading
 
 import click
 import torch
@@ -29,8 +31,27 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ablate")
-def main():
+@click.pass_context
+def main(ctx):
     """Benchmarks and ablations of Center Loss (Wen et al., ECCV 2016)."""
+    interrupt_on_termination(ctx)
+
+
+TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what a CI timeout, systemd or a closed terminal sends
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"ended by {signal.Signals(signum).name}")
+
+
+def interrupt_on_termination(ctx) -> None:
+    """Make SIGTERM and SIGHUP end the command as SIGINT does (KeyboardInterrupt): every run that starts
+    processes or temp state cleans them up on that path (ranks and their rendezvous folder, grid workers and
+    their cell folders, the gate's worktree). The previous handlers come back when the command ends."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {sig: signal.signal(sig, _interrupt) for sig in TERMINATION_SIGNALS}
+    ctx.call_on_close(lambda: [signal.signal(sig, handler) for sig, handler in previous.items()])
 
 
 @main.command("variants")
@@ -43,9 +64,9 @@ def variants_command(device):
     except RuntimeError:
         raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
                                  param_hint="--device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        click.echo("torch sees no CUDA device here: no variant runs on cuda", err=True)
-    runnable = set(available_variants(dev)) if dev.type != "cuda" or torch.cuda.is_available() else set()
+    runnable = set(available_variants(dev))
+    if not runnable:
+        click.echo(f"torch cannot compute on a {dev.type} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"

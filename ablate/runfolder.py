@@ -11,18 +11,21 @@ the file and what is wrong. This module imports nothing from ablate.grid, ablate
 ablate.report, so that reading a run folder never loads the training stack.
 """
 
+import fcntl
 import hashlib
 import json
 import math
+import os
 import re
-import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.io import atomic_write_json
+from ablate.io import (UnreadableFile, atomic_write_json, check_regular_file, parse_json_text, read_regular_text,
+                       read_toml_file)
 from ablate.metrics import summarized_metrics
 
 KINDS = ("grid", "bench", "distributed")
@@ -57,6 +60,13 @@ TRAIN_STEP_COLUMNS = ("workload", "variant", "batch", "classes", "dim", "device"
 ERROR_COLUMNS = ("loss_rel_error", "grad_features_rel_error", "grad_centers_rel_error")
 NUMERICS_COLUMNS = ("variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", *ERROR_COLUMNS, "note")
 TEXT_COLUMNS = ("variant", "mode", "rule", "dtype", "device", "note", "workload", "convention", "form")
+
+# Bounds on what a file of a run folder may claim, checked before it is loaded.
+MAX_TABLE_BYTES = 2**30  # a parquet table: a 100,000-cell grid's results take a few tens of MB
+MAX_FEATURES_BYTES = 2**31  # a cell's .npz, compressed
+FEATURE_ROWS_ENV = "ABLATE_MAX_FEATURE_ROWS"
+DEFAULT_FEATURE_ROWS = 200_000  # test samples of one cell: Fashion-MNIST has 10,000, 20 times fewer
+MAX_FEATURE_DIM = 65_536  # feature dimension D, and classes C of the centers (C, D)
 
 ID_LENGTH = 12  # hex digits: 48 bits, a collision is negligible for grids of millions of cells
 _CELL_ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
@@ -98,15 +108,12 @@ def read_json(path, expected: type = dict):
     """The JSON value in `path`, which must be of type `expected` (dict or list); RunFolderError otherwise."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{path}: cannot be read ({exc})") from None
-    if not text.strip():
-        raise RunFolderError(f"{path}: the file is empty; expected a JSON {_json_kind(expected)}")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
+        text = read_regular_text(path)
+        if not text.strip():
+            raise RunFolderError(f"{path}: the file is empty; expected a JSON {_json_kind(expected)}")
+        value = parse_json_text(text, str(path))
+    except UnreadableFile as exc:
+        raise RunFolderError(str(exc)) from None
     if not isinstance(value, expected):
         raise RunFolderError(f"{path}: expected a JSON {_json_kind(expected)}, got {_json_kind(type(value))}")
     return value
@@ -159,6 +166,28 @@ def claim(run_dir, kind: str, **fields) -> None:
     run_dir = Path(run_dir)
     check_kind(run_dir, kind)
     atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing to the run folder."""
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def locked(run_dir):
+    """Hold an exclusive lock on RUN_DIR while writing it: one writer (`ablate grid`, `ablate bench`) at a time.
+    The operating system drops the lock when the process ends, killed or not."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(f"another `ablate` run is writing to {run_dir}; wait for it to end or use another "
+                                 "--out") from None
+        yield
 
 
 def check_kind(run_dir, kind: str) -> None:
@@ -221,9 +250,9 @@ def read_grid_axes(run_dir) -> list | None:
     if not path.exists():
         return None
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RunFolderError(f"{path}: not a readable grid spec ({exc})") from None
+        document = read_toml_file(path)
+    except UnreadableFile as exc:
+        raise RunFolderError(f"not a readable grid spec: {exc}") from None
     axes, also = document.get("axes"), document.get("also", [])
     if not isinstance(axes, dict) or not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
         raise RunFolderError(f"{path}: expected an [axes] table and optional [[also]] tables")
@@ -255,7 +284,8 @@ def curves_table(records: list) -> pd.DataFrame:
             for record in records for key, values in record.items()
             if key.startswith(CURVE_PREFIX) and isinstance(values, list)
             for epoch, value in enumerate(values, start=1)]
-    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    # typed also when empty (every cell failed), so that the table reads back as numeric
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype({"epoch": "int64", "value": "float64"})
 
 
 def _number(value) -> float:
@@ -308,12 +338,12 @@ def load_results(run_dir, config_columns) -> tuple:
     path = table_path(run_dir, RESULTS)
     newest_record = max((p.stat().st_mtime_ns for p in (run_dir / CELLS).glob("*.json")), default=0)
     if path.exists() and path.stat().st_mtime_ns >= newest_record:
-        results = read_table(path, required=("cell_id", "status", *config_columns))
-        unknown = results[~results["status"].isin(STATUSES)]
-        if len(unknown):
-            notes.append(f"{path}: {len(unknown)} row(s) left out with an unknown status "
-                         f"({', '.join(map(str, unknown['status'].unique()[:3]))}); expected {', '.join(STATUSES)}")
-        return results[results["status"].isin(STATUSES)].reset_index(drop=True), notes
+        try:
+            results = read_table(path, required=("cell_id", "status", *config_columns))
+        except RunFolderError as exc:
+            notes.append(f"{exc}; the table was rebuilt from the records in {CELLS}/")
+        else:
+            return _checked_rows(results, path, notes), notes
     try:
         products = read_grid_axes(run_dir)
     except RunFolderError as exc:
@@ -329,6 +359,19 @@ def load_results(run_dir, config_columns) -> tuple:
     return results_table(chosen, config_columns), notes
 
 
+def _checked_rows(results: pd.DataFrame, path: Path, notes: list) -> pd.DataFrame:
+    """The rows of results.parquet with a known status, each cell once (a repeated cell's first row)."""
+    unknown = results[~results["status"].isin(STATUSES)]
+    if len(unknown):
+        notes.append(f"{path}: {len(unknown)} row(s) left out with an unknown status "
+                     f"({', '.join(map(str, unknown['status'].unique()[:3]))}); expected {', '.join(STATUSES)}")
+    repeated = results["cell_id"].duplicated()
+    if repeated.any():
+        notes.append(f"{path}: {int(repeated.sum())} repeated row(s) of cell(s) "
+                     f"{', '.join(map(str, results.loc[repeated, 'cell_id'].unique()[:3]))} left out (a cell is one row)")
+    return results[results["status"].isin(STATUSES) & ~repeated].reset_index(drop=True)
+
+
 # --- reading tables and features -------------------------------------------------------------------------
 
 def read_table(path, *, required=(), numeric=()) -> pd.DataFrame:
@@ -336,7 +379,7 @@ def read_table(path, *, required=(), numeric=()) -> pd.DataFrame:
     columns of TEXT_COLUMNS strings (missing values as ""); RunFolderError naming the file otherwise."""
     path = Path(path)
     try:
-        table = pd.read_parquet(path)
+        table = pd.read_parquet(check_regular_file(path, MAX_TABLE_BYTES))
     except Exception as exc:  # pyarrow raises its own error types for a file that is not parquet
         raise RunFolderError(f"{path}: not a readable parquet table ({type(exc).__name__}: {exc})") from None
     missing = [c for c in required if c not in table.columns]
@@ -369,20 +412,61 @@ def holdout_of(row) -> int:
     return int(value)
 
 
+def feature_row_limit() -> int:
+    """The most test samples (rows) a cell's .npz may hold: $ABLATE_MAX_FEATURE_ROWS, else DEFAULT_FEATURE_ROWS.
+    Retrieval and the bootstrap read every row; the limit keeps a file that claims millions from filling memory."""
+    text = os.environ.get(FEATURE_ROWS_ENV, "")
+    if not text:
+        return DEFAULT_FEATURE_ROWS
+    if not text.isdigit() or int(text) < 1:
+        raise RunFolderError(f"${FEATURE_ROWS_ENV} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _array_shapes(npz) -> dict:
+    """name -> shape of every array of an open .npz, read from the headers alone (nothing is decompressed)."""
+    shapes = {}
+    for name in npz.files:
+        with npz.zip.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(member)
+        shapes[name] = shape
+    return shapes
+
+
+def _check_claimed_sizes(shapes: dict, path: Path) -> None:
+    """The sizes the .npz's headers claim, within the row and dimension limits, and D >= 1."""
+    rows = feature_row_limit()
+    for name in (*FEATURE_ARRAYS, PREDICTIONS):
+        shape = shapes.get(name)
+        if shape is None:
+            continue
+        if shape and shape[0] > (MAX_FEATURE_DIM if name == "centers" else rows):
+            limit = f"{MAX_FEATURE_DIM:,} classes" if name == "centers" else f"{rows:,} rows (${FEATURE_ROWS_ENV})"
+            raise RunFolderError(f"{path}: {name} claims {shape[0]:,} rows, over the limit of {limit}")
+        if len(shape) == 2 and not 1 <= shape[1] <= MAX_FEATURE_DIM:
+            raise RunFolderError(f"{path}: {name} claims feature dimension D = {shape[1]:,}; expected 1 to "
+                                 f"{MAX_FEATURE_DIM:,}")
+
+
 def read_features(path, holdout_classes: int = 0) -> dict:
     """A cell's .npz, checked: {"features": (N, D) float, "labels": (N,) int in [0, C + holdout_classes),
     "centers": (C, D) float, "predictions": (N,) int in [0, C), or None in a file written before cells saved
-    them}. In an open-set cell the labels >= C are the classes held out of training (no center)."""
+    them}. In an open-set cell the labels >= C are the classes held out of training (no center). The sizes the
+    file claims are checked against feature_row_limit() and MAX_FEATURE_DIM before any array is loaded."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(check_regular_file(path, MAX_FEATURES_BYTES), allow_pickle=False) as npz:
             missing = [k for k in FEATURE_ARRAYS if k not in npz.files]
             if missing:
                 raise RunFolderError(f"{path}: missing array(s) {', '.join(missing)}")
+            _check_claimed_sizes(_array_shapes(npz), path)
             arrays = {k: npz[k] for k in FEATURE_ARRAYS}
             arrays[PREDICTIONS] = npz[PREDICTIONS] if PREDICTIONS in npz.files else None
-    except RunFolderError:
-        raise
+    except (RunFolderError, UnreadableFile) as exc:
+        raise RunFolderError(str(exc)) from None
     except Exception as exc:  # zipfile, numpy and pickle refusals: a file that is not a plain .npz
         raise RunFolderError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
     features, labels, centers, predictions = (arrays[k] for k in (*FEATURE_ARRAYS, PREDICTIONS))

@@ -234,7 +234,7 @@ def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):
     run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
     assert sorted(p.name for p in [*cells.glob("*.tmp"), *tmp_path.glob("*.tmp")]) == sorted(p.name for p in users)
     with CellStore(tmp_path).locked():
-        with pytest.raises(RunLockedError, match="another `ablate grid`"):
+        with pytest.raises(RunLockedError, match="another `ablate` run is writing"):
             run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
 
 

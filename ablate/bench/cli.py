@@ -1,6 +1,5 @@
 """`ablate bench`: the command group, and `ablate bench run`, a declared benchmark suite into RUN_DIR."""
 
-import json
 import time
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
-from ablate.runfolder import ERROR_COLUMNS, PROVENANCE, check_kind
+from ablate.limits import check_int_option
+from ablate.runfolder import ERROR_COLUMNS, RunLockedError, check_kind, read_provenance
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
@@ -25,9 +25,16 @@ def _comma_list(cast=str):
         if value is None:
             return None
         try:
-            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+            values = tuple(cast(v.strip()) for v in value.split(",") if v.strip())
         except ValueError:
             raise click.BadParameter(f"expected a comma-separated list of {cast.__name__}s, got {value!r}") from None
+        if cast is int:
+            try:
+                for v in values:
+                    check_int_option(param.opts[0], v)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from None
+        return values
     return parse
 
 
@@ -98,7 +105,7 @@ def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_di
     try:
         table = run_world_bench(worlds, run_dir, dtype=(dtypes or ("float32",))[0], steps=3 if quick else 20,
                                 device=device, **options)
-    except (ValueError, RanksFailed) as exc:
+    except (ValueError, RanksFailed, RunLockedError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
                                                                    "centers_bytes_per_rank", "peak_mem_bytes"]]
@@ -167,10 +174,13 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
         raise click.BadParameter(str(exc), param_hint="--out") from None
     click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
     started = time.monotonic()
-    tables = run_suite(resolved, dev, run_dir)
+    try:
+        tables = run_suite(resolved, dev, run_dir)
+    except (RunLockedError, OSError) as exc:  # another writer, or a write refused for permission or space
+        raise click.ClickException(str(exc)) from None
     elapsed = time.monotonic() - started
     _print_summary(tables)
-    provenance = json.loads((run_dir / PROVENANCE).read_text())
+    provenance = read_provenance(run_dir)
     click.echo("\n" + ", ".join(f"{key} {provenance[key]}" for key in VERSION_KEYS if pd.notna(provenance.get(key))))
     click.echo(f"wrote {', '.join(sorted(tables))} (.parquet, .csv) and provenance.json to {run_dir} "
                f"after {elapsed:.0f} s")

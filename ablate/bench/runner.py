@@ -213,6 +213,11 @@ def run_suite(suite: Suite, device: torch.device, run_dir, *, progress: bool = T
     Units stored under run_dir/parts by an interrupted run are reused, so it resumes where it stopped.
     """
     run_dir = Path(run_dir)
+    with runfolder.locked(run_dir):
+        return _run_suite(suite, device, run_dir, progress)
+
+
+def _run_suite(suite: Suite, device: torch.device, run_dir: Path, progress: bool) -> dict:
     runfolder.claim(run_dir, "bench")
     store = PartStore(run_dir, {"suite": asdict(suite), "device": str(device), "git_commit": collect()["git_commit"]})
     if store.open().discarded and progress:

@@ -4,9 +4,10 @@ import click
 import pandas as pd
 import torch
 
-from ablate.check.suite import JUDGED, agrees, as_dicts, run_suite, timing_rows
-from ablate.check.target import TargetError, load_target, parse_init
-from ablate.io import atomic_write_json
+from ablate.check.isolated import DEFAULT_TIMEOUT_S, TargetAborted, TargetProcess
+from ablate.check.suite import JUDGED, TIMING_CLASSES, agrees, as_dicts, run_suite
+from ablate.check.target import TargetError, parse_init
+from ablate.io import atomic_write_json, check_writable
 from ablate.loss import available_variants, get_variant
 
 
@@ -25,21 +26,50 @@ def _variant_list(ctx, param, value):
               help="Where TARGET runs, for the checks and the timing (the reference runs in float64 on the CPU).")
 @click.option("--variants", callback=_variant_list,
               help="Comma list of built-in variants to time against (default: all timed on DEVICE).")
-def check_command(target, init, json_path, timing, device, variants):
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="Seconds one call of TARGET may take (it runs in a process of its own) before the check stops.")
+def check_command(target, init, json_path, timing, device, variants, timeout):
     """Check TARGET against the float64 reference and print a verdict table.
 
     TARGET is pkg.mod:attr or path/to/file.py:attr naming a function (features, labels, centers) -> loss or an
     nn.Module class built as Cls(num_classes=C, feat_dim=D) whose forward is (features, labels) and which owns one
     (C, D) tensor of centers; or the name of a registered variant. Exits 0 when it agrees with the reference under
-    some convention (loss, gradients, edge cases in float64), 1 otherwise.
+    some convention (loss, gradients, edge cases in float64), 1 otherwise, and 1 when TARGET hangs past --timeout
+    or ends its process. TARGET runs in a child process on copies of the inputs; changing one is a failed call.
     """
     try:
-        loaded = load_target(target, parse_init(init))
+        init_values = parse_init(init)
     except TargetError as exc:
-        raise click.BadParameter(str(exc), param_hint="TARGET") from None
-    dev = loaded.device = torch.device(device)
+        raise click.BadParameter(str(exc), param_hint="--init") from None
+    if json_path is not None:
+        try:
+            check_writable(json_path)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--json") from None
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("torch sees no CUDA device; use --device cpu", param_hint="--device")
+    try:
+        loaded = TargetProcess(target, init_values, dev, timeout)
+    except TargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="TARGET") from None
+    except TargetAborted as exc:
+        _aborted(target, exc, json_path)
+    try:
+        _check(loaded, target, dev, variants, timing, json_path)
+    finally:
+        loaded.close()
+
+
+def _aborted(target: str, exc: TargetAborted, json_path) -> None:
+    """The check failed because TARGET hung or ended its process: say so, record it, exit 1."""
+    click.echo(f"{target}: check FAILED: {exc}", err=True)
+    if json_path is not None:
+        atomic_write_json(json_path, {"target": target, "agrees": False, "aborted": str(exc), "findings": []})
+    click.get_current_context().exit(1)
+
+
+def _check(loaded: TargetProcess, target: str, dev, variants, timing: bool, json_path) -> None:
     if loaded.kind == "variant" and target not in available_variants(dev):
         raise click.BadParameter(f"variant {target!r} cannot run on {dev}: it needs {get_variant(target).runs_on}",
                                  param_hint="TARGET")
@@ -52,9 +82,11 @@ def check_command(target, init, json_path, timing, device, variants):
         runnable = list(variants)
     try:
         findings = run_suite(loaded)
-        timings = timing_rows(loaded, runnable, dev) if timing else []
+        timings = [row for classes in TIMING_CLASSES for row in loaded.timing(runnable, classes)] if timing else []
     except TargetError as exc:
         raise click.BadParameter(str(exc), param_hint="TARGET") from None
+    except TargetAborted as exc:
+        _aborted(target, exc, json_path)
     table = pd.DataFrame(as_dicts(findings))
     table["passed"] = table["passed"].map({True: "yes", False: "NO"}).fillna("")
     table = table.rename(columns={"passed": "ok"})

@@ -14,7 +14,7 @@ from ablate.bench.runner import error_note
 from ablate.bench.suites import Timing
 from ablate.bench.timer import quantiles_ms, time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
-from ablate.check.target import TargetError
+from ablate.check.target import Outcome, TargetError
 from ablate.loss.conventions import convention_scale
 from ablate.loss.naive import CLAMP_MIN
 from ablate.loss.reference import reference_grads, reference_loss
@@ -48,40 +48,6 @@ class Finding:
     verdict: str
     passed: Optional[bool]
     detail: str = ""
-
-
-@dataclass
-class Outcome:
-    """One call of the target: its loss and gradients (grad_centers None: the centers get no gradient), or why not."""
-
-    loss: Optional[float] = None
-    grad_features: Optional[torch.Tensor] = None
-    grad_centers: Optional[torch.Tensor] = None
-    error: Optional[str] = None
-
-
-def run_target(target, features, labels, centers) -> Outcome:
-    """Loss of the target on its device and, by autograd, its gradients w.r.t. the features and (if they get one)
-    the centers, back on the CPU in float64."""
-    features = features.detach().to(target.device).requires_grad_(True)
-    labels, centers = labels.to(target.device), centers.to(target.device)
-    try:
-        loss_fn, own_centers = target.bind(centers)
-        loss = loss_fn(features, labels)
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            return Outcome(error=f"returned {shape}; expected a 0-dim loss tensor")
-        value = float(loss.detach().double().reshape(()))
-        if not loss.requires_grad:
-            return Outcome(loss=value)
-        loss.reshape(()).backward()
-    except TargetError:  # the target could not be built: a usage error, not a finding
-        raise
-    except Exception as exc:  # someone else's code: any failure is a finding
-        return Outcome(error=error_note(exc))
-    grad_centers = None if own_centers is None or own_centers.grad is None else own_centers.grad.cpu().double()
-    grad_features = None if features.grad is None else features.grad.cpu().double()
-    return Outcome(value, grad_features, grad_centers)
 
 
 def make_inputs(batch, classes, *, labels=None, center_norm=1.0, distance=1.0, seed=0):
@@ -119,7 +85,8 @@ def identify_convention(target) -> tuple:
     """(Convention or None, findings): the candidate whose reference the loss matches on every batch of
     CONVENTION_BATCHES, and any constant offset left over (named when it is naive's clamp artifact)."""
     batches = [make_inputs(b, c, seed=s) for b, c, s in CONVENTION_BATCHES]
-    outcomes = [run_target(target, *inputs) for inputs in batches]
+    outcomes = [target.call(f"the convention batch B={b}, C={c}", *inputs)
+                for (b, c, _), inputs in zip(CONVENTION_BATCHES, batches)]
     failed = next((o for o in outcomes if o.error or o.loss is None or not math.isfinite(o.loss)), None)
     if failed is not None:
         return None, [Finding("convention", "loss", "none", False, failed.error or f"loss {failed.loss}")]
@@ -168,7 +135,7 @@ def compare_gradient(got, expected, what: str) -> Finding:
 
 def check_gradients(target, convention: Convention) -> list:
     inputs = make_inputs(*CONVENTION_BATCHES[0][:2], seed=3)
-    outcome = run_target(target, *inputs)
+    outcome = target.call("the gradient check", *inputs)
     _, grad_x, grad_c = convention.expected(*inputs)
     if outcome.error:
         return [Finding("gradient", "dL/dx", "raises", False, outcome.error)]
@@ -204,7 +171,7 @@ def check_edge_cases(target, convention: Convention) -> list:
     findings = []
     for name, build in EDGE_CASES.items():
         inputs = build()
-        outcome = run_target(target, *inputs)
+        outcome = target.call(f"the edge case {name}", *inputs)
         loss, grad_x, _ = convention.expected(*inputs)
         if outcome.error:
             findings.append(Finding("edge case", name, "raises", False, outcome.error))
@@ -230,7 +197,7 @@ def check_dtypes(target, convention: Optional[Convention]) -> list:
         x, y, c = (t.to(dtype) if t.is_floating_point() else t
                    for t in make_inputs(64, 10, center_norm=norm, distance=0.1 * norm, seed=10))
         name, tolerance = f"{str(dtype).removeprefix('torch.')} at feature norm {norm:g}", DTYPE_RTOL[dtype]
-        outcome = run_target(target, x, y, c)
+        outcome = target.call(f"the dtype check {name}", x, y, c)
         if outcome.error:
             findings.append(Finding("dtype", name, "unsupported", None, outcome.error))
             continue
@@ -267,9 +234,11 @@ def check_bad_input(target) -> list:
             findings.append(Finding("bad input", name, "not tried", None, "a device-side assert on CUDA would end "
                                     "this process's use of the GPU; run the check with --device cpu to see it"))
             continue
-        outcome = run_target(target, *inputs)
-        if outcome.error:
+        outcome = target.call(f"the bad-input check {name}", *inputs)
+        if outcome.error and outcome.raised:
             findings.append(Finding("bad input", name, "error", True, outcome.error))
+        elif outcome.error:  # the harness refused what the target returned: no credit for refusing the input
+            findings.append(Finding("bad input", name, "invalid output", False, outcome.error))
         elif outcome.loss is None or not math.isfinite(outcome.loss):
             findings.append(Finding("bad input", name, "silent NaN", None, f"returns {outcome.loss} without an error"))
         else:

@@ -23,13 +23,22 @@ class TargetError(ValueError):
     """TARGET cannot be loaded or built; the message says what was expected."""
 
 
+HARNESS_SIZES = ("num_classes", "feat_dim")  # the constructor arguments the checks set for each batch
+
+
 def parse_init(pairs) -> dict:
-    """--init key=value pairs -> {key: value}; a value is a Python literal (1, 0.5, False, 'cpu') or else a string."""
+    """--init key=value pairs -> {key: value}; a value is a Python literal (1, 0.5, False, 'cpu') or else a string.
+    A key given twice, or one of the sizes the checks set themselves (HARNESS_SIZES), is refused."""
     values = {}
     for text in pairs:
         key, sep, raw = text.partition("=")
         if not sep or not key.isidentifier():
             raise TargetError(f"--init expects KEY=VALUE with KEY an identifier, got {text!r}")
+        if key in HARNESS_SIZES:
+            raise TargetError(f"--init {key} is set by the checks (each batch has its own {', '.join(HARNESS_SIZES)}); "
+                              "leave it out")
+        if key in values:
+            raise TargetError(f"--init {key} is given twice; give each constructor argument once")
         try:
             values[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -66,6 +75,10 @@ class Target:
             owned.requires_grad_(False)
         return module, (owned if owned.requires_grad else None)
 
+    def call(self, what: str, features, labels, centers) -> "Outcome":
+        """run_target in this process (`what` names the call; ablate.check.isolated runs it in a child instead)."""
+        return run_target(self, features, labels, centers)
+
     def build(self, num_classes: int, feat_dim: int) -> nn.Module:
         kwargs = {"num_classes": num_classes, "feat_dim": feat_dim, **self.init}
         try:
@@ -74,6 +87,62 @@ class Target:
             shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
             raise TargetError(f"{self.name}({shown}) failed: {type(exc).__name__}: {exc} (constructor arguments go "
                               "in --init KEY=VALUE, e.g. --init use_gpu=False)") from None
+
+
+@dataclass
+class Outcome:
+    """One call of the target: its loss and gradients (grad_centers None: the centers get no gradient), or why not.
+    raised: the error is the target's own exception (it refused the input), not the harness refusing its output."""
+
+    loss: Optional[float] = None
+    grad_features: Optional[torch.Tensor] = None
+    grad_centers: Optional[torch.Tensor] = None
+    error: Optional[str] = None
+    raised: bool = False
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal shapes, dtypes and values, NaN equal to NaN."""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    equal = (a == b) | (a.isnan() & b.isnan()) if a.is_floating_point() else a == b
+    return bool(equal.all())
+
+
+def run_target(target, features, labels, centers) -> Outcome:
+    """Loss of the target on its device and, by autograd, its gradients w.r.t. the features and (if they get one)
+    the centers, back on the CPU in float64. The target gets copies of the inputs; one it changed in place is a
+    failed call (the reference is computed from the originals)."""
+    from ablate.bench.runner import error_note
+
+    features_in = features.detach().clone().to(target.device).requires_grad_(True)
+    labels_in, centers_in = labels.clone().to(target.device), centers.clone().to(target.device)
+    try:
+        loss_fn, own_centers = target.bind(centers_in)
+        loss = loss_fn(features_in, labels_in)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            return Outcome(error=f"returned {shape}; expected a 0-dim loss tensor")
+        value = float(loss.detach().double().reshape(()))
+        if loss.requires_grad:
+            loss.reshape(()).backward()
+    except TargetError:  # the target could not be built: a usage error, not a finding
+        raise
+    except Exception as exc:  # someone else's code: any failure is a finding
+        return Outcome(error=error_note(exc), raised=True)
+    inputs = {"features": (features_in, features), "labels": (labels_in, labels)}
+    if target.kind != "module" and own_centers is not None:  # a function's own copy; a module's are its state
+        inputs["centers"] = (own_centers, centers)
+    changed = [name for name, (given, original) in inputs.items() if not _same(given, original)]
+    if changed:
+        return Outcome(error=f"changed its input {' and '.join(changed)} in place; a loss must leave its inputs as "
+                             "they were")
+    if not loss.requires_grad:
+        return Outcome(loss=value)
+    grad_centers = None if own_centers is None or own_centers.grad is None else own_centers.grad.cpu().double()
+    grad_features = None if features_in.grad is None else features_in.grad.cpu().double()
+    return Outcome(value, grad_features, grad_centers)
 
 
 def owned_centers(module: nn.Module, shape) -> torch.Tensor:

@@ -10,6 +10,8 @@ from ablate.data.idx import read_idx
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")  # where Debian's dataset-fashion-mnist puts them
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
+# The release's sizes: what dataset_size reports and the memory estimate assumes; a header claiming more is refused.
+MAX_IMAGES = {"train": 60_000, "test": 10_000}
 FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
@@ -35,7 +37,8 @@ def load(data_dir=None) -> Dataset:
         raise FileNotFoundError(missing_files_message(folder, missing))
     # Each header is checked (uint8, images N x 28 x 28, labels N) before its values are decompressed.
     arrays = {key: read_idx(folder / name, dtype="uint8",
-                            shape=(None, IMAGE_SIZE, IMAGE_SIZE) if key.startswith("x") else (None,))
+                            shape=(None, IMAGE_SIZE, IMAGE_SIZE) if key.startswith("x") else (None,),
+                            max_items=MAX_IMAGES[key.split("_")[1]])
               for key, name in FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]

@@ -13,26 +13,35 @@ from pathlib import Path
 
 import numpy as np
 
+from ablate.io import UnreadableFile, check_regular_file
+
+MAX_FILE_BYTES = 2**31  # an IDX file as stored (Fashion-MNIST's largest, gzip-compressed, is 26 MB)
+GZIP_MIN_BYTES = 18  # a 10-byte header and an 8-byte trailer
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def _stored_size(path: Path, compressed: bool) -> int:
     """The bytes the file holds once decompressed: a gzip file's trailer records them (modulo 2^32)."""
+    try:
+        size = check_regular_file(path, MAX_FILE_BYTES).stat().st_size
+    except UnreadableFile as exc:
+        raise ValueError(str(exc)) from None
     if not compressed:
-        return path.stat().st_size
+        return size
     with open(path, "rb") as f:
-        if f.read(2) != b"\x1f\x8b":
+        if size < GZIP_MIN_BYTES or f.read(2) != b"\x1f\x8b":
             raise ValueError(f"{path} is not a gzip file (its name ends in .gz); expected an IDX file compressed "
                              "with gzip, as the Fashion-MNIST release ships them")
         f.seek(-4, 2)
         return struct.unpack("<I", f.read(4))[0]
 
 
-def read_idx(path, *, dtype: str | None = None, shape: tuple | None = None) -> np.ndarray:
+def read_idx(path, *, dtype: str | None = None, shape: tuple | None = None, max_items: int | None = None) -> np.ndarray:
     """The array stored in an IDX file (.gz or not), with the file's shape and a native-endian dtype.
 
     dtype: the numpy dtype the header must declare (e.g. "uint8"); shape: the sizes it must declare, None
-    for any size along a dimension (e.g. (None, 28, 28)). A ValueError names the file and what is wrong.
+    for any size along a dimension (e.g. (None, 28, 28)); max_items: the most items (first dimension) the header
+    may claim, checked before anything is decompressed. A ValueError names the file and what is wrong.
     """
     path = Path(path)
     compressed = path.suffix == ".gz"
@@ -51,6 +60,9 @@ def read_idx(path, *, dtype: str | None = None, shape: tuple | None = None) -> n
             file_shape = struct.unpack(f">{ndim}I", sizes)
             file_dtype = np.dtype(_DTYPES[head[2]])
             _check_header(path, file_dtype, file_shape, dtype, shape)
+            if max_items is not None and file_shape and file_shape[0] > max_items:
+                raise ValueError(f"{path}: the header claims {file_shape[0]:,} items, over the limit of {max_items:,} "
+                                 "this dataset holds (and its memory estimate assumes)")
             header = 4 + 4 * ndim
             expected = header + math.prod(file_shape) * file_dtype.itemsize
             # gzip's trailer records the size modulo 2^32

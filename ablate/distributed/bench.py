@@ -31,7 +31,7 @@ from ablate.distributed.launch import check_world, run_ranks
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.loss import CenterLoss
 from ablate.provenance import collect, now
-from ablate.runfolder import DISTRIBUTED, DISTRIBUTED_COLUMNS, PROVENANCE, claim
+from ablate.runfolder import DISTRIBUTED, DISTRIBUTED_COLUMNS, PROVENANCE, claim, locked
 
 MODES = ("update", "full")
 DENSE = "dense"  # the replicated update by an all-reduce of a dense (C, D) delta
@@ -176,8 +176,17 @@ def run_world_bench(worlds, run_dir, *, forms=(*FORMS, DENSE), modes=MODES, batc
         unknown = [v for v in values if v not in valid]
         if unknown:
             raise ValueError(f"unknown {name}(s) {', '.join(unknown)} for --world; expected among {', '.join(valid)}")
+    if dtype not in ("float32", "float64", "float16", "bfloat16"):
+        raise ValueError(f"unknown dtype {dtype!r} for --world; expected float32, float64, float16 or bfloat16")
+    # every rank holds a replicated (C, D) table, its gradient or delta and the update's temporaries
+    per_rank = 4 * max(classes) * max(dim) * torch.empty((), dtype=getattr(torch, dtype)).element_size()
     for world in worlds:
-        check_world(world, device)
+        check_world(world, device, per_rank, option="--world")
+    with locked(run_dir):
+        return _run_worlds(worlds, run_dir, forms, modes, batch, classes, dim, dtype, steps, device, threads)
+
+
+def _run_worlds(worlds, run_dir, forms, modes, batch, classes, dim, dtype, steps, device, threads) -> pd.DataFrame:
     claim(run_dir, "distributed")  # after every argument is checked: a refused run leaves no folder
     started_at = now()
     rows = []

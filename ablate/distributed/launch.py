@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 
 from ablate.distributed.groups import init_group
 from ablate.io import atomic_write_json, atomic_write_with
+from ablate.limits import check_process_count
 
 # forkserver, not fork: a fork of a process whose OpenMP pool has started can hang. The server imports
 # torch and the training code once (no torch op runs there); each rank then starts as a cheap fork of it
@@ -40,10 +41,13 @@ def rank_device(device: torch.device, rank: int) -> torch.device:
     return torch.device("cuda", rank) if torch.device(device).type == "cuda" else torch.device("cpu")
 
 
-def check_world(nproc: int, device: torch.device) -> None:
-    """nproc >= 1, and one GPU per rank on CUDA (nccl); the error names what was found."""
-    if not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+def check_world(nproc: int, device: torch.device, bytes_per_rank: int = 0, option: str = "nproc") -> None:
+    """nproc >= 1, at most the cores here (or $ABLATE_MAX_PROCESSES) with every rank's memory (bytes_per_rank
+    beyond the interpreter's own) within the host's, and one GPU per rank on CUDA (nccl); the error names what
+    was found and the limit."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"{option} must be an integer >= 1, got {nproc!r}")
+    check_process_count(option, nproc, bytes_per_rank)
     if torch.device(device).type == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"nproc={nproc} on CUDA needs one GPU per rank; torch sees {torch.cuda.device_count()}")
 

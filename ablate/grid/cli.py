@@ -10,6 +10,7 @@ from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
 from ablate.io import check_writable
+from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runfolder import STATUSES, check_kind, mean_ci_text
 
@@ -56,6 +57,16 @@ def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
         click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
 
 
+def check_workers(configs: list, workers: int) -> None:
+    """Refuse more local workers than cores (or $ABLATE_MAX_PROCESSES), or than the host's memory holds with
+    each running the grid's largest cell."""
+    if workers == 1:
+        return
+    from ablate.train.memory import largest_host_memory
+
+    check_process_count("--workers", workers, largest_host_memory(configs))
+
+
 @click.command("grid")
 @click.argument("grid", required=False, default="default")
 @click.option("--set", "overrides", multiple=True, callback=_set_options, metavar="KEY=V1,V2,...",
@@ -65,7 +76,8 @@ def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
 @click.option("--retry-failed", is_flag=True, help="Rerun the cells that failed in an earlier run.")
 @click.option("--force", is_flag=True, help="Rerun every cell, finished or not.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Local worker processes (torch threads divided among them).")
+              help="Local worker processes (torch threads divided among them); at most the cores (or "
+                   "$ABLATE_MAX_PROCESSES) and what memory holds.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local processes, or tasks on a Ray cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: a local Ray).")
@@ -94,10 +106,12 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         check_kind(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides)
         if executor == "local":
-            check_runnable_here(expand(spec, max_cells))
+            configs = expand(spec, max_cells)
+            check_runnable_here(configs)
+            check_workers(configs, workers)
         outcome = run_grid(spec, run_dir, make_executor(executor, workers, address), retry_failed=retry_failed,
                            force=force, quiet=quiet, max_cells=max_cells)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # OSError: a write refused for permission or space
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)
     if outcome.interrupted:

@@ -39,10 +39,11 @@ def failed_record(config: dict, error: str, wall_time_s: float | None = None) ->
     return {**config, "status": "failed", "error": error_tail(error), "wall_time_s": wall_time_s}
 
 
-def execute_cell(cell_id: str, config: dict, cell_fn=train_cell) -> CellResult:
-    """Run cell_fn(config, features_path); an exception becomes a failed record instead of propagating."""
+def execute_cell(cell_id: str, config: dict, cell_fn=train_cell, temp_root=None) -> CellResult:
+    """Run cell_fn(config, features_path); an exception becomes a failed record instead of propagating.
+    temp_root: the folder the cell's temp folder goes in (a local executor's own, removed with it)."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ablate-cell-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ablate-cell-", dir=temp_root) as tmp:
         features_path = Path(tmp) / "features.npz"
         try:
             record = dict(cell_fn(config, features_path))

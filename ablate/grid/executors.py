@@ -6,6 +6,9 @@ depend on where cells ran.
 """
 
 import multiprocessing
+import shutil
+import socket
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -38,6 +41,9 @@ class ProcessExecutor:
     A worker that dies (killed for memory, say) breaks the whole pool, failing every cell still in it,
     guilty or not. Those cells are then run again one at a time in a one-worker pool: a healthy cell
     finishes, and only a cell whose worker dies again, alone, is recorded as failed.
+
+    Interrupted (SIGINT, or SIGTERM/SIGHUP as the CLI maps them), the workers are ended at once and the cells'
+    temp folders, all under one folder of this executor's, removed with it.
     """
 
     def __init__(self, workers: int, cell_fn=train_cell):
@@ -54,10 +60,19 @@ class ProcessExecutor:
                                    initargs=(self.threads_per_worker,))
 
     def run(self, tasks):
-        suspects = []  # cells failed by a broken pool, not necessarily by themselves
+        temp_root = tempfile.mkdtemp(prefix="ablate-grid-")
+        try:
+            suspects = yield from self._run_pool(tasks, temp_root)
+            yield from self._run_alone(suspects, temp_root)
+        finally:
+            shutil.rmtree(temp_root, ignore_errors=True)
+
+    def _run_pool(self, tasks, temp_root):
+        """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
+        suspects = []
         pool = self._pool(self.workers)
         try:
-            futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn): (cell_id, config)
+            futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
                        for cell_id, config in tasks}
             for future in as_completed(futures):
                 try:
@@ -68,23 +83,35 @@ class ProcessExecutor:
                     cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        yield from self._run_alone(suspects)
+            _end_pool(pool)
+        return suspects
 
-    def _run_alone(self, tasks):
+    def _run_alone(self, tasks, temp_root):
         pool = None
         try:
             for cell_id, config in tasks:
                 pool = pool or self._pool(1)
                 try:
-                    yield pool.submit(execute_cell, cell_id, config, self.cell_fn).result()
+                    yield pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root).result()
                 except BrokenProcessPool:
                     yield CellResult(cell_id, failed_record(config, WORKER_DIED), None)
-                    pool.shutdown(wait=False)
+                    _end_pool(pool)
                     pool = None
         finally:
             if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+                _end_pool(pool)
+
+
+def _end_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut the pool down without waiting for the cells it runs: its workers are killed and reaped, so that none
+    runs on (or idles) after an interrupted grid. ProcessPoolExecutor only gains terminate_workers in Python 3.14;
+    before, its _processes (pid -> Process) are the way to them."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()
 
 
 def import_ray():
@@ -106,6 +133,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cell_fn=train_cell):
         self.ray = import_ray()  # here, so that a missing Ray stops the command before it writes anything
+        check_answers(address)  # likewise: ray.init waits minutes on an address where nothing listens
         self.address, self.cell_fn = address, cell_fn
 
     def run(self, tasks):
@@ -147,6 +175,24 @@ class RayExecutor:
         finally:
             for ref in pending:
                 ray.cancel(ref)
+
+
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_answers(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Refuse (RuntimeError) a Ray address HOST:PORT (or ray://HOST:PORT) where nothing accepts a connection
+    within `timeout` seconds. None, "auto" and "local" name no socket and pass."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise RuntimeError(f"--address must be HOST:PORT, ray://HOST:PORT, auto or local, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RuntimeError(f"cannot reach the Ray cluster at {address} within {timeout:g} s ({exc}); nothing "
+                           "was written") from None
 
 
 def make_executor(kind: str = "local", workers: int = 1, address: str | None = None, cell_fn=train_cell):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from ablate.io import UnreadableFile, parse_toml_text, read_regular_text
 from ablate.train import CellConfig
 
 SPEC_KEYS = ("description", "axes", "also")
@@ -92,9 +93,13 @@ def load_spec(name_or_path) -> GridSpec:
     """A bundled grid by name, or a TOML file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise ValueError(f"grid file {path} does not exist")
-        return _parse(path.read_text(), str(path))
+        try:
+            text = read_regular_text(path)
+        except UnreadableFile as exc:
+            raise ValueError(f"grid file {exc}") from None
+        return _parse(text, str(path))
     bundled = resources.files("ablate") / "grids" / f"{name_or_path}.toml"
     if not bundled.is_file():
         raise ValueError(f"unknown grid {name_or_path!r}: not a file, and not a bundled grid "
@@ -104,9 +109,9 @@ def load_spec(name_or_path) -> GridSpec:
 
 def _parse(text: str, source: str) -> GridSpec:
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"grid {source}: not valid TOML ({exc})") from None
+        document = parse_toml_text(text, f"grid {source}")
+    except UnreadableFile as exc:
+        raise ValueError(str(exc)) from None
     unknown = set(document) - set(SPEC_KEYS)
     if unknown:
         raise ValueError(f"grid {source}: unknown top-level key(s) {', '.join(sorted(unknown))}; "

@@ -5,16 +5,11 @@ The .npz is written before the .json, each atomically, so a record's presence me
 whole; a cell killed mid-way leaves at most a stale temp file, removed by `remove_temp_files`.
 """
 
-import fcntl
-from contextlib import contextmanager
 from pathlib import Path
 
 from ablate import runfolder
 from ablate.io import atomic_write_bytes, atomic_write_json, remove_temp_files
-
-
-class RunLockedError(RuntimeError):
-    pass
+from ablate.runfolder import RunLockedError  # noqa: F401 (raised by locked(), imported from here by callers)
 
 
 class CellStore:
@@ -53,17 +48,6 @@ class CellStore:
         """Delete the temp files ablate.io left behind when a run was killed; returns how many."""
         return remove_temp_files(self.cells_dir) + remove_temp_files(self.run_dir)
 
-    @contextmanager
     def locked(self):
-        """Hold an exclusive lock on the run folder: one `ablate grid` writes to it at a time.
-
-        The operating system drops the lock when the process ends, killed or not.
-        """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / ".lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunLockedError(f"another `ablate grid` is writing to {self.run_dir}; "
-                                     "wait for it to end or use another --out") from None
-            yield
+        """The run folder's lock (ablate.runfolder.locked): one writer at a time."""
+        return runfolder.locked(self.run_dir)

@@ -8,7 +8,7 @@ from ablate.loss.updates import RULES, torch_updated_rows
 from ablate.loss.validation import all_finite, check_alpha, check_inputs
 
 
-def _check_choice(kind: str, value: str, choices) -> None:
+def check_choice(kind: str, value: str, choices) -> None:
     if value not in choices:
         raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
 
@@ -23,7 +23,7 @@ def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, co
     in all): a collective over `group` (default: the whole world) whose value is the loss of the global
     batch, every rank's features being its slice; see ablate.distributed.centers for the gradients.
     """
-    _check_choice("convention", convention, CONVENTIONS)
+    check_choice("convention", convention, CONVENTIONS)
     impl = get_variant(variant)
     if distributed is not None:
         from ablate.distributed.centers import distributed_center_loss
@@ -47,8 +47,8 @@ def update_centers(centers, features, labels, *, alpha: float, rule: str = "pape
     distributed: None (one process), "replicated" or "sharded" (as in `center_loss`): a collective
     after which every rank's centers have taken the step of the global batch.
     """
-    _check_choice("rule", rule, RULES)
-    _check_choice("convention", convention, CONVENTIONS)
+    check_choice("rule", rule, RULES)
+    check_choice("convention", convention, CONVENTIONS)
     impl = get_variant(variant)
     if distributed is not None:
         from ablate.distributed.centers import distributed_update

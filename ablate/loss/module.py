@@ -3,9 +3,11 @@
 import torch
 from torch import nn
 
-from ablate.loss.functional import center_loss, update_centers
+from ablate.loss.conventions import CONVENTIONS
+from ablate.loss.functional import center_loss, check_choice, update_centers
 from ablate.loss.initial import initial_centers
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
+from ablate.loss.updates import RULES
 from ablate.loss.validation import check_alpha
 
 
@@ -37,9 +39,13 @@ class CenterLoss(nn.Module):
                  rule: str = "paper", alpha: float = 0.5, dtype=torch.float32, device=None, distributed: str = None,
                  group=None):
         super().__init__()
-        if num_classes < 1 or feat_dim < 1:
-            raise ValueError(f"num_classes and feat_dim must be >= 1, got {num_classes} and {feat_dim}")
-        get_variant(variant)  # an unknown name fails here, not at the first forward
+        for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        # Every choice fails here, not at the first forward or update.
+        get_variant(variant)
+        check_choice("convention", convention, CONVENTIONS)
+        check_choice("rule", rule, RULES)
         check_alpha(alpha, rule)
         self.variant, self.convention, self.rule, self.alpha = variant, convention, rule, alpha
         self.num_classes, self.distributed, self.group = num_classes, distributed, group

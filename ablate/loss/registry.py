@@ -164,12 +164,21 @@ def get_variant(name: str) -> Variant:
     return REGISTRY[name]
 
 
+def device_present(device: torch.device) -> bool:
+    """Whether torch can compute on `device` here: the CPU, CUDA or MPS when torch sees one; never meta (shapes
+    only) nor a device type whose backend is not installed (xla, ...)."""
+    backends = {"cpu": lambda: True, "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    return backends.get(device.type, lambda: False)()
+
+
 def available_variants(device="cpu") -> tuple:
     """The names of the variants that can run on `device` (a string or torch.device). A plugin whose
     availability check raises is taken as unavailable, its error kept in PLUGIN_ERRORS."""
     from ablate.loss.plugins import PLUGIN_ERRORS
 
     device = torch.device(device)
+    if not device_present(device):
+        return ()
     names = []
     for name in variant_names():
         variant = REGISTRY[name]

@@ -26,6 +26,8 @@ def check_inputs(features: torch.Tensor, labels: torch.Tensor, centers: torch.Te
         raise ValueError(f"labels has {labels.shape[0]} entries; expected one per feature row (B={features.shape[0]})")
     if features.shape[0] == 0:
         raise ValueError("features must hold at least one row (B >= 1)")
+    if features.shape[1] == 0:
+        raise ValueError("features must have at least one dimension (D >= 1), got shape (B, 0)")
     if centers.shape[1] != features.shape[1]:
         raise ValueError(f"feature dimension mismatch: features have D={features.shape[1]}, centers have D={centers.shape[1]}")
     if not (features.device == labels.device == centers.device):

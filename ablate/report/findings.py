@@ -345,11 +345,14 @@ def findings_blocks(run: GridRun) -> list:
     pooled = axis_findings(run)
     left_out = [Note(f"Test-set bootstrap left out for a cell: {problem}") for problem in unreadable_features(run)]
     differing = [format_label(r.setting[key]) for r in pooled.rows if any(v in DIFFERENT for v in r.verdicts.values())]
-    flagged = sum(bool(r.flag) for r in findings.rows)
+    diverged = sum(r.flag.startswith("not compared: diverged") for r in findings.rows if r.flag)
+    unfinished = sum(bool(r.flag) for r in findings.rows) - diverged
     blocks = [*left_out, Note(f"{len(differing)} of {len(pooled.rows)} values of {key} differ from {reference} in at "
                               f"least one headline metric ({', '.join(m.label for m in headline_metrics())})"
                               + (f": {key} = {', '.join(differing)}" if differing else "")
-                              + (f"; {flagged} settings not compared because a seed diverged." if flagged else "."))]
+                              + "".join(f"; {n} settings not compared because {why}" for n, why in (
+                                  (diverged, "a seed diverged"), (unfinished, "no cell finished ok on one side (failed)"))
+                                  if n) + ".")]
     open_set = ""
     if "holdout_classes" in run.results and (run.results["holdout_classes"] > 0).any():
         open_set = (" In open-set settings (holdout_classes > 0) test accuracy is measured on the trained classes and "

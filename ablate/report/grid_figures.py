@@ -83,7 +83,7 @@ def heatmap_blocks(run: GridRun) -> list:
         blocks.append(Figure(f"{label(metric)} over lambda x alpha", uri,
                              caption=f"Mean over seeds; one colour scale for all panels. Panels: "
                                      f"{', '.join(panel_keys) or 'one'}. *: differs from {reference} in the findings "
-                                     "(Holm-corrected, with the test-set bootstrap); blank: a seed diverged."))
+                                     "(Holm-corrected, with the test-set bootstrap); blank: a seed diverged or no seed finished ok."))
     return blocks
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import runfolder
+from ablate.io import UnreadableFile, read_regular_bytes
 from ablate.runfolder import RunFolderError
 
 
@@ -98,6 +99,17 @@ def _curves(run_dir: Path, results: pd.DataFrame, notes: list) -> pd.DataFrame:
     return runfolder.curves_table([r for i, r in records.items() if i in wanted])
 
 
+def _grid_spec_text(path: Path, notes: list) -> str | None:
+    """grid.toml as text for the report (None when absent); left out with a note when unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return read_regular_bytes(path).decode("utf-8", errors="replace")
+    except UnreadableFile as exc:
+        notes.append(f"Grid spec left out: {exc}")
+        return None
+
+
 def load_grid_run(run_dir: Path) -> GridRun:
     """The run's tables as the grid writes them; results and summary rebuilt from cells/ for a run that
     was interrupted before writing them (or wrote them before its last cells)."""
@@ -110,7 +122,7 @@ def load_grid_run(run_dir: Path) -> GridRun:
     return GridRun(path=run_dir, provenance=provenance, results=results,
                    summary=runfolder.summary_table(results, columns), curves=_curves(run_dir, results, notes),
                    config_columns=[c for c in columns if c != "seed"],
-                   grid_spec=spec.read_text(errors="replace") if spec.exists() else None, notes=notes)
+                   grid_spec=_grid_spec_text(spec, notes), notes=notes)
 
 
 def _bench_table(run_dir: Path, name: str, columns, notes: list) -> pd.DataFrame | None:

@@ -15,7 +15,7 @@ from ablate.train.config import CellConfig
 from ablate.metrics import computed_metrics
 from ablate.train.evaluate import evaluate, features_and_predictions
 from ablate.train.loop import train
-from ablate.train.memory import check_fits
+from ablate.train.memory import cell_memory, check_fits
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,9 +59,12 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     """
     if config.nproc == 1:
         return train_and_evaluate(config, features_path, progress)
-    from ablate.distributed.launch import run_ranks
+    from ablate.distributed.launch import check_world, run_ranks
 
-    return run_ranks(train_rank, config.nproc, (config, features_path), device=resolve_device(config.device))[0]
+    device = resolve_device(config.device)
+    check_fits(config, device)  # first: a size far beyond this machine is refused before it is estimated per rank
+    check_world(config.nproc, device, cell_memory(config)["host"], option="--nproc")
+    return run_ranks(train_rank, config.nproc, (config, features_path), device=device)[0]
 
 
 def train_rank(rank: int, world_size: int, config: CellConfig, features_path) -> dict | None:

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS, FIXED_CLASSES
 from ablate.distributed import FORMS
+from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
 from ablate.loss.updates import check_stable
 from ablate.loss.validation import check_alpha
@@ -107,9 +108,9 @@ def field_name(key: str) -> str:
 
 
 def _as_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
         raise ValueError(f"{key_name(name)} must be an integer, got {value!r}")
-    return int(value)
+    return check_int_option(key_name(name), int(value), low=-INT64_MAX - 1)
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # every float option meets float32 tensors (optimizer steps, the loss)

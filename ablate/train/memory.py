@@ -7,17 +7,16 @@ features. The model's size and its activations come from building it and running
 """
 
 import math
-import os
 
 import torch
 
 from ablate.data import dataset_size
+from ablate.limits import HOST_FRACTION, physical_memory_bytes
 from ablate.models import build_model
 
 FLOAT_BYTES = 4  # everything is trained in float32
 DATA_COPIES = 6  # raw, float32, split, standardized arrays and the device tensors, at the peak of loading
 OPTIMIZER_COPIES = {"sgd": 3, "adam": 4}  # weights, gradients and one (SGD momentum) or two (Adam) states
-HOST_FRACTION = 0.8  # the share of physical memory a cell may plan to fill
 DEVICE_FRACTION = 0.9  # of a GPU's memory
 
 
@@ -41,9 +40,7 @@ def _activation_elements(model: torch.nn.Module, batch_shape: tuple) -> int:
 
 def cell_memory(config) -> dict:
     """{"host": bytes, "device": bytes}: what the cell of `config` (a CellConfig) needs at its peak."""
-    examples, input_shape, classes = dataset_size(config.dataset, num_classes=config.num_classes,
-                                                  synthetic_dim=config.synthetic_dim,
-                                                  samples_per_class=config.samples_per_class)
+    examples, input_shape, classes = _sizes(config)
     data = examples * math.prod(input_shape) * FLOAT_BYTES
     with torch.device("meta"):
         model = build_model(config.model, input_shape, config.feat_dim, classes)
@@ -54,14 +51,28 @@ def cell_memory(config) -> dict:
     return {"host": DATA_COPIES * data, "device": data + training}
 
 
-def physical_memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+def _sizes(config) -> tuple:
+    return dataset_size(config.dataset, num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
+                        samples_per_class=config.samples_per_class)
+
+
+def memory_floor(config) -> int:
+    """A lower bound of cell_memory's total, in Python integers (no overflow whatever the sizes): the data, the
+    centers and the test features. Checked first, so that sizes far beyond any machine never build a model."""
+    examples, input_shape, classes = _sizes(config)
+    return (DATA_COPIES * examples * math.prod(input_shape) + (3 * classes + 2 * examples) * config.feat_dim) * FLOAT_BYTES
 
 
 def check_fits(config, device: torch.device) -> None:
     """Refuse a cell whose estimated memory exceeds what this machine has (ValueError, with both numbers)."""
+    host_budget = HOST_FRACTION * physical_memory_bytes()
+    floor = memory_floor(config)
+    if floor > host_budget:
+        raise ValueError(f"this cell needs at least {floor / 1e9:,.4g} GB of memory ({config.dataset}, feat_dim "
+                         f"{config.feat_dim}, num_classes {config.num_classes}), over the {host_budget / 1e9:,.1f} GB "
+                         "available: use smaller sizes")
     need = cell_memory(config)
-    budgets = {"host": HOST_FRACTION * physical_memory_bytes()}
+    budgets = {"host": host_budget}
     if device.type == "cuda":
         budgets["device"] = DEVICE_FRACTION * torch.cuda.get_device_properties(device).total_memory
     else:
@@ -72,3 +83,22 @@ def check_fits(config, device: torch.device) -> None:
                 f"this cell needs about {need[where] / 1e9:,.1f} GB of {where} memory ({config.dataset}, model "
                 f"{config.model}, feat_dim {config.feat_dim}, batch_size {config.batch_size}), over the "
                 f"{budget / 1e9:,.1f} GB available: use smaller sizes")
+
+
+# The options cell_memory depends on: cells that share them need the same memory.
+MEMORY_KEYS = ("dataset", "model", "feat_dim", "batch_size", "optimizer", "num_classes", "synthetic_dim",
+               "samples_per_class")
+
+
+def largest_host_memory(configs: list) -> int:
+    """The most host memory (bytes) one of `configs` (resolved config dicts) needs, each size refused first by
+    check_fits' bound when it is beyond this machine."""
+    from ablate.train.config import CellConfig
+
+    distinct = {tuple(config[k] for k in MEMORY_KEYS): config for config in configs}.values()
+    largest = 0
+    for config in distinct:
+        cell = CellConfig.from_dict(config)
+        check_fits(cell, torch.device("cpu"))
+        largest = max(largest, cell_memory(cell)["host"])
+    return largest
