@@ -15,7 +15,7 @@ CONTRACT_KEYS = [
     "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
     "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "device",
     "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "nproc", "distributed", "holdout_classes",
-    "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
+    "head", "margin", "scale", "pair_loss", "pair_weight", "pair_margin", "objective", "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
     "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
     "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
     "map_at_r",
@@ -34,7 +34,7 @@ TINY = dict(dataset="synthetic", num_classes=4, synthetic_dim=6, samples_per_cla
 def test_config_dict_round_trip_uses_the_key_lambda():
     config = CellConfig(lambda_=0.003, alpha=0.2, seed=3)
     as_dict = config.to_dict()
-    assert list(as_dict) == CONTRACT_KEYS[:CONTRACT_KEYS.index("test_accuracy")] and as_dict["lambda"] == 0.003 and "lambda_" not in as_dict
+    assert list(as_dict) == CONTRACT_KEYS[:CONTRACT_KEYS.index("objective")] and as_dict["lambda"] == 0.003 and "lambda_" not in as_dict
     assert CellConfig.from_dict(as_dict) == config
 
 

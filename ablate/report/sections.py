@@ -7,6 +7,7 @@ from ablate.report.distributed_blocks import memory_blocks, raw_distributed_bloc
 from ablate.report.findings import findings_blocks, open_set_blocks
 from ablate.report.grid_figures import curve_blocks, feature_scatter_blocks, heatmap_blocks, lambda_line_blocks
 from ablate.report.grid_tables import status_blocks, summary_blocks, variant_agreement_blocks
+from ablate.report.objective_findings import objective_blocks
 from ablate.report.runs import DistributedRun, GridRun
 
 
@@ -19,7 +20,7 @@ def spec_blocks(run: GridRun) -> list:
     return [Text("grid.toml", run.grid_spec)] if run.grid_spec else []
 
 
-GRID_STEPS = (reading_notes, findings_blocks, status_blocks, summary_blocks, open_set_blocks, heatmap_blocks,
+GRID_STEPS = (reading_notes, objective_blocks, findings_blocks, status_blocks, summary_blocks, open_set_blocks, heatmap_blocks,
               lambda_line_blocks, feature_scatter_blocks, curve_blocks, variant_agreement_blocks, spec_blocks)
 BENCH_STEPS = (reading_notes, time_blocks, speedup_blocks, roof_blocks, numerics_blocks, train_step_blocks,
                skipped_blocks, raw_blocks)

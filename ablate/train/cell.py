@@ -11,9 +11,11 @@ from ablate.distributed.context import ONE_PROCESS
 from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
 from ablate.models import build_model
+from ablate.objectives import describe_objective
 from ablate.train.config import CellConfig
 from ablate.metrics import computed_metrics
 from ablate.train.evaluate import evaluate, features_and_predictions
+from ablate.train.heads import TrainingObjective
 from ablate.train.loop import train
 from ablate.train.memory import cell_memory, check_fits
 
@@ -47,7 +49,8 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
 
     The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
     diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads,
-    world_size and the per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A
+    world_size, the objective in words (ablate.objectives.describe_objective) and the per-epoch curves
+    curve_softmax_loss, curve_center_loss, curve_train_accuracy (and curve_pair_loss with a pair loss). A
     non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
     machine's memory raise (before anything is allocated). With features_path, the test features, labels,
     learned centers and predictions are saved there (.npz), also for a diverged cell.
@@ -90,7 +93,9 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     trained = data.y_train < trained_classes
 
     torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
-    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes).to(device)
+    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes)
+    objective = TrainingObjective(config, trained_classes)  # after the model's weights: softmax cells draw as before
+    model = objective.attach(model).to(device)
     criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
                            rule=config.rule, alpha=config.alpha, device=device, distributed=ranks.form,
                            group=ranks.center_group)
@@ -99,7 +104,7 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
 
     _synchronize(device)
     train_started = time.perf_counter()
-    history = train(model, criterion, x_train, y_train, config, progress=progress, ranks=ranks)
+    history = train(model, criterion, x_train, y_train, config, progress=progress, ranks=ranks, objective=objective)
     _synchronize(device)
     train_time = time.perf_counter() - train_started
 
@@ -118,6 +123,7 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
 
     return {
         **config.to_dict(),
+        "objective": describe_objective(config.to_dict()),
         **metrics,
         "train_samples_per_s": history.samples / train_time if train_time > 0 else None,
         "train_time_s": train_time,
@@ -130,4 +136,5 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
         "curve_softmax_loss": history.softmax_loss,
         "curve_center_loss": history.center_loss,
         "curve_train_accuracy": history.train_accuracy,
+        **({"curve_pair_loss": history.pair_loss} if history.pair_loss else {}),
     }

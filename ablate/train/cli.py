@@ -1,5 +1,6 @@
 """`ablate train`: one training cell from the command line; every CellConfig option is a flag."""
 
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def _click_type(f):
         return click.Choice(option_choices(f))
     if f.name == "data_dir":
         return click.Path(file_okay=False)
-    return f.type
+    unset_or = [t for t in typing.get_args(f.type) if t is not type(None)]  # float | None: a float, or unset
+    return unset_or[0] if unset_or else f.type
 
 
 def config_options(command):
@@ -32,7 +34,8 @@ def config_options(command):
 
 def summary_lines(record: dict) -> list:
     """A few human-readable lines: the setup, the status and the main metrics."""
-    setup = (f"{record['dataset']} model={record['model']} feat_dim={record['feat_dim']} variant={record['variant']} "
+    setup = (f"{record['dataset']} model={record['model']} feat_dim={record['feat_dim']} objective: "
+             f"{record['objective']}; variant={record['variant']} "
              f"rule={record['rule']} convention={record['convention']} lambda={record['lambda']} "
              f"alpha={record['alpha']} seed={record['seed']} on {record['resolved_device']}"
              + (f" x {record['world_size']} ranks, {record['distributed']} centers" if record["world_size"] > 1 else ""))
@@ -51,7 +54,8 @@ def summary_lines(record: dict) -> list:
               help="Save the test features, labels and centers to this .npz file.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
 def train_command(out, features_path, progress, **options):
-    """Train and evaluate one cell: softmax + lambda * center loss on one dataset."""
+    """Train and evaluate one cell: a head (softmax unless --head) + a pair loss (--pair-loss) + lambda * center
+    loss on one dataset."""
     try:
         config = CellConfig(**options)
     except ValueError as error:

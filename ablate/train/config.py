@@ -10,6 +10,8 @@ from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
 from ablate.loss.updates import check_stable
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
+from ablate.objectives import (DEFAULT_HEAD, DEFAULT_PAIR_WEIGHT, NO_PAIR_LOSS, head_names, pair_loss_names,
+                               parameter_help, resolve_objective)
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,6 +62,19 @@ class CellConfig:
                                              "slice of the classes (sharded).", FORMS)
     holdout_classes: int = _option(0, "Open set: hold the last K classes out of training; retrieval, verification "
                                       "and compactness are measured on their test samples, accuracy on the others.")
+    # The objective besides center loss (ablate.objectives): unset parameters take the paper's value.
+    head: str = _option(DEFAULT_HEAD, "Classification head on the features (softmax = the model's linear layer).",
+                        head_names)
+    margin: float | None = _option(None, "Margin of the head, in its paper's unit; unset: the paper's value ("
+                                         + parameter_help("margin") + ").")
+    scale: float | None = _option(None, "Scale s of the head's logits; unset: the paper's value ("
+                                        + parameter_help("scale") + ").")
+    pair_loss: str = _option(NO_PAIR_LOSS, "Pair loss added to the head's loss (on L2-normalized features).",
+                             pair_loss_names)
+    pair_weight: float | None = _option(None, f"Weight of the pair loss; unset: {DEFAULT_PAIR_WEIGHT:g} with a pair "
+                                              "loss.")
+    pair_margin: float | None = _option(None, "Margin of the pair loss; unset: the paper's value ("
+                                              + parameter_help("pair_margin") + ").")
 
     def __post_init__(self):
         for f in fields(self):
@@ -145,3 +160,7 @@ def _check_ranges(c: CellConfig) -> None:
         raise ValueError(f"holdout_classes must be 0 (closed set) or lie in [2, {classes - 2}] for {c.dataset} with "
                          f"{classes} classes (two held out to compare, two left to train on), got {c.holdout_classes}")
     check_stable(c.rule, c.alpha, c.convention, c.batch_size)
+    objective = resolve_objective(c.head, c.pair_loss, c.margin, c.scale, c.pair_margin, c.pair_weight,
+                                  batch_size=c.batch_size, classes=classes - c.holdout_classes, nproc=c.nproc)
+    for name, value in objective.items():
+        object.__setattr__(c, name, value)

@@ -1,21 +1,23 @@
-"""The training loop of a cell: softmax cross-entropy + lambda * center loss, centers moved by their rule."""
+"""The training loop of a cell: the head's cross-entropy (+ pair_weight * a pair loss) + lambda * center loss,
+centers moved by their rule."""
 
 import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from ablate.distributed.context import ONE_PROCESS
 from ablate.loss import CenterLoss
 from ablate.train.config import CellConfig
+from ablate.train.heads import TrainingObjective
 
 
 @dataclass
 class TrainingHistory:
-    """Per finished epoch: mean softmax part, mean center part (unweighted), train accuracy.
+    """Per finished epoch: mean softmax part (the head's cross-entropy, margin included), mean center part
+    (unweighted), train accuracy, and the mean pair loss (unweighted; empty without a pair loss).
 
     diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never);
     samples counts the examples trained on, including the diverged epoch's.
@@ -24,6 +26,7 @@ class TrainingHistory:
     softmax_loss: list = field(default_factory=list)
     center_loss: list = field(default_factory=list)
     train_accuracy: list = field(default_factory=list)
+    pair_loss: list = field(default_factory=list)
     diverged_epoch: int | None = None
     samples: int = 0
 
@@ -66,8 +69,11 @@ class CenterStep:
 
 
 def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Tensor, config: CellConfig,
-          progress: bool = False, ranks=ONE_PROCESS) -> TrainingHistory:
+          progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective) -> TrainingHistory:
     """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss.
+
+    objective: the cell's head and pair loss, attached to the model already (a pml head's weights are then the
+    model's parameters, so its optimizer trains them).
 
     ranks: this process's part in a multi-process run (ablate.distributed.context); every rank passes the
     whole data and trains on its slice of each global batch of config.batch_size * world_size rows (the
@@ -86,15 +92,20 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
     with tqdm(total=config.epochs * steps_per_epoch, desc="train", unit="batch", disable=not progress,
               leave=False) as bar:
         for epoch in range(1, config.epochs + 1):
-            totals = torch.zeros(3, dtype=torch.float64, device=x.device)  # softmax sum, center sum, correct
+            totals = torch.zeros(4, dtype=torch.float64, device=x.device)  # softmax, center, pair sums, correct
             for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(global_batch):
                 mine = ranks.batch_slice(batch)
                 inputs, labels = x[mine], y[mine]
                 features, logits = ddp_model(inputs)  # (b, D), (b, C): this rank's b of the batch's B rows
-                softmax_sum = F.cross_entropy(logits, labels, reduction="sum")
+                softmax_sum = objective.head_sum(features, logits, labels)
                 softmax_part = softmax_sum / (len(batch) / ranks.world_size)  # one process: the mean over B
                 center_part = center_loss(features, labels)  # the global batch's loss on every rank
                 loss = softmax_part + config.lambda_ * center_part
+                pair_part = objective.pair_loss(features, labels)
+                if pair_part is not None:
+                    loss = loss + config.pair_weight * pair_part
+                else:
+                    pair_part = torch.zeros((), device=x.device)
                 history.samples += len(batch)
                 # A non-finite loss must stop the cell (on every rank at once) before it reaches the weights;
                 # this check syncs with the device.
@@ -107,12 +118,15 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 optimizer.step()
                 center_step.step(features, labels)
                 correct = (logits.argmax(1) == labels).sum()
-                totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(mine), correct])
+                totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(mine),
+                                       pair_part.detach().double() * len(mine), correct])
                 bar.update()
-            softmax_mean, center_mean, accuracy = (ranks.all_sum(totals) / len(y)).tolist()
+            softmax_mean, center_mean, pair_mean, accuracy = (ranks.all_sum(totals) / len(y)).tolist()
             history.softmax_loss.append(softmax_mean)
             history.center_loss.append(center_mean)
             history.train_accuracy.append(accuracy)
+            if objective.pair_module is not None:
+                history.pair_loss.append(pair_mean)
             bar.set_postfix(epoch=epoch, softmax=f"{softmax_mean:.3f}", center=f"{center_mean:.3f}", acc=f"{accuracy:.3f}")
             if scheduler is not None:
                 scheduler.step()

@@ -1,0 +1,93 @@
+"""The head and pair loss of a cell, built from their registry entries (ablate.objectives) with
+pytorch-metric-learning, which is imported only when a cell uses one of them.
+
+    TrainingObjective(config, num_classes)   .attach(model), .head_sum(features, logits, labels),
+                                             .pair_loss(features, labels)
+"""
+
+import torch.nn.functional as F
+from torch import nn
+
+from ablate.objectives import HEADS, PAIR_LOSSES
+
+
+# pml takes a head's angle as acos(clamp(cos, -1, 1)), whose gradient is infinite at |cos| = 1: with 2-D features
+# a float32 cosine reaches 1.0 within the first epoch and the cell diverges. The angle is taken at the cosine
+# clamped to +-(1 - ANGLE_EPS) instead (at most 1.4e-3 rad away; no gradient through a clamped cosine).
+ANGLE_EPS = 1e-6
+
+
+class FiniteAngleGradient:
+    """Mixin for a pml head that computes angles (get_angles): the cosine clamped inside (-1, 1) first."""
+
+    def get_angles(self, cosine_of_target_classes):
+        return super().get_angles(cosine_of_target_classes.clamp(-1 + ANGLE_EPS, 1 - ANGLE_EPS))
+
+
+def _head_class(library_class):
+    """pml's head class, with FiniteAngleGradient where it computes angles."""
+    if hasattr(library_class, "get_angles"):
+        return type(library_class.__name__, (FiniteAngleGradient, library_class), {})
+    return library_class
+
+
+def _library_options(entry, config) -> dict:
+    """pml's keyword arguments of a registry entry: its parameters from the config, converted to pml's units."""
+    options = {p.library_name: p.to_library(getattr(config, p.key)) for p in entry.parameters}
+    return {**entry.fixed, **options}
+
+
+class HeadLogits(nn.Module):
+    """The logits (B, C) of a pml head from features (B, D), without the margin (pml's get_logits): what the cell's
+    predictions are made from. It holds the head's loss module, so that the head's weights W (D, C) are parameters
+    of the model: trained by its optimizer, moved with it, and evaluated with it."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, features):
+        return self.loss.get_logits(features)  # (B, C)
+
+
+class TrainingObjective:
+    """The head's loss and the pair loss of one cell; center loss stays with the training loop."""
+
+    def __init__(self, config, num_classes: int):
+        head, pair = HEADS[config.head], PAIR_LOSSES[config.pair_loss]
+        self.head_module = self.pair_module = self.miner = None
+        if head.library_class is not None or pair.library_class is not None:
+            from pytorch_metric_learning import distances, losses, miners  # heavy: loaded for the cells that use it
+        if head.library_class is not None:
+            loss = _head_class(getattr(losses, head.library_class))(num_classes=num_classes,
+                                                                    embedding_size=config.feat_dim,
+                                                                    **_library_options(head, config))
+            self.head_module = HeadLogits(loss)
+        if pair.library_class is not None:
+            options = _library_options(pair, config)
+            distance = getattr(distances, pair.distance)
+            self.pair_module = getattr(losses, pair.library_class)(distance=distance(), **options)
+            if pair.miner is not None:
+                self.miner = getattr(miners, pair.miner)(margin=options["margin"], distance=distance(),
+                                                         **pair.miner_options)
+
+    def attach(self, model: nn.Module) -> nn.Module:
+        """The model with the head's logits in place of its own classifier (for a pml head); returns it."""
+        if self.head_module is not None:
+            model.classifier = self.head_module
+        return model
+
+    def head_sum(self, features, logits, labels):
+        """The head's loss summed over the batch: cross-entropy of the model's logits (B, C) for softmax, the pml
+        head's loss (a mean over the batch) of the features (B, D) times B otherwise; labels (B,)."""
+        if self.head_module is None:
+            return F.cross_entropy(logits, labels, reduction="sum")
+        return self.head_module.loss(features, labels) * len(labels)
+
+    def pair_loss(self, features, labels):
+        """The pair loss of features (B, D) with labels (B,) (a scalar), None without one."""
+        if self.pair_module is None:
+            return None
+        pairs = self.miner(features, labels) if self.miner is not None else None
+        return self.pair_module(features, labels, pairs)
+

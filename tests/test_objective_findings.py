@@ -1,0 +1,87 @@
+"""The findings across objectives (ablate.report.objective_findings) on a generated run folder whose objectives
+differ by construction: ArcFace more accurate than softmax, center loss more compact, CosFace like softmax."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ablate import runfolder
+from ablate.grid.store import CellStore
+from ablate.grid.tables import config_columns, write_tables
+from ablate.report.build import build_report, load_runs
+from ablate.report.objective_findings import center_findings, objective_findings, reference_objective
+from ablate.runfolder import cell_id
+from ablate.train import CellConfig
+from report_fixture_runs import PROVENANCE
+
+SEEDS = range(6)
+# (head, lambda) -> (accuracy, compactness): arcface +5 points, center loss halves the spread.
+OBJECTIVES = {("softmax", 0.0): (0.90, 1.0), ("arcface", 0.0): (0.95, 1.0), ("cosface", 0.0): (0.90, 1.0),
+              ("softmax", 0.1): (0.90, 0.5), ("arcface", 0.1): (0.95, 0.5), ("cosface", 0.1): (0.90, 0.5)}
+
+
+def _record(head, lam, seed, rng) -> dict:
+    accuracy, spread = OBJECTIVES[(head, lam)]
+    accuracy += 0.002 * rng.standard_normal()
+    spread *= 1 + 0.01 * rng.standard_normal()
+    config = CellConfig(dataset="synthetic", num_classes=4, feat_dim=2, epochs=2, head=head, lambda_=lam,
+                        seed=seed).to_dict()
+    return {**config, "cell_id": cell_id(config), "test_accuracy": accuracy, "separation_ratio": 3 / spread,
+            "relative_intra_class_distance": spread / 3, "fisher_ratio": 9 / spread ** 2, "map_at_r": accuracy - 0.1,
+            "verification_auc": accuracy, "tar_at_far_1e3": accuracy - 0.2, "unit_intra_class_distance": spread / 3,
+            "status": "ok", "diverged_epoch": None, "resolved_device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def objectives_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("objectives")
+    runfolder.claim(run_dir, "grid", config_columns=config_columns())
+    store, rng = CellStore(run_dir), np.random.default_rng(0)
+    records = [_record(head, lam, seed, rng) for head, lam in OBJECTIVES for seed in SEEDS]
+    for record in records:
+        store.save(record["cell_id"], record, None)
+    (run_dir / "provenance.json").write_text(json.dumps(PROVENANCE))
+    write_tables(run_dir, records)
+    return run_dir
+
+
+def _verdicts(findings, metric: str) -> dict:
+    return {r.setting["objective"]: r.verdicts[metric] for r in findings.rows}
+
+
+def test_every_objective_is_compared_with_softmax_alone_by_default(objectives_run):
+    run = load_runs([objectives_run])[0]
+    assert reference_objective(run) == "softmax"
+    findings = objective_findings(run)
+    assert {r.against for r in findings.rows} == {"softmax"}
+    accuracy = _verdicts(findings, "test_accuracy")
+    assert accuracy["arcface m=0.5 rad s=64"] == "better"
+    assert accuracy["cosface m=0.35 s=64"] == "no detectable difference"
+    assert _verdicts(findings, "separation_ratio")["softmax + center lambda=0.1 (mean, paper rule, alpha 0.5)"] == "better"
+    assert len(findings.rows) == len(OBJECTIVES) - 1 and all(r.seeds == "6 ok" for r in findings.rows)
+
+
+def test_the_reference_objective_is_chosen_by_head(objectives_run):
+    run = load_runs([objectives_run], reference=("head", "arcface"))[0]
+    findings = objective_findings(run)
+    assert {r.against for r in findings.rows} == {"arcface m=0.5 rad s=64"}
+    assert _verdicts(findings, "test_accuracy")["softmax"] == "worse"
+
+
+def test_center_loss_is_compared_with_each_objective_alone(objectives_run):
+    findings = center_findings(load_runs([objectives_run])[0])
+    pairs = {(r.setting["objective"], r.against) for r in findings.rows}
+    assert pairs == {("softmax + center lambda=0.1 (mean, paper rule, alpha 0.5)", "softmax"),
+                     ("arcface m=0.5 rad s=64 + center lambda=0.1 (mean, paper rule, alpha 0.5)", "arcface m=0.5 rad s=64"),
+                     ("cosface m=0.35 s=64 + center lambda=0.1 (mean, paper rule, alpha 0.5)", "cosface m=0.35 s=64")}
+    assert set(_verdicts(findings, "separation_ratio").values()) == {"better"}
+    assert set(_verdicts(findings, "test_accuracy").values()) == {"no detectable difference"}
+
+
+def test_the_report_opens_with_the_objective_findings_and_the_figure(objectives_run, tmp_path):
+    html = build_report([objectives_run], tmp_path / "report.html", progress=False).read_text()
+    first = html.index("Findings: every objective against softmax")
+    assert first < html.index("Findings: center loss added to each objective")
+    assert first < html.index("Findings: each lambda")  # the lambda findings follow
+    assert "Every objective: accuracy against compactness" in html
