@@ -16,6 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from ablate.bench import ab, expected_counts, gate, scaling
+from ablate.bench import instructions as ab_instructions
 from ablate.bench.counting import count_work
 from ablate.bench.workloads import UPDATE_ALPHA, call, clustered_inputs
 from ablate.cli import main
@@ -72,6 +73,7 @@ def test_benchmark_case_and_check_what_it_computed(benchmark, one_thread, case):
 LAW_CI_SLACK = 1.5
 
 
+@pytest.mark.slow  # timing; `make gate` checks the laws
 @pytest.mark.parametrize("law", scaling.LAWS, ids=lambda law: law.name)
 def test_scaling_law_holds(law):
     table = scaling.check_laws((law,), slack=LAW_CI_SLACK)
@@ -88,6 +90,7 @@ def dense_paper_update(variant, mode, features, labels, centers, rule):
     return step
 
 
+@pytest.mark.slow  # timing: three attempts of a law
 def test_the_dense_update_is_right_and_the_update_law_fails_it():
     features, labels, centers = clustered_inputs(64, 50, 7, torch.float64, "cpu")
     expected = centers.clone()
@@ -218,6 +221,7 @@ def _has_parent(repo) -> str | None:
     return None if inside.returncode == 0 else "no git history here (not a checkout, or a shallow clone)"
 
 
+@pytest.mark.slow  # a full A/B: `make gate` runs it
 def test_working_tree_is_not_slower_than_its_parent_commit():
     why_not = _has_parent(ROOT)
     if why_not:
@@ -275,6 +279,7 @@ NO_NAIVE_YET = """
 """
 
 
+@pytest.mark.slow  # a full wall-clock A/B of three cases
 def test_ab_fails_a_2x_slowdown_passes_a_5_percent_one_and_calls_an_unrunnable_base_new(scratch_repo):
     """One comparison, three cases: base is HEAD~1, which cannot run naive; head brings naive back, makes
     gather twice as slow and the update 5% slower."""
@@ -284,18 +289,14 @@ def test_ab_fails_a_2x_slowdown_passes_a_5_percent_one_and_calls_an_unrunnable_b
     _append(scratch_repo, "ablate/loss/gather.py", SLOWER_GATHER)
     _append(scratch_repo, "ablate/loss/updates.py", SLIGHTLY_SLOWER_UPDATE)
     _git(scratch_repo, "commit", "--quiet", "-am", "naive back; gather twice as slow; the update 5% slower")
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(scratch_repo),
-                                       "--no-laws", "--no-baseline"])
-    assert result.exit_code == 1, result.output
-    failure = result.output[result.output.index("performance gate failed"):]
-    assert "gather_full_vs_copy x" in failure and "95% CI [" in failure, result.output
-    assert "update_paper_vs_copy" not in failure and "naive" not in failure, result.output
-    table = result.output[result.output.index(" verdict"):result.output.index("\nError:")].strip().splitlines()[1:]
-    rows = {line.split()[0]: line.split() for line in table}
-    ratio, low, high, verdict = rows["gather_full_vs_copy"][3:7]
-    assert verdict == "fail" and 1 + ab.DEFAULT_THRESHOLD < float(low) <= float(ratio) <= float(high), result.output
-    assert rows["update_paper_vs_copy"][6] == "pass", result.output
-    assert "new" in rows["naive_full_vs_matmul"] and "naive arrives in the next commit" in result.output
+    table, _ = ab.compare(scratch_repo, "HEAD~1", signals=("wall",))
+    rows = table.set_index("case")
+    gather = rows.loc["gather_full_vs_copy"]
+    assert gather["wall"] == "fail" and 1 + ab.DEFAULT_THRESHOLD < gather["ci_low"] <= gather["ratio"] <= \
+        gather["ci_high"], table.to_string()
+    assert rows.loc["update_paper_vs_copy", "wall"] == "pass", table.to_string()
+    assert rows.loc["naive_full_vs_matmul", "verdict"] == "new", table.to_string()
+    assert "naive arrives in the next commit" in rows.loc["naive_full_vs_matmul", "note"]
 
 
 def test_a_base_without_the_public_api_is_a_clear_error(scratch_repo):
@@ -385,3 +386,79 @@ def test_gate_without_a_baseline_for_this_machine_prints_a_note(monkeypatch):
     assert "no baseline for this machine (A CPU nobody measured | 3 cores | torch 0.0)" in result.output
     assert "never fail" in result.output
 
+
+
+# --- the Done-when changes, each in a scratch commit ------------------------------------------------------
+
+ONE_EXTRA_COPY = """
+    _checked_loss = center_loss
+
+
+    def center_loss(features, labels, centers, **kwargs):
+        # one more (B, D) tensor per call on the public path
+        return _checked_loss(features.clone(), labels, centers, **kwargs)
+"""
+
+CHATTY_IMPORT = """
+    print('{"ready": false}')  # what a base may print at import: never read as a reply
+    print("loading ablate ...")
+"""
+
+
+def test_an_extra_copy_fails_by_counts_naming_case_and_bytes_whatever_the_base_prints(scratch_repo):
+    """The base prints JSON-looking lines at import; the head adds one (B, D) copy to `center_loss`."""
+    _append(scratch_repo, "ablate/__init__.py", CHATTY_IMPORT)
+    _git(scratch_repo, "commit", "--quiet", "-am", "a base that prints at import")
+    _append(scratch_repo, "ablate/loss/functional.py", ONE_EXTRA_COPY)
+    _git(scratch_repo, "commit", "--quiet", "-am", "one extra copy")
+    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(scratch_repo),
+                                       "--signal", "counts", "--no-laws", "--no-baseline"])
+    assert result.exit_code == 1, result.output
+    failure = result.output[result.output.index("performance gate failed"):]
+    for case in CASES.values():  # every case calls center_loss but the update
+        copy = case.batch * case.dim * 4
+        if case.mode == "update":
+            assert case.name not in failure, result.output
+            continue
+        line = next(line for line in failure.splitlines() if case.name in line)
+        assert "does more work" in line and "new op aten.clone.default (1 calls)" in line, result.output
+        before = expected_counts.load()["cases"][case.name]["bytes"]
+        if copy > expected_counts.TOLERANCE * before:  # naive's (B, C) work dwarfs a (B, D) copy: only its op shows
+            assert f"bytes {before:,} -> {before + copy:,}" in line, result.output
+
+
+THREE_TIMES_SLOWER_UPDATE = """
+    _exact_rows = torch_updated_rows
+
+
+    def torch_updated_rows(*args, **kwargs):
+        # the same step computed three times: three times the work of the update's core
+        _exact_rows(*args, **kwargs)
+        _exact_rows(*args, **kwargs)
+        return _exact_rows(*args, **kwargs)
+"""
+
+
+@pytest.mark.slow  # valgrind and a wall-clock A/B of one case
+def test_a_three_times_slower_update_fails_by_instructions_and_wall_clock(scratch_repo):
+    if ab_instructions.unavailable():
+        pytest.skip(f"instruction gate skipped: {ab_instructions.unavailable()}")
+    _append(scratch_repo, "ablate/loss/updates.py", THREE_TIMES_SLOWER_UPDATE)
+    _git(scratch_repo, "commit", "--quiet", "-am", "the update three times slower")
+    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(scratch_repo),
+                                       "--case", "update_paper_vs_copy", "--no-laws", "--no-baseline"])
+    assert result.exit_code == 1, result.output
+    failure = result.output[result.output.index("performance gate failed"):]
+    assert "update_paper_vs_copy executes x" in failure and "the instructions (limit 1.02)" in failure, result.output
+    assert "update_paper_vs_copy x" in failure and "95% CI [" in failure, result.output
+    assert "does more work" in failure  # the repeated ops are counted too
+
+
+@needs_git
+def test_a_revision_string_past_any_ref_name_is_one_line_error():
+    for rev in ("a" * 3_000_000, "HEAD\n~1", "HEAD\x00"):
+        with pytest.raises(ab.GateError, match=r"is not a revision name: expected at most 256 printable"):
+            ab.resolve_revision(ROOT, rev)
+    result = CliRunner().invoke(main, ["bench", "gate", "--against", "x" * 100_000, "--repo", str(ROOT),
+                                       "--allow-dirty", "--no-laws", "--no-baseline"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and len(result.output) < 500

@@ -12,11 +12,19 @@ import pandas as pd
 import pytest
 
 from ablate import runfolder
-from ablate.report import build_report
+from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
 from ablate.runfolder import RunFolderError
 from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 from test_report import parse
+
+
+@pytest.fixture(autouse=True)
+def figures_not_rasterized(monkeypatch):
+    """These tests read the report's notes and headings: its figures are drawn but not encoded as PNG, the slow
+    part of a report (tests/test_report.py checks the images of one shared report)."""
+    for module in (grid_figures, bench_figures, distributed_blocks):
+        monkeypatch.setattr(module, "to_data_uri", lambda fig: "data:image/png;base64,")
 
 
 @pytest.fixture

@@ -34,17 +34,21 @@ def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     def pair(base, head, fmt):
         return "" if pd.isna(head) else f"{fmt(base)}->{fmt(head)}"
 
+    def text(value):
+        return "" if pd.isna(value) else value
+
     def ratio(row):
         return "" if pd.isna(row.ratio) else f"x{row.ratio:.3f} [{row.ci_low:.3f},{row.ci_high:.3f}]"
 
     return pd.DataFrame([{
         "case": row.case, "ops": pair(row.base_ops, row.head_ops, lambda v: f"{v:.0f}"),
         "MFLOP": pair(row.base_mflop, row.head_mflop, lambda v: f"{v:.4g}"),
-        "MB alloc": pair(row.base_mb, row.head_mb, lambda v: f"{v:.4g}"), "counts": row.counts,
+        "MB alloc": pair(row.base_mb, row.head_mb, lambda v: f"{v:.4g}"), "counts": text(row.counts),
         "Minstr/call": pair(row.base_instructions, row.head_instructions, lambda v: f"{v / 1e6:.4g}"),
         "instr": "" if pd.isna(row.instructions_ratio) else f"x{row.instructions_ratio:.4f}",
-        "instructions": row.instructions, "wall (95% CI)": ratio(row), "wall": row.wall, "verdict": row.verdict,
-    } for row in table.itertuples()]).fillna("")
+        "instructions": text(row.instructions), "wall (95% CI)": ratio(row), "wall": text(row.wall),
+        "verdict": row.verdict,
+    } for row in table.itertuples()])
 
 
 def _run_ab(repo: Path, rev: str, cases: tuple, threshold: float, rounds: int, round_ms: float, processes: int,
