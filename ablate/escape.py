@@ -1,8 +1,9 @@
 """Text written into our own files, escaped for the format it goes into.
 
-JSON (json.dumps, ASCII-only), CSV (pandas, every field quoted) and parquet escape through their libraries; TOML
-has no writer on the GPU machines, so its escaping is here: every value and name that reaches a TOML file we
-write (grid.toml) goes through toml_value, toml_key or toml_comment.
+JSON (json.dumps, ASCII-only), CSV (pandas' quoting) and parquet escape through their libraries, HTML's markup
+characters through jinja2's autoescape; TOML has no writer on the GPU machines, so its escaping is here: every
+value and name that reaches a TOML file we write (grid.toml) goes through toml_value, toml_key or toml_comment.
+html_characters then makes an escaped page valid HTML and UTF-8: what HTML forbids in text, shown escaped.
 """
 
 import math
@@ -49,6 +50,17 @@ def toml_value(value) -> str:
 
 def _shown(match) -> str:
     return "\\x%02x" % ord(match.group())
+
+
+# HTML text may not hold the C0 controls but tab, LF, FF and CR, nor DEL; UTF-8 cannot hold a lone surrogate.
+_HTML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def html_characters(page: str) -> str:
+    """An HTML page (its markup already escaped) with each character HTML text cannot hold shown as \\xNN or
+    \\uNNNN, so that the page is valid and encodes to UTF-8 whatever a run folder held."""
+    return _HTML_FORBIDDEN.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
+                               else "\\u%04x" % ord(m.group()), page)
 
 
 def toml_comment(text: str) -> list:

@@ -52,3 +52,33 @@ def test_csv_and_parquet_we_write_read_back_exactly(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "table.parquet"), table)
     back = pd.read_csv(tmp_path / "table.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(back, table)
+
+
+def test_an_html_report_of_a_run_holding_every_character_is_valid_and_shows_them(tmp_path):
+    from html.parser import HTMLParser
+
+    from ablate.report.build import build_report
+    from report_fixture_runs import make_grid_run
+
+    hostile = HOSTILE + "<b>&"
+    run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),
+                        data_dirs=(hostile,))
+    # and a lone surrogate, which JSON can hold and UTF-8 cannot, in the provenance
+    atomic_write_json(run / "provenance.json", {"host": hostile + "\udcff", "command": hostile})
+    page = build_report([run], tmp_path / "r.html", progress=False).read_bytes().decode("utf-8")  # strict UTF-8
+    assert not any(ord(c) < 32 and c not in "\t\n\f\r" or ord(c) == 127 for c in page)
+
+    class Text(HTMLParser):
+        text, tags = [], []
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+
+    parser = Text()
+    parser.feed(page)
+    text = "".join(parser.text)
+    assert "\\x01\\x02" in text and "\\x7f" in text and NON_BMP in text and "<b>&" in text and "\\udcff" in text
+    assert "b" not in parser.tags  # the value's markup stayed text

@@ -67,3 +67,8 @@ def test_an_out_that_is_a_dangling_link_is_refused_up_front(tmp_path):
     link.symlink_to(tmp_path / "gone")
     result = CliRunner().invoke(main, ["grid", "--set", "epochs=1", "--out", str(link)])
     assert result.exit_code == 1 and f"{link} is a link to {tmp_path / 'gone'}, which does not exist" in result.output
+
+
+def test_a_data_dir_that_is_not_utf8_is_refused_before_any_cell():
+    result = CliRunner().invoke(main, ["train", "--data-dir", "/tmp/caf\udce9", "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 2 and "data_dir must be a path that is valid UTF-8" in result.output, result.output
