@@ -76,6 +76,9 @@ def check_writable(path, *, folder: bool = False) -> Path:
     folder where a file is wanted (or the reverse), or in a folder this user may not write. ValueError names
     the path and why."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ValueError(f"{path} is a link to {os.readlink(path)}, which does not exist; expected "
+                         f"{'a folder' if folder else 'a file name'}")
     if path.exists() and path.is_dir() != folder:
         raise ValueError(f"{path} is a {'file' if folder else 'folder'}; expected {'a folder' if folder else 'a file name'}")
     nearest = path if folder and path.exists() else path.parent

@@ -88,7 +88,7 @@ def test_the_dense_update_it_times_is_eq_4(tmp_path):
         torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("args, message", [(["--world", "0"], "nproc must be an integer >= 1, got 0"),
+@pytest.mark.parametrize("args, message", [(["--world", "0"], "--world must be an integer >= 1, got 0"),
                                            (["--world", "2", "--mode", "forward"], "unknown mode(s) forward"),
                                            (["--world", "two"], "comma-separated list of ints")])
 def test_bad_world_options_are_refused_before_anything_runs(tmp_path, args, message):

@@ -171,3 +171,21 @@ def test_a_report_with_a_huge_or_empty_npz_leaves_the_cell_out_and_goes_on(grid_
     assert result.exit_code == 0, result.output
     page = (tmp_path / "report.html").read_text()
     assert "over the limit of 200,000 rows" in page and "feature dimension D = 0" in page
+
+
+def test_retrieval_in_chunks_equals_retrieval_at_once(monkeypatch):
+    from ablate.metrics import features as feature_metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 301)
+    points = rng.normal(size=(301, 2)).round(1)  # rounded: ties and duplicates, where self-exclusion matters
+    whole = feature_metrics.retrieval_per_query(points, labels)
+    monkeypatch.setattr(feature_metrics, "RETRIEVAL_CHUNK_BYTES", 7 * feature_metrics.RETRIEVAL_BYTES_PER_ENTRY * 120)
+    chunked = feature_metrics.retrieval_per_query(points, labels)  # 7 queries per chunk
+    for key in whole:
+        np.testing.assert_array_equal(chunked[key], whole[key])
+    from sklearn.neighbors import NearestNeighbors  # and the neighbours are those of kneighbors() without X
+
+    index = NearestNeighbors(n_neighbors=5).fit(points)
+    np.testing.assert_array_equal(feature_metrics._neighbours_but_self(index, points, np.arange(301), 5),
+                                  index.kneighbors(return_distance=False))

@@ -48,7 +48,7 @@ def test_bench_world_memory_per_rank_is_estimated(tmp_path, monkeypatch):
 
 def test_bench_classes_beyond_int64_is_refused_up_front(tmp_path):
     code, output = run("bench", "run", "--classes", str(10**30), "--out", str(tmp_path / "b"))
-    assert code == 2 and "--classes must lie in [1, 9223372036854775807] (int64)" in output
+    assert code == 2 and "--classes must lie in [-9223372036854775808, 9223372036854775807] (int64)" in output
     assert not (tmp_path / "b").exists()
 
 

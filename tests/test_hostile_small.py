@@ -60,3 +60,15 @@ def test_a_grid_where_every_cell_failed_reads_its_own_curves_back(tmp_path):
 def test_an_output_under_proc_is_refused_before_training_even_as_root():
     with pytest.raises(ValueError, match="cannot write /proc/x: /proc takes no new file"):
         check_writable("/proc/x")
+
+
+def test_an_out_that_is_a_dangling_link_is_refused_up_front(tmp_path):
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    result = CliRunner().invoke(main, ["grid", "--set", "epochs=1", "--out", str(link)])
+    assert result.exit_code == 1 and f"{link} is a link to {tmp_path / 'gone'}, which does not exist" in result.output
+
+
+def test_a_data_dir_that_is_not_utf8_is_refused_before_any_cell():
+    result = CliRunner().invoke(main, ["train", "--data-dir", "/tmp/caf\udce9", "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 2 and "data_dir must be a path that is valid UTF-8" in result.output, result.output

@@ -13,7 +13,7 @@ from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
-from ablate.limits import check_int_option
+from ablate.limits import INT64_MAX, check_int_option
 from ablate.runfolder import ERROR_COLUMNS, RunLockedError, check_kind, read_provenance
 from ablate.train.cell import resolve_device
 
@@ -31,7 +31,7 @@ def _comma_list(cast=str):
         if cast is int:
             try:
                 for v in values:
-                    check_int_option(param.opts[0], v)
+                    check_int_option(param.opts[0], v, low=-INT64_MAX - 1)  # the range of each option: its suite
             except ValueError as exc:
                 raise click.BadParameter(str(exc)) from None
         return values

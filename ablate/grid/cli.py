@@ -12,7 +12,7 @@ from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_
 from ablate.io import check_writable
 from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
-from ablate.runfolder import STATUSES, check_kind, mean_ci_text
+from ablate.runfolder import CELLS, STATUSES, check_kind, mean_ci_text
 
 
 
@@ -103,6 +103,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
     try:
         check_writable(run_dir, folder=True)
+        check_writable(Path(run_dir) / CELLS, folder=True)
         check_kind(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides)
         if executor == "local":

@@ -16,13 +16,13 @@ defaults.
 """
 
 import itertools
-import json
 import math
 import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from ablate.escape import toml_comment, toml_key, toml_string, toml_value
 from ablate.io import UnreadableFile, parse_toml_text, read_regular_text
 from ablate.train import CellConfig
 
@@ -67,19 +67,17 @@ class GridSpec:
         header = f"resolved grid from {self.source or 'the command line'}"
         if self.overrides:
             header += f" with --set {' --set '.join(self.overrides)}"
-        lines = [*(f"# {line}" for line in header.splitlines()), f"description = {json.dumps(self.description)}", "", "[axes]", *_toml_lines(self.axes)]
+        lines = [*toml_comment(header), f"description = {toml_string(self.description)}", "", "[axes]",
+                 *_toml_lines(self.axes)]
         for extra in self.also:
             lines += ["", "[[also]]", *_toml_lines(extra)]
         return "\n".join(lines) + "\n"
 
 
 def _toml_lines(axes: dict) -> list:
-    """key = value lines; an axis of one value as a scalar.
-
-    Written by hand because the GPU machines have no TOML writer installed: for bare keys and
-    JSON's strings, numbers, booleans and flat arrays, JSON's spelling is valid TOML.
-    """
-    return [f"{key} = {json.dumps(values[0] if len(values) == 1 else values)}" for key, values in axes.items()]
+    """key = value lines; an axis of one value as a scalar (written by ablate.escape: the GPU machines have no
+    TOML writer installed)."""
+    return [f"{toml_key(key)} = {toml_value(values[0] if len(values) == 1 else values)}" for key, values in axes.items()]
 
 
 def bundled_grids() -> dict:

@@ -26,6 +26,11 @@ from sklearn.preprocessing import normalize
 # 450,000 different-class pairs with 10 classes, so FAR = 1e-3 rests on ~450 false accepts.
 MAX_VERIFICATION_PAIRS = 500_000
 PAIR_SEED = 0
+# Retrieval looks at every query's k = (largest class - 1) neighbours: (N, k) at once would be 8 N k bytes (7 TiB for a
+# million samples of one class), so queries go in chunks of at most this many bytes of per-neighbour arrays
+# (index, relevance, hit, precision: about 26 bytes an entry).
+RETRIEVAL_CHUNK_BYTES = 256 * 2**20
+RETRIEVAL_BYTES_PER_ENTRY = 26
 # silhouette is O(N^2); above this many test samples it is estimated on a fixed-seed sample of them.
 MAX_SILHOUETTE_SAMPLES = 5_000
 TARGET_FAR = 1e-3
@@ -129,14 +134,27 @@ def retrieval_per_query(features, labels) -> dict:
     if k == 0:
         nothing = np.zeros(len(labels))
         return {"first_hit": nothing, "average_precision": nothing, "has_reference": r > 0}
-    # kneighbors() without X leaves each sample out of its own neighbour list.
-    neighbours = NearestNeighbors(n_neighbors=k).fit(features).kneighbors(return_distance=False)  # (N, k)
-    relevant = labels[neighbours] == labels[:, None]  # (N, k)
-    hits = relevant & (np.arange(1, k + 1)[None, :] <= r[:, None])
-    precision_at_k = np.cumsum(hits, axis=1) / np.arange(1, k + 1)  # (N, k)
-    average_precision = (precision_at_k * hits).sum(axis=1) / np.maximum(r, 1)
-    return {"first_hit": relevant[:, 0].astype(np.float64), "average_precision": average_precision,
-            "has_reference": r > 0}
+    index = NearestNeighbors(n_neighbors=k).fit(features)
+    first_hit, average_precision = np.zeros(len(labels)), np.zeros(len(labels))
+    rows = max(1, RETRIEVAL_CHUNK_BYTES // (RETRIEVAL_BYTES_PER_ENTRY * (k + 1)))  # queries per chunk
+    for start in range(0, len(labels), rows):
+        queries = np.arange(start, min(start + rows, len(labels)))  # (q,)
+        neighbours = _neighbours_but_self(index, features, queries, k)  # (q, k)
+        relevant = labels[neighbours] == labels[queries, None]  # (q, k)
+        hits = relevant & (np.arange(1, k + 1)[None, :] <= r[queries, None])
+        precision_at_k = np.cumsum(hits, axis=1) / np.arange(1, k + 1)  # (q, k)
+        average_precision[queries] = (precision_at_k * hits).sum(axis=1) / np.maximum(r[queries], 1)
+        first_hit[queries] = relevant[:, 0]
+    return {"first_hit": first_hit, "average_precision": average_precision, "has_reference": r > 0}
+
+
+def _neighbours_but_self(index, features, queries, k: int) -> np.ndarray:
+    """The k nearest neighbours (q, k) of the samples `queries` among all others, as kneighbors() without X finds
+    them (scikit-learn asks for k + 1 and removes the query itself, else the first neighbour: a duplicate)."""
+    neighbours = index.kneighbors(features[queries], n_neighbors=k + 1, return_distance=False)  # (q, k + 1)
+    keep = neighbours != queries[:, None]
+    keep[keep.all(axis=1), 0] = False
+    return neighbours[keep].reshape(len(queries), k)
 
 
 def retrieval_metrics(features, labels, weights=None, per_query=None) -> dict:

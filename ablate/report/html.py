@@ -1,6 +1,7 @@
 """Render report sections into one self-contained HTML page (inline CSS, embedded PNGs, no scripts).
 
-Every value is escaped: jinja2 autoescapes the page, and tables arrive escaped from styling.render.
+Every value is escaped: jinja2 autoescapes the page, tables arrive escaped from styling.render, and what HTML text
+cannot hold (control characters, lone surrogates) is shown escaped (ablate.escape.html_characters).
 """
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from ablate.escape import html_characters
 from ablate.report.blocks import Figure, Note, Table, Text
 
 # Provenance keys shown in each section's header, in this order; the rest are behind "Full provenance".
@@ -37,4 +39,5 @@ def _environment() -> jinja2.Environment:
 
 def render_page(title: str, generated: str, sections: list) -> str:
     """The whole page as a string."""
-    return _environment().get_template("report.html.j2").render(title=title, generated=generated, sections=sections)
+    page = _environment().get_template("report.html.j2").render(title=title, generated=generated, sections=sections)
+    return html_characters(page)

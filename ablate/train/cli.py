@@ -75,7 +75,10 @@ def train_command(out, features_path, progress, **options):
     for line in summary_lines(record):
         click.echo(line)
     if out is not None:
-        atomic_write_json(out, record)
+        try:
+            atomic_write_json(out, record)
+        except OSError as error:  # the disk filled, or the folder changed, during training
+            raise click.ClickException(f"cannot write the record to {out}: {error.strerror}") from None
         click.echo(f"record written to {out}")
     if features_path is not None:
         click.echo(f"features written to {features_path}")

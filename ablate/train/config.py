@@ -88,6 +88,9 @@ class CellConfig:
                 object.__setattr__(self, f.name, _as_float(f.name, value))
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             object.__setattr__(self, "data_dir", str(self.data_dir))
+        if self.data_dir is not None and any(0xD800 <= ord(c) <= 0xDFFF for c in self.data_dir):
+            raise ValueError(f"data_dir must be a path that is valid UTF-8 (every table and record is), got "
+                             f"{self.data_dir!r}")
         _check_ranges(self)
 
     @classmethod

@@ -68,7 +68,7 @@ def check_fits(config, device: torch.device) -> None:
     host_budget = HOST_FRACTION * physical_memory_bytes()
     floor = memory_floor(config)
     if floor > host_budget:
-        raise ValueError(f"this cell needs at least {floor / 1e9:,.4g} GB of memory ({config.dataset}, feat_dim "
+        raise ValueError(f"this cell needs at least {floor / 1e9:,.4g} GB of host memory ({config.dataset}, feat_dim "
                          f"{config.feat_dim}, num_classes {config.num_classes}), over the {host_budget / 1e9:,.1f} GB "
                          "available: use smaller sizes")
     need = cell_memory(config)
