@@ -228,6 +228,17 @@ def test_every_registry_entry_names_a_class_the_library_has():
         assert hasattr(distances, pair.distance) and (pair.miner is None or hasattr(miners, pair.miner))
 
 
+def test_the_losses_grid_holds_every_objective_alone_and_with_center_loss():
+    from ablate.grid import expand, load_spec
+
+    cells = expand(load_spec("losses"))
+    objectives = {(c["head"], c["pair_loss"], c["lambda"]) for c in cells}
+    assert objectives == {*((head, "none", lam) for head in HEADS for lam in (0, 0.01, 0.1)),
+                          ("softmax", "contrastive", 0), ("softmax", "triplet", 0)}
+    assert {(c["dataset"], c["feat_dim"]) for c in cells} == {("digits", 2), ("digits", 64)}
+    assert {c["seed"] for c in cells} == set(range(5)) and len(cells) == len(objectives) * 2 * 5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("options, objective", [
     (["--head", "arcface", "--lambda", "0"], "arcface m=0.5 rad s=64"),
