@@ -144,6 +144,11 @@ def pair_loss_names() -> tuple:
     return tuple(PAIR_LOSSES)
 
 
+def papers_help(entries: dict) -> str:
+    """'normface: Wang et al. 2017, NormFace; ...': each entry with its paper, for the CLI help."""
+    return "; ".join(f"{name}: {entry.paper}" for name, entry in entries.items())
+
+
 def parameter_help(key: str) -> str:
     """'arcface 0.5 rad in [0, 1.571] rad, cosface 0.35 in [0, 1], ...': the paper's value and range of each entry
     that takes the option `key`, for its CLI help."""

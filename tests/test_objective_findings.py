@@ -85,3 +85,15 @@ def test_the_report_opens_with_the_objective_findings_and_the_figure(objectives_
     assert first < html.index("Findings: center loss added to each objective")
     assert first < html.index("Findings: each lambda")  # the lambda findings follow
     assert "Every objective: accuracy against compactness" in html
+
+
+def test_the_report_command_takes_a_head_as_the_reference(objectives_run, tmp_path):
+    from click.testing import CliRunner
+
+    from ablate.cli import main
+
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", str(objectives_run), "--reference", "head=arcface", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert html.index("Findings: every objective against arcface m=0.5 rad s=64") < html.index("Summary over seeds")

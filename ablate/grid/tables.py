@@ -1,7 +1,8 @@
 """The grid's tables, written through the run-folder schema (ablate.runfolder):
 
     results   one row per cell: cell_id, the config columns (grid keys), then metrics, status, timings
-    curves    long format: cell_id, epoch (1-based), metric (softmax_loss | center_loss | train_accuracy), value
+    curves    long format: cell_id, epoch (1-based), metric (softmax_loss | center_loss | train_accuracy, and
+              pair_loss in a cell with a pair loss), value
     summary   one row per configuration with a finished cell (config columns but seed): n_seeds (its
               "ok" cells), n_diverged, n_failed, and for each metric <m>_mean and <m>_ci95 (half-width of the
               95% t-interval over the ok seeds); NaN for a configuration with a diverged seed, never a mean

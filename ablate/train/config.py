@@ -10,8 +10,8 @@ from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
 from ablate.loss.updates import check_stable
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
-from ablate.objectives import (DEFAULT_HEAD, DEFAULT_PAIR_WEIGHT, NO_PAIR_LOSS, head_names, pair_loss_names,
-                               parameter_help, resolve_objective)
+from ablate.objectives import (DEFAULT_HEAD, DEFAULT_PAIR_WEIGHT, HEADS, NO_PAIR_LOSS, PAIR_LOSSES, head_names,
+                               pair_loss_names, papers_help, parameter_help, resolve_objective)
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -63,14 +63,13 @@ class CellConfig:
     holdout_classes: int = _option(0, "Open set: hold the last K classes out of training; retrieval, verification "
                                       "and compactness are measured on their test samples, accuracy on the others.")
     # The objective besides center loss (ablate.objectives): unset parameters take the paper's value.
-    head: str = _option(DEFAULT_HEAD, "Classification head on the features (softmax = the model's linear layer).",
-                        head_names)
+    head: str = _option(DEFAULT_HEAD, f"Classification head on the features ({papers_help(HEADS)}).", head_names)
     margin: float | None = _option(None, "Margin of the head, in its paper's unit; unset: the paper's value ("
                                          + parameter_help("margin") + ").")
     scale: float | None = _option(None, "Scale s of the head's logits; unset: the paper's value ("
                                         + parameter_help("scale") + ").")
-    pair_loss: str = _option(NO_PAIR_LOSS, "Pair loss added to the head's loss (on L2-normalized features).",
-                             pair_loss_names)
+    pair_loss: str = _option(NO_PAIR_LOSS, "Pair loss added to the head's loss, on L2-normalized features ("
+                                           + papers_help(PAIR_LOSSES) + ").", pair_loss_names)
     pair_weight: float | None = _option(None, f"Weight of the pair loss; unset: {DEFAULT_PAIR_WEIGHT:g} with a pair "
                                               "loss.")
     pair_margin: float | None = _option(None, "Margin of the pair loss; unset: the paper's value ("

@@ -62,6 +62,7 @@ class TrainingObjective:
             loss = _head_class(getattr(losses, head.library_class))(num_classes=num_classes,
                                                                     embedding_size=config.feat_dim,
                                                                     **_library_options(head, config))
+            loss.W.requires_grad_(head.learned)  # a head with fixed class weights keeps its initial ones
             self.head_module = HeadLogits(loss)
         if pair.library_class is not None:
             options = _library_options(pair, config)
