@@ -85,8 +85,9 @@ def spread_ratio(spread_between: float, spread_within: float, scale: float) -> f
 
 
 def fisher_ratio(features, labels, weights=None) -> float:
-    """Fisher's criterion trace(S_B) / trace(S_W): the weighted mean squared distance of the class means to the
-    overall mean (weighted by class size) over that of the features to their class means. Scale-invariant."""
+    """The trace ratio tr(S_B) / tr(S_W) (record key fisher_ratio, from when it was called a Fisher ratio): the
+    weighted mean squared distance of the class means to the overall mean (weighted by class size) over that of the
+    features to their class means. Scale-invariant."""
     w = _weights(labels, weights)
     _, means, row = class_means(features, labels, weights)
     kept = row >= 0
