@@ -32,7 +32,6 @@ from ablate.metrics import DIFFERENCE, POINTS, RATIO, Metric
 SIGNIFICANCE = 0.05  # family-wise error rate of one findings table's family
 POWER = 0.8  # the power at which the minimum detectable effect is given
 UNTESTABLE = "untestable with one seed"
-NOT_COMPARABLE = "not comparable"
 NO_DIFFERENCE = "no detectable difference"
 DIFFERENT = ("better", "worse")
 
@@ -95,9 +94,9 @@ class Difference:
     @property
     def verdict(self) -> str:
         """'better' or 'worse' iff the interval shown excludes no change; else 'no detectable difference',
-        'identical', 'untestable with one seed' or 'not comparable'."""
+        'identical', 'untestable with one seed' or the metric's `missing` text (not comparable)."""
         if not self.comparable:
-            return NOT_COMPARABLE
+            return self.metric.missing
         if self.identical:
             return "identical"
         if not self.testable:
@@ -119,9 +118,9 @@ class Difference:
 
     def change_text(self) -> str:
         """'x2.2 [1.8, 2.6]', '+0.8 pts [-0.4, +2.0]', '+0.013 [+0.002, +0.024]'; the estimate alone when
-        untestable. A bound is printed with as many digits as it takes to stay on its side of no change."""
+        untestable; the metric's `missing` text when not comparable. A bound is printed with as many digits as it takes to stay on its side of no change."""
         if not self.comparable:
-            return NOT_COMPARABLE
+            return self.metric.missing
         low, high = self.interval
         if self.metric.change == RATIO:
             shown = [_shown(math.exp(v), 1.0, "{:.%dg}", 3) for v in (self.estimate, low, high)]
@@ -183,7 +182,8 @@ def compare_sides(metric: Metric, a, b, *, paired: bool, family_size: int = 1) -
     The result gives the estimate, the simultaneous interval (Difference.interval), the adjusted p-value, the
     verdict (read off the interval), the minimum detectable effect at POWER, and says 'untestable with one seed'
     when a side has a single seed (paired: a single pair): the estimate is shown, with no interval, p or verdict.
-    A side with a non-finite value (an inf ratio, a NaN) is 'not comparable'. Raises ValueError when paired sides
+    A side with a non-finite value (an inf ratio, a NaN) is not compared: its verdict is the metric's `missing`
+    text ('not comparable', or 'not resolvable at this size' for a TAR the pairs do not resolve). Raises ValueError when paired sides
     differ in length or family_size < 1.
     """
     if family_size < 1:

@@ -29,6 +29,9 @@ PAIR_SEED = 0
 # silhouette is O(N^2); above this many test samples it is estimated on a fixed-seed sample of them.
 MAX_SILHOUETTE_SAMPLES = 5_000
 TARGET_FAR = 1e-3
+# TAR at FAR f is read where f * (different-class pairs) false accepts are allowed: with fewer than this many, the
+# threshold rests on a handful of pairs (noise of tens of points), so the value is not reported.
+MIN_FALSE_ACCEPTS = 100
 # A class spread below this share of the mean feature norm is rounding noise of float32 features (about 8 ulps),
 # not a spread: the classes have collapsed to points, and a ratio over it is inf (or NaN), not 1e15.
 COLLAPSE_RTOL = 1e-6
@@ -261,6 +264,18 @@ class Evaluation:
     @cached_property
     def verification(self) -> dict:
         return verification_metrics(self.features, self.labels, weights=self.weights, scores=self.verification_scores)
+
+    @cached_property
+    def lowest_resolvable_far(self) -> float:
+        """MIN_FALSE_ACCEPTS over the number of different-class pairs scored: the lowest FAR a TAR can be read at."""
+        negatives = int(np.count_nonzero(~self.verification_scores["same"]))
+        return MIN_FALSE_ACCEPTS / negatives if negatives else float("nan")
+
+    @cached_property
+    def resolved_tar_at_far(self) -> float:
+        """TAR at TARGET_FAR where the pairs resolve it (TARGET_FAR >= lowest_resolvable_far), else NaN."""
+        resolvable = TARGET_FAR >= self.lowest_resolvable_far
+        return self.verification["tar_at_far_1e3"] if resolvable else float("nan")
 
     @cached_property
     def test_accuracy(self) -> float:

@@ -49,6 +49,7 @@ class Metric:
     primary: a headline metric of the primary family: the findings' opening sentence speaks of these only, and
     their p-values and intervals are adjusted over them; the other headline metrics are secondary (their own
     family, labelled so). One quantity measured several ways is one primary metric, not several.
+    missing: what the findings say where its values are not finite (NaN, inf) on a side.
     change: how the findings say a change of it, one of CHANGES.
     open_set: the test samples it is measured on when classes are held out of training, one of OPEN_SET_SPLITS.
     """
@@ -64,6 +65,7 @@ class Metric:
     change: str = DIFFERENCE
     open_set: str = HELD_OUT
     primary: bool = False
+    missing: str = "not comparable"
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -181,8 +183,11 @@ for _metric in (
            headline=True, change=POINTS, primary=True),
     Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
            views=(TRAIN_SUMMARY,), headline=True, change=POINTS),
-    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.verification["tar_at_far_1e3"],
-           headline=True, change=POINTS),
+    # NaN where fewer than 100 / FAR different-class pairs resolve it (ablate.metrics.features.MIN_FALSE_ACCEPTS).
+    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.resolved_tar_at_far,
+           headline=True, change=POINTS, missing="not resolvable at this size (see lowest resolvable FAR)"),
+    Metric("lowest_resolvable_far", "lowest resolvable FAR", None, True, lambda e: e.lowest_resolvable_far,
+           views=(GRID_SUMMARY,)),
     Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance,
            open_set=SEEN),
     # Measured by the training run itself (compute None).

@@ -54,8 +54,9 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
     RanksFailed (a RuntimeError) once all ranks have been ended.
 
-    With holdout_classes K (open set) the model and the centers know only the first C - K classes: it trains on
-    their samples, and is evaluated on every test sample (ablate.metrics.features.split_evaluations).
+    With holdout_classes K (open set) the model and the centers know only C - K classes (the K held out are drawn
+    by the seed, ablate.data): it trains on their samples, and is evaluated on every test sample
+    (ablate.metrics.features.split_evaluations). The record holds split_seed and held_out_classes.
     """
     if config.nproc == 1:
         return train_and_evaluate(config, features_path, progress)
@@ -79,7 +80,8 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
         raise ValueError(f"variant {config.variant!r} cannot run on {device}; "
                          f"available there: {', '.join(available_variants(device))}")
     check_fits(config, device)
-    data = load_dataset(config.dataset, config.data_dir, test_fraction=config.test_fraction,
+    data = load_dataset(config.dataset, config.data_dir, seed=config.seed, holdout_classes=config.holdout_classes,
+                        test_fraction=config.test_fraction,
                         num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
                         samples_per_class=config.samples_per_class)
 
@@ -116,6 +118,8 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     return {
         **config.to_dict(),
         **metrics,
+        "split_seed": config.seed,  # the train/test split (and held-out classes) this cell was drawn with
+        "held_out_classes": ",".join(map(str, data.held_out)),  # the dataset's ids of the classes held out
         "train_samples_per_s": history.samples / train_time if train_time > 0 else None,
         "train_time_s": train_time,
         "wall_time_s": time.perf_counter() - started,
