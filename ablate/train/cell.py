@@ -1,6 +1,7 @@
 """`run_cell`: train and evaluate one cell, and return its flat record."""
 
 import io
+import math
 import time
 
 import numpy as np
@@ -46,7 +47,7 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record.
 
     The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
-    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads,
+    diverged, or where a metric is undefined on the test set), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads,
     world_size and the per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy. A
     non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
     machine's memory raise (before anything is allocated). With features_path, the test features, labels,
@@ -109,7 +110,9 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     if history.diverged_epoch is None and not (np.isfinite(features).all() and np.isfinite(centers).all()):
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
     if history.diverged_epoch is None:
-        metrics = evaluate(features, predictions, data.y_test, centers)
+        # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
+        metrics = {name: None if math.isnan(value) else value
+                   for name, value in evaluate(features, predictions, data.y_test, centers).items()}
     else:
         metrics = dict.fromkeys(m.name for m in computed_metrics())
     if features_path is not None:
