@@ -6,15 +6,29 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: install test test-all gate counts
+.PHONY: install test test-all gate counts data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,triton,ray]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,triton,ray,mnist]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Fashion-MNIST's four IDX files: Debian's dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist,
+# where `ablate train --dataset fashion-mnist` looks by default. Elsewhere, says where to put them.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST is in $(FASHION_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y dataset-fashion-mnist; \
+	else \
+		echo "No apt-get here: put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz"; \
+		echo "and t10k-labels-idx1-ubyte.gz (github.com/zalandoresearch/fashion-mnist, data/fashion) in a folder"; \
+		echo "and pass it as --data-dir (or put them in $(FASHION_DIR))."; \
+	fi
 
 # CI's fast lane: everything but the tests marked slow, spread over the cores (pytest-xdist). At most 5 minutes
 # on 2 cores.

@@ -8,13 +8,13 @@ import click
 @click.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show the bootstrap's progress.")
-def compare_command(run_a, run_b, progress):
+def compare_command(run_a, run_b):
     """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed, and but the options each run
     holds at one value of its own, such as lambda 0 in one and 0.1 in the other), B against A: each headline
-    metric's change with its 95% CI (seeds and a bootstrap over the test samples) and Holm-corrected p-value, in
-    numbers and in words. Paired over seeds when both runs ran the same seeds."""
-    from ablate.report.findings import method_caption, run_findings, unreadable_features
+    metric's change with its simultaneous interval and adjusted p-value over seeds (ablate.stats), in numbers and in
+    words. Paired over seeds when both runs ran the same seeds; a side with one seed is untestable (the change
+    alone)."""
+    from ablate.report.findings import method_caption, power_sentence, run_findings
     from ablate.report.runs import GridRun, load_run
     from ablate.report.styling import format_label
 
@@ -28,10 +28,7 @@ def compare_command(run_a, run_b, progress):
             raise click.UsageError(f"{path} is a bench run, not a grid run; `ablate compare` takes two grid runs "
                                    "(from `ablate grid`)")
         runs.append(run)
-    findings = run_findings(*runs, progress=progress)
-    for run in runs:
-        for problem in unreadable_features(run):
-            click.echo(f"Test-set bootstrap left out for a cell: {problem}", err=True)
+    findings = run_findings(*runs)
     if not findings.rows:
         raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
     frame = findings.frame()
@@ -47,3 +44,6 @@ def compare_command(run_a, run_b, progress):
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
     click.echo(method_caption(findings, what).replace(" Green: better, red: worse.", ""))
+    power = power_sentence(findings)
+    if power:
+        click.echo(power)

@@ -69,7 +69,7 @@ def test_fashion_mnist_missing_files_say_how_to_get_them(tmp_path):
     assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
 
 
-def test_digits_split_is_fixed_stratified_and_sized_by_test_fraction():
+def test_digits_split_is_seeded_stratified_and_sized_by_test_fraction():
     data = load_dataset("digits", test_fraction=0.25)
     assert data.input_shape == (1, 8, 8) and data.num_classes == 10
     assert len(data.y_train) + len(data.y_test) == 1797
@@ -81,6 +81,25 @@ def test_digits_split_is_fixed_stratified_and_sized_by_test_fraction():
     again = load_dataset("digits", test_fraction=0.25)
     np.testing.assert_array_equal(again.x_test, data.x_test)
     np.testing.assert_array_equal(again.y_train, data.y_train)
+    other = load_dataset("digits", test_fraction=0.25, seed=1)  # another seed: another split of the same images
+    assert len(other.y_test) == 450 and not np.array_equal(other.x_test, data.x_test)
+
+
+def test_held_out_classes_are_drawn_per_seed_and_left_out_of_the_standardization():
+    partitions = set()
+    for seed in range(6):
+        data = load_dataset("digits", seed=seed, holdout_classes=3)
+        assert len(data.held_out) == 3 and sorted(data.held_out) == list(data.held_out)
+        partitions.add(data.held_out)
+        raw = load_dataset("digits", seed=seed)  # the same split, closed set: labels are the digits themselves
+        np.testing.assert_array_equal(np.isin(raw.y_test, data.held_out), data.y_test >= 7)  # relabelled last
+        # the same images, relabelled: a held-out digit keeps its rank among the held-out ones
+        held = raw.y_test[data.y_test >= 7]
+        np.testing.assert_array_equal(np.searchsorted(data.held_out, held) + 7, data.y_test[data.y_test >= 7])
+        seen = data.x_train[data.y_train < 7]  # standardized by the seen classes' training images alone
+        assert abs(float(seen.mean())) < 1e-5 and abs(float(seen.std()) - 1) < 1e-5
+        assert abs(float(data.x_train.mean())) > 1e-3  # the held-out training images were not in the statistics
+    assert len(partitions) > 1
 
 
 def test_loaded_arrays_are_read_only():

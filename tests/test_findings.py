@@ -7,12 +7,15 @@ well as the reference, one is an exact copy of the reference; the findings must 
 import io
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from scipy import stats
+from statsmodels.stats.power import TTestPower
 
 from ablate.cli import main
 from ablate.grid.store import CellStore
@@ -22,8 +25,9 @@ from ablate.report import build_report
 from ablate.report.findings import (Findings, axis_findings, findings_table, grid_findings, marked_settings,
                                     parse_reference, run_findings, setting_of)
 from ablate.report.runs import load_run
+from report_fixture_runs import make_grid_run
 from ablate.runfolder import cell_id, summary_table
-from ablate.stats import bootstrap_cell, bootstrap_weights, compare, holm
+from ablate.stats import NO_DIFFERENCE, compare_sides, seeds_needed
 from ablate.train import CellConfig
 from ablate.train.evaluate import evaluate
 
@@ -73,41 +77,83 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
 
 # --- the comparison ----------------------------------------------------------------------------------------
 
-def test_holm_matches_the_step_down_by_hand():
-    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, max(2*0.03, 0.03), max(1*0.04, 0.06)
-    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005, np.nan]), [0.03, 0.06, 0.06, 0.02, np.nan])
-
-
-def test_bootstrap_resamples_are_seeded_and_draw_n_samples():
-    weights = bootstrap_weights(50, samples=20)
-    assert weights.shape == (20, 50) and (weights.sum(axis=1) == 50).all()
-    np.testing.assert_array_equal(weights, bootstrap_weights(50, samples=20))
-
-
 def test_a_ratio_is_compared_as_a_factor_and_identical_values_as_identical():
     ratio = METRICS["separation_ratio"]
     a = np.array([2.0, 2.2, 1.9])
-    doubled = compare(ratio, a, 2 * a * np.array([1.0, 1.01, 0.99]), paired=True)
+    doubled = compare_sides(ratio, a, 2 * a * np.array([1.0, 1.01, 0.99]), paired=True)
     assert doubled.change_text().startswith("x2") and doubled.p < 0.01
-    assert doubled.verdict(doubled.p) == "better" and "better" in doubled.sentence(doubled.p)
-    same = compare(ratio, a, a.copy(), np.ones((4, 3)), np.ones((4, 3)), paired=True)
-    assert same.identical and same.verdict(same.p) == "identical"
+    assert doubled.verdict == "better" and "better" in doubled.sentence()
+    same = compare_sides(ratio, a, a.copy(), paired=True)
+    assert same.identical and same.verdict == "identical"
 
 
-def test_the_test_set_bootstrap_widens_the_interval():
+def test_one_seed_on_a_side_is_untestable_with_the_estimate_alone():
     accuracy = METRICS["test_accuracy"]
-    a, b = np.array([0.90, 0.91, 0.92]), np.array([0.92, 0.93, 0.94])
-    seeds_only = compare(accuracy, a, b, paired=True)
+    for a, b, paired in (([0.90], [0.92], True), ([0.90], [0.92, 0.93], False), ([0.90, 0.91], [0.95], False)):
+        d = compare_sides(accuracy, a, b, paired=paired)
+        assert d.verdict == "untestable with one seed" and math.isnan(d.p) and d.p_text() == ""
+        assert d.change_text().endswith("pts") and "[" not in d.change_text()  # no interval
+        assert math.isnan(d.minimum_detectable)
+
+
+def test_paired_interval_and_p_are_the_t_test_over_seeds():
+    accuracy = METRICS["test_accuracy"]
+    a, b = np.array([0.90, 0.91, 0.92, 0.90]), np.array([0.92, 0.925, 0.94, 0.93])
+    d = compare_sides(accuracy, a, b, paired=True)
+    result = stats.ttest_rel(100 * b, 100 * a)
+    assert d.p == pytest.approx(result.pvalue) and d.df == 3
+    low, high = result.confidence_interval(0.95)
+    assert d.interval == pytest.approx((low, high))
+    welch = compare_sides(accuracy, a, b, paired=False)
+    assert welch.p == pytest.approx(stats.ttest_ind(100 * b, 100 * a, equal_var=False).pvalue)
+
+
+def test_the_interval_is_simultaneous_over_the_family_and_the_verdict_follows_it():
+    accuracy = METRICS["test_accuracy"]
+    a, b = np.array([0.90, 0.91, 0.92]), np.array([0.92, 0.925, 0.945])
+    alone = compare_sides(accuracy, a, b, paired=True)
+    in_family = compare_sides(accuracy, a, b, paired=True, family_size=6)
+    assert in_family.p == pytest.approx(min(1.0, 6 * alone.p))
+    assert in_family.interval[1] - in_family.interval[0] > alone.interval[1] - alone.interval[0]
+    assert alone.verdict == "better" and in_family.verdict == "no detectable difference"
+    low, high = in_family.interval
+    assert low < 0 < high and in_family.p >= 0.05
+
+
+def test_a_printed_bound_keeps_its_side_of_no_change():
+    ratio = METRICS["separation_ratio"]
+    a = np.array([2.0, 2.1, 2.2])
+    d = compare_sides(ratio, a, a * np.exp([0.004, 0.005, 0.006]), paired=True)
+    low = d.interval[0]
+    assert 0 < low < 0.004 and d.verdict == "better"  # the factor's lower bound is just above 1: x1.00 at 3 digits
+    printed_low = float(d.change_text().split("[")[1].split(",")[0])
+    assert printed_low > 1.0
+
+
+def test_the_minimum_detectable_effect_is_the_80_percent_power_point():
+    accuracy = METRICS["test_accuracy"]
+    a, b = np.array([0.90, 0.91, 0.92, 0.93, 0.90]), np.array([0.91, 0.93, 0.925, 0.95, 0.92])
+    d = compare_sides(accuracy, a, b, paired=True)
+    effect_size = d.minimum_detectable / d.sd
+    assert TTestPower().power(effect_size=effect_size, nobs=5, alpha=0.05) == pytest.approx(0.8, abs=0.01)
+    assert seeds_needed(d.sd, d.minimum_detectable) <= 5 < seeds_needed(d.sd, 0.8 * d.minimum_detectable)
+
+
+def test_calibration_of_the_seed_t_test_on_normal_values():
+    """Fast check of the inference alone: A/A comparisons of normal values reject at about the nominal 5%."""
+    accuracy = METRICS["test_accuracy"]
     rng = np.random.default_rng(0)
-    noisy = rng.normal(0, 0.02, size=(100, 3))
-    with_test_set = compare(accuracy, a, b, a + noisy, b + noisy[::-1], paired=True)
-    assert seeds_only.change_text().startswith("+2.0 pts")
-    assert with_test_set.high - with_test_set.low > seeds_only.high - seeds_only.low
+    values = rng.normal(0.9, 0.01, size=(2000, 6))
+    rejected = {paired: np.mean([compare_sides(accuracy, v[:3], v[3:], paired=paired).verdict != NO_DIFFERENCE
+                                 for v in values]) for paired in (True, False)}
+    assert 0.035 < rejected[True] < 0.065, rejected  # the exact t: 5%, and 2000 draws have a binomial sd of 0.5 pts
+    # Welch's t with 3 seeds a side estimates its df from two 2-df variances: conservative (about 3%), never liberal
+    assert 0.02 < rejected[False] < 0.05, rejected
 
 
 def test_a_non_finite_value_is_not_compared():
-    diff = compare(METRICS["separation_ratio"], np.array([1.0, 2.0]), np.array([np.inf, 3.0]), paired=True)
-    assert math.isnan(diff.p) and diff.change_text() == "not comparable"
+    diff = compare_sides(METRICS["separation_ratio"], np.array([1.0, 2.0]), np.array([np.inf, 3.0]), paired=True)
+    assert math.isnan(diff.p) and diff.change_text() == "not comparable" and diff.verdict == "not comparable"
 
 
 def test_reference_option_is_parsed_with_what_was_expected():
@@ -127,11 +173,11 @@ def known_grid(tmp_path_factory):
 def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
     findings = grid_findings(load_run(known_grid))
     rows = {r.setting["lambda"]: r for r in findings.rows}
-    assert set(rows) == {0.1, 1.0} and findings.bootstrap
+    assert set(rows) == {0.1, 1.0}
     better = rows[0.1]
-    for name in ("separation_ratio", "fisher_ratio"):
-        assert better.verdicts[name] == "better", better.words()
-    assert better.verdicts["relative_intra_class_distance"] == "better"  # lower is better
+    assert better.verdicts["separation_ratio"] == "better", better.words()
+    # one quantity is one finding: intra / mean norm and the trace ratio are reported, not compared
+    assert "relative_intra_class_distance" not in better.differences and "fisher_ratio" not in better.differences
     factor = math.exp(better.differences["separation_ratio"].estimate)
     assert 2.5 < factor < 3.5  # spread 1.5 -> 0.5 at the same class means
     assert "separation ratio x" in better.words()
@@ -140,17 +186,54 @@ def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
     assert pooled[0.1].verdicts["separation_ratio"] == "better" and pooled[1.0].words() == rows[1.0].words()
 
 
-def test_the_report_opens_with_the_findings_and_marks_no_raw_distance_best(known_grid, tmp_path):
-    page = build_report([known_grid], tmp_path / "r.html", progress=False).read_text()
-    body = page[page.index("</dl>"):]
-    assert body.index("Findings: each lambda against lambda=0") < body.index("Summary over seeds")
-    assert "Findings per setting: against lambda=0" in body
-    assert "separation ratio x" in body and "Holm-corrected" in body
-    assert "no detectable difference" in body or "identical" in body
-    # bold (best) cells: never in a raw-distance column
-    summary = body[body.index("Summary over seeds"):]
-    header = summary[summary.index("<thead>"):summary.index("</thead>")]
-    assert "intra-class distance" in header and "font-weight: bold" in summary
+def test_the_families_are_the_primary_and_the_secondary_metrics_over_the_rows(known_grid):
+    findings = grid_findings(load_run(known_grid))
+    primary = [m for m in METRICS.values() if m.primary]
+    assert [m.name for m in primary] == ["test_accuracy", "separation_ratio", "map_at_r"]
+    sizes = findings.family_sizes()
+    assert sizes["primary"] == len(primary) * len(findings.rows)
+    for r in findings.rows:
+        for d in r.differences.values():
+            assert d.family_size == sizes["primary" if d.metric.primary else "secondary"]
+
+
+def _contradictions(page: str) -> list:
+    """Findings cells of a rendered report whose printed interval excludes no change beside 'no detectable
+    difference', or holds it beside 'better' / 'worse'."""
+    cells = re.findall(r"<td[^>]*>([^<]*\[[^<]*\][^<]*)</td>", page)
+    assert cells, "no findings cell with an interval in the page"
+    found = []
+    for text in cells:
+        match = re.match(r"\s*(x?)([-+]?[0-9.e+-]+)(?: pts)? \[([-+]?[0-9.e+-]+), ([-+]?[0-9.e+-]+)\]", text)
+        if match is None:  # a row in words: checked below
+            assert re.search("better|worse|no detectable difference", text), text
+            continue
+        no_change = 1.0 if match.group(1) else 0.0
+        low, high = float(match.group(3)), float(match.group(4))
+        excludes = low > no_change or high < no_change
+        p = re.search(r"p=([0-9.e+-]+)", text)
+        if p and excludes != (float(p.group(1)) < 0.05):
+            found.append(text)
+    words = re.findall(r"<td[^>]*>([^<]*(?:better|worse|no detectable difference)[^<]*)</td>", page)
+    for text in words:
+        for part in text.split("; "):
+            interval = re.search(r"(x?)([-+]?[0-9.e+-]+)(?: pts)? \[([-+]?[0-9.e+-]+), ([-+]?[0-9.e+-]+)\], (\w+)",
+                                 part)
+            if interval:
+                no_change = 1.0 if interval.group(1) else 0.0
+                low, high = float(interval.group(3)), float(interval.group(4))
+                if (low > no_change or high < no_change) != (interval.group(5) in ("better", "worse")):
+                    found.append(part)
+    return found
+
+
+def test_no_findings_cell_contradicts_its_interval(tmp_path):
+    """The rendered report of a grid with real, noisy differences: every printed interval agrees with its verdict
+    and its adjusted p-value."""
+    run_dir = make_grid_run(tmp_path / "run", seeds=(0, 1, 2, 3))
+    page = build_report([run_dir], tmp_path / "r.html", progress=False).read_text()
+    assert _contradictions(page) == []
+    assert "better" in page and "no detectable difference" in page  # both kinds of verdict were checked
 
 
 def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
@@ -163,40 +246,12 @@ def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
     assert row.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not row.differences
 
 
-def test_bootstrap_of_a_cell_gives_every_headline_metric_near_its_value(known_grid):
-    run = load_run(known_grid)
-    cell = run.results.iloc[0]
-    values = bootstrap_cell(run.features_path(cell["cell_id"]), samples=30)
-    for name, resampled in values.items():
-        assert resampled.shape == (30,)
-        # resamples scatter around the value on the whole test set; 150 samples: within a few tenths relative
-        assert abs(np.median(resampled) - cell[name]) <= 0.3 * abs(cell[name]), name
-
-
-def test_a_cell_file_that_is_not_what_a_grid_writes_is_named(tmp_path):
-    path = tmp_path / "bad.npz"
-    np.savez(path, features=np.zeros((3, 2)))
-    with pytest.raises(ValueError, match=r"bad.npz: missing array\(s\) labels, centers"):
-        bootstrap_cell(path)
-
-
-def test_an_unreadable_features_file_leaves_the_bootstrap_out_with_a_note(tmp_path):
-    run_dir = make_known_grid(tmp_path / "run", spreads={0.0: 1.5, 0.1: 0.5}, seeds=(0, 1))
-    broken = next((run_dir / "cells").glob("*.npz"))
-    broken.write_bytes(b"not an npz")
-    run = load_run(run_dir)
-    findings = grid_findings(run)
-    assert not findings.bootstrap and findings.rows  # compared over seeds alone
-    page = build_report([run_dir], tmp_path / "r.html", progress=False).read_text()
-    assert f"Test-set bootstrap left out for a cell: {broken}: not a readable .npz" in page
-
-
 # --- ablate compare ---------------------------------------------------------------------------------------
 
 def test_compare_finds_no_difference_between_copies_and_the_change_between_settings(tmp_path):
     a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5, 0.1: 1.5}, seeds=(0, 1, 2))
     b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5}, seeds=(0, 1, 2))
-    result = CliRunner().invoke(main, ["compare", str(a), str(b), "--no-progress"])
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
     words = dict(line.split(": ", 1) for line in result.output.splitlines()
                  if line.startswith("lambda=") and ": " in line)
@@ -212,7 +267,7 @@ def test_compare_refuses_what_is_not_a_grid_run(tmp_path):
 def test_compare_matches_runs_that_differ_in_one_setting_on_the_others(tmp_path):
     a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5})
     b = make_known_grid(tmp_path / "b", spreads={0.1: 0.5})
-    result = CliRunner().invoke(main, ["compare", str(a), str(b), "--no-progress"])
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
     assert "the runs differ in lambda: 0 -> 0.1" in result.output
     assert "separation ratio x" in result.output and "better" in result.output
@@ -235,7 +290,7 @@ def test_the_heatmap_marks_are_the_settings_that_differ(known_grid):
 
 def test_every_value_in_the_findings_table_is_escaped(known_grid):
     findings = grid_findings(load_run(known_grid))
-    hostile = Findings([replace(findings.rows[0], setting={"data_dir": "<script>alert(1)</script>"})], 0, True)
+    hostile = Findings([replace(findings.rows[0], setting={"data_dir": "<script>alert(1)</script>"})], 0)
     html = findings_table(hostile)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&amp;lt;" not in html  # escaped once: shown literally, not as escape codes
@@ -248,3 +303,12 @@ def test_compare_finds_no_difference_between_runs_of_one_setting_with_other_seed
     (row,) = findings.rows
     assert not any(d.paired for d in row.differences.values())  # other seeds: Welch, not paired
     assert set(row.verdicts.values()) == {"no detectable difference"}, row.words()
+
+
+def test_compare_of_two_single_seed_runs_is_untestable_and_exits_0(tmp_path):
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5}, seeds=(0,))
+    b = make_known_grid(tmp_path / "b", spreads={0.1: 0.5}, seeds=(0,))
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "untestable with one seed" in result.output and "p=" not in result.output
+    assert "better" not in result.output.split("\n\n")[1]  # no verdict in words

@@ -96,7 +96,7 @@ def test_a_malformed_spec_file_is_refused_with_the_reason(tmp_path, text, messag
 
 
 def test_an_unknown_grid_name_lists_the_bundled_grids(tmp_path):
-    with pytest.raises(ValueError, match="expected one of default, losses, paper-mnist, variants"):
+    with pytest.raises(ValueError, match="expected one of default, fashion, losses, paper-mnist, variants"):
         load_spec("nonesuch")
     with pytest.raises(ValueError, match="does not exist"):
         load_spec(tmp_path / "missing.toml")
@@ -116,7 +116,7 @@ def test_the_resolved_toml_loads_back_to_the_same_cells(tmp_path):
 
 def test_bundled_grids_are_listed_with_descriptions_and_expand():
     grids = bundled_grids()
-    assert set(grids) == {"default", "losses", "paper-mnist", "variants"}
+    assert set(grids) == {"default", "fashion", "losses", "paper-mnist", "variants"}
     for name, description in grids.items():
         assert description, name
         assert expand(load_spec(name)), name
@@ -135,6 +135,15 @@ def test_the_default_grid_is_what_make_ablation_promises():
     # Each variant's cells are also gather cells, so the report can compare them one to one.
     main_settings = {(c["lambda"], c["alpha"], c["rule"], c["seed"]) for c in main}
     assert all((c["lambda"], c["alpha"], c["rule"], c["seed"]) in main_settings for c in others)
+
+
+def test_the_fashion_grid_runs_the_lambda_study_with_the_datasets_recipe():
+    from ablate.data.recipes import RECIPES
+
+    cells = expand(load_spec("fashion"))
+    assert sorted({c["lambda"] for c in cells}) == [0, 0.001, 0.01, 0.1, 1] and len(cells) == 5 * 3
+    for key, value in RECIPES["fashion-mnist"].options().items():
+        assert {c[key] for c in cells} == {value}, key
 
 
 def test_paper_mnist_has_the_lambda_and_alpha_ablations():

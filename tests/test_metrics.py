@@ -153,9 +153,10 @@ def test_well_separated_classes_score_perfectly():
     directions = np.eye(3) * 10.0
     x = directions[y] + 0.01 * rng.normal(size=(30, 3))
     result = evaluate(x, y, y, directions)
-    for key in ("test_accuracy", "nearest_center_accuracy", "precision_at_1", "map_at_r", "verification_auc",
-                "tar_at_far_1e3"):
+    for key in ("test_accuracy", "nearest_center_accuracy", "precision_at_1", "map_at_r", "verification_auc"):
         assert result[key] == 1.0, key
+    # 300 different-class pairs resolve a FAR of 1/3 at best, not 1e-3: no TAR is reported
+    assert np.isnan(result["tar_at_far_1e3"]) and result["lowest_resolvable_far"] == pytest.approx(100 / 300)
     assert result["silhouette"] > 0.99
     assert result["separation_ratio"] == pytest.approx(result["inter_class_distance"] / result["intra_class_distance"])
 
@@ -176,11 +177,24 @@ def test_evaluate_gives_every_computed_metric_of_the_registry_in_its_order():
         "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
         "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
         "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
-        "map_at_r", "verification_auc", "tar_at_far_1e3", "center_to_mean_distance",
+        "map_at_r", "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance",
     ]
 
 
 # --- the consistency fixes ----------------------------------------------------------------------------------
+
+def test_tar_at_far_is_reported_only_where_the_pairs_resolve_it():
+    rng = np.random.default_rng(0)
+    for n, resolved in ((300, False), (600, True)):  # 300 samples, 10 classes: ~40,000 different-class pairs
+        y = np.arange(n) % 10
+        x = rng.normal(size=(n, 4)) + 3 * np.eye(10, 4)[y]
+        evaluation = metrics.Evaluation(x, y, y, np.eye(10, 4))
+        negatives = int(np.sum(y[:, None] != y[None, :]) // 2)
+        assert evaluation.lowest_resolvable_far == pytest.approx(100 / negatives)
+        assert np.isfinite(evaluation.resolved_tar_at_far) == resolved
+        if resolved:
+            assert evaluation.resolved_tar_at_far == evaluation.verification["tar_at_far_1e3"]
+
 
 def test_precision_at_1_and_map_at_r_leave_out_the_same_queries():
     # class 2 has one sample: no same-class reference, so it can neither hit nor miss in either metric

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ CONTRACT_KEYS = [
     "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
     "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
     "map_at_r",
-    "verification_auc", "tar_at_far_1e3", "center_to_mean_distance", "train_samples_per_s", "train_time_s",
+    "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance", "split_seed", "held_out_classes",
+    "train_samples_per_s", "train_time_s",
     "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
 ]
@@ -275,6 +277,7 @@ def _open_set_cell(tmp_path, **options):
 def test_an_open_set_cell_trains_on_the_other_classes_and_measures_the_held_out_ones(tmp_path):
     record, saved = _open_set_cell(tmp_path, num_classes=6, holdout_classes=2)
     assert record["status"] == "ok" and record["holdout_classes"] == 2
+    assert record["split_seed"] == record["seed"] and len(record["held_out_classes"].split(",")) == 2
     labels, predictions = saved["labels"], saved["predictions"]
     assert saved["centers"].shape[0] == 4 and set(labels) == set(range(6))  # every test sample, 4 trained classes
     assert predictions.max() < 4  # the classifier knows the trained classes only
@@ -294,3 +297,32 @@ def test_an_open_set_cell_holds_out_200_of_1000_synthetic_classes(tmp_path):
     assert record["status"] == "ok" and saved["centers"].shape == (800, 16)
     assert (saved["labels"] >= 800).sum() == 200 * 2  # test_fraction 0.2 of 10 samples per class
     assert np.isfinite([record["map_at_r"], record["verification_auc"], record["test_accuracy"]]).all()
+
+
+# --- recipes and the stability guard --------------------------------------------------------------------------
+
+def test_options_left_out_take_the_datasets_recipe_and_given_ones_win():
+    from ablate.data.recipes import RECIPES
+
+    fashion = CellConfig(dataset="fashion-mnist")
+    assert {k: getattr(fashion, k) for k in RECIPES["fashion-mnist"].options()} == RECIPES["fashion-mnist"].options()
+    assert (fashion.model, fashion.convention, fashion.batch_size, fashion.lr, fashion.lr_step, fashion.epochs) == (
+        "mlp", "half_mean", 128, 0.01, 4, 10)
+    assert CellConfig(dataset="fashion-mnist", lr=0.1, model="lenetpp").to_dict()["lr"] == 0.1
+    assert CellConfig().to_dict()["lr"] == RECIPES["digits"].lr  # a record holds the resolved values
+    assert CellConfig.from_dict(fashion.to_dict()) == fashion
+
+
+def test_the_stability_guard_reads_the_global_batch_under_nproc():
+    with pytest.raises(ValueError, match="unstable at batch_size 64"):
+        CellConfig(rule="ema", alpha=0.0625, batch_size=64)
+    with pytest.raises(ValueError, match="batch_size 32 x nproc 2"):  # the same global batch of 64
+        CellConfig(rule="ema", alpha=0.0625, batch_size=32, nproc=2)
+    CellConfig(rule="ema", alpha=0.0625, batch_size=32)  # one process of 32: stable
+
+
+def test_train_says_how_long_an_epoch_took():
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    result = CliRunner().invoke(main, ["train", *args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"trained in [0-9.]+ s \([0-9.]+ s an epoch,", result.output), result.output

@@ -6,8 +6,8 @@ from sklearn.datasets import load_digits
 from ablate.data.dataset import Dataset, split_dataset
 
 
-def load(test_fraction: float) -> Dataset:
-    """Images (N, 1, 8, 8) scaled to [0, 1], labels 0-9, split by `test_fraction`."""
+def load(test_fraction: float, seed: int) -> Dataset:
+    """Images (N, 1, 8, 8) scaled to [0, 1], labels 0-9, split by `test_fraction` as `seed` draws."""
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8)
-    return split_dataset("digits", x, bunch.target.astype(np.int64), 10, test_fraction)
+    return split_dataset("digits", x, bunch.target.astype(np.int64), 10, test_fraction, seed)

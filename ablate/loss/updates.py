@@ -11,9 +11,10 @@ Stability: with n_j samples of class j in a batch, c_j's error (its distance to 
 is multiplied by (1 - step_j * n_j) per step; it grows once step_j * n_j > 2. Over n_j = 1..B that is
     paper  alpha * n_j / (1 + n_j) < alpha <= 1            always stable
     sgd    2 * alpha * s * n_j <= 2 * alpha * s * B        stable for alpha <= 1 / (s * B): 1 under mean, 2 under
-                                                           half_mean, 1 / B under half_sum
+                                                           half_mean, 2 / B under half_sum
     ema    alpha * n_j <= alpha * B                        stable for alpha <= 2 / B
-`check_stable` refuses a setting that can grow, whatever the labels of a batch.
+`check_stable` refuses a setting that can grow, whatever the labels of a batch. B is the batch the centers step
+on: the global batch when several processes train (ablate.train.config passes batch_size x nproc).
 """
 
 import torch

@@ -34,6 +34,9 @@ RETRIEVAL_BYTES_PER_ENTRY = 26
 # silhouette is O(N^2); above this many test samples it is estimated on a fixed-seed sample of them.
 MAX_SILHOUETTE_SAMPLES = 5_000
 TARGET_FAR = 1e-3
+# TAR at FAR f is read where f * (different-class pairs) false accepts are allowed: with fewer than this many, the
+# threshold rests on a handful of pairs (noise of tens of points), so the value is not reported.
+MIN_FALSE_ACCEPTS = 100
 # A class spread below this share of the mean feature norm is rounding noise of float32 features (about 8 ulps),
 # not a spread: the classes have collapsed to points, and a ratio over it is inf (or NaN), not 1e15.
 COLLAPSE_RTOL = 1e-6
@@ -90,8 +93,9 @@ def spread_ratio(spread_between: float, spread_within: float, scale: float) -> f
 
 
 def fisher_ratio(features, labels, weights=None) -> float:
-    """Fisher's criterion trace(S_B) / trace(S_W): the weighted mean squared distance of the class means to the
-    overall mean (weighted by class size) over that of the features to their class means. Scale-invariant."""
+    """The trace ratio tr(S_B) / tr(S_W) (record key fisher_ratio, from when it was called a Fisher ratio): the
+    weighted mean squared distance of the class means to the overall mean (weighted by class size) over that of the
+    features to their class means. Scale-invariant."""
     w = _weights(labels, weights)
     _, means, row = class_means(features, labels, weights)
     kept = row >= 0
@@ -278,6 +282,18 @@ class Evaluation:
     @cached_property
     def verification(self) -> dict:
         return verification_metrics(self.features, self.labels, weights=self.weights, scores=self.verification_scores)
+
+    @cached_property
+    def lowest_resolvable_far(self) -> float:
+        """MIN_FALSE_ACCEPTS over the number of different-class pairs scored: the lowest FAR a TAR can be read at."""
+        negatives = int(np.count_nonzero(~self.verification_scores["same"]))
+        return MIN_FALSE_ACCEPTS / negatives if negatives else float("nan")
+
+    @cached_property
+    def resolved_tar_at_far(self) -> float:
+        """TAR at TARGET_FAR where the pairs resolve it (TARGET_FAR >= lowest_resolvable_far), else NaN."""
+        resolvable = TARGET_FAR >= self.lowest_resolvable_far
+        return self.verification["tar_at_far_1e3"] if resolvable else float("nan")
 
     @cached_property
     def test_accuracy(self) -> float:

@@ -4,7 +4,8 @@ An entry says how the metric is computed (from an Evaluation of the test split, 
 training run measures itself), its label, its direction (higher is better, lower is better, or None:
 reported but never ranked), whether it is unchanged when every feature is scaled by one constant, whether
 it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
-headline metric) and how a change of it is said, and which test samples it is measured on in an open-set cell.
+headline metric) and how a change of it is said, and which test samples it is measured on in an open-set cell, and whether it is one of the primary metrics (the family the findings'
+opening sentence and their adjustment speak of).
 The record (ablate.train.evaluate), the summary table (ablate.runfolder), the command-line summaries and the
 report read these entries; no other module names a metric in its logic. This module imports nothing heavy, so
 the report can read it.
@@ -43,8 +44,12 @@ class Metric:
     shrink with the whole feature scale, so a smaller one is not a better one).
     scale_invariant: the value does not change when every feature (and center) is multiplied by one constant.
     summarized: mean and 95% CI over seeds in summary tables.
-    headline: the findings compare it against the grid's reference setting (paired over seeds, with a bootstrap
-    over test samples); it needs a direction and a compute that honours Evaluation.weights.
+    headline: the findings compare it against the grid's reference setting (over seeds, ablate.stats); it needs
+    a direction and a compute.
+    primary: a headline metric of the primary family: the findings' opening sentence speaks of these only, and
+    their p-values and intervals are adjusted over them; the other headline metrics are secondary (their own
+    family, labelled so). One quantity measured several ways is one primary metric, not several.
+    missing: what the findings say where its values are not finite (NaN, inf) on a side.
     change: how the findings say a change of it, one of CHANGES.
     open_set: the test samples it is measured on when classes are held out of training, one of OPEN_SET_SPLITS.
     """
@@ -59,6 +64,8 @@ class Metric:
     headline: bool = False
     change: str = DIFFERENCE
     open_set: str = HELD_OUT
+    primary: bool = False
+    missing: str = "not comparable"
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -77,6 +84,8 @@ class Metric:
         if self.headline and (self.higher_is_better is None or self.compute is None or not self.summarized):
             raise ValueError(f"metric {self.name!r} is a headline metric, so it needs a direction (higher_is_better "
                              "True or False), a compute and summarized=True")
+        if self.primary and not self.headline:
+            raise ValueError(f"metric {self.name!r} is primary, so it must be a headline metric (headline=True)")
 
     @property
     def ranked(self) -> bool:
@@ -116,8 +125,18 @@ def summarized_metrics() -> list:
 
 
 def headline_metrics() -> list:
-    """The metrics the findings compare against the reference, in registry order."""
-    return [m for m in METRICS.values() if m.headline]
+    """The metrics the findings compare against the reference, in registry order: the primary ones first."""
+    return [m for m in METRICS.values() if m.headline and m.primary] + secondary_metrics()
+
+
+def primary_metrics() -> list:
+    """The primary family of the findings, in registry order."""
+    return [m for m in METRICS.values() if m.primary]
+
+
+def secondary_metrics() -> list:
+    """The headline metrics outside the primary family, in registry order."""
+    return [m for m in METRICS.values() if m.headline and not m.primary]
 
 
 def shown_in(view: str) -> list:
@@ -130,7 +149,7 @@ def shown_in(view: str) -> list:
 _FIGURES = (HEATMAP, AGAINST_LAMBDA, AGREEMENT)
 for _metric in (
     Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=POINTS, open_set=SEEN),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=POINTS, open_set=SEEN, primary=True),
     Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy,
            views=(TRAIN_SUMMARY, GRID_SUMMARY), open_set=SEEN),
     # Raw distances shrink with the whole feature scale: reported, never ranked.
@@ -143,25 +162,32 @@ for _metric in (
            lambda e: e.inter_class_distances["inter_class_distance_min"]),
     Metric("mean_feature_norm", "mean feature norm", None, False, lambda e: e.mean_feature_norm,
            views=(TRAIN_SUMMARY, AGAINST_LAMBDA)),
-    # Compactness and separation at the features' own scale.
+    # Compactness and separation at the features' own scale. Separation ratio, intra / mean norm and the trace ratio
+    # move together (|r| >= 0.988 across the cells of the default grid): one quantity, so one primary metric (the
+    # separation ratio, which does not move with the origin) and the other two reported, not compared.
     Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=RATIO),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=RATIO, primary=True),
     Metric("relative_intra_class_distance", "intra / mean norm", False, True, lambda e: e.relative_intra_class_distance,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA), headline=True, change=RATIO),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA)),
     Metric("unit_intra_class_distance", "intra-class distance (unit features)", False, True,
            lambda e: e.unit_intra_class_distance, views=(GRID_SUMMARY,)),
     Metric("unit_inter_class_distance", "inter-class distance (unit features)", True, True,
            lambda e: e.unit_inter_class_distance, views=(GRID_SUMMARY,)),
-    Metric("fisher_ratio", "Fisher ratio", True, True, lambda e: e.fisher_ratio, views=(TRAIN_SUMMARY, GRID_SUMMARY),
-           headline=True, change=RATIO),
+    # Named fisher_ratio in records since before it was labelled for what it is: tr(S_B) / tr(S_W), the trace
+    # ratio (Fisher's criterion is a ratio of projected variances, not of traces).
+    Metric("fisher_ratio", "trace ratio tr(S_B)/tr(S_W)", True, True, lambda e: e.fisher_ratio,
+           views=(TRAIN_SUMMARY, GRID_SUMMARY)),
     Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,)),
     Metric("precision_at_1", "precision@1", True, True, lambda e: e.retrieval["precision_at_1"]),
     Metric("map_at_r", "MAP@R", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,),
-           headline=True, change=POINTS),
+           headline=True, change=POINTS, primary=True),
     Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
            views=(TRAIN_SUMMARY,), headline=True, change=POINTS),
-    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.verification["tar_at_far_1e3"],
-           headline=True, change=POINTS),
+    # NaN where fewer than 100 / FAR different-class pairs resolve it (ablate.metrics.features.MIN_FALSE_ACCEPTS).
+    Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.resolved_tar_at_far,
+           headline=True, change=POINTS, missing="not resolvable at this size (see lowest resolvable FAR)"),
+    Metric("lowest_resolvable_far", "lowest resolvable FAR", None, True, lambda e: e.lowest_resolvable_far,
+           views=(GRID_SUMMARY,)),
     Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance,
            open_set=SEEN),
     # Measured by the training run itself (compute None).

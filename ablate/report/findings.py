@@ -1,54 +1,70 @@
 """Findings: every setting of a grid against its reference setting (or every configuration two runs share), each
-headline metric compared over seeds with the test-set bootstrap (ablate.stats), Holm-corrected, said in words.
+headline metric compared over seeds (ablate.stats.compare_sides), adjusted over its family, said in words.
 
     axis_findings(run)            each lambda against the reference (lambda=0), pooled over the other settings
     grid_findings(run)            each configuration against the same configuration at the reference
     run_findings(run_a, run_b)    each configuration both runs hold, B against A (`ablate compare`)
     findings_blocks(run)          the report's opening table; open_set_blocks(run) the open-set metrics
+
+The families: in each table, the primary metrics (Metric.primary) over every row form one family, the secondary
+headline metrics over every row another; each family's intervals are simultaneous (Bonferroni) over its testable
+comparisons, and a verdict is read off its interval.
 """
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm import tqdm
 
-from ablate.metrics import METRICS, RATIO, SEEN, headline_metrics, label
+from ablate.metrics import METRICS, POINTS, RATIO, SEEN, headline_metrics, label, primary_metrics, secondary_metrics
 from ablate.report.blocks import Note, Table
 from ablate.report.configs import describe, varying
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label, render
-from ablate.runfolder import RunFolderError, holdout_of, mean_ci_text
-from ablate.stats import BOOTSTRAP_SAMPLES, LEVEL, SIGNIFICANCE, bootstrap_cell, compare, holm
+from ablate.runfolder import mean_ci_text
+from ablate.stats import DIFFERENT, POWER, SIGNIFICANCE, UNTESTABLE, compare_sides, seeds_needed
 
 BETTER_CSS = "background-color: #cfe8d5;"
 WORSE_CSS = "background-color: #f6d5d5;"
-DIFFERENT = ("better", "worse")
+SECONDARY = "secondary"
+
+
+def column_label(metric) -> str:
+    """A metric's findings column: its label, with '(secondary)' outside the primary family."""
+    return metric.label if metric.primary else f"{metric.label} ({SECONDARY})"
 
 
 @dataclass
 class Row:
     """One comparison: the setting, what it is compared with, the seeds, a flag (why it was not compared, or ''),
-    and per headline metric its Difference, corrected p-value and verdict."""
+    and per headline metric its Difference (ablate.stats), adjusted over its family."""
 
     setting: dict
     against: str
     seeds: str
     flag: str = ""
     differences: dict = field(default_factory=dict)  # metric name -> Difference
-    corrected: dict = field(default_factory=dict)  # metric name -> Holm-corrected p
-    verdicts: dict = field(default_factory=dict)  # metric name -> verdict
+
+    @property
+    def verdicts(self) -> dict:
+        """metric name -> verdict ('better', 'worse', 'no detectable difference', 'identical', ...)."""
+        return {name: d.verdict for name, d in self.differences.items()}
 
     def words(self) -> str:
-        """The row in plain words: the changes found, then the metrics without a detectable one."""
+        """The row in plain words: the changes found, the metrics without a detectable one, the untestable ones."""
         if self.flag:
             return self.flag
-        if self.verdicts and set(self.verdicts.values()) == {"identical"}:
+        verdicts = self.verdicts
+        if verdicts and set(verdicts.values()) == {"identical"}:
             return "identical in every headline metric"
-        found = [d.sentence(self.corrected[name]) for name, d in self.differences.items()
-                 if self.verdicts[name] in DIFFERENT]
-        same = [label(name) for name, v in self.verdicts.items() if v not in DIFFERENT]
+        found = [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in self.differences.values()
+                 if d.verdict in DIFFERENT]
+        untestable = [d.sentence() for d in self.differences.values() if d.verdict == UNTESTABLE]
+        if untestable:
+            return "; ".join(untestable)
+        same = [label(name) for name, v in verdicts.items() if v not in DIFFERENT]
         if same:
             found.append("no detectable difference in " + ", ".join(same))
         return "; ".join(found)
@@ -60,7 +76,6 @@ class Findings:
 
     rows: list
     unmatched: int
-    bootstrap: bool  # every compared cell had its test features saved
     changed: dict = field(default_factory=dict)  # key -> (value in A, value in B): what two compared runs changed
 
     def differing(self, metric: str) -> set:
@@ -68,17 +83,47 @@ class Findings:
         with."""
         return {_setting_key(r.setting) for r in self.rows if r.verdicts.get(metric) in DIFFERENT}
 
+    def family_sizes(self) -> dict:
+        """{'primary': m, 'secondary': m}: the testable comparisons each family's adjustment is over."""
+        return {name: _family_size(self.rows, family)
+                for name, family in (("primary", primary_metrics()), (SECONDARY, secondary_metrics()))}
+
     def frame(self) -> pd.DataFrame:
-        """One row per comparison: setting, against, seeds, one column per headline metric, in words."""
+        """One row per comparison: setting, against, seeds, one column per headline metric (change, simultaneous
+        interval, adjusted p, minimum detectable effect), in words."""
         records = []
         for r in self.rows:
             record = {"setting": describe(r.setting) or "all", "against": r.against, "seeds": r.seeds}
             for m in headline_metrics():
                 d = r.differences.get(m.name)
-                record[m.label] = "" if d is None else f"{d.change_text()} {_p_text(d, r.corrected[m.name])}".strip()
+                record[column_label(m)] = "" if d is None else _cell_text(d)
             record["in words"] = r.words()
             records.append(record)
         return pd.DataFrame.from_records(records)
+
+
+def _cell_text(difference) -> str:
+    """'+0.8 pts [-0.4, +2.0] p=0.3; MDE 1.5 pts', or the change with its verdict when there is no test."""
+    if difference.verdict in ("identical", UNTESTABLE):
+        return f"{difference.change_text()} {difference.verdict}"
+    parts = [f"{difference.change_text()} {difference.p_text()}".strip(), difference.minimum_detectable_text()]
+    return "; ".join(p for p in parts if p)
+
+
+def _family_size(rows: list, family: list) -> int:
+    return sum(r.differences[m.name].testable for r in rows for m in family if m.name in r.differences)
+
+
+def _adjusted(rows: list) -> list:
+    """The rows with each Difference adjusted over its family: the primary metrics over every row, the secondary
+    ones over every row (Bonferroni over the testable comparisons of the family)."""
+    for family in (primary_metrics(), secondary_metrics()):
+        size = max(1, _family_size(rows, family))
+        for r in rows:
+            for m in family:
+                if m.name in r.differences:
+                    r.differences[m.name] = replace(r.differences[m.name], family_size=size)
+    return rows
 
 
 def _group_key(value) -> tuple:
@@ -91,41 +136,6 @@ def _setting_key(setting: dict) -> tuple:
     return tuple(sorted(setting.items()))
 
 
-def _p_text(difference, corrected: float) -> str:
-    if difference.identical:
-        return "identical"
-    return "" if np.isnan(corrected) else f"p={corrected:.2g}"
-
-
-def cell_bootstraps(run: GridRun, cell_ids, progress: bool = False) -> dict:
-    """cell id -> {metric: (R,) values} for the cells of `cell_ids` that saved usable test features (cells/<id>.npz),
-    None for the others; computed once per run and kept on it. A features file that cannot be used is named, with
-    why, in unreadable_features(run)."""
-    cache = run.cache.setdefault("bootstrap", {})
-    unreadable = unreadable_features(run)
-    rows = run.results.drop_duplicates("cell_id").set_index("cell_id")
-    todo = [c for c in dict.fromkeys(cell_ids) if c not in cache]
-    for cell in tqdm(todo, desc=f"bootstrap {run.path.name}", unit="cell", disable=not progress):
-        cache[cell] = None
-        try:
-            path = run.features_path(cell)
-            if path.exists():
-                cache[cell] = bootstrap_cell(path, holdout_of(rows.loc[cell]))
-        except RunFolderError as exc:
-            unreadable.append(str(exc))
-    return {c: cache[c] for c in cell_ids}
-
-
-def unreadable_features(run: GridRun) -> list:
-    """One line per cell features file the findings could not bootstrap, and why (kept on the run)."""
-    return run.cache.setdefault("unreadable features", [])
-
-
-def _ok_ids(cells: pd.DataFrame) -> list:
-    """The ids of the cells that finished ok: the only ones whose saved features are bootstrapped."""
-    return list(cells.loc[cells["status"] == "ok", "cell_id"])
-
-
 def _ok_seeds(cells: pd.DataFrame) -> set:
     return set(cells.loc[cells["status"] == "ok", "seed"])
 
@@ -135,10 +145,9 @@ def _seed_text(cells: pd.DataFrame) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed") if s in counts)
 
 
-def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, reference_boots: dict, other_boots: dict,
-                   row: Row) -> Row:
-    """Fill `row` with each headline metric of `other` against `reference` (the cells of one configuration each;
-    their bootstraps by cell id); flag it instead when a seed diverged on either side or a side has no ok cell."""
+def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, row: Row) -> Row:
+    """Fill `row` with each headline metric of `other` against `reference` (the cells of one configuration each),
+    unadjusted; flag it instead when a seed diverged on either side or a side has no ok cell."""
     diverged = [(name, int((cells["status"] == "diverged").sum()), len(cells))
                 for name, cells in (("this setting", other), ("the reference", reference))]
     if any(k for _, k, _ in diverged):
@@ -150,26 +159,11 @@ def _compare_cells(reference: pd.DataFrame, other: pd.DataFrame, reference_boots
         row.flag = "not compared: no cell finished ok on one side"
         return row
     paired = list(a["seed"]) == list(b["seed"])
-    use_boot = (all(reference_boots.get(c) is not None for c in a["cell_id"])
-                and all(other_boots.get(c) is not None for c in b["cell_id"]))
     for m in headline_metrics():
-        if m.name not in a or m.name not in b:
-            continue
-        a_boot = np.column_stack([reference_boots[c][m.name] for c in a["cell_id"]]) if use_boot else None
-        b_boot = np.column_stack([other_boots[c][m.name] for c in b["cell_id"]]) if use_boot else None
-        row.differences[m.name] = compare(m, a[m.name].to_numpy(float), b[m.name].to_numpy(float), a_boot, b_boot,
-                                          paired=paired)
+        if m.name in a and m.name in b:
+            row.differences[m.name] = compare_sides(m, a[m.name].to_numpy(float), b[m.name].to_numpy(float),
+                                                    paired=paired)
     return row
-
-
-def _corrected(rows: list) -> None:
-    """Holm over the p-values of each metric (one family: every setting of the table compared on that metric),
-    written back into each row with its verdict."""
-    for m in headline_metrics():
-        compared = [r for r in rows if m.name in r.differences]
-        for r, p in zip(compared, holm([r.differences[m.name].p for r in compared])):
-            r.corrected[m.name] = p
-            r.verdicts[m.name] = r.differences[m.name].verdict(p)
 
 
 def parse_reference(text: str) -> tuple:
@@ -203,23 +197,16 @@ def _reference_pairs(run: GridRun) -> tuple:
     return pairs, unmatched
 
 
-def _with_bootstraps(run: GridRun, pairs: list, progress: bool) -> dict:
-    return cell_bootstraps(run, [c for _, ref, own in pairs for c in _ok_ids(ref) + _ok_ids(own)], progress)
-
-
-def grid_findings(run: GridRun, progress: bool = False) -> Findings:
+def grid_findings(run: GridRun) -> Findings:
     """Each configuration of the run against the same configuration at the run's reference setting (run.reference,
     lambda=0 unless set), kept on the run. Configurations without a reference counterpart are counted, not compared.
     """
     if "findings" in run.cache:
         return run.cache["findings"]
     pairs, unmatched = _reference_pairs(run)
-    boots = _with_bootstraps(run, pairs, progress)
     against = "{}={}".format(run.reference[0], format_label(run.reference[1]))
-    findings = Findings([_compare_cells(ref, own, boots, boots, Row(setting, against, _seed_text(own)))
-                         for setting, ref, own in pairs], unmatched,
-                        bootstrap=all(b is not None for b in boots.values()))
-    _corrected(findings.rows)
+    rows = [_compare_cells(ref, own, Row(setting, against, _seed_text(own))) for setting, ref, own in pairs]
+    findings = Findings(_adjusted(rows), unmatched)
     run.cache["findings"] = findings
     return findings
 
@@ -230,16 +217,14 @@ def _pooled(metric, values: np.ndarray) -> np.ndarray:
     return stats.gmean(values, axis=0) if metric.change == RATIO else values.mean(axis=0)
 
 
-def axis_findings(run: GridRun, progress: bool = False) -> Findings:
+def axis_findings(run: GridRun) -> Findings:
     """Each value of the reference key (each lambda) against the reference value, pooled over the other settings:
-    for every seed, its change pooled over the settings that have a counterpart; then compared over seeds as a
-    setting is (the test-set bootstrap pooled the same way), Holm over the values. Kept on the run."""
+    for every seed, its value pooled over the settings that have a counterpart, on each side; then compared over
+    seeds (paired) as a setting is, adjusted over the table's families. Kept on the run."""
     if "axis findings" in run.cache:
         return run.cache["axis findings"]
     key, value = run.reference
     pairs, unmatched = _reference_pairs(run)
-    boots = _with_bootstraps(run, pairs, progress)
-    use_boot = all(b is not None for b in boots.values())
     against = f"{key}={format_label(value)}"
     rows = []
     for key_value in sorted({setting[key] for setting, _, _ in pairs}):
@@ -257,23 +242,17 @@ def axis_findings(run: GridRun, progress: bool = False) -> Findings:
         row.seeds = f"{len(seeds)} seeds x {len(chosen)} settings"
         by_seed = [[frame.set_index("seed").loc[seeds] for frame in pair] for pair in chosen]
         for m in headline_metrics():
-            if m.name not in cells:
-                continue
-            a, b = (_pooled(m, np.array([pair[side][m.name].to_numpy(float) for pair in by_seed])) for side in (0, 1))
-            a_boot = b_boot = None
-            if use_boot:
-                a_boot, b_boot = (_pooled(m, np.array([np.column_stack([boots[c][m.name]
-                                                                         for c in pair[side]["cell_id"]])
-                                                       for pair in by_seed])) for side in (0, 1))
-            row.differences[m.name] = compare(m, a, b, a_boot, b_boot, paired=True)
+            if m.name in cells:
+                a, b = (_pooled(m, np.array([pair[side][m.name].to_numpy(float) for pair in by_seed]))
+                        for side in (0, 1))
+                row.differences[m.name] = compare_sides(m, a, b, paired=True)
         rows.append(row)
-    findings = Findings(rows, unmatched, bootstrap=use_boot)
-    _corrected(findings.rows)
+    findings = Findings(_adjusted(rows), unmatched)
     run.cache["axis findings"] = findings
     return findings
 
 
-def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Findings:
+def run_findings(run_a: GridRun, run_b: GridRun) -> Findings:
     """Each configuration that both runs hold, B against A; paired when both ran the same seeds. Configurations are
     matched on every config key but seed, except the keys each run holds at one value of its own (lambda 0 in A,
     0.1 in B): those are what the runs changed (Findings.changed)."""
@@ -289,32 +268,35 @@ def run_findings(run_a: GridRun, run_b: GridRun, progress: bool = False) -> Find
     a_cells, b_cells = by_config(run_a), by_config(run_b)
     shared = [k for k in a_cells if k in b_cells]
     varying_keys = [k for i, k in enumerate(keys) if len({config[i] for config in shared}) > 1]
-    boots_a = cell_bootstraps(run_a, [c for k in shared for c in _ok_ids(a_cells[k])], progress)
-    boots_b = cell_bootstraps(run_b, [c for k in shared for c in _ok_ids(b_cells[k])], progress)
     rows = []
     for k in shared:
         setting = {key: v for key, v in zip(keys, k) if key in varying_keys}
         row = Row(setting, f"{run_a.path.name}", f"{_seed_text(a_cells[k])} | {_seed_text(b_cells[k])}")
-        rows.append(_compare_cells(a_cells[k], b_cells[k], boots_a, boots_b, row))
-    unmatched = len(set(a_cells) ^ set(b_cells))
-    findings = Findings(rows, unmatched, bootstrap=all(b is not None for b in (*boots_a.values(), *boots_b.values())),
-                        changed=changed)
-    _corrected(findings.rows)
-    return findings
+        rows.append(_compare_cells(a_cells[k], b_cells[k], row))
+    return Findings(_adjusted(rows), len(set(a_cells) ^ set(b_cells)), changed=changed)
 
 
-def method_caption(findings: Findings, what: str, family: str = "the settings of this table") -> str:
-    """How the table's numbers were obtained, for its caption; `family`: what the p-values are corrected over."""
-    uncertainty = (f"the spread over seeds and a bootstrap over the test samples ({BOOTSTRAP_SAMPLES} resamples of "
-                   "each cell's saved test features, the same resamples for both sides)" if findings.bootstrap else
-                   "the spread over seeds only (some cells saved no test features, so test-set variation is left out)")
-    if any(d.n == 1 for r in findings.rows for d in r.differences.values()):
-        what += " With one seed on a side there is no seed spread: its interval holds the test-set variation only."
-    return (f"{what} Each headline metric: the change (paired over seeds when both sides ran the same seeds), its "
-            f"{LEVEL:.0%} confidence interval from {uncertainty}, and its two-sided p-value, Holm-corrected over "
-            f"{family} compared on that metric; a difference is detectable at corrected p < {SIGNIFICANCE:g}. Ratios "
-            "are given as factors (x2 = twice the reference), shares in percentage points. Green: better, red: worse. "
-            "A setting with a diverged seed on either side is not compared (its survivors would be a biased sample).")
+def method_caption(findings: Findings, what: str, rows_are: str = "the rows of this table") -> str:
+    """How the table's numbers were obtained, for its caption; `rows_are`: what the family's rows are."""
+    sizes = findings.family_sizes()
+    primary = ", ".join(m.label for m in primary_metrics())
+    family = (f"the primary metrics ({primary}) over {rows_are}: {sizes['primary']} comparisons, so each interval "
+              f"is at level 1 - {SIGNIFICANCE:g}/{sizes['primary']}")
+    if sizes[SECONDARY]:
+        family += (f"; the secondary metrics ({', '.join(m.label for m in secondary_metrics())}) are a family of their "
+                   f"own ({sizes[SECONDARY]} comparisons)")
+    untestable = ""
+    if any(d.verdict == UNTESTABLE for r in findings.rows for d in r.differences.values()):
+        untestable = (" A side with one seed has no spread over seeds: its change is shown alone, 'untestable with "
+                      "one seed' (no interval, no p-value, no verdict).")
+    return (f"{what} Each headline metric: the change (paired over seeds when both sides ran the same seeds, Welch's "
+            "t otherwise; every seed draws its own train/test split, so the spread over seeds holds the test set's "
+            f"noise too), its simultaneous interval and p-value, Bonferroni-adjusted over its family ({family}); a "
+            "verdict 'better' or 'worse' is given exactly when the interval excludes no change. MDE: the smallest "
+            f"true change detected with {POWER:.0%} power at the family's level with these seeds, given the observed "
+            f"spread of one seed's change.{untestable} Ratios are given as factors (x2 = twice the reference), shares "
+            "in percentage points. Green: better, red: worse. A setting with a diverged seed on either side is not "
+            "compared (its survivors would be a biased sample).")
 
 
 def findings_table(findings: Findings) -> str:
@@ -325,8 +307,27 @@ def findings_table(findings: Findings) -> str:
         for m in headline_metrics():
             verdict = r.verdicts.get(m.name)
             if verdict in DIFFERENT:
-                css.loc[i, m.label] = BETTER_CSS if verdict == "better" else WORSE_CSS
+                css.loc[i, column_label(m)] = BETTER_CSS if verdict == "better" else WORSE_CSS
     return render(frame.style.apply(lambda _: css, axis=None).hide(axis="index"))
+
+
+def power_sentence(findings: Findings) -> str:
+    """For each primary metric said in points: the smallest change the table detects with POWER at its level, and
+    the seeds a user would need to detect 1 point; '' when no row is testable."""
+    size = max(1, findings.family_sizes()["primary"])
+    parts = []
+    for m in primary_metrics():
+        tested = [r.differences[m.name] for r in findings.rows
+                  if m.name in r.differences and r.differences[m.name].testable]
+        if m.change != POINTS or not tested:
+            continue
+        sd = math.sqrt(np.mean([d.sd ** 2 for d in tested]))  # one seed's change, pooled over the rows
+        mde = np.median([d.minimum_detectable for d in tested])
+        seeds = sorted({d.n_a for d in tested})
+        parts.append(f"with {'/'.join(map(str, seeds))} seeds, the smallest change of {m.label} detected with "
+                     f"{POWER:.0%} power is {mde:.2g} points; detecting 1 point would take "
+                     f"{seeds_needed(sd, 1.0, size)} seeds (one seed's change scatters by {sd:.2g} points)")
+    return ("Power: " + "; ".join(parts) + ".") if parts else ""
 
 
 def findings_blocks(run: GridRun) -> list:
@@ -339,34 +340,43 @@ def findings_blocks(run: GridRun) -> list:
     if not (run.results[key] == value).any():
         return [Note(f"Findings left out: no cell at the reference setting {reference} "
                      f"(`ablate report --reference KEY=VALUE` sets another).")]
-    findings = grid_findings(run, progress=True)
+    findings = grid_findings(run)
     if not findings.rows:
         return [Note(f"Findings left out: no configuration has a counterpart at {reference}.")]
     pooled = axis_findings(run)
-    left_out = [Note(f"Test-set bootstrap left out for a cell: {problem}") for problem in unreadable_features(run)]
-    differing = [format_label(r.setting[key]) for r in pooled.rows if any(v in DIFFERENT for v in r.verdicts.values())]
+    primary = primary_metrics()
+    differing = [format_label(r.setting[key]) for r in pooled.rows
+                 if any(r.verdicts.get(m.name) in DIFFERENT for m in primary)]
+    untestable = sum(any(r.verdicts.get(m.name) == UNTESTABLE for m in primary) for r in pooled.rows)
     diverged = sum(r.flag.startswith("not compared: diverged") for r in findings.rows if r.flag)
     unfinished = sum(bool(r.flag) for r in findings.rows) - diverged
-    blocks = [*left_out, Note(f"{len(differing)} of {len(pooled.rows)} values of {key} differ from {reference} in at "
-                              f"least one headline metric ({', '.join(m.label for m in headline_metrics())})"
-                              + (f": {key} = {', '.join(differing)}" if differing else "")
-                              + "".join(f"; {n} settings not compared because {why}" for n, why in (
-                                  (diverged, "a seed diverged"), (unfinished, "no cell finished ok on one side (failed)"))
-                                  if n) + ".")]
+    opening = (f"{len(differing)} of {len(pooled.rows)} values of {key} differ from {reference} in at least one "
+               f"primary metric ({', '.join(m.label for m in primary)}; "
+               f"{pooled.family_sizes()['primary']} comparisons, simultaneous {1 - SIGNIFICANCE:.0%})"
+               + (f": {key} = {', '.join(differing)}" if differing else "")
+               + (f"; {untestable} untestable with one seed" if untestable else "")
+               + "".join(f"; {n} settings not compared because {why}" for n, why in (
+                   (diverged, "a seed diverged"), (unfinished, "no cell finished ok on one side (failed)")) if n)
+               + ".")
+    blocks = [Note(opening)]
+    power = power_sentence(pooled)
+    if power:
+        blocks.append(Note(power))
     open_set = ""
     if "holdout_classes" in run.results and (run.results["holdout_classes"] > 0).any():
         open_set = (" In open-set settings (holdout_classes > 0) test accuracy is measured on the trained classes and "
                     "the other metrics on the held-out classes (see Open-set).")
-    what = (f"Each value of {key} against {reference}: for each seed, the change pooled over the settings of the "
+    what = (f"Each value of {key} against {reference}: for each seed, its value pooled over the settings of the "
             "other keys that have a counterpart at the reference (geometric mean of ratios, mean of shares); the "
             f"seeds column says how many.{open_set}")
     blocks.append(Table(f"Findings: each {key} against {reference}", findings_table(pooled),
-                        caption=method_caption(pooled, what, family=f"the values of {key}")))
+                        caption=method_caption(pooled, what, rows_are=f"the values of {key}")))
     what = f"Each setting against the same setting at {reference}."
     if findings.unmatched:
         what += f" {findings.unmatched} settings have no counterpart there and are not compared."
     blocks.append(Table(f"Findings per setting: against {reference}", findings_table(findings),
-                        caption=method_caption(findings, what + open_set), collapsed=True))
+                        caption=method_caption(findings, what + open_set, rows_are="the settings"),
+                        collapsed=True))
     return blocks
 
 
@@ -384,7 +394,7 @@ def open_set_blocks(run: GridRun) -> list:
             where = "seen" if m.open_set == SEEN else "held out"
             frame[f"{m.label} ({where})"] = [mean_ci_text(a, b) for a, b in
                                              zip(open_set[f"{name}_mean"], open_set[f"{name}_ci95"])]
-    caption = ("Open-set cells: the last holdout_classes classes were held out of training. Retrieval, verification "
+    caption = ("Open-set cells: holdout_classes classes, drawn per seed, were held out of training. Retrieval, verification "
                "and compactness are measured on the held-out classes' test samples only (identities the model never "
                "saw, as in the paper's LFW and MegaFace protocols); accuracy, nearest-center accuracy and the "
                "center distance on the trained classes' test samples. Mean ± 95% t-interval over seeds.")

@@ -83,7 +83,7 @@ def heatmap_blocks(run: GridRun) -> list:
         blocks.append(Figure(f"{label(metric)} over lambda x alpha", uri,
                              caption=f"Mean over seeds; one colour scale for all panels. Panels: "
                                      f"{', '.join(panel_keys) or 'one'}. *: differs from {reference} in the findings "
-                                     "(Holm-corrected, with the test-set bootstrap); blank: a seed diverged or no seed finished ok."))
+                                     "(its simultaneous interval excludes no change); blank: a seed diverged or no seed finished ok."))
     return blocks
 
 
@@ -133,8 +133,6 @@ def lambda_line_blocks(run: GridRun) -> list:
                 mean, ci = s[f"{metric}_mean"], s[f"{metric}_ci95"]
                 plot_band(ax, s["lambda"], mean, mean - ci, mean + ci, colors[name], name)
             set_lambda_scale(ax, lambdas)
-            top = ax.get_ylim()[1]
-            ax.set_ylim(0, top * 1.04)  # from 0, so that a change reads at its true size
             ax.set_ylabel(label(metric))
             if len(alphas) == 1:
                 ax.set_title(label(metric))
@@ -143,7 +141,8 @@ def lambda_line_blocks(run: GridRun) -> list:
         if len(names) > 1:
             shared_legend(fig, list(axes.values()), title=", ".join(series_keys))
         uri = to_data_uri(fig)
-    caption = "Mean over seeds; band: 95% t-interval over seeds. The x axis includes lambda = 0 (softmax alone)."
+    caption = ("Mean over seeds; band: 95% t-interval over seeds. The x axis includes lambda = 0 (softmax alone); each "
+               "y axis spans its data, not from 0 (read its scale: a change of accuracy is its size in points).")
     if only_variant is not None:
         caption += f" Variant {only_variant}; the others are compared under Variant agreement."
     if len(alphas) == 1:

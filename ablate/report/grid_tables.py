@@ -73,8 +73,8 @@ def summary_blocks(run: GridRun) -> list:
     css = pd.DataFrame("", index=text.index, columns=text.columns)
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
-    caption = ("Mean ± half-width of the 95% t-interval over seeds (seeds only: the test-set variation is in the "
-               "findings); seeds: cells that finished ok; a configuration with a diverged seed shows 'diverged', not "
+    caption = ("Mean ± half-width of the 95% t-interval over seeds (each seed draws its own train/test split, so the "
+               "interval holds the test set's noise too); seeds: cells that finished ok; a configuration with a diverged seed shows 'diverged', not "
                "a mean of its survivors. Bold: the best mean of each metric among the configurations with the most "
                "seeds (lower is better for times; raw distances, which shrink with the whole feature scale, are never "
                "ranked).")

@@ -25,7 +25,7 @@ class GridRun:
     """A grid run. results: one row per cell; summary: one row per configuration (over its "ok" cells);
     curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed;
     notes: what was left out while reading, and why; reference: the (key, value) the findings compare against;
-    cache: results derived once per report (findings, bootstraps)."""
+    cache: results derived once per report (the findings)."""
 
     path: Path
     provenance: dict

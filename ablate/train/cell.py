@@ -1,6 +1,7 @@
 """`run_cell`: train and evaluate one cell, and return its flat record."""
 
 import io
+import math
 import time
 
 import numpy as np
@@ -48,17 +49,19 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record.
 
     The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
-    diverged), timings, status ("ok" | "diverged"), diverged_epoch, resolved_device, torch_threads,
-    world_size, the objective in words (ablate.objectives.describe_objective) and the per-epoch curves
-    curve_softmax_loss, curve_center_loss, curve_train_accuracy (and curve_pair_loss with a pair loss). A
+    diverged, or where a metric is undefined on the test set), timings, status ("ok" | "diverged"), diverged_epoch,
+    resolved_device, torch_threads, world_size, the objective in words (ablate.objectives.describe_objective) and the
+    per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy (and curve_pair_loss with a pair
+    loss). A
     non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
     machine's memory raise (before anything is allocated). With features_path, the test features, labels,
     learned centers and predictions are saved there (.npz), also for a diverged cell.
     config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
     RanksFailed (a RuntimeError) once all ranks have been ended.
 
-    With holdout_classes K (open set) the model and the centers know only the first C - K classes: it trains on
-    their samples, and is evaluated on every test sample (ablate.metrics.features.split_evaluations).
+    With holdout_classes K (open set) the model and the centers know only C - K classes (the K held out are drawn
+    by the seed, ablate.data): it trains on their samples, and is evaluated on every test sample
+    (ablate.metrics.features.split_evaluations). The record holds split_seed and held_out_classes.
     """
     if config.nproc == 1:
         return train_and_evaluate(config, features_path, progress)
@@ -85,7 +88,8 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
         raise ValueError(f"variant {config.variant!r} cannot run on {device}; "
                          f"available there: {', '.join(available_variants(device))}")
     check_fits(config, device)
-    data = load_dataset(config.dataset, config.data_dir, test_fraction=config.test_fraction,
+    data = load_dataset(config.dataset, config.data_dir, seed=config.seed, holdout_classes=config.holdout_classes,
+                        test_fraction=config.test_fraction,
                         num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
                         samples_per_class=config.samples_per_class)
 
@@ -115,7 +119,9 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     if history.diverged_epoch is None and not (np.isfinite(features).all() and np.isfinite(centers).all()):
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
     if history.diverged_epoch is None:
-        metrics = evaluate(features, predictions, data.y_test, centers)
+        # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
+        metrics = {name: None if math.isnan(value) else value
+                   for name, value in evaluate(features, predictions, data.y_test, centers).items()}
     else:
         metrics = dict.fromkeys(m.name for m in computed_metrics())
     if features_path is not None:
@@ -125,6 +131,8 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
         **config.to_dict(),
         "objective": describe_objective(config.to_dict()),
         **metrics,
+        "split_seed": config.seed,  # the train/test split (and held-out classes) this cell was drawn with
+        "held_out_classes": ",".join(map(str, data.held_out)),  # the dataset's ids of the classes held out
         "train_samples_per_s": history.samples / train_time if train_time > 0 else None,
         "train_time_s": train_time,
         "wall_time_s": time.perf_counter() - started,

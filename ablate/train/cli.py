@@ -37,11 +37,15 @@ def summary_lines(record: dict) -> list:
     setup = (f"{record['dataset']} model={record['model']} feat_dim={record['feat_dim']} objective: "
              f"{record['objective']}; variant={record['variant']} "
              f"rule={record['rule']} convention={record['convention']} lambda={record['lambda']} "
-             f"alpha={record['alpha']} seed={record['seed']} on {record['resolved_device']}"
+             f"alpha={record['alpha']} seed={record['seed']} epochs={record['epochs']} "
+             f"batch_size={record['batch_size']} lr={record['lr']} lr_step={record['lr_step']} "
+             f"on {record['resolved_device']}"
              + (f" x {record['world_size']} ranks, {record['distributed']} centers" if record["world_size"] > 1 else ""))
     status = record["status"] + (f" at epoch {record['diverged_epoch']}" if record["status"] == "diverged" else "")
+    epochs = len(record["curve_softmax_loss"]) or 1  # the epochs trained (a diverged cell stops early)
     lines = [setup, f"status {status}, trained in {record['train_time_s']:.2f} s "
-                    f"({record['train_samples_per_s']:.0f} samples/s), {record['wall_time_s']:.2f} s in all"]
+                    f"({record['train_time_s'] / epochs:.2f} s an epoch, {record['train_samples_per_s']:.0f} "
+                    f"samples/s), {record['wall_time_s']:.2f} s in all"]
     if record["status"] == "ok":
         lines += [f"  {key:<24} {record[key]:.4f}" for key in shown_in(TRAIN_SUMMARY)]
     return lines
@@ -55,7 +59,8 @@ def summary_lines(record: dict) -> list:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
 def train_command(out, features_path, progress, **options):
     """Train and evaluate one cell: a head (softmax unless --head) + a pair loss (--pair-loss) + lambda * center
-    loss on one dataset."""
+    loss on one dataset. Options left out take the dataset's recipe (model, epochs, batch size, learning rate and
+    its schedule, convention: see the README)."""
     try:
         config = CellConfig(**options)
     except ValueError as error:

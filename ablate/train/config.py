@@ -4,6 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS, FIXED_CLASSES
+from ablate.data.recipes import recipe
 from ablate.distributed import FORMS
 from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
@@ -23,9 +24,18 @@ def _option(default, help_text: str, choices=None):
     return field(default=default, metadata={"help": help_text, "choices": choices})
 
 
+FROM_RECIPE = " Default: the dataset's recipe (ablate.data.recipes)."
+
+
+def _recipe_option(help_text: str, choices=None):
+    """An option whose default is the dataset's recipe (None until __post_init__ fills it in)."""
+    return _option(None, help_text + FROM_RECIPE, choices)
+
+
 @dataclass(frozen=True)
 class CellConfig:
-    """One training cell. The defaults train a digits cell in a few seconds on 2 CPU cores.
+    """One training cell. The defaults train a digits cell in a few seconds on 2 CPU cores; model, epochs,
+    batch_size, lr, lr_step, lr_gamma and convention left unset (None) take the dataset's recipe.
 
     In records, grids and the CLI the field lambda_ is called "lambda" (see KEY_NAMES).
     """
@@ -33,35 +43,37 @@ class CellConfig:
     dataset: str = _option("digits", "Dataset (all offline).", DATASETS)
     data_dir: str | None = _option(None, "Folder of the fashion-mnist IDX .gz files "
                                          "(default /usr/share/datasets/fashion-mnist).")
-    model: str = _option("auto", "Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
+    model: str = _recipe_option("Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
     feat_dim: int = _option(2, "Feature (embedding) dimension.")
     variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).",
                            variant_names)
     rule: str = _option("paper", "Center-update rule.", RULES)
-    convention: str = _option("mean", "Loss normalization: mean = sum/B, half_mean = sum/2B, half_sum = sum/2.",
-                              CONVENTIONS)
+    convention: str = _recipe_option("Loss normalization: mean = sum/B, half_mean = sum/2B, half_sum = sum/2.",
+                                     CONVENTIONS)
     lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).")
     alpha: float = _option(0.5, "Center learning rate.")
-    epochs: int = _option(15, "Training epochs.")
-    batch_size: int = _option(64, "Batch size (per process: with --nproc N the global batch is N times it).")
-    lr: float = _option(0.05, "Learning rate of the model.")
+    epochs: int = _recipe_option("Training epochs.")
+    batch_size: int = _recipe_option("Batch size (per process: with --nproc N the global batch is N times it).")
+    lr: float = _recipe_option("Learning rate of the model.")
     optimizer: str = _option("sgd", "Optimizer of the model.", OPTIMIZERS)
     momentum: float = _option(0.9, "SGD momentum.")
     weight_decay: float = _option(5e-4, "Weight decay of the model's optimizer.")
-    lr_step: int = _option(0, "Epochs between learning-rate decays (0 = constant).")
-    lr_gamma: float = _option(0.5, "Factor of each learning-rate decay.")
-    seed: int = _option(0, "Seed of the weights, centers and batch order.")
+    lr_step: int = _recipe_option("Epochs between learning-rate decays (0 = constant).")
+    lr_gamma: float = _recipe_option("Factor of each learning-rate decay.")
+    seed: int = _option(0, "Seed of the weights, centers, batch order, train/test split and held-out classes.")
     device: str = _option("auto", "Device; auto = CUDA when present.", DEVICES)
     num_classes: int = _option(10, "Number of classes (synthetic data; the others have 10).")
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
     samples_per_class: int = _option(200, "Samples per class of the synthetic data.")
-    test_fraction: float = _option(0.2, "Test share of the fixed split (all datasets but fashion-mnist).")
+    test_fraction: float = _option(0.2, "Test share of the split drawn per seed (all datasets but fashion-mnist, "
+                                        "which keeps the release's split).")
     nproc: int = _option(1, "Processes to train in (torch.distributed: gloo on the CPU, nccl on CUDA, one GPU "
                             "each), each with its slice of every batch.")
     distributed: str = _option("replicated", "With nproc > 1: every rank holds all centers (replicated) or its "
                                              "slice of the classes (sharded).", FORMS)
-    holdout_classes: int = _option(0, "Open set: hold the last K classes out of training; retrieval, verification "
-                                      "and compactness are measured on their test samples, accuracy on the others.")
+    holdout_classes: int = _option(0, "Open set: hold K classes (drawn per seed) out of training; retrieval, "
+                                      "verification and compactness are measured on their test samples, accuracy on "
+                                      "the others.")
     # The objective besides center loss (ablate.objectives): unset parameters take the paper's value.
     head: str = _option(DEFAULT_HEAD, f"Classification head on the features ({papers_help(HEADS)}).", head_names)
     margin: float | None = _option(None, "Margin of the head, in its paper's unit; unset: the paper's value ("
@@ -76,6 +88,11 @@ class CellConfig:
                                               + parameter_help("pair_margin") + ").")
 
     def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}")
+        for name, value in recipe(self.dataset).options().items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         for f in fields(self):
             value = getattr(self, f.name)
             choices = option_choices(f)
@@ -161,7 +178,14 @@ def _check_ranges(c: CellConfig) -> None:
     if c.holdout_classes and not 2 <= c.holdout_classes <= classes - 2:
         raise ValueError(f"holdout_classes must be 0 (closed set) or lie in [2, {classes - 2}] for {c.dataset} with "
                          f"{classes} classes (two held out to compare, two left to train on), got {c.holdout_classes}")
-    check_stable(c.rule, c.alpha, c.convention, c.batch_size)
+    # the centers take one step per global batch (every rank's slice: ablate.distributed), so that is the B
+    try:
+        check_stable(c.rule, c.alpha, c.convention, c.batch_size * c.nproc)
+    except ValueError as error:
+        if c.nproc == 1:
+            raise
+        raise ValueError(f"{error} Under nproc {c.nproc} the batch is the global one: batch_size {c.batch_size} "
+                         f"x nproc {c.nproc}.") from None
     objective = resolve_objective(c.head, c.pair_loss, c.margin, c.scale, c.pair_margin, c.pair_weight,
                                   batch_size=c.batch_size, classes=classes - c.holdout_classes, nproc=c.nproc)
     for name, value in objective.items():
