@@ -55,7 +55,8 @@ class Parameter:
 
     def range_text(self) -> str:
         close = ")" if math.isinf(self.high) else "]"
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{close}" + (f" {self.unit}" if self.unit else "")
+        interval = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{close}"
+        return interval + (f" {self.unit}" if self.unit else "")
 
     def check(self, owner: str, value: float) -> None:
         """A ValueError naming the owner, the range and the value when `value` is outside it (or not an integer)."""

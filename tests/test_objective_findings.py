@@ -58,7 +58,8 @@ def test_every_objective_is_compared_with_softmax_alone_by_default(objectives_ru
     accuracy = _verdicts(findings, "test_accuracy")
     assert accuracy["arcface m=0.5 rad s=64"] == "better"
     assert accuracy["cosface m=0.35 s=64"] == "no detectable difference"
-    assert _verdicts(findings, "separation_ratio")["softmax + center lambda=0.1 (mean, paper rule, alpha 0.5)"] == "better"
+    center = "softmax + center lambda=0.1 (mean, paper rule, alpha 0.5)"
+    assert _verdicts(findings, "separation_ratio")[center] == "better"
     assert len(findings.rows) == len(OBJECTIVES) - 1 and all(r.seeds == "6 ok" for r in findings.rows)
 
 
@@ -73,7 +74,8 @@ def test_center_loss_is_compared_with_each_objective_alone(objectives_run):
     findings = center_findings(load_runs([objectives_run])[0])
     pairs = {(r.setting["objective"], r.against) for r in findings.rows}
     assert pairs == {("softmax + center lambda=0.1 (mean, paper rule, alpha 0.5)", "softmax"),
-                     ("arcface m=0.5 rad s=64 + center lambda=0.1 (mean, paper rule, alpha 0.5)", "arcface m=0.5 rad s=64"),
+                     ("arcface m=0.5 rad s=64 + center lambda=0.1 (mean, paper rule, alpha 0.5)",
+                      "arcface m=0.5 rad s=64"),
                      ("cosface m=0.35 s=64 + center lambda=0.1 (mean, paper rule, alpha 0.5)", "cosface m=0.35 s=64")}
     assert set(_verdicts(findings, "separation_ratio").values()) == {"better"}
     assert set(_verdicts(findings, "test_accuracy").values()) == {"no detectable difference"}

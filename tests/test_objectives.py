@@ -212,7 +212,8 @@ def test_cli_refuses_an_invalid_combination_in_one_line():
 
 def test_the_objective_is_named_in_full():
     config = CellConfig(head="arcface", lambda_=0.01, convention="half_mean", rule="paper", alpha=0.5).to_dict()
-    assert describe_objective(config) == "arcface m=0.5 rad s=64 + center lambda=0.01 (half_mean, paper rule, alpha 0.5)"
+    assert describe_objective(config) == (
+        "arcface m=0.5 rad s=64 + center lambda=0.01 (half_mean, paper rule, alpha 0.5)")
     assert describe_objective(CellConfig(lambda_=0).to_dict()) == "softmax"
     assert describe_objective(CellConfig(pair_loss="triplet", lambda_=0).to_dict()) == (
         "softmax + triplet x1 (m=0.1, semihard TripletMarginMiner)")

@@ -27,6 +27,7 @@ CENTER_KEYS = ("convention", "rule", "alpha")
 # The figure: test accuracy against compactness on unit features (the angle-based heads normalize the features, so
 # raw distances would compare scales, not compactness).
 ACCURACY, COMPACTNESS = "test_accuracy", "unit_intra_class_distance"
+HEAD_MARKERS = dict(zip(HEADS, "osD^vP*X"))  # one marker per head, in registry order
 
 
 def varies_objective(run: GridRun) -> bool:
@@ -142,7 +143,7 @@ def _objective_summary(run: GridRun) -> pd.DataFrame:
 
 def accuracy_compactness_blocks(run: GridRun) -> list:
     """One panel per setting: every objective at its mean test accuracy against its mean intra-class distance on
-    unit features, with 95% t-intervals over seeds on both axes."""
+    unit features, with 95% t-intervals over seeds on both axes; a marker per head, a colour per objective."""
     summary = _objective_summary(run)
     columns = [f"{m}_{part}" for m in (ACCURACY, COMPACTNESS) for part in ("mean", "ci95")]
     if any(c not in summary for c in columns):
@@ -160,7 +161,8 @@ def accuracy_compactness_blocks(run: GridRun) -> list:
             for row in cells.itertuples(index=False):
                 row = row._asdict()
                 ax.errorbar(row[f"{COMPACTNESS}_mean"], row[f"{ACCURACY}_mean"], xerr=row[f"{COMPACTNESS}_ci95"],
-                            yerr=row[f"{ACCURACY}_ci95"], fmt="o", markersize=4, capsize=2,
+                            yerr=row[f"{ACCURACY}_ci95"], fmt=HEAD_MARKERS.get(row["head"], "o"), markersize=5,
+                            capsize=2,
                             color=colors[row[OBJECTIVE]], label=row[OBJECTIVE])
             ax.set_title(", ".join(f"{k}={format_label(v)}" for k, v in setting.items()) or "all cells")
             ax.set_xlabel(x_label + " (lower: more compact)")
@@ -174,6 +176,7 @@ def accuracy_compactness_blocks(run: GridRun) -> list:
         uri = to_data_uri(fig)
     caption = (f"Each objective at its mean {y_label} against its mean {x_label} over the seeds that finished ok, "
                "with 95% t-intervals over seeds on both axes; an objective with a diverged seed is left out (its "
-               "survivors would be a biased sample). The distance is measured on features scaled to unit length, "
-               "so heads that normalize the features and heads that do not are compared on the same scale.")
+               "survivors would be a biased sample). One marker per head. The distance is measured on features scaled "
+               "to unit length, so heads that normalize the features and heads that do not are compared on the same "
+               "scale.")
     return [Figure("Every objective: accuracy against compactness", uri, caption=caption)]
