@@ -16,8 +16,7 @@ from ablate.objectives import DEFAULT_HEAD, HEADS, NO_PAIR_LOSS, OBJECTIVE_KEYS,
 from ablate.report.blocks import Figure, Note, Table
 from ablate.report.configs import varying
 from ablate.report.figures import panel_grid, report_style, series_colors, to_data_uri
-from ablate.report.findings import (Findings, Row, _compare_cells, _corrected, _ok_ids, _seed_text, cell_bootstraps,
-                                    findings_table, method_caption)
+from ablate.report.findings import Findings, Row, _adjusted, _compare_cells, _seed_text, findings_table, method_caption
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label
 
@@ -68,12 +67,12 @@ def _by_setting(results: pd.DataFrame, keys: list) -> list:
             for values, cells in results.groupby(keys, sort=True, dropna=False)]
 
 
-def _findings(run: GridRun, cache_key: str, counterpart, progress: bool) -> Findings:
+def _findings(run: GridRun, cache_key: str, counterpart) -> Findings:
     """Each objective against the objective counterpart(cells of the objective) names, within each setting; the
-    comparison and the Holm correction are the lambda findings' (ablate.report.findings). Kept on the run."""
+    comparison and the family's adjustment are the lambda findings' (ablate.report.findings). Kept on the run."""
     if cache_key in run.cache:
         return run.cache[cache_key]
-    pairs, unmatched = [], 0
+    rows, unmatched = [], 0
     for setting, cells in _by_setting(_named(run), _setting_keys(run)):
         objectives = dict(list(cells.groupby(OBJECTIVE, sort=False)))
         for name, own in objectives.items():
@@ -81,33 +80,30 @@ def _findings(run: GridRun, cache_key: str, counterpart, progress: bool) -> Find
             if against is None or against == name:
                 continue
             if against in objectives:
-                pairs.append(({OBJECTIVE: name, **setting}, against, objectives[against], own))
+                rows.append(_compare_cells(objectives[against], own, Row({OBJECTIVE: name, **setting}, against,
+                                                                         _seed_text(own))))
             else:
                 unmatched += 1
-    boots = cell_bootstraps(run, [c for *_, ref, own in pairs for c in _ok_ids(ref) + _ok_ids(own)], progress)
-    findings = Findings([_compare_cells(ref, own, boots, boots, Row(setting, against, _seed_text(own)))
-                         for setting, against, ref, own in pairs], unmatched,
-                        bootstrap=all(b is not None for b in boots.values()))
-    _corrected(findings.rows)
+    findings = Findings(_adjusted(rows), unmatched)
     run.cache[cache_key] = findings
     return findings
 
 
-def objective_findings(run: GridRun, progress: bool = False) -> Findings:
+def objective_findings(run: GridRun) -> Findings:
     """Each objective against the reference objective (reference_objective), paired over seeds, per setting."""
     reference = reference_objective(run)
-    return _findings(run, "objective findings", lambda own: reference, progress)
+    return _findings(run, "objective findings", lambda own: reference)
 
 
-def center_findings(run: GridRun, progress: bool = False) -> Findings:
+def center_findings(run: GridRun) -> Findings:
     """Each objective with center loss (lambda > 0) against the same objective without it, per setting."""
-    return _findings(run, "center findings", lambda own: own["without center"].iloc[0], progress)
+    return _findings(run, "center findings", lambda own: own["without center"].iloc[0])
 
 
-def _table(findings: Findings, title: str, what: str, family: str) -> Table:
+def _table(findings: Findings, title: str, what: str, rows_are: str) -> Table:
     if findings.unmatched:
         what += f" {findings.unmatched} objectives have no counterpart in their setting and are not compared."
-    return Table(title, findings_table(findings), caption=method_caption(findings, what, family=family))
+    return Table(title, findings_table(findings), caption=method_caption(findings, what, rows_are=rows_are))
 
 
 def objective_blocks(run: GridRun) -> list:
@@ -117,7 +113,7 @@ def objective_blocks(run: GridRun) -> list:
     if "head" not in run.results or not varies_objective(run):
         return []
     reference = reference_objective(run)
-    findings = objective_findings(run, progress=True)
+    findings = objective_findings(run)
     if not findings.rows:
         return [Note(f"Objective findings left out: no objective has the reference objective {reference} in its "
                      "setting (`ablate report --reference head=NAME` takes NAME alone as the reference).")]
