@@ -1,12 +1,11 @@
 """The `ablate` command line: one Click group; each subcommand lives beside the code it drives."""
 
 import importlib
-import signal
-import threading
 
 import click
 import torch
 
+from ablate.signals import interrupt_on_termination
 from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_names
 
 # Subcommands imported when run, so that `ablate report` never loads the training stack (ablate.train,
@@ -35,23 +34,6 @@ class LazyGroup(click.Group):
 def main(ctx):
     """Benchmarks and ablations of Center Loss (Wen et al., ECCV 2016)."""
     interrupt_on_termination(ctx)
-
-
-TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what a CI timeout, systemd or a closed terminal sends
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"ended by {signal.Signals(signum).name}")
-
-
-def interrupt_on_termination(ctx) -> None:
-    """Make SIGTERM and SIGHUP end the command as SIGINT does (KeyboardInterrupt): every run that starts
-    processes or temp state cleans them up on that path (ranks and their rendezvous folder, grid workers and
-    their cell folders, the gate's worktree). The previous handlers come back when the command ends."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in TERMINATION_SIGNALS}
-    ctx.call_on_close(lambda: [signal.signal(sig, handler) for sig, handler in previous.items()])
 
 
 @main.command("variants")

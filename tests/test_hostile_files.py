@@ -99,15 +99,26 @@ def _report(run, tmp_path):
     return CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "report.html")])
 
 
-@pytest.mark.parametrize("name", ["provenance.json", "grid.toml"])
-@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
-def test_a_run_file_that_is_a_device_or_a_fifo_is_left_out_and_the_report_goes_on(grid_run, tmp_path, name, kind):
-    path = grid_run / name
+def _replace_by(path, kind: str) -> None:
     path.unlink(missing_ok=True)
     if kind == "fifo":
         os.mkfifo(path)
     else:
         path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_a_run_file_that_is_a_device_or_a_fifo_is_refused_without_reading(tmp_path, kind):
+    path = tmp_path / "provenance.json"
+    _replace_by(path, kind)
+    with pytest.raises(runfolder.RunFolderError, match=f"a {'FIFO' if kind == 'fifo' else 'device'}, not a regular"):
+        runfolder.read_provenance(tmp_path)
+
+
+@pytest.mark.parametrize("name, kind", [("provenance.json", "dev-zero"), ("grid.toml", "fifo")])
+def test_a_run_file_that_is_a_device_or_a_fifo_is_left_out_and_the_report_goes_on(grid_run, tmp_path, name, kind):
+    path = grid_run / name
+    _replace_by(path, kind)
     result = _report(grid_run, tmp_path)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "report.html").read_text()

@@ -14,7 +14,6 @@ from ablate.bench.runner import error_note
 from ablate.bench.suites import Timing
 from ablate.bench.timer import quantiles_ms, time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
-from ablate.check.target import Outcome, TargetError
 from ablate.loss.conventions import convention_scale
 from ablate.loss.naive import CLAMP_MIN
 from ablate.loss.reference import reference_grads, reference_loss

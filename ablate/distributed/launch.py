@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 from ablate.distributed.groups import init_group
 from ablate.io import atomic_write_json, atomic_write_with
 from ablate.limits import check_process_count
+from ablate.signals import signals_deferred
 
 # forkserver, not fork: a fork of a process whose OpenMP pool has started can hang. The server imports
 # torch and the training code once (no torch op runs there); each rank then starts as a cheap fork of it
@@ -102,15 +103,17 @@ def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int = 
     multiprocessing.get_context(START_METHOD).set_forkserver_preload(PRELOAD)
     with tempfile.TemporaryDirectory(prefix="ablate-ranks-") as tmp:
         rendezvous = os.path.join(tmp, "rendezvous")
-        context = mp.start_processes(_rank_main, args=(fn, nproc, rendezvous, tmp, str(device), threads, args),
-                                     nprocs=nproc, join=False, start_method=START_METHOD)
+        context = None
         try:
+            with signals_deferred():  # every rank started is in context.processes before an interrupt can land
+                context = mp.start_processes(_rank_main, args=(fn, nproc, rendezvous, tmp, str(device), threads,
+                                                               args), nprocs=nproc, join=False, start_method=START_METHOD)
             while not context.join(grace_period=TERMINATE_GRACE_S):
                 pass
         except (mp.ProcessRaisedException, mp.ProcessExitedException):
             raise RanksFailed(_cause(context.processes, Path(tmp))) from None
         finally:
-            for process in context.processes:  # only if this process itself was interrupted
+            for process in context.processes if context else []:  # only if this process itself was interrupted
                 if process.is_alive():
                     process.kill()
                     process.join()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ablate.grid.execute import CellResult, execute_cell, failed_record, train_cell
+from ablate.signals import signals_deferred
 
 EXECUTORS = ("local", "ray")
 
@@ -69,11 +70,12 @@ class ProcessExecutor:
 
     def _run_pool(self, tasks, temp_root):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
-        suspects = []
-        pool = self._pool(self.workers)
+        suspects, pool = [], None
         try:
-            futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
-                       for cell_id, config in tasks}
+            with signals_deferred():  # every worker started is in pool._processes before an interrupt can land
+                pool = self._pool(self.workers)
+                futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
+                           for cell_id, config in tasks}
             for future in as_completed(futures):
                 try:
                     yield future.result()
@@ -83,16 +85,19 @@ class ProcessExecutor:
                     cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
         finally:
-            _end_pool(pool)
+            if pool is not None:
+                _end_pool(pool)
         return suspects
 
     def _run_alone(self, tasks, temp_root):
         pool = None
         try:
             for cell_id, config in tasks:
-                pool = pool or self._pool(1)
+                with signals_deferred():
+                    pool = pool or self._pool(1)
+                    future = pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root)
                 try:
-                    yield pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root).result()
+                    yield future.result()
                 except BrokenProcessPool:
                     yield CellResult(cell_id, failed_record(config, WORKER_DIED), None)
                     _end_pool(pool)
