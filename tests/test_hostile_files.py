@@ -6,6 +6,8 @@ import io
 import os
 import struct
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -171,13 +173,14 @@ def test_the_row_limit_is_settable(tmp_path, monkeypatch):
 
 
 def test_a_report_with_a_huge_or_empty_npz_leaves_the_cell_out_and_goes_on(grid_run, tmp_path):
-    ids = sorted(p.stem for p in (grid_run / "cells").glob("*.npz"))
-    (grid_run / "cells" / f"{ids[0]}.npz").write_bytes(_npz(features=np.zeros((10**6, 2), np.float32),
-                                                            labels=np.zeros(10**6, np.int64),
-                                                            centers=np.zeros((4, 2), np.float32)))
-    (grid_run / "cells" / f"{ids[1]}.npz").write_bytes(_npz(features=np.zeros((10, 0), np.float32),
-                                                            labels=np.zeros(10, np.int64),
-                                                            centers=np.zeros((4, 0), np.float32)))
+    # the feature scatter reads one cell per lambda: every lambda = 0 cell claims 10^6 rows, every other has D = 0
+    huge = _npz(features=np.zeros((10**6, 2), np.float32), labels=np.zeros(10**6, np.int64),
+                centers=np.zeros((4, 2), np.float32))
+    empty = _npz(features=np.zeros((10, 0), np.float32), labels=np.zeros(10, np.int64),
+                 centers=np.zeros((4, 0), np.float32))
+    for npz in (grid_run / "cells").glob("*.npz"):
+        lam = json.loads(npz.with_suffix(".json").read_text())["lambda"]
+        npz.write_bytes(huge if lam == 0 else empty)
     result = _report(grid_run, tmp_path)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "report.html").read_text()
