@@ -24,7 +24,7 @@ from ablate.report.configs import describe, varying
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label, render
 from ablate.runfolder import mean_ci_text
-from ablate.stats import DIFFERENT, POWER, SIGNIFICANCE, UNTESTABLE, compare_sides, seeds_needed
+from ablate.stats import DIFFERENT, NO_DIFFERENCE, POWER, SIGNIFICANCE, UNTESTABLE, compare_sides, seeds_needed
 
 BETTER_CSS = "background-color: #cfe8d5;"
 WORSE_CSS = "background-color: #f6d5d5;"
@@ -64,9 +64,10 @@ class Row:
         untestable = [d.sentence() for d in self.differences.values() if d.verdict == UNTESTABLE]
         if untestable:
             return "; ".join(untestable)
-        same = [label(name) for name, v in verdicts.items() if v not in DIFFERENT]
+        same = [label(name) for name, v in verdicts.items() if v in (NO_DIFFERENCE, "identical")]
         if same:
             found.append("no detectable difference in " + ", ".join(same))
+        found += [d.sentence() for d in self.differences.values() if not d.comparable]  # 'not resolvable ...'
         return "; ".join(found)
 
 
