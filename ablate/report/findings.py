@@ -57,8 +57,10 @@ class Row:
         if self.flag:
             return self.flag
         verdicts = self.verdicts
-        if verdicts and set(verdicts.values()) == {"identical"}:
-            return "identical in every headline metric"
+        missing = [d.sentence() for d in self.differences.values() if not d.comparable]  # 'not resolvable ...'
+        compared = {v for name, v in verdicts.items() if self.differences[name].comparable}
+        if compared == {"identical"}:
+            return "; ".join([f"identical in every {'other ' if missing else ''}headline metric", *missing])
         found = [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in self.differences.values()
                  if d.verdict in DIFFERENT]
         untestable = [d.sentence() for d in self.differences.values() if d.verdict == UNTESTABLE]
@@ -67,8 +69,7 @@ class Row:
         same = [label(name) for name, v in verdicts.items() if v in (NO_DIFFERENCE, "identical")]
         if same:
             found.append("no detectable difference in " + ", ".join(same))
-        found += [d.sentence() for d in self.differences.values() if not d.comparable]  # 'not resolvable ...'
-        return "; ".join(found)
+        return "; ".join(found + missing)
 
 
 @dataclass
