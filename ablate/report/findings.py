@@ -65,7 +65,7 @@ class Row:
                  if d.verdict in DIFFERENT]
         untestable = [d.sentence() for d in self.differences.values() if d.verdict == UNTESTABLE]
         if untestable:
-            return "; ".join(untestable)
+            return "; ".join(untestable + missing)
         same = [label(name) for name, v in verdicts.items() if v in (NO_DIFFERENCE, "identical")]
         if same:
             found.append("no detectable difference in " + ", ".join(same))
@@ -283,7 +283,8 @@ def method_caption(findings: Findings, what: str, rows_are: str = "the rows of t
     sizes = findings.family_sizes()
     primary = ", ".join(m.label for m in primary_metrics())
     family = (f"the primary metrics ({primary}) over {rows_are}: {sizes['primary']} comparisons, so each interval "
-              f"is at level 1 - {SIGNIFICANCE:g}/{sizes['primary']}")
+              f"is at level 1 - {SIGNIFICANCE:g}/{sizes['primary']}" if sizes["primary"] else
+              f"the primary metrics ({primary}) over {rows_are}: no testable comparison")
     if sizes[SECONDARY]:
         family += (f"; the secondary metrics ({', '.join(m.label for m in secondary_metrics())}) are a family of their "
                    f"own ({sizes[SECONDARY]} comparisons)")
