@@ -147,6 +147,8 @@ class Difference:
 
     def sentence(self) -> str:
         """'separation ratio x2.2 [1.8, 2.6], better (p = 0.003)' in plain words."""
+        if not self.comparable:
+            return f"{self.metric.label} {self.metric.missing}"
         p_text = f" (p = {self.p:.2g})" if self.p_text() else ""
         return f"{self.metric.label} {self.change_text()}, {self.verdict}{p_text}"
 

@@ -181,7 +181,10 @@ def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
     factor = math.exp(better.differences["separation_ratio"].estimate)
     assert 2.5 < factor < 3.5  # spread 1.5 -> 0.5 at the same class means
     assert "separation ratio x" in better.words()
-    assert set(rows[1.0].verdicts.values()) == {"identical"}
+    # 150 test samples cannot resolve a TAR at FAR 1e-3 (ablate.metrics.features.MIN_FALSE_ACCEPTS): said so
+    unresolved = "TAR @ FAR 1e-3 not resolvable at this size"
+    assert {v for name, v in rows[1.0].verdicts.items() if name != "tar_at_far_1e3"} == {"identical"}
+    assert rows[1.0].words() == f"identical in every other headline metric; {unresolved} (see lowest resolvable FAR)"
     pooled = {r.setting["lambda"]: r for r in axis_findings(load_run(known_grid)).rows}  # one setting per lambda
     assert pooled[0.1].verdicts["separation_ratio"] == "better" and pooled[1.0].words() == rows[1.0].words()
 
@@ -302,7 +305,8 @@ def test_compare_finds_no_difference_between_runs_of_one_setting_with_other_seed
     findings = run_findings(load_run(a), load_run(b))
     (row,) = findings.rows
     assert not any(d.paired for d in row.differences.values())  # other seeds: Welch, not paired
-    assert set(row.verdicts.values()) == {"no detectable difference"}, row.words()
+    assert {v for name, v in row.verdicts.items() if name != "tar_at_far_1e3"} == {"no detectable difference"}, \
+        row.words()
 
 
 def test_compare_of_two_single_seed_runs_is_untestable_and_exits_0(tmp_path):

@@ -24,7 +24,7 @@ from ablate.report.configs import describe, varying
 from ablate.report.runs import GridRun
 from ablate.report.styling import format_label, render
 from ablate.runfolder import mean_ci_text
-from ablate.stats import DIFFERENT, POWER, SIGNIFICANCE, UNTESTABLE, compare_sides, seeds_needed
+from ablate.stats import DIFFERENT, NO_DIFFERENCE, POWER, SIGNIFICANCE, UNTESTABLE, compare_sides, seeds_needed
 
 BETTER_CSS = "background-color: #cfe8d5;"
 WORSE_CSS = "background-color: #f6d5d5;"
@@ -57,17 +57,19 @@ class Row:
         if self.flag:
             return self.flag
         verdicts = self.verdicts
-        if verdicts and set(verdicts.values()) == {"identical"}:
-            return "identical in every headline metric"
+        missing = [d.sentence() for d in self.differences.values() if not d.comparable]  # 'not resolvable ...'
+        compared = {v for name, v in verdicts.items() if self.differences[name].comparable}
+        if compared == {"identical"}:
+            return "; ".join([f"identical in every {'other ' if missing else ''}headline metric", *missing])
         found = [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in self.differences.values()
                  if d.verdict in DIFFERENT]
         untestable = [d.sentence() for d in self.differences.values() if d.verdict == UNTESTABLE]
         if untestable:
-            return "; ".join(untestable)
-        same = [label(name) for name, v in verdicts.items() if v not in DIFFERENT]
+            return "; ".join(untestable + missing)
+        same = [label(name) for name, v in verdicts.items() if v in (NO_DIFFERENCE, "identical")]
         if same:
             found.append("no detectable difference in " + ", ".join(same))
-        return "; ".join(found)
+        return "; ".join(found + missing)
 
 
 @dataclass
@@ -281,7 +283,8 @@ def method_caption(findings: Findings, what: str, rows_are: str = "the rows of t
     sizes = findings.family_sizes()
     primary = ", ".join(m.label for m in primary_metrics())
     family = (f"the primary metrics ({primary}) over {rows_are}: {sizes['primary']} comparisons, so each interval "
-              f"is at level 1 - {SIGNIFICANCE:g}/{sizes['primary']}")
+              f"is at level 1 - {SIGNIFICANCE:g}/{sizes['primary']}" if sizes["primary"] else
+              f"the primary metrics ({primary}) over {rows_are}: no testable comparison")
     if sizes[SECONDARY]:
         family += (f"; the secondary metrics ({', '.join(m.label for m in secondary_metrics())}) are a family of their "
                    f"own ({sizes[SECONDARY]} comparisons)")
