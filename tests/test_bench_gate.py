@@ -6,9 +6,14 @@ commit (interleaved, with a bootstrap interval), the scaling laws, and that inje
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,3 +467,63 @@ def test_a_revision_string_past_any_ref_name_is_one_line_error():
     result = CliRunner().invoke(main, ["bench", "gate", "--against", "x" * 100_000, "--repo", str(ROOT),
                                        "--allow-dirty", "--no-laws", "--no-baseline"])
     assert result.exit_code == 1 and "Traceback" not in result.output and len(result.output) < 500
+
+
+# --- SIGTERM and SIGHUP ------------------------------------------------------------------------------------
+
+def _marked_processes(mark: str) -> list:
+    """Pids of live processes whose environment holds `mark`: the gate and everything it started, however
+    reparented."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark.encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return pids
+
+
+def _wait_for(condition, timeout: float = 300.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow  # a gate started and stopped at four moments
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds leftover processes through /proc")
+def test_sigterm_or_sighup_at_any_moment_leaves_no_process_worktree_or_temp_folder(scratch_repo, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    moments = {
+        "at start-up": lambda mark: True,
+        "once the base is checked out": lambda mark: any(temp.glob("ablate-gate-base-*")),
+        "while the workers start": lambda mark: len(_marked_processes(mark)) >= 3,
+        "during the timing": lambda mark: any(temp.glob("ablate-gate-inputs-*")) and len(_marked_processes(mark)) >= 7,
+    }
+    for n, (moment, reached) in enumerate(moments.items()):
+        mark = f"ABLATE_GATE_SIGNAL_TEST_{os.getpid()}_{n}"
+        sig = signal.SIGHUP if n == 2 else signal.SIGTERM
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ablate", "bench", "gate", "--against", "HEAD", "--repo", str(scratch_repo),
+             "--signal", "counts", "--signal", "wall", "--no-laws", "--no-baseline"],
+            cwd=ROOT, env={**os.environ, "TMPDIR": str(temp), mark: "1"}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            assert _wait_for(lambda: reached(mark) or process.poll() is not None), moment
+            assert process.poll() is None, f"the gate ended before {moment}: {process.stderr.read()}"
+            process.send_signal(sig)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode != 0, moment
+        if n:  # past start-up, the gate says why it stopped; at start-up the default action may come first
+            assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr, (moment, stderr)
+        assert _wait_for(lambda: not _marked_processes(mark), timeout=30), (moment, _marked_processes(mark))
+        left = [path for path in temp.iterdir() if not path.name.startswith("torchinductor_")]  # torch's own cache
+        assert left == [], (moment, left)
+        assert len(_git(scratch_repo, "worktree", "list").splitlines()) == 1, moment

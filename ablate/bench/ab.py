@@ -1,17 +1,25 @@
-"""The A/B gate: the gate cases timed in the working tree and in a base revision, on one machine, interleaved.
+"""The A/B gate: the gate cases in the working tree and in a base revision, on one machine, by three signals.
 
-REV is checked out into a temporary git worktree. Each side gets PROCESSES_PER_SIDE worker processes
-(ablate/bench/ab_worker.py: the same timing code for both sides) that import their own tree's `ablate`
-and call only its public API. In every round each base process and its head partner time the case in
-turn, the order flipped from one pair and round to the next, so that drift of the machine's speed
-(frequency, other load) hits both sides alike; a round's time is the fastest per-call time of the
-blocks run within it, since load from elsewhere only ever adds time. Several processes per side,
-because one process can run 10-30% slow throughout (where its memory landed, its allocator's state).
+REV is checked out into a temporary git worktree. Each side gets worker processes (ablate/bench/ab_worker.py:
+the same timing and counting code for both sides) that import their own tree's `ablate` and call only its
+public API.
 
-Decision: the estimate of head / base is the median over rounds of each round's ratio of the sides'
-process medians; its 95% interval comes from a two-level bootstrap (processes, then rounds), seeded.
-A case fails only when the whole interval lies above 1 + threshold: a slowdown that the noise cannot
-explain and that is larger than the threshold. A case the base revision cannot run is "new", never failed.
+Work counts (ops, FLOPs, bytes, peak; ablate/bench/counting.py) are exact: one worker per side counts one call,
+and the head fails when it does more of anything beyond expected_counts.TOLERANCE or dispatches a new op.
+
+Instructions (ablate/bench/instructions.py) are counted under callgrind, one process per side, after the
+timing: the head fails above instructions.THRESHOLD.
+
+Wall clock: PROCESSES_PER_SIDE workers per side; in every round each base process and its head partner time
+the case in turn, the order flipped from one pair and round to the next, so that drift of the machine's speed
+(frequency, other load) hits both sides alike; a round's time is the fastest per-call time of the blocks run
+within it, since load from elsewhere only ever adds time. Several processes per side, because one process can
+run 10-30% slow throughout (where its memory landed, its allocator's state). The estimate of head / base is the
+median over rounds of each round's ratio of the sides' process medians; its 95% interval comes from a two-level
+bootstrap (processes, then rounds), seeded. A case fails only when the whole interval lies above 1 + threshold.
+
+A case the base revision cannot run is "new", never failed. SIGTERM and SIGHUP stop the gate as Ctrl-C does,
+every worker, worktree and temporary folder removed (`signals_stop_the_gate`).
 """
 
 import json
@@ -41,6 +49,7 @@ DEFAULT_ROUNDS = 10
 DEFAULT_ROUND_MS = 60.0
 PROCESSES_PER_SIDE = 3
 CONFIDENCE = 0.95
+GIT_TIMEOUT_S = 60
 MAX_REVISION_CHARS = 256  # far past any real ref name, far below the kernel's argument limit
 WORKER_TIMEOUT_S = 300  # start-up (import torch) and one prepare or round; a worker silent longer is stuck
 # glibc adjusts its mmap threshold to each process's history of frees, so one of two identical processes
@@ -64,11 +73,23 @@ class Tree:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """git -C repo args, in a process group of its own: when the gate stops mid-command, git and the git it
+    started (`worktree add` runs a checkout) are killed together, before anything is cleaned up."""
     try:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60)
+        process = subprocess.Popen(["git", "-C", str(repo), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     except FileNotFoundError:
         raise GateError("the A/B gate needs git on PATH (it checks the base revision out with `git worktree`)"
                         ) from None
+    try:
+        out, err = process.communicate(timeout=GIT_TIMEOUT_S)
+    except BaseException as exc:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise GateError(f"`git {' '.join(args[:2])}` in {repo} did not finish within {GIT_TIMEOUT_S} s") from None
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def repository_root(path) -> Path:
@@ -116,8 +137,9 @@ def checked_out(repo: Path, rev: str, commit: str):
         if out.returncode != 0:
             raise GateError(f"could not check {rev!r} out into a temporary worktree: {out.stderr.strip()}")
         yield Tree("base", folder, f"{rev} ({commit[:12]})")
-    finally:
-        _git(repo, "worktree", "remove", "--force", str(folder))
+    finally:  # a checkout cut short stays locked ("initializing"): unlocked, so that prune can forget it
+        _git(repo, "worktree", "unlock", str(folder))
+        _git(repo, "worktree", "remove", "--force", "--force", str(folder))
         shutil.rmtree(folder, ignore_errors=True)
         _git(repo, "worktree", "prune")
 
