@@ -45,7 +45,7 @@ CURVE_PREFIX = "curve_"
 CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
 RECORD_TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # must be strings where present
 FEATURE_ARRAYS = ("features", "labels", "centers")  # in every cell's .npz
-PREDICTIONS = "predictions"  # (N,) also in a cell's .npz since the findings' bootstrap; older files lack it
+PREDICTIONS = "predictions"  # (N,) also in a cell's .npz; files written before cells saved it lack it
 
 # bench tables
 BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
@@ -414,7 +414,7 @@ def holdout_of(row) -> int:
 
 def feature_row_limit() -> int:
     """The most test samples (rows) a cell's .npz may hold: $ABLATE_MAX_FEATURE_ROWS, else DEFAULT_FEATURE_ROWS.
-    Retrieval and the bootstrap read every row; the limit keeps a file that claims millions from filling memory."""
+    Reading a file loads every row; the limit keeps a file that claims millions from filling memory."""
     text = os.environ.get(FEATURE_ROWS_ENV, "")
     if not text:
         return DEFAULT_FEATURE_ROWS

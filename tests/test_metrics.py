@@ -222,28 +222,3 @@ def test_classes_collapsed_to_points_give_inf_and_nan_not_a_huge_ratio():
     one_point = evaluate(np.ones((12, 2)), y, y, points)
     assert np.isnan(one_point["separation_ratio"]) and np.isnan(one_point["fisher_ratio"])
 
-
-# --- weights (the test-set bootstrap) -----------------------------------------------------------------------
-
-def test_integer_weights_count_a_sample_that_many_times():
-    x, y, centers = tiny_data(1)
-    counts = np.random.default_rng(3).integers(0, 3, len(y))
-    repeated = np.repeat(np.arange(len(y)), counts)
-    weighted = metrics.Evaluation(x, y, np.roll(y, 1), centers, weights=counts)
-    copies = metrics.Evaluation(x[repeated], y[repeated], np.roll(y, 1)[repeated], centers)
-    for name in ("test_accuracy", "intra_class_distance", "separation_ratio", "fisher_ratio",
-                 "relative_intra_class_distance", "unit_intra_class_distance", "mean_feature_norm"):
-        assert getattr(weighted, name) == pytest.approx(getattr(copies, name), rel=RTOL), name
-
-
-def test_weights_resample_the_queries_and_pairs_of_the_whole_test_set():
-    x, y, centers = tiny_data(2)
-    full = metrics.Evaluation(x, y, y, centers)
-    keep = np.arange(len(y)) % 2 == 0
-    half = full.reweighted(keep.astype(float))
-    per_query = full.retrieval_per_query
-    queries = keep & per_query["has_reference"]
-    assert half.retrieval["map_at_r"] == pytest.approx(per_query["average_precision"][queries].mean(), rel=RTOL)
-    # the pairs of weight 0 are left out: the same as scoring the kept samples alone
-    assert half.verification == pytest.approx(metrics.verification_metrics(x[keep], y[keep]), rel=RTOL)
-    assert "retrieval_per_query" in half.__dict__  # the neighbour lists were not computed again

@@ -4,10 +4,6 @@ Compactness and separation of the classes (raw distances, which shrink with the 
 scale-invariant measures), the learned centers, retrieval by nearest neighbours and face-style verification on
 same/different pairs. Every function takes numpy arrays and returns plain floats; the work is done by
 scikit-learn and scipy.
-
-Sample weights (N,) >= 0 (the counts of a bootstrap resample of the test samples) are honoured by the functions
-that take `weights`: a sample of weight 2 counts twice as a member of its class, as a query and in every pair it
-is in. Retrieval searches the whole test set whatever the weights (the queries are resampled, the gallery is not).
 """
 
 from functools import cached_property
@@ -44,43 +40,33 @@ COLLAPSE_RTOL = 1e-6
 NO_DIRECTION_SIMILARITY = -1.0
 
 
-def _weights(labels, weights) -> np.ndarray:
-    return np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
-
-
-def class_means(features, labels, weights=None):
-    """The classes with a positive total weight (K,), the weighted mean feature of each (K, D), and for every
-    sample the row of its class in those means (N,; -1 for a class left out)."""
-    w = _weights(labels, weights)
-    classes, slot = np.unique(labels, return_inverse=True)
-    totals = np.bincount(slot, weights=w, minlength=len(classes))  # (K0,)
+def class_means(features, labels):
+    """The classes (K,), the mean feature of each (K, D), and for every sample the row of its class in those
+    means (N,)."""
+    classes, row = np.unique(labels, return_inverse=True)
     sums = np.zeros((len(classes), features.shape[1]))
-    np.add.at(sums, slot, w[:, None] * features)
-    present = totals > 0
-    rows = np.cumsum(present) - 1  # (K0,): the row of each present class
-    return classes[present], sums[present] / totals[present, None], np.where(present[slot], rows[slot], -1)
+    np.add.at(sums, row, features)
+    return classes, sums / np.bincount(row)[:, None], row
 
 
-def intra_class_distance(features, labels, weights=None) -> float:
+def intra_class_distance(features, labels) -> float:
     """Mean Euclidean distance of each feature to its class mean."""
-    _, means, row = class_means(features, labels, weights)
-    w = _weights(labels, weights)
-    kept = row >= 0
-    return float(np.average(paired_euclidean_distances(features[kept], means[row[kept]]), weights=w[kept]))
+    _, means, row = class_means(features, labels)
+    return float(paired_euclidean_distances(features, means[row]).mean())
 
 
-def inter_class_distances(features, labels, weights=None) -> dict:
+def inter_class_distances(features, labels) -> dict:
     """Mean and min Euclidean distance over all pairs of class means (NaN with fewer than 2 classes)."""
-    _, means, _ = class_means(features, labels, weights)
+    _, means, _ = class_means(features, labels)
     if len(means) < 2:
         return {"inter_class_distance": float("nan"), "inter_class_distance_min": float("nan")}
     distances = pdist(means)  # (K(K-1)/2,)
     return {"inter_class_distance": float(distances.mean()), "inter_class_distance_min": float(distances.min())}
 
 
-def mean_feature_norm(features, labels, weights=None) -> float:
-    """The weighted mean Euclidean norm of the features: the scale the raw distances are measured in."""
-    return float(np.average(np.linalg.norm(features, axis=1), weights=_weights(labels, weights)))
+def mean_feature_norm(features) -> float:
+    """The mean Euclidean norm of the features: the scale the raw distances are measured in."""
+    return float(np.linalg.norm(features, axis=1).mean())
 
 
 def spread_ratio(spread_between: float, spread_within: float, scale: float) -> float:
@@ -92,17 +78,15 @@ def spread_ratio(spread_between: float, spread_within: float, scale: float) -> f
     return float("inf") if spread_between > tolerance else float("nan")
 
 
-def fisher_ratio(features, labels, weights=None) -> float:
+def fisher_ratio(features, labels) -> float:
     """The trace ratio tr(S_B) / tr(S_W) (record key fisher_ratio, from when it was called a Fisher ratio): the
-    weighted mean squared distance of the class means to the overall mean (weighted by class size) over that of the
+    mean squared distance of the class means to the overall mean (weighted by class size) over that of the
     features to their class means. Scale-invariant."""
-    w = _weights(labels, weights)
-    _, means, row = class_means(features, labels, weights)
-    kept = row >= 0
-    overall = np.average(features[kept], axis=0, weights=w[kept])
-    within = np.average(((features[kept] - means[row[kept]]) ** 2).sum(axis=1), weights=w[kept])
-    between = np.average(((means[row[kept]] - overall) ** 2).sum(axis=1), weights=w[kept])
-    scale = mean_feature_norm(features, labels, weights) ** 2
+    _, means, row = class_means(features, labels)
+    overall = features.mean(axis=0)
+    within = ((features - means[row]) ** 2).sum(axis=1).mean()
+    between = ((means[row] - overall) ** 2).sum(axis=1).mean()
+    scale = mean_feature_norm(features) ** 2
     return spread_ratio(between, within, scale)
 
 
@@ -161,16 +145,15 @@ def _neighbours_but_self(index, features, queries, k: int) -> np.ndarray:
     return neighbours[keep].reshape(len(queries), k)
 
 
-def retrieval_metrics(features, labels, weights=None, per_query=None) -> dict:
-    """precision@1 and MAP@R, each the weighted mean over the queries with a same-class reference (NaN if none);
+def retrieval_metrics(features, labels, per_query=None) -> dict:
+    """precision@1 and MAP@R, each the mean over the queries with a same-class reference (NaN if none);
     per_query: retrieval_per_query's result, when already computed."""
     per_query = per_query or retrieval_per_query(features, labels)
     queries = per_query["has_reference"]
-    w = _weights(labels, weights)[queries]
-    if w.sum() == 0:
+    if not queries.any():
         return {"precision_at_1": float("nan"), "map_at_r": float("nan")}
-    return {"precision_at_1": float(np.average(per_query["first_hit"][queries], weights=w)),
-            "map_at_r": float(np.average(per_query["average_precision"][queries], weights=w))}
+    return {"precision_at_1": float(per_query["first_hit"][queries].mean()),
+            "map_at_r": float(per_query["average_precision"][queries].mean())}
 
 
 def verification_pairs(n: int, max_pairs: int = MAX_VERIFICATION_PAIRS, seed: int = PAIR_SEED):
@@ -192,73 +175,47 @@ def cosine_similarity_of_pairs(features, first, second) -> np.ndarray:
 
 
 def verification_scores(features, labels, max_pairs: int = MAX_VERIFICATION_PAIRS) -> dict:
-    """The scored pairs: first, second (P,) sample indices, same (P,) whether they share a class, similarity (P,);
-    ordered by similarity, so that the ROC of each bootstrap resample sorts an already sorted array (in O(P))."""
+    """The scored pairs (verification_pairs): same (P,) whether they share a class, similarity (P,) their cosine."""
     first, second = verification_pairs(len(labels), max_pairs)
-    similarity = cosine_similarity_of_pairs(features, first, second)
-    order = np.argsort(similarity, kind="stable")[::-1]
-    first, second = first[order], second[order]
-    return {"first": first, "second": second, "same": labels[first] == labels[second], "similarity": similarity[order]}
+    return {"same": labels[first] == labels[second], "similarity": cosine_similarity_of_pairs(features, first, second)}
 
 
-def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAIRS, weights=None,
-                         scores=None) -> dict:
-    """ROC AUC and TAR at FAR = 1e-3 of cosine similarity for telling same-class from different-class pairs; a
-    pair weighs the product of its samples' weights. scores: verification_scores' result, when already computed."""
+def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAIRS, scores=None) -> dict:
+    """ROC AUC and TAR at FAR = 1e-3 of cosine similarity for telling same-class from different-class pairs (NaN
+    without pairs of both kinds); scores: verification_scores' result, when already computed."""
     scores = scores or verification_scores(features, labels, max_pairs)
-    w = _weights(labels, weights)
-    pair_weights = w[scores["first"]] * w[scores["second"]]
     same = scores["same"]
-    if not pair_weights[same].any() or not pair_weights[~same].any():
+    if same.all() or not same.any():
         return {"verification_auc": float("nan"), "tar_at_far_1e3": float("nan")}
-    kept = pair_weights > 0
-    far, tar, _ = roc_curve(same[kept], scores["similarity"][kept], sample_weight=pair_weights[kept],
-                            drop_intermediate=False)
+    far, tar, _ = roc_curve(same, scores["similarity"], drop_intermediate=False)
     return {"verification_auc": float(auc(far, tar)), "tar_at_far_1e3": float(tar[far <= TARGET_FAR].max())}
 
 
-def _computed_once(function, with_centers: bool = False, weighted: bool = False) -> cached_property:
-    """An Evaluation attribute: function(features, labels[, centers][, weights=...]), computed on first use and
-    kept, so that the metrics that read one result (mean and min inter-class distance, say) share its work."""
+def _computed_once(function, with_centers: bool = False) -> cached_property:
+    """An Evaluation attribute: function(features, labels[, centers]), computed on first use and kept, so that the
+    metrics that read one result (mean and min inter-class distance, say) share its work."""
     def value(evaluation):
         extra = (evaluation.centers,) if with_centers else ()
-        options = {"weights": evaluation.weights} if weighted else {}
-        return function(evaluation.features, evaluation.labels, *extra, **options)
+        return function(evaluation.features, evaluation.labels, *extra)
     return cached_property(value)
 
 
 class Evaluation:
-    """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,),
-    learned centers (C, D) float64 and sample weights (N,) (None: every sample once), as numpy arrays; and the
-    results of this module's functions on them.
+    """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,) and
+    learned centers (C, D) float64, as numpy arrays; and the results of this module's functions on them."""
 
-    The metrics the findings compare (Metric.headline) honour the weights; `reweighted` gives the same test set
-    under other weights (a bootstrap resample) and keeps the work that does not depend on them (neighbour lists,
-    pair similarities).
-    """
-
-    WEIGHT_FREE = ("unit_features", "retrieval_per_query", "verification_scores")
-
-    def __init__(self, features, labels, predictions, centers, weights=None):
+    def __init__(self, features, labels, predictions, centers):
         self.features = np.asarray(features, dtype=np.float64)  # (N, D)
         self.labels = np.asarray(labels)  # (N,)
         self.predictions = np.asarray(predictions)  # (N,)
         self.centers = np.asarray(centers, dtype=np.float64)  # (C, D)
-        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)  # (N,)
-
-    def reweighted(self, weights) -> "Evaluation":
-        """This test set under `weights` (N,); the work that does not depend on them is done here once and shared."""
-        other = Evaluation(self.features, self.labels, self.predictions, self.centers, weights)
-        other.__dict__.update({name: getattr(self, name) for name in self.WEIGHT_FREE})
-        return other
 
     nearest_center_accuracy = _computed_once(nearest_center_accuracy, with_centers=True)
     center_to_mean_distance = _computed_once(center_to_mean_distance, with_centers=True)
     silhouette = _computed_once(silhouette)
-    intra_class_distance = _computed_once(intra_class_distance, weighted=True)
-    inter_class_distances = _computed_once(inter_class_distances, weighted=True)
-    mean_feature_norm = _computed_once(mean_feature_norm, weighted=True)
-    fisher_ratio = _computed_once(fisher_ratio, weighted=True)
+    intra_class_distance = _computed_once(intra_class_distance)
+    inter_class_distances = _computed_once(inter_class_distances)
+    fisher_ratio = _computed_once(fisher_ratio)
     retrieval_per_query = _computed_once(retrieval_per_query)
     verification_scores = _computed_once(verification_scores)
 
@@ -268,20 +225,24 @@ class Evaluation:
         return normalize(self.features)
 
     @cached_property
+    def mean_feature_norm(self) -> float:
+        return mean_feature_norm(self.features)
+
+    @cached_property
     def unit_intra_class_distance(self) -> float:
-        return intra_class_distance(self.unit_features, self.labels, self.weights)
+        return intra_class_distance(self.unit_features, self.labels)
 
     @cached_property
     def unit_inter_class_distance(self) -> float:
-        return inter_class_distances(self.unit_features, self.labels, self.weights)["inter_class_distance"]
+        return inter_class_distances(self.unit_features, self.labels)["inter_class_distance"]
 
     @cached_property
     def retrieval(self) -> dict:
-        return retrieval_metrics(self.features, self.labels, self.weights, per_query=self.retrieval_per_query)
+        return retrieval_metrics(self.features, self.labels, per_query=self.retrieval_per_query)
 
     @cached_property
     def verification(self) -> dict:
-        return verification_metrics(self.features, self.labels, weights=self.weights, scores=self.verification_scores)
+        return verification_metrics(self.features, self.labels, scores=self.verification_scores)
 
     @cached_property
     def lowest_resolvable_far(self) -> float:
@@ -297,7 +258,7 @@ class Evaluation:
 
     @cached_property
     def test_accuracy(self) -> float:
-        return float(accuracy_score(self.labels, self.predictions, sample_weight=self.weights))
+        return float(accuracy_score(self.labels, self.predictions))
 
     @cached_property
     def separation_ratio(self) -> float:
