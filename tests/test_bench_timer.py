@@ -4,6 +4,7 @@ import math
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from ablate.bench.suites import Timing
@@ -12,6 +13,7 @@ from ablate.bench.timer import peak_memory_bytes, quantiles_ms, time_interleaved
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow  # a time ratio: parallel tests in the fast lane disturb it
 def test_interleaved_times_keep_the_ratio_of_two_known_workloads():
     calls = []
 

@@ -16,7 +16,6 @@ from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
 
 COUNTED = ("ops", "flops", "bytes", "peak_bytes")
 
@@ -56,6 +55,8 @@ class AllocationCounter(TorchDispatchMode):
 
 def count_work(fn) -> dict:
     """Run `fn()` once and count its work: {"ops": {op: calls}, "flops", "bytes", "peak_bytes"}."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports Triton where installed: only when counting
+
     flops = FlopCounterMode(display=False)
     counter = AllocationCounter()
     with flops, counter:
