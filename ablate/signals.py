@@ -1,29 +1,45 @@
 """Signals: SIGTERM and SIGHUP end a command as SIGINT does, and no interrupt lands while a process is started.
 
-    interrupt_on_termination(ctx)   for the length of a Click command, SIGTERM/SIGHUP raise KeyboardInterrupt
+    termination_raises(error)       a block in which SIGTERM/SIGHUP raise error(signal name), cleanup then shielded
+    interrupt_on_termination(ctx)   the same for the length of a Click command, raising KeyboardInterrupt
     signals_deferred()              a block during which SIGINT, SIGTERM and SIGHUP wait (then arrive)
 """
 
 import signal
 import threading
 from contextlib import contextmanager
+from typing import Callable
 
 TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what a CI timeout, systemd or a closed terminal sends
 INTERRUPTS = {signal.SIGINT, *TERMINATION_SIGNALS}
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"ended by {signal.Signals(signum).name}")
+@contextmanager
+def termination_raises(error: Callable[[str], BaseException]):
+    """Inside the block, SIGTERM and SIGHUP raise error(signal name) in the main thread, as Ctrl-C raises
+    KeyboardInterrupt, so that every cleanup on that path runs (ranks and their rendezvous folder, grid workers and
+    their cell folders, the gate's worktree); a second one during that cleanup is ignored. The previous handlers
+    come back when the block ends. Outside the main thread (where Python cannot handle signals) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        for sig in TERMINATION_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise error(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in TERMINATION_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def interrupt_on_termination(ctx) -> None:
-    """Make SIGTERM and SIGHUP end the command as SIGINT does (KeyboardInterrupt): every run that starts
-    processes or temp state cleans them up on that path (ranks and their rendezvous folder, grid workers and
-    their cell folders, the gate's worktree). The previous handlers come back when the command ends."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in TERMINATION_SIGNALS}
-    ctx.call_on_close(lambda: [signal.signal(sig, handler) for sig, handler in previous.items()])
+    """Make SIGTERM and SIGHUP end the Click command `ctx` as SIGINT does (KeyboardInterrupt)."""
+    ctx.with_resource(termination_raises(lambda name: KeyboardInterrupt(f"ended by {name}")))
 
 
 @contextmanager

@@ -19,7 +19,7 @@ median over rounds of each round's ratio of the sides' process medians; its 95% 
 bootstrap (processes, then rounds), seeded. A case fails only when the whole interval lies above 1 + threshold.
 
 A case the base revision cannot run is "new", never failed. SIGTERM and SIGHUP stop the gate as Ctrl-C does,
-every worker, worktree and temporary folder removed (`signals_stop_the_gate`).
+every worker, worktree and temporary folder removed (`ablate.signals.termination_raises`).
 """
 
 import json
@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch
 from ablate.bench import ab_worker, counting, expected_counts, instructions
 from ablate.bench.gate import CASES, GateCase
 from ablate.bench.workloads import clustered_inputs
+from ablate.signals import termination_raises
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ROUNDS = 10
@@ -130,7 +130,7 @@ def head_tree(repo: Path, *, allow_dirty: bool) -> Tree:
 @contextmanager
 def checked_out(repo: Path, rev: str, commit: str):
     """`commit` checked out (detached) in a temporary git worktree of `repo`; removed and pruned on exit, however
-    the exit comes (an error, Ctrl-C, or SIGTERM/SIGHUP under `signals_stop_the_gate`), even mid-checkout."""
+    the exit comes (an error, Ctrl-C, or SIGTERM/SIGHUP under `termination_raises`), even mid-checkout."""
     folder = Path(tempfile.mkdtemp(prefix="ablate-gate-base-"))
     try:
         out = _git(repo, "worktree", "add", "--detach", "--quiet", str(folder), commit)
@@ -146,31 +146,6 @@ def checked_out(repo: Path, rev: str, commit: str):
 
 class GateStopped(GateError):
     """The gate received SIGTERM or SIGHUP (a CI timeout, a closed terminal)."""
-
-
-@contextmanager
-def signals_stop_the_gate():
-    """SIGTERM and SIGHUP raise GateStopped in the main thread while inside, as Ctrl-C raises KeyboardInterrupt,
-    so that every cleanup runs (workers killed, the worktree removed and pruned, temp folders removed). A second
-    signal during that cleanup is ignored. Outside the main thread (where Python cannot handle signals), nothing
-    changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handled = (signal.SIGTERM, signal.SIGHUP)
-
-    def stop(signum, frame):
-        for sig in handled:
-            signal.signal(sig, signal.SIG_IGN)
-        raise GateStopped(f"the gate was stopped by {signal.Signals(signum).name}; its worktree, temporary folders "
-                          "and worker processes were removed")
-
-    previous = {sig: signal.signal(sig, stop) for sig in handled}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class Worker:
@@ -406,7 +381,9 @@ def compare(repo, against: str, cases=CASES, *, rounds: int = DEFAULT_ROUNDS, ro
     commit = resolve_revision(repo, against)
     say = progress or (lambda message: None)
     rows = []
-    with signals_stop_the_gate(), ExitStack() as stack:
+    stopped = lambda name: GateStopped(f"the gate was stopped by {name}; its worktree, temporary folders and "  # noqa: E731
+                                       "worker processes were removed")
+    with termination_raises(stopped), ExitStack() as stack:
         base = stack.enter_context(checked_out(repo, against, commit))
         inputs_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ablate-gate-inputs-")))
         inputs = {case.name: _case_inputs(case, inputs_dir) for case in cases}
