@@ -83,7 +83,7 @@ bench-baseline: install
 ablation-report: install
 	$(BIN)/python -m ablate report runs/ablation $(REPORT_RUNS) --out reports/ablation.html
 
-# The default grid (lambda x alpha x rule x 3 seeds on digits, and every variant on a subset) into
+# The default grid (lambda x alpha x rule x 10 seeds on digits, and every variant on a subset) into
 # runs/ablation/, two cells at a time, then its report. TRITON_INTERPRET=1 lets the fused variant's
 # cells run on the CPU. Rerun to resume: finished cells are kept.
 .PHONY: ablation
