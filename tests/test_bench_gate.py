@@ -404,6 +404,17 @@ ONE_EXTRA_COPY = """
         return _checked_loss(features.clone(), labels, centers, **kwargs)
 """
 
+def _failing_gate(repo, path: str, change: str, message: str, *options) -> tuple:
+    """Commit `change` appended to `path` in the scratch repo, run the gate against its parent, expect a failure;
+    returns (result, the output from 'performance gate failed' on)."""
+    _append(repo, path, change)
+    _git(repo, "commit", "--quiet", "-am", message)
+    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(repo), *options,
+                                       "--no-laws", "--no-baseline"])
+    assert result.exit_code == 1, result.output
+    return result, result.output[result.output.index("performance gate failed"):]
+
+
 CHATTY_IMPORT = """
     print('{"ready": false}')  # what a base may print at import: never read as a reply
     print("loading ablate ...")
@@ -414,12 +425,8 @@ def test_an_extra_copy_fails_by_counts_naming_case_and_bytes_whatever_the_base_p
     """The base prints JSON-looking lines at import; the head adds one (B, D) copy to `center_loss`."""
     _append(scratch_repo, "ablate/__init__.py", CHATTY_IMPORT)
     _git(scratch_repo, "commit", "--quiet", "-am", "a base that prints at import")
-    _append(scratch_repo, "ablate/loss/functional.py", ONE_EXTRA_COPY)
-    _git(scratch_repo, "commit", "--quiet", "-am", "one extra copy")
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(scratch_repo),
-                                       "--signal", "counts", "--no-laws", "--no-baseline"])
-    assert result.exit_code == 1, result.output
-    failure = result.output[result.output.index("performance gate failed"):]
+    result, failure = _failing_gate(scratch_repo, "ablate/loss/functional.py", ONE_EXTRA_COPY, "one extra copy",
+                                    "--signal", "counts")
     for case in CASES.values():  # every case calls center_loss but the update
         copy = case.batch * case.dim * 4
         if case.mode == "update":
@@ -448,12 +455,8 @@ THREE_TIMES_SLOWER_UPDATE = """
 def test_a_three_times_slower_update_fails_by_instructions_and_wall_clock(scratch_repo):
     if ab_instructions.unavailable():
         pytest.skip(f"instruction gate skipped: {ab_instructions.unavailable()}")
-    _append(scratch_repo, "ablate/loss/updates.py", THREE_TIMES_SLOWER_UPDATE)
-    _git(scratch_repo, "commit", "--quiet", "-am", "the update three times slower")
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(scratch_repo),
-                                       "--case", "update_paper_vs_copy", "--no-laws", "--no-baseline"])
-    assert result.exit_code == 1, result.output
-    failure = result.output[result.output.index("performance gate failed"):]
+    result, failure = _failing_gate(scratch_repo, "ablate/loss/updates.py", THREE_TIMES_SLOWER_UPDATE,
+                                    "the update three times slower", "--case", "update_paper_vs_copy")
     assert "update_paper_vs_copy executes x" in failure and "the instructions (limit 1.02)" in failure, result.output
     assert "update_paper_vs_copy x" in failure and "95% CI [" in failure, result.output
     assert "does more work" in failure  # the repeated ops are counted too
