@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed-$(TORCH)
 
-.PHONY: install test test-all gate counts data
+.PHONY: install test test-all gate counts data lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ data:
 # on 2 cores.
 test: install
 	$(BIN)/python -m pytest -q -m "not slow" -n auto
+
+# ruff (style and imports), mypy (the core API's types) and import-linter (the layers of the README's Layout).
+lint: install
+	$(BIN)/ruff check ablate tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Every test, the slow ones included (the compiled variant's whole matrix, real training, the gate's own A/B runs).
 test-all: install
