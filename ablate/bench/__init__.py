@@ -11,5 +11,7 @@
     ab         the A/B gate: working tree against a base revision, interleaved, with a bootstrap interval
     ab_worker  one side of the A/B gate, run in that side's tree
     scaling    scaling laws: how time must grow with the number of classes, whatever the machine
+    distributed  time, bytes and memory per step of the distributed placements (`ablate bench --world N`)
+    allocator  glibc malloc's thresholds fixed in the measuring process (the gate's workers, the ranks)
     cli        `ablate bench` and `ablate bench run`; gate_cli: `ablate bench gate` and `ablate bench baseline`
 """

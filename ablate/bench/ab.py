@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ablate.bench import ab_worker, counting, expected_counts, instructions
+from ablate.bench import ab_worker, allocator, counting, expected_counts, instructions
 from ablate.bench.gate import CASES, GateCase
 from ablate.bench.workloads import clustered_inputs
 from ablate.signals import termination_raises
@@ -52,11 +52,6 @@ CONFIDENCE = 0.95
 GIT_TIMEOUT_S = 60
 MAX_REVISION_CHARS = 256  # far past any real ref name, far below the kernel's argument limit
 WORKER_TIMEOUT_S = 300  # start-up (import torch) and one prepare or round; a worker silent longer is stuck
-# glibc adjusts its mmap threshold to each process's history of frees, so one of two identical processes
-# may serve every (B, D) temporary by a fresh mmap and page faults while the other reuses its heap: 1.4 to
-# 4.4 ms for one gather call across six identical processes here. Fixed thresholds give both sides the same
-# allocator, so the comparison sees the code, not the allocator's luck.
-ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 class GateError(Exception):
@@ -163,7 +158,8 @@ class Worker:
         reply_read, reply_write = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", source, str(request_read), str(reply_write), counting.__file__],
+                [sys.executable, "-c", source, str(request_read), str(reply_write), counting.__file__,
+                 allocator.__file__],
                 cwd=tree.path, env=env, stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
                 pass_fds=(request_read, reply_write))
         finally:
@@ -267,8 +263,8 @@ def verdict(low: float, high: float, threshold: float) -> str:
 
 def side_env(tree: Tree) -> dict:
     """The environment of a process working for one side: its tree first on the path, one thread, the same
-    allocator thresholds and hash seed on both sides."""
-    env = {**os.environ, **ALLOCATOR_ENV, "PYTHONPATH": str(tree.path), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    hash seed on both sides (each worker fixes its allocator's thresholds itself: ab_worker)."""
+    env = {**os.environ, "PYTHONPATH": str(tree.path), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     env.pop("TRITON_INTERPRET", None)  # the gate times compiled CPU code, never the interpreter
     return env
 
@@ -402,7 +398,8 @@ def compare(repo, against: str, cases=CASES, *, rounds: int = DEFAULT_ROUNDS, ro
             row = {"case": case.name, "note": ""}
             if "counts" in signals:
                 row.update(_counts_row(case, workers))
-                say(f"{case.name}: counts {row['counts']}{' (' + row['counts_moved'] + ')' if row['counts_moved'] else ''}")
+                moved = f" ({row['counts_moved']})" if row["counts_moved"] else ""
+                say(f"{case.name}: counts {row['counts']}{moved}")
             if "wall" in signals:
                 times = _timed_rounds(workers, case, rounds, round_ms)
                 ratio, low, high = ratio_interval(times["base"], times["head"])

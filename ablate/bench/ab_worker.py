@@ -4,10 +4,11 @@ The gate runs this file's source with `python -c` in a checked-out tree (cwd and
 tree), so `import ablate` resolves to that revision's code while this timing code is the same on both
 sides. It therefore imports nothing from ablate but the public API that every revision keeps:
 `ablate.loss.center_loss`, `update_centers` and `available_variants`; the work counting code
-(ablate/bench/counting.py, torch only) is loaded from the head's file, whose path the gate passes.
+(ablate/bench/counting.py, torch only) and the allocator's settings (ablate/bench/allocator.py, standard library
+only) are loaded from the head's files, whose paths the gate passes.
 
-    python -c SOURCE REQUEST_FD REPLY_FD COUNTING_PY          (timing and counting, the protocol below)
-    valgrind --tool=callgrind ... python -c SOURCE callgrind SPEC_JSON RESULT_JSON    (instructions)
+    python -c SOURCE REQUEST_FD REPLY_FD COUNTING_PY ALLOCATOR_PY          (timing and counting, the protocol below)
+    valgrind --tool=callgrind ... python -c SOURCE callgrind SPEC_JSON RESULT_JSON ALLOCATOR_PY    (instructions)
 
 Protocol: one JSON object per line on the pipe REQUEST_FD, one reply per line on the pipe REPLY_FD, so that
 whatever the base prints (at import, in a warning) goes to stdout and stderr and never into a reply.
@@ -31,11 +32,15 @@ import torch
 UPDATE_ALPHA = 0.5
 WARMUP_CALLS = 3
 BLOCK_S = 0.002  # calls are batched into blocks of about this long, so the clock's overhead stays negligible
+# Both sides' workers serve every allocation below 1 GiB from a heap that is never trimmed, so that the comparison
+# sees the code, not the allocator's history (ablate/bench/allocator.py).
+HEAP_BELOW_BYTES = 1 << 30
 
 
-def _load_counting(path: str):
-    """The head's ablate/bench/counting.py as a module of its own, whatever `ablate` this process imports."""
-    spec = importlib.util.spec_from_file_location("ablate_gate_counting", path)
+def _load_head_module(name: str, path: str):
+    """One of the head's files (ablate/bench/counting.py, allocator.py) as a module of its own, whatever `ablate`
+    this process imports."""
+    spec = importlib.util.spec_from_file_location(f"ablate_gate_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -166,6 +171,8 @@ def count_instructions(spec_path: str, result_path: str) -> None:
 
 
 def main() -> None:
+    allocator = _load_head_module("allocator", sys.argv[-1])
+    allocator.fix_malloc_thresholds(mmap_threshold=HEAP_BELOW_BYTES, trim_threshold=HEAP_BELOW_BYTES)
     _raise_priority()
     torch.set_num_threads(1)
     if sys.argv[1] == "callgrind":
@@ -176,7 +183,7 @@ def main() -> None:
         def reply(obj) -> None:
             replies.write(json.dumps(obj) + "\n")
             replies.flush()
-        serve(requests, reply, _load_counting(counting_path))
+        serve(requests, reply, _load_head_module("counting", counting_path))
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ class _BenchGroup(click.Group):
 
 
 def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_dir) -> None:
-    from ablate.distributed.bench import run_world_bench  # spawns ranks: only when asked for
+    from ablate.bench.distributed import run_world_bench  # spawns ranks: only when asked for
 
     if dtypes is not None and len(dtypes) != 1:
         raise click.BadParameter("--world takes one dtype", param_hint="--dtype")

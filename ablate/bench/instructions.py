@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ablate.bench import ab_worker
+from ablate.bench import ab_worker, allocator
 
 CALLS = 10
 # A/A spread measured on identical code (`ablate bench gate --against HEAD`, 5 runs x 3 cases, 2-core machine at
@@ -53,7 +53,7 @@ def start(tree_path: Path, env: dict, cases, inputs: dict, folder: Path, calls: 
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / 'callgrind.out'}",
                "--instr-atstart=no", "--collect-atstart=no",
                sys.executable, "-c", Path(ab_worker.__file__).read_text(), "callgrind", str(spec),
-               str(folder / "result.json")]
+               str(folder / "result.json"), allocator.__file__]
     with log:
         return subprocess.Popen(command, cwd=tree_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 

@@ -11,6 +11,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ablate.distributed.centers import form_placement
+from ablate.loss.placement import LOCAL, Placement
+
 
 class OneProcess:
     """A run in this process alone: rank 0 of 1, centers in one process (form None)."""
@@ -28,6 +31,10 @@ class OneProcess:
 
     def wrap_criterion(self, criterion: nn.Module, lambda_: float) -> nn.Module:
         return criterion
+
+    def placement(self, num_classes: int) -> Placement:
+        """Where the centers of a (num_classes, D) table live: here, whole."""
+        return LOCAL
 
 
 ONE_PROCESS = OneProcess()
@@ -56,6 +63,10 @@ class RankContext:
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return DistributedDataParallel(model)
+
+    def placement(self, num_classes: int) -> Placement:
+        """Where the centers of a (num_classes, D) table live: in this run's form, over the center loss's group."""
+        return form_placement(self.form, num_classes, self.center_group)
 
     def wrap_criterion(self, criterion: nn.Module, lambda_: float) -> nn.Module:
         """Replicated centers that learn by their gradient (rule sgd, lambda > 0) go in a DDP of their own."""

@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 
-FORMS = ("replicated", "sharded")  # how the (C, D) centers live across ranks
 TIMEOUT_S = 30  # a collective still waiting after this raises in every live rank: an error, never a hang
 
 
@@ -30,7 +29,7 @@ class Traffic:
     collectives: int = 0
 
 
-_COUNTERS = []  # the Traffic counters open in this process (count_traffic)
+_COUNTERS: list[Traffic] = []  # the Traffic counters open in this process (count_traffic)
 
 
 @contextlib.contextmanager

@@ -64,7 +64,8 @@ def _rank_main(rank: int, fn, nproc: int, rendezvous: str, result_dir: str, devi
     except BaseException:
         # Written before the group closes: its time tells the first failure (the cause) from the peers'
         # lost connections (its consequences).
-        atomic_write_json(Path(result_dir) / f"rank{rank}.error", {"time": time.time(), "trace": traceback.format_exc()})
+        atomic_write_json(Path(result_dir) / f"rank{rank}.error",
+                          {"time": time.time(), "trace": traceback.format_exc()})
         raise
     finally:
         if dist.is_initialized():
@@ -91,7 +92,7 @@ def _cause(processes, result_dir: Path) -> str:
             + "\n".join(trace[-TRACE_LINES:]))
 
 
-def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int = None) -> list:
+def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int | None = None) -> list:
     """fn(rank, nproc, *args) in `nproc` new processes (forkserver) joined in one process group; every
     rank's return value (any torch.save-able object), in rank order.
 
@@ -106,8 +107,8 @@ def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int = 
         context = None
         try:
             with signals_deferred():  # every rank started is in context.processes before an interrupt can land
-                context = mp.start_processes(_rank_main, args=(fn, nproc, rendezvous, tmp, str(device), threads,
-                                                               args), nprocs=nproc, join=False, start_method=START_METHOD)
+                context = mp.start_processes(_rank_main, args=(fn, nproc, rendezvous, tmp, str(device), threads, args),
+                                             nprocs=nproc, join=False, start_method=START_METHOD)
             while not context.join(grace_period=TERMINATE_GRACE_S):
                 pass
         except (mp.ProcessRaisedException, mp.ProcessExitedException):

@@ -1,11 +1,18 @@
-"""The public functions: `center_loss` and `update_centers`."""
+"""The public functions: `center_loss` and `update_centers`.
+
+Both take the centers as a placement holds them (`placement`, default `LOCAL`: the whole (C, D) table in this
+process; ablate.distributed.placements: across ranks). Choices are checked on every call (no host
+synchronization); `validate=False` skips the checks of the tensors (shapes, dtypes, devices, label range,
+finiteness), the only host synchronizations the suite adds: for a hot loop whose inputs are known good.
+"""
 
 import torch
 
 from ablate.loss.conventions import CONVENTIONS
+from ablate.loss.placement import LOCAL, Placement, check_placement
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
-from ablate.loss.updates import RULES, torch_updated_rows
-from ablate.loss.validation import all_finite, check_alpha, check_inputs
+from ablate.loss.updates import RULES
+from ablate.loss.validation import check_alpha
 
 
 def check_choice(kind: str, value: str, choices) -> None:
@@ -13,60 +20,41 @@ def check_choice(kind: str, value: str, choices) -> None:
         raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
 
 
-def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
-                distributed: str = None, group=None, num_classes: int = None) -> torch.Tensor:
+def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *,
+                variant: str = DEFAULT_VARIANT, convention: str = "mean", placement: Placement = LOCAL,
+                validate: bool = True) -> torch.Tensor:
     """Center loss of features (B, D) with integer labels (B,) in [0, C) against centers (C, D).
 
     Returns a 0-dim tensor in float32 (float64 for float64 inputs), differentiable w.r.t.
     features and centers. convention: "mean" (sum/B), "half_mean" (sum/2B), "half_sum" (sum/2).
-    distributed: None (one process), "replicated" or "sharded" (centers: this rank's rows, of num_classes
-    in all): a collective over `group` (default: the whole world) whose value is the loss of the global
-    batch, every rank's features being its slice; see ablate.distributed.centers for the gradients.
+    placement: how the centers are held; LOCAL (default) the whole table here. Across ranks
+    (ablate.distributed.placements) features and labels are this rank's slice, centers its table or shard,
+    and the value is the loss of the global batch; see there for the gradients.
+    validate: False skips the tensor checks (and their host synchronizations; see the module docstring).
     """
     check_choice("convention", convention, CONVENTIONS)
-    impl = get_variant(variant)
-    if distributed is not None:
-        from ablate.distributed.centers import distributed_center_loss
-
-        return distributed_center_loss(distributed, features, labels, centers, variant=variant, convention=convention,
-                                       group=group, num_classes=num_classes)
-    check_inputs(features, labels, centers)
-    labels = labels.long()  # any integer dtype in; the variants index with int64 (a no-op for int64)
-    loss = impl.loss(features, labels, centers, convention)
-    return loss.to(torch.promote_types(features.dtype, torch.float32))
+    get_variant(variant)
+    check_placement(placement)
+    return placement.loss(features, labels, centers, variant=variant, convention=convention, validate=validate)
 
 
 @torch.no_grad()
-def update_centers(centers, features, labels, *, alpha: float, rule: str = "paper",
-                   convention: str = "mean", variant: str = DEFAULT_VARIANT, distributed: str = None, group=None,
-                   num_classes: int = None) -> None:
+def update_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float,
+                   rule: str = "paper", convention: str = "mean", variant: str = DEFAULT_VARIANT,
+                   placement: Placement = LOCAL, validate: bool = True) -> None:
     """Move the centers (C, D) toward features (B, D) of labels (B,) in place, by `rule`.
 
     Only rows named by `labels` are read or written. Refuses non-finite features and any step
     whose result is not finite; the centers are then left untouched.
-    distributed: None (one process), "replicated" or "sharded" (as in `center_loss`): a collective
-    after which every rank's centers have taken the step of the global batch.
+    placement: as in `center_loss`; across ranks a collective after which every rank's centers have taken
+    the step of the global batch.
+    validate: False skips the tensor checks, the finiteness checks included (a variant's fused update still
+    checks its own result).
     """
     check_choice("rule", rule, RULES)
     check_choice("convention", convention, CONVENTIONS)
-    impl = get_variant(variant)
-    if distributed is not None:
-        from ablate.distributed.centers import distributed_update
-
-        check_alpha(alpha, rule)
-        distributed_update(distributed, centers, features, labels, alpha=alpha, rule=rule, convention=convention,
-                           variant=variant, group=group, num_classes=num_classes)
-        return
-    check_inputs(features, labels, centers)
+    get_variant(variant)
     check_alpha(alpha, rule)
-    labels = labels.long()
-    if not all_finite(features):
-        raise ValueError("features must be finite to update the centers; the centers were left untouched")
-    if impl.fuses(rule):
-        # The kernel writes in place; it checks finiteness itself before committing.
-        impl.update(centers, features.detach(), labels, alpha, rule, convention)
-        return
-    classes, rows = torch_updated_rows(centers, features.detach(), labels, alpha=alpha, rule=rule, convention=convention)
-    if not all_finite(rows):
-        raise ValueError(f"the {rule!r} step with alpha={alpha} gave non-finite centers; the centers were left untouched")
-    centers.index_copy_(0, classes, rows)
+    check_placement(placement)
+    placement.update(centers, features.detach(), labels, alpha=alpha, rule=rule, convention=convention,
+                     variant=variant, validate=validate)

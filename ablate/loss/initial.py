@@ -11,8 +11,8 @@ import torch
 CENTER_INIT_ROWS = 4096
 
 
-def initial_centers(num_classes: int, feat_dim: int, rows: tuple = None, *, dtype=torch.float32,
-                    device=None) -> torch.Tensor:
+def initial_centers(num_classes: int, feat_dim: int, rows: tuple[int, int] | None = None, *,
+                    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
     """Rows [lo, hi) (default: all C) of the initial (C, D) centers -> (hi - lo, D) in dtype on device.
 
     Draws one seed from torch's default generator, whatever the rows.

@@ -1,4 +1,4 @@
-"""`CenterLoss`: an nn.Module that owns the centers and knows its variant, convention and rule."""
+"""`CenterLoss`: an nn.Module that owns the centers and knows its variant, convention, rule and placement."""
 
 import torch
 from torch import nn
@@ -6,6 +6,7 @@ from torch import nn
 from ablate.loss.conventions import CONVENTIONS
 from ablate.loss.functional import center_loss, check_choice, update_centers
 from ablate.loss.initial import initial_centers
+from ablate.loss.placement import LOCAL, Placement, check_placement
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
 from ablate.loss.updates import RULES
 from ablate.loss.validation import check_alpha
@@ -28,16 +29,20 @@ class CenterLoss(nn.Module):
     `torch.optim.SGD([crit.centers], lr=alpha)`, multiply their gradient by 1/(lam * centers_grad_multiplier)
     and step.
 
-    Across ranks (a process group started, every rank seeded alike), distributed="replicated" keeps the
-    whole table on every rank and "sharded" only this rank's rows [lo, hi) (`class_range`); forward and
-    update are then collectives over `group` giving the one-process result on the global batch (see
-    ablate.distributed.centers). Replicated centers under rule "sgd" with their own optimizer belong in
+    placement: where the centers live (ablate.loss.placement). Local() (default): the whole table here. Across
+    ranks (a process group started, every rank seeded alike), ablate.distributed's Replicated(group) keeps the
+    whole table on every rank and Sharded(num_classes, group) only this rank's rows [lo, hi) (`class_range`);
+    forward and update are then collectives giving the one-process result on the global batch (see
+    ablate.distributed.placements). Replicated centers under rule "sgd" with their own optimizer belong in
     a DistributedDataParallel, whose average of the ranks' gradients is the one-process gradient.
+
+    Every choice is checked here, at construction. validate=False: forward and update skip the checks of the
+    tensors and their host synchronizations (see ablate.loss.functional).
     """
 
     def __init__(self, num_classes: int, feat_dim: int, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
-                 rule: str = "paper", alpha: float = 0.5, dtype=torch.float32, device=None, distributed: str = None,
-                 group=None):
+                 rule: str = "paper", alpha: float = 0.5, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None, placement: Placement = LOCAL, validate: bool = True):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -47,18 +52,16 @@ class CenterLoss(nn.Module):
         check_choice("convention", convention, CONVENTIONS)
         check_choice("rule", rule, RULES)
         check_alpha(alpha, rule)
+        check_placement(placement)
+        if not isinstance(validate, bool):
+            raise TypeError(f"validate must be True or False, got {validate!r}")
         self.variant, self.convention, self.rule, self.alpha = variant, convention, rule, alpha
-        self.num_classes, self.distributed, self.group = num_classes, distributed, group
-        self.class_range, self.centers_grad_multiplier = (0, num_classes), 1
-        if distributed is not None:
-            from ablate.distributed.centers import check_form
-            from ablate.distributed.groups import rank_and_world, shard_range
-
-            check_form(distributed)
-            rank, world = rank_and_world(group)
-            if distributed == "sharded":
-                self.class_range, self.centers_grad_multiplier = shard_range(num_classes, rank, world), world
-        centers = initial_centers(num_classes, feat_dim, self.class_range, dtype=dtype, device=device)  # (C, D) or shard
+        self.num_classes, self.placement, self.validate = num_classes, placement, validate
+        self.class_range = placement.held_classes(num_classes)
+        self.centers_grad_multiplier = placement.centers_grad_multiplier()
+        # (C, D), or this rank's rows of it
+        centers = initial_centers(num_classes, feat_dim, self.class_range, dtype=dtype, device=device)
+        self.centers: torch.Tensor
         if rule == "sgd":
             self.centers = nn.Parameter(centers)
         else:
@@ -67,27 +70,19 @@ class CenterLoss(nn.Module):
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """features (B, D), labels (B,) -> 0-dim loss under this module's convention."""
         return center_loss(features, labels, self.centers, variant=self.variant, convention=self.convention,
-                           **self._across_ranks())
+                           placement=self.placement, validate=self.validate)
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached."""
         update_centers(self.centers.data, features.detach(), labels, alpha=self.alpha, rule=self.rule,
-                       convention=self.convention, variant=self.variant, **self._across_ranks())
+                       convention=self.convention, variant=self.variant, placement=self.placement,
+                       validate=self.validate)
 
     def full_centers(self) -> torch.Tensor:
         """The whole (C, D) table, detached: gathered from every rank's shard when sharded (a collective)."""
-        if self.distributed == "sharded":
-            from ablate.distributed.centers import gather_shards
-
-            return gather_shards(self.centers, self.num_classes, self.group)
-        return self.centers.detach()
-
-    def _across_ranks(self) -> dict:
-        if self.distributed is None:
-            return {}
-        return {"distributed": self.distributed, "group": self.group, "num_classes": self.num_classes}
+        return self.placement.full_centers(self.centers)
 
     def extra_repr(self) -> str:
-        across = f", distributed={self.distributed}, classes={self.class_range}" if self.distributed else ""
+        held = "" if self.class_range == (0, self.num_classes) else f", classes={self.class_range}"
         return (f"{self.num_classes}, {self.centers.shape[1]}, variant={self.variant}, convention={self.convention}, "
-                f"rule={self.rule}, alpha={self.alpha}{across}")
+                f"rule={self.rule}, alpha={self.alpha}, placement={self.placement!r}{held}")

@@ -21,7 +21,8 @@ def check_inputs(features: torch.Tensor, labels: torch.Tensor, centers: torch.Te
     if centers.dtype != features.dtype:
         raise TypeError(f"centers dtype {centers.dtype} must match features dtype {features.dtype}")
     if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be a 1-D integer tensor (B,), got shape {tuple(labels.shape)} dtype {labels.dtype}")
+        raise TypeError(f"labels must be a 1-D integer tensor (B,), got shape {tuple(labels.shape)} "
+                        f"dtype {labels.dtype}")
     if labels.shape[0] != features.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} entries; expected one per feature row (B={features.shape[0]})")
     if features.shape[0] == 0:
@@ -29,15 +30,16 @@ def check_inputs(features: torch.Tensor, labels: torch.Tensor, centers: torch.Te
     if features.shape[1] == 0:
         raise ValueError("features must have at least one dimension (D >= 1), got shape (B, 0)")
     if centers.shape[1] != features.shape[1]:
-        raise ValueError(f"feature dimension mismatch: features have D={features.shape[1]}, centers have D={centers.shape[1]}")
+        raise ValueError(f"feature dimension mismatch: features have D={features.shape[1]}, "
+                         f"centers have D={centers.shape[1]}")
     if not (features.device == labels.device == centers.device):
-        raise ValueError(
-            f"features, labels and centers must be on one device; got {features.device}, {labels.device}, {centers.device}"
-        )
+        raise ValueError(f"features, labels and centers must be on one device; got {features.device}, "
+                         f"{labels.device}, {centers.device}")
     num_classes = centers.shape[0]
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}) for C={num_classes} centers; got values in [{low}, {high}]")
+        raise ValueError(f"labels must lie in [0, {num_classes}) for C={num_classes} centers; "
+                         f"got values in [{low}, {high}]")
 
 
 def all_finite(t: torch.Tensor) -> bool:

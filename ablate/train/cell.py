@@ -11,10 +11,10 @@ from ablate.data import load_dataset
 from ablate.distributed.context import ONE_PROCESS
 from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
+from ablate.metrics import computed_metrics
 from ablate.models import build_model
 from ablate.objectives import describe_objective
 from ablate.train.config import CellConfig
-from ablate.metrics import computed_metrics
 from ablate.train.evaluate import evaluate, features_and_predictions
 from ablate.train.heads import TrainingObjective
 from ablate.train.loop import train
@@ -101,8 +101,8 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     objective = TrainingObjective(config, trained_classes)  # after the model's weights: softmax cells draw as before
     model = objective.attach(model).to(device)
     criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
-                           rule=config.rule, alpha=config.alpha, device=device, distributed=ranks.form,
-                           group=ranks.center_group)
+                           rule=config.rule, alpha=config.alpha, device=device,
+                           placement=ranks.placement(trained_classes))
     x_train = torch.tensor(data.x_train[trained], device=device)
     y_train = torch.tensor(data.y_train[trained], device=device)
 

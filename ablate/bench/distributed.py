@@ -15,7 +15,6 @@ centers: CUDA's max_memory_allocated, on the CPU the peak resident set (Linux Vm
 centers_bytes_per_rank: the rank's (C, D) table or shard.
 """
 
-import ctypes
 import gc
 import math
 import time
@@ -25,8 +24,10 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from ablate.bench.allocator import fix_malloc_thresholds
 from ablate.bench.timer import quantiles_ms
-from ablate.distributed.groups import FORMS, all_sum_, count_traffic
+from ablate.distributed.centers import FORMS, form_placement
+from ablate.distributed.groups import all_sum_, count_traffic
 from ablate.distributed.launch import check_world, run_ranks
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.loss import CenterLoss
@@ -36,7 +37,7 @@ from ablate.runfolder import DISTRIBUTED, DISTRIBUTED_COLUMNS, PROVENANCE, claim
 MODES = ("update", "full")
 DENSE = "dense"  # the replicated update by an all-reduce of a dense (C, D) delta
 WARMUP_STEPS = 2
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+OWN_MAPPING_BYTES = 1 << 20  # tensors from this size up are mappings of their own, returned when freed
 ALPHA = 0.5
 
 
@@ -83,9 +84,9 @@ def _peak(device: torch.device, baseline: float) -> float:
     return _rss_bytes("VmHWM") - baseline if not math.isnan(baseline) else math.nan
 
 
-def _step(form: str, mode: str, crit: CenterLoss, features: torch.Tensor, labels: torch.Tensor):
+def _step(form: str, mode: str, crit: CenterLoss, features: torch.Tensor, labels: torch.Tensor, group):
     if mode == "update" and form == DENSE:
-        return lambda: dense_update(crit.centers, features, labels, alpha=ALPHA, group=crit.group)
+        return lambda: dense_update(crit.centers, features, labels, alpha=ALPHA, group=group)
     if mode == "update":
         return lambda: crit.update(features, labels)
 
@@ -102,13 +103,14 @@ def measure_point(rank: int, world: int, point: dict, steps: int, device: torch.
     baseline = _reset_peak(device)
     torch.manual_seed(0)
     group = dist.new_group()
-    crit = CenterLoss(point["classes"], point["dim"], rule="paper", alpha=ALPHA, dtype=dtype, device=device, group=group,
-                      distributed="replicated" if point["form"] == DENSE else point["form"])
+    form = "replicated" if point["form"] == DENSE else point["form"]
+    crit = CenterLoss(point["classes"], point["dim"], rule="paper", alpha=ALPHA, dtype=dtype, device=device,
+                      placement=form_placement(form, point["classes"], group))
     gen = torch.Generator(device).manual_seed(rank)
     rows = len(torch.arange(point["batch"]).tensor_split(world)[rank])
     features = torch.randn(rows, point["dim"], generator=gen, device=device, dtype=dtype)  # (b_r, D)
     labels = torch.randint(0, point["classes"], (rows,), generator=gen, device=device)  # (b_r,)
-    step = _step(point["form"], point["mode"], crit, features, labels)
+    step = _step(point["form"], point["mode"], crit, features, labels, group)
     for _ in range(WARMUP_STEPS):
         step()
     with count_traffic() as traffic:
@@ -133,20 +135,12 @@ def measure_point(rank: int, world: int, point: dict, steps: int, device: torch.
             "centers_bytes_per_rank": int(peak[1]), "peak_mem_bytes": float(peak[0]), "note": ""}
 
 
-def _return_freed_memory() -> None:
-    """glibc serves allocations under a moving threshold (up to 32 MB) from its heap, whose freed pages stay
-    resident: a fixed threshold of 1 MiB makes every tensor above it its own mapping, returned when freed, so
-    that the peak resident set of a point is that point's own."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):  # not glibc: the CPU peaks may then include memory kept from earlier points
-        pass
-
-
 def bench_ranks(rank: int, world: int, points: list, steps: int, device: str) -> list:
     """Every point in this rank (a collective over all ranks); rank 0's rows are the result."""
     device = torch.device("cuda", rank) if torch.device(device).type == "cuda" else torch.device("cpu")
-    _return_freed_memory()
+    # glibc's heap keeps freed pages resident: with every tensor above OWN_MAPPING_BYTES a mapping of its own, the
+    # peak resident set of a point is that point's own (on another C library it may include earlier points').
+    fix_malloc_thresholds(mmap_threshold=OWN_MAPPING_BYTES)
     rows = []
     if points:
         measure_point(rank, world, points[0], 1, device)  # one-time costs (first collectives, kernels) off the rows
