@@ -13,13 +13,14 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ablate.distributed import form_placement
 from ablate.loss import CenterLoss
 
 NUM_CLASSES, DIM, STEPS, ALPHA, LAMBDA = 7, 3, 50, 0.5, 0.3
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def rank_batch(step: int, rank: int, dtype: torch.dtype, rows: int = None):
+def rank_batch(step: int, rank: int, dtype: torch.dtype, rows: int | None = None):
     """features (b, DIM) in dtype and labels (b,) of rank `rank` at `step` (b = rows when given)."""
     gen = torch.Generator().manual_seed(1000 * step + rank)
     rows = (step + rank) % 5 if rows is None else rows
@@ -27,7 +28,7 @@ def rank_batch(step: int, rank: int, dtype: torch.dtype, rows: int = None):
     return features, torch.randint(0, NUM_CLASSES, (rows,), generator=gen)
 
 
-def global_batch(step: int, world: int, dtype: torch.dtype, rows: int = None):
+def global_batch(step: int, world: int, dtype: torch.dtype, rows: int | None = None):
     """The concatenation of every rank's batch at `step`: features (B, DIM), labels (B,), and the b_r."""
     parts = [rank_batch(step, r, dtype, rows) for r in range(world)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), [len(p[1]) for p in parts]
@@ -51,7 +52,7 @@ def equivalence_run(rank, world, cases, device="cpu"):
         torch.manual_seed(0)
         on = torch.device("cuda", rank) if device == "cuda" else torch.device("cpu")
         crit = CenterLoss(NUM_CLASSES, DIM, convention=convention, rule=rule, alpha=ALPHA, dtype=dtype,
-                          distributed=form, device=on)
+                          placement=form_placement(form, NUM_CLASSES), device=on)
         out = {"loss": [], "grad": [], "centers": [], "hash": [], "class_range": crit.class_range}
         for step in range(STEPS):
             features, labels = (t.to(on) for t in rank_batch(step, rank, dtype))
@@ -78,8 +79,9 @@ def ddp_sgd_run(rank, world, conventions, form, steps, rows=None):
     final = {}
     for convention in conventions:
         torch.manual_seed(0)
+        group = dist.new_group() if form else None
         crit = CenterLoss(NUM_CLASSES, DIM, convention=convention, rule="sgd", alpha=ALPHA, dtype=torch.float64,
-                          distributed=form, group=dist.new_group() if form else None)
+                          placement=form_placement(form, NUM_CLASSES, group))
         ddp = DistributedDataParallel(crit, process_group=dist.new_group())
         optimizer = torch.optim.SGD([crit.centers], lr=ALPHA)
         for step in range(steps):

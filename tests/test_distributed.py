@@ -9,10 +9,10 @@ CenterLoss in float32.
 
 import itertools
 
+import distributed_ranks as ranks
 import pytest
 import torch
 
-import distributed_ranks as ranks
 from ablate.distributed import shard_range
 from ablate.distributed.launch import run_ranks
 from ablate.loss import CONVENTIONS, RULES, CenterLoss
@@ -59,7 +59,8 @@ def one_process_run(case):
             centers = reference_update(centers, features, labels, alpha=ranks.ALPHA, rule=rule, convention=convention)
             return float(loss), grad, centers
     else:
-        crit = CenterLoss(ranks.NUM_CLASSES, ranks.DIM, convention=convention, rule=rule, alpha=ranks.ALPHA, dtype=dtype)
+        crit = CenterLoss(ranks.NUM_CLASSES, ranks.DIM, convention=convention, rule=rule, alpha=ranks.ALPHA,
+                          dtype=dtype)
 
         def step(features, labels):
             features = features.clone().requires_grad_(True)

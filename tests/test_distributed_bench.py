@@ -5,8 +5,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ablate.bench.distributed import dense_update
 from ablate.cli import main
-from ablate.distributed.bench import dense_update
 from ablate.loss.reference import reference_update
 from ablate.report.build import build_report
 

@@ -20,7 +20,8 @@ BAD_INPUTS = [
     ("negative label", (F, torch.tensor([0, -1, 2, 1]), C), ValueError, r"labels must lie in \[0, 3\)"),
     ("label too large", (F, torch.tensor([0, 3, 2, 1]), C), ValueError, r"labels must lie in \[0, 3\) .* \[0, 3\]"),
     ("dimension mismatch", (F, Y, torch.randn(3, 5)), ValueError, r"features have D=3, centers have D=5"),
-    ("mixed dtypes", (F, Y, C.double()), TypeError, r"centers dtype torch.float64 must match features dtype torch.float32"),
+    ("mixed dtypes", (F, Y, C.double()), TypeError,
+     r"centers dtype torch.float64 must match features dtype torch.float32"),
     ("not a tensor", (F.tolist(), Y, C), TypeError, r"features must be a torch.Tensor, got list"),
     ("empty batch", (torch.randn(0, 3), Y[:0], C), ValueError, r"at least one row"),
 ]
