@@ -27,10 +27,10 @@ on rank r's features is W * dL/dx_i, the share that F.cross_entropy over a B/W s
 DDP's average over ranks of the model's gradient is the one-process gradient on the global batch.
 The centers get W * (rank r's part of dL/dc) on each rank (replicated: DDP's average of those is dL/dc)
 or W * dL/dc_shard (sharded: no average; a shard's own optimizer divides by W).
-Every method of a placement but `held_classes` and `centers_grad_multiplier` is a collective: every rank of
-the group must call it, in the same order. validate=False skips the checks of the tensors (the local slice's
-label range, the finiteness of the features and of the step, and sharded's all-ranks-finite flag); the
-collectives still read the ranks' row counts on the host.
+`loss`, `update` and `Sharded.full_centers` are collectives: every rank of the group must call them, in the
+same order. validate=False skips the checks of the tensors (the local slice's label range, the finiteness of
+the features and of the step, and sharded's all-ranks-finite flag); what the collectives need stays: the ranks'
+row counts, read on the host (and the global B of the replicated loss).
 """
 
 import torch

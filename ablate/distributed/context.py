@@ -16,9 +16,9 @@ from ablate.loss.placement import LOCAL, Placement
 
 
 class OneProcess:
-    """A run in this process alone: rank 0 of 1, centers in one process (form None)."""
+    """A run in this process alone: rank 0 of 1, the centers whole in this process (LOCAL)."""
 
-    rank, world_size, form, center_group = 0, 1, None, None
+    rank, world_size = 0, 1
 
     def batch_slice(self, batch: torch.Tensor) -> torch.Tensor:
         return batch
@@ -50,7 +50,7 @@ class RankContext:
 
     def __init__(self, form: str):
         self.rank, self.world_size, self.form = dist.get_rank(), dist.get_world_size(), form
-        self.center_group, self._criterion_group = dist.new_group(), dist.new_group()
+        self._center_group, self._criterion_group = dist.new_group(), dist.new_group()
 
     def batch_slice(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous part of the global batch (B,) of indices."""
@@ -66,7 +66,7 @@ class RankContext:
 
     def placement(self, num_classes: int) -> Placement:
         """Where the centers of a (num_classes, D) table live: in this run's form, over the center loss's group."""
-        return form_placement(self.form, num_classes, self.center_group)
+        return form_placement(self.form, num_classes, self._center_group)
 
     def wrap_criterion(self, criterion: nn.Module, lambda_: float) -> nn.Module:
         """Replicated centers that learn by their gradient (rule sgd, lambda > 0) go in a DDP of their own."""
