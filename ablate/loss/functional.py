@@ -1,7 +1,7 @@
 """The public functions: `center_loss` and `update_centers`.
 
 Both take the centers as a placement holds them (`placement`, default `LOCAL`: the whole (C, D) table in this
-process; ablate.distributed.placements: across ranks). Choices are checked on every call (no host
+process; ablate.distributed.centers: across ranks). Choices are checked on every call (no host
 synchronization); `validate=False` skips the checks of the tensors (shapes, dtypes, devices, label range,
 finiteness), the only host synchronizations the suite adds: for a hot loop whose inputs are known good.
 """
@@ -28,7 +28,7 @@ def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Ten
     Returns a 0-dim tensor in float32 (float64 for float64 inputs), differentiable w.r.t.
     features and centers. convention: "mean" (sum/B), "half_mean" (sum/2B), "half_sum" (sum/2).
     placement: how the centers are held; LOCAL (default) the whole table here. Across ranks
-    (ablate.distributed.placements) features and labels are this rank's slice, centers its table or shard,
+    (ablate.distributed.centers) features and labels are this rank's slice, centers its table or shard,
     and the value is the loss of the global batch; see there for the gradients.
     validate: False skips the tensor checks (and their host synchronizations; see the module docstring).
     """

@@ -2,7 +2,7 @@
 
 These take choices already checked (variant, rule, convention, alpha) and inputs already validated or
 trusted; the public functions (ablate.loss.functional) and the placements (ablate.loss.placement,
-ablate.distributed.placements) decide what to check, once per call.
+ablate.distributed.centers) decide what to check, once per call.
 """
 
 import torch

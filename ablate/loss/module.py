@@ -33,7 +33,7 @@ class CenterLoss(nn.Module):
     ranks (a process group started, every rank seeded alike), ablate.distributed's Replicated(group) keeps the
     whole table on every rank and Sharded(num_classes, group) only this rank's rows [lo, hi) (`class_range`);
     forward and update are then collectives giving the one-process result on the global batch (see
-    ablate.distributed.placements). Replicated centers under rule "sgd" with their own optimizer belong in
+    ablate.distributed.centers). Replicated centers under rule "sgd" with their own optimizer belong in
     a DistributedDataParallel, whose average of the ranks' gradients is the one-process gradient.
 
     Every choice is checked here, at construction. validate=False: forward and update skip the checks of the
