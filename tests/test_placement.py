@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ablate.distributed import Replicated, Sharded
+from ablate.distributed import FORMS, Replicated, Sharded, form_placement
 from ablate.loss import CenterLoss, available_variants, center_loss, update_centers
 from ablate.loss.placement import LOCAL, Local
 
@@ -183,3 +183,11 @@ def test_a_sharded_placement_names_its_class_count(world_of_one):
 def test_placements_across_ranks_need_a_process_group():
     with pytest.raises(RuntimeError, match="distributed center loss needs a process group"):
         CenterLoss(C, D, placement=Replicated())
+
+
+def test_a_cells_distributed_form_names_its_placement():
+    assert form_placement(None, C) is LOCAL
+    assert [type(form_placement(form, C)) for form in FORMS] == [Replicated, Sharded]
+    assert form_placement("sharded", C).num_classes == C
+    with pytest.raises(ValueError, match="unknown distributed form 'ring'; expected one of replicated, sharded"):
+        form_placement("ring", C)

@@ -29,8 +29,8 @@ The centers get W * (rank r's part of dL/dc) on each rank (replicated: DDP's ave
 or W * dL/dc_shard (sharded: no average; a shard's own optimizer divides by W).
 `loss`, `update` and `Sharded.full_centers` are collectives: every rank of the group must call them, in the
 same order. validate=False skips the checks of the tensors (the local slice's label range, the finiteness of
-the features and of the step, and sharded's all-ranks-finite flag); what the collectives need stays: the ranks'
-row counts, read on the host (and the global B of the replicated loss).
+the features and of the step, and sharded's all-ranks-finite flag); what the forms need stays: the ranks' row
+counts, read on the host, the global B of the replicated loss, and the size of the rows a shard owns (nonzero).
 """
 
 import torch
