@@ -191,3 +191,14 @@ def test_a_cells_distributed_form_names_its_placement():
     assert form_placement("sharded", C).num_classes == C
     with pytest.raises(ValueError, match="unknown distributed form 'ring'; expected one of replicated, sharded"):
         form_placement("ring", C)
+
+
+@pytest.mark.parametrize("placement", [Replicated(), Sharded(C)], ids=repr)
+def test_a_placement_across_ranks_still_refuses_bad_input(world_of_one, placement):
+    features, labels, centers = batch(6)
+    labels[0] = C
+    with pytest.raises(ValueError, match=rf"labels must lie in \[0, {C}\)"):
+        center_loss(features, labels, centers, placement=placement)
+    labels[0], features[1, 0] = 0, float("inf")
+    with pytest.raises(ValueError, match="features must be finite to update the centers"):
+        update_centers(centers, features, labels, alpha=0.5, placement=placement)
