@@ -54,7 +54,8 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int, feat_dim: int = 2, num_classes: int = 10, hidden: tuple = (256, 128)):
         super().__init__()
-        layers, width = [nn.Flatten()], in_features
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
         for size in hidden:
             layers += [nn.Linear(width, size), nn.PReLU()]
             width = size

@@ -1,5 +1,6 @@
 import gzip
 import struct
+import subprocess
 import sys
 from dataclasses import replace
 
@@ -207,3 +208,10 @@ def test_every_dataset_has_a_recipe_and_an_unknown_one_is_named():
     assert [recipe(name).model for name in DATASETS.names()] == ["mlp", "lenetpp", "mlp", "mlp"]
     with pytest.raises(ValueError, match="unknown dataset 'cifar'; expected one of digits, mnist5k, fashion-mnist"):
         recipe("cifar")
+
+
+def test_the_registries_of_datasets_and_metrics_read_without_torch_or_scikit_learn():
+    code = ("import sys, ablate.data, ablate.metrics; ablate.data.DATASETS.names(); ablate.data.recipe('digits'); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"

@@ -2,6 +2,7 @@
 reaches the record, the summary table, the command-line summaries and the report."""
 
 import json
+from importlib.metadata import EntryPoint
 
 import numpy as np
 import pandas as pd
@@ -111,6 +112,20 @@ def test_one_metric_defined_here_reaches_record_summary_and_report(feature_norm_
     page = build_report([run], tmp_path / "report.html", progress=False).read_text()
     assert "max feature norm over lambda x alpha" in page  # its heatmap
     assert page.count("max feature norm") >= 2  # and its summary-table column
+
+
+def test_an_installed_metric_joins_the_registry_and_a_broken_one_is_kept_with_its_error(monkeypatch):
+    installed = [EntryPoint("plugin_norm", f"{__name__}:FEATURE_NORM", "ablate.metrics"),  # renamed on loading
+                 EntryPoint("not_a_metric", f"{__name__}:max_feature_norm", "ablate.metrics")]
+    monkeypatch.setattr("ablate.registry.entry_points", lambda group: installed if group == "ablate.metrics" else [])
+    monkeypatch.setattr(METRICS, "_plugins_loaded", False)  # as in a fresh process
+    monkeypatch.setattr(METRICS, "plugin_errors", {})
+    try:
+        assert "plugin_norm" in shown_in(HEATMAP) and label("plugin_norm") == "max feature norm"
+        assert "plugin_norm" in [m.name for m in computed_metrics()] and "max_feature_norm" not in METRICS
+        assert METRICS.plugin_errors == {"not_a_metric": "TypeError: expected an ablate.metrics.Metric, got function"}
+    finally:
+        METRICS.unregister("plugin_norm")
 
 
 def test_the_primary_family_is_one_measure_per_quantity():

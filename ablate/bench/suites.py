@@ -7,7 +7,7 @@ the timing of one standard run: `quick` (tests and smoke runs), `cpu` (`make ben
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -218,7 +218,7 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
         variants = tuple(v for v in checked if get_variant(v).timed(device))
     else:
         variants = checked = _check_choices("variant", variants, runnable)
-    axes = {}
+    axes: dict[str, Any] = {}
     if modes is not None:
         axes["modes"] = _check_choices("mode", modes, MODES)
     if dtypes is not None:
@@ -235,7 +235,8 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
 
 
 def sweep_variants(suite: Suite, sweep: Sweep) -> tuple:
-    """The suite's variants that this sweep draws as lines."""
+    """The suite's variants that this sweep draws as lines (of a suite resolve_suite returned)."""
+    assert suite.variants is not None, "a resolved suite names its variants"
     lines = tuple(v for v in suite.variants if sweep.variants is None or v in sweep.variants)
     if not sweep.one_per_update:
         return lines
