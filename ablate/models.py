@@ -83,7 +83,6 @@ class Model:
     """
 
     name: str
-    description: str
     build: Callable[[tuple, int, int], nn.Module] | None = None
     takes: Callable[[tuple], bool] = _any_shape
     needs: str = "any input"
@@ -103,12 +102,10 @@ def _is_lenetpp_image(input_shape: tuple) -> bool:
 
 
 for _model in (
-    Model("auto", "LeNet++ for 28x28 images, else the MLP",
-          picks=lambda input_shape: "lenetpp" if _is_lenetpp_image(input_shape) else "mlp"),
-    Model("lenetpp", "the paper's LeNets++", takes=_is_lenetpp_image, needs="(C, 28, 28) images",
+    Model("auto", picks=lambda input_shape: "lenetpp" if _is_lenetpp_image(input_shape) else "mlp"),
+    Model("lenetpp", takes=_is_lenetpp_image, needs="(C, 28, 28) images",
           build=lambda input_shape, feat_dim, num_classes: LeNetPP(input_shape[0], feat_dim, num_classes)),
-    Model("mlp", "a small PReLU network on the flattened input",
-          build=lambda input_shape, feat_dim, num_classes: MLP(math.prod(input_shape), feat_dim, num_classes)),
+    Model("mlp", build=lambda input_shape, feat_dim, num_classes: MLP(math.prod(input_shape), feat_dim, num_classes)),
 ):
     MODELS.register(_model)
 

@@ -53,5 +53,21 @@ def test_build_model_explains_bad_choices():
 
 def test_a_model_builds_or_picks_another():
     with pytest.raises(ValueError, match="either build .* or picks"):
-        Model("both", "nothing to build")
+        Model("neither")
     assert MODELS.names() == ("auto", "lenetpp", "mlp")
+
+
+def test_a_registered_model_is_a_cell_option_and_builds():
+    from ablate.train import CellConfig
+
+    linear = Model("linear", build=lambda input_shape, feat_dim, num_classes: MLP(
+        int(torch.tensor(input_shape).prod()), feat_dim, num_classes, hidden=()))
+    MODELS.register(linear)
+    try:
+        assert CellConfig(model="linear").model == "linear"
+        model = build_model("linear", (1, 8, 8), feat_dim=3, num_classes=10)
+        assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [3, 10]
+    finally:
+        MODELS.unregister("linear")
+    with pytest.raises(ValueError, match="unknown model 'linear'; expected one of auto, lenetpp, mlp"):
+        CellConfig(model="linear")

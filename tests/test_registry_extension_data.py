@@ -29,8 +29,7 @@ def load_blobs(options: DataOptions) -> Dataset:
     return split_dataset("blobs", x, y, CLASSES, options.test_fraction, options.seed)
 
 
-BLOBS = DatasetSource("blobs", "ten Gaussian clusters in 6 dimensions", load_blobs,
-                      lambda options: (CLASSES * PER_CLASS, (DIM,)), classes=CLASSES,
+BLOBS = DatasetSource("blobs", load_blobs, lambda options: (CLASSES * PER_CLASS, (DIM,)), classes=CLASSES,
                       recipe=Recipe(model="mlp", epochs=2, batch_size=16, lr=0.05, lr_step=0, lr_gamma=0.5,
                                     convention="mean"))
 

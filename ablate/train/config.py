@@ -3,7 +3,7 @@
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from ablate.data import DATASETS
+from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
 from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
@@ -98,7 +98,7 @@ class CellConfig:
                                               + parameter_help("pair_margin") + ").")
 
     def __post_init__(self):
-        for name, value in DATASETS.get(self.dataset).recipe.options().items():
+        for name, value in recipe(self.dataset).options().items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         for f in fields(self):
