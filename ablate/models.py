@@ -1,15 +1,20 @@
-"""The models of a training cell; each forward returns (features (B, feat_dim), logits (B, num_classes)).
+"""The models of a training cell, in the MODELS registry; each forward returns (features (B, feat_dim), logits
+(B, num_classes)).
 
-    LeNetPP   the paper's "LeNets++" for 1x28x28 images (MNIST, Fashion-MNIST)
-    MLP       a small PReLU network for flat or small inputs (digits 8x8, synthetic vectors)
-    build_model(name, input_shape, feat_dim, num_classes): "auto" picks LeNet++ for 28x28 images
+    lenetpp   LeNetPP: the paper's "LeNets++" for 1x28x28 images (MNIST, Fashion-MNIST)
+    mlp       MLP: a small PReLU network for flat or small inputs (digits 8x8, synthetic vectors)
+    auto      LeNet++ for 28x28 images, else the MLP
+    build_model(name, input_shape, feat_dim, num_classes) -> nn.Module
 """
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
-MODELS = ("auto", "lenetpp", "mlp")
+from ablate.registry import Registry
+
 LENETPP_INPUT = (28, 28)
 
 
@@ -49,7 +54,8 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int, feat_dim: int = 2, num_classes: int = 10, hidden: tuple = (256, 128)):
         super().__init__()
-        layers, width = [nn.Flatten()], in_features
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
         for size in hidden:
             layers += [nn.Linear(width, size), nn.PReLU()]
             width = size
@@ -62,21 +68,63 @@ class MLP(nn.Module):
         return features, self.classifier(features)  # (B, feat_dim), (B, num_classes)
 
 
+def _any_shape(input_shape: tuple) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model a cell can train, or a name that picks one by the dataset's examples.
+
+    build(input_shape, feat_dim, num_classes) -> nn.Module mapping inputs (B, *input_shape) to (features (B, feat_dim),
+    logits (B, num_classes)). takes(input_shape) -> whether it takes examples of that shape; `needs` says which it
+    takes, for the error where it does not. picks(input_shape) -> the name of the model to build (for "auto"), in
+    place of build.
+    """
+
+    name: str
+    build: Callable[[tuple, int, int], nn.Module] | None = None
+    takes: Callable[[tuple], bool] = _any_shape
+    needs: str = "any input"
+    picks: Callable[[tuple], str] | None = None
+
+    def __post_init__(self):
+        if (self.build is None) == (self.picks is None):
+            raise ValueError(f"model {self.name!r} needs either build (the model itself) or picks (the name of the "
+                             "model to build), not both or neither")
+
+
+MODELS: Registry[Model] = Registry("model")
+
+
+def _is_lenetpp_image(input_shape: tuple) -> bool:
+    return len(input_shape) == 3 and tuple(input_shape[1:]) == LENETPP_INPUT
+
+
+for _model in (
+    Model("auto", picks=lambda input_shape: "lenetpp" if _is_lenetpp_image(input_shape) else "mlp"),
+    Model("lenetpp", takes=_is_lenetpp_image, needs="(C, 28, 28) images",
+          build=lambda input_shape, feat_dim, num_classes: LeNetPP(input_shape[0], feat_dim, num_classes)),
+    Model("mlp", build=lambda input_shape, feat_dim, num_classes: MLP(math.prod(input_shape), feat_dim, num_classes)),
+):
+    MODELS.register(_model)
+
+
 def resolve_model_name(name: str, input_shape: tuple) -> str:
-    """"auto" -> "lenetpp" for (C, 28, 28) images, "mlp" for anything else; other names are checked."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    is_lenetpp_image = len(input_shape) == 3 and tuple(input_shape[1:]) == LENETPP_INPUT
-    if name == "auto":
-        return "lenetpp" if is_lenetpp_image else "mlp"
-    if name == "lenetpp" and not is_lenetpp_image:
-        raise ValueError(f"LeNet++ needs (C, 28, 28) images, the dataset gives {tuple(input_shape)}; "
-                         "use model 'mlp' or 'auto'")
-    return name
+    """The model `name` builds for examples of shape input_shape ("auto" -> "lenetpp" for (C, 28, 28) images, "mlp"
+    otherwise); a ValueError for an unknown name or a model that does not take such examples."""
+    model = MODELS.get(name)
+    if model.picks is not None:
+        model = MODELS.get(model.picks(input_shape))
+    if not model.takes(tuple(input_shape)):
+        takers = [m.name for m in MODELS if m.picks is not None or m.takes(tuple(input_shape))]
+        raise ValueError(f"model {model.name!r} needs {model.needs}, the dataset gives {tuple(input_shape)}; "
+                         f"use one of {', '.join(takers)}")
+    return model.name
 
 
 def build_model(name: str, input_shape: tuple, feat_dim: int, num_classes: int) -> nn.Module:
-    """The model called `name` ("auto", "lenetpp", "mlp") for examples of shape input_shape."""
-    if resolve_model_name(name, input_shape) == "lenetpp":
-        return LeNetPP(in_channels=input_shape[0], feat_dim=feat_dim, num_classes=num_classes)
-    return MLP(math.prod(input_shape), feat_dim=feat_dim, num_classes=num_classes)
+    """The model called `name` (a MODELS entry) for examples of shape input_shape."""
+    build = MODELS.get(resolve_model_name(name, input_shape)).build
+    assert build is not None  # resolve_model_name names a model that builds
+    return build(tuple(input_shape), feat_dim, num_classes)

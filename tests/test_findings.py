@@ -62,7 +62,7 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
             predictions = np.minimum(predictions, CLASSES - holdout - 1)
             if (lam, seed) in diverged:  # its features are saved too, as run_cell does: not finite
                 features = np.full_like(features, np.nan)
-                record.update(dict.fromkeys(m for m in METRICS if METRICS[m].compute), status="diverged",
+                record.update(dict.fromkeys(m.name for m in METRICS if m.compute), status="diverged",
                               diverged_epoch=3)
             else:
                 record.update(evaluate(features, predictions, labels, centers), status="ok", diverged_epoch=None)
@@ -78,7 +78,7 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
 # --- the comparison ----------------------------------------------------------------------------------------
 
 def test_a_ratio_is_compared_as_a_factor_and_identical_values_as_identical():
-    ratio = METRICS["separation_ratio"]
+    ratio = METRICS.get("separation_ratio")
     a = np.array([2.0, 2.2, 1.9])
     doubled = compare_sides(ratio, a, 2 * a * np.array([1.0, 1.01, 0.99]), paired=True)
     assert doubled.change_text().startswith("x2") and doubled.p < 0.01
@@ -88,7 +88,7 @@ def test_a_ratio_is_compared_as_a_factor_and_identical_values_as_identical():
 
 
 def test_one_seed_on_a_side_is_untestable_with_the_estimate_alone():
-    accuracy = METRICS["test_accuracy"]
+    accuracy = METRICS.get("test_accuracy")
     for a, b, paired in (([0.90], [0.92], True), ([0.90], [0.92, 0.93], False), ([0.90, 0.91], [0.95], False)):
         d = compare_sides(accuracy, a, b, paired=paired)
         assert d.verdict == "untestable with one seed" and math.isnan(d.p) and d.p_text() == ""
@@ -97,7 +97,7 @@ def test_one_seed_on_a_side_is_untestable_with_the_estimate_alone():
 
 
 def test_paired_interval_and_p_are_the_t_test_over_seeds():
-    accuracy = METRICS["test_accuracy"]
+    accuracy = METRICS.get("test_accuracy")
     a, b = np.array([0.90, 0.91, 0.92, 0.90]), np.array([0.92, 0.925, 0.94, 0.93])
     d = compare_sides(accuracy, a, b, paired=True)
     result = stats.ttest_rel(100 * b, 100 * a)
@@ -109,7 +109,7 @@ def test_paired_interval_and_p_are_the_t_test_over_seeds():
 
 
 def test_the_interval_is_simultaneous_over_the_family_and_the_verdict_follows_it():
-    accuracy = METRICS["test_accuracy"]
+    accuracy = METRICS.get("test_accuracy")
     a, b = np.array([0.90, 0.91, 0.92]), np.array([0.92, 0.925, 0.945])
     alone = compare_sides(accuracy, a, b, paired=True)
     in_family = compare_sides(accuracy, a, b, paired=True, family_size=6)
@@ -121,7 +121,7 @@ def test_the_interval_is_simultaneous_over_the_family_and_the_verdict_follows_it
 
 
 def test_a_printed_bound_keeps_its_side_of_no_change():
-    ratio = METRICS["separation_ratio"]
+    ratio = METRICS.get("separation_ratio")
     a = np.array([2.0, 2.1, 2.2])
     d = compare_sides(ratio, a, a * np.exp([0.004, 0.005, 0.006]), paired=True)
     low = d.interval[0]
@@ -131,7 +131,7 @@ def test_a_printed_bound_keeps_its_side_of_no_change():
 
 
 def test_the_minimum_detectable_effect_is_the_80_percent_power_point():
-    accuracy = METRICS["test_accuracy"]
+    accuracy = METRICS.get("test_accuracy")
     a, b = np.array([0.90, 0.91, 0.92, 0.93, 0.90]), np.array([0.91, 0.93, 0.925, 0.95, 0.92])
     d = compare_sides(accuracy, a, b, paired=True)
     effect_size = d.minimum_detectable / d.sd
@@ -141,7 +141,7 @@ def test_the_minimum_detectable_effect_is_the_80_percent_power_point():
 
 def test_calibration_of_the_seed_t_test_on_normal_values():
     """Fast check of the inference alone: A/A comparisons of normal values reject at about the nominal 5%."""
-    accuracy = METRICS["test_accuracy"]
+    accuracy = METRICS.get("test_accuracy")
     rng = np.random.default_rng(0)
     values = rng.normal(0.9, 0.01, size=(2000, 6))
     rejected = {paired: np.mean([compare_sides(accuracy, v[:3], v[3:], paired=paired).verdict != NO_DIFFERENCE
@@ -152,7 +152,7 @@ def test_calibration_of_the_seed_t_test_on_normal_values():
 
 
 def test_a_non_finite_value_is_not_compared():
-    diff = compare_sides(METRICS["separation_ratio"], np.array([1.0, 2.0]), np.array([np.inf, 3.0]), paired=True)
+    diff = compare_sides(METRICS.get("separation_ratio"), np.array([1.0, 2.0]), np.array([np.inf, 3.0]), paired=True)
     assert math.isnan(diff.p) and diff.change_text() == "not comparable" and diff.verdict == "not comparable"
 
 
@@ -191,7 +191,7 @@ def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
 
 def test_the_families_are_the_primary_and_the_secondary_metrics_over_the_rows(known_grid):
     findings = grid_findings(load_run(known_grid))
-    primary = [m for m in METRICS.values() if m.primary]
+    primary = [m for m in METRICS if m.primary]
     assert [m.name for m in primary] == ["test_accuracy", "separation_ratio", "map_at_r"]
     sizes = findings.family_sizes()
     assert sizes["primary"] == len(primary) * len(findings.rows)

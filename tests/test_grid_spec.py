@@ -138,11 +138,11 @@ def test_the_default_grid_is_what_make_ablation_promises():
 
 
 def test_the_fashion_grid_runs_the_lambda_study_with_the_datasets_recipe():
-    from ablate.data.recipes import RECIPES
+    from ablate.data import recipe
 
     cells = expand(load_spec("fashion"))
     assert sorted({c["lambda"] for c in cells}) == [0, 0.001, 0.01, 0.1, 1] and len(cells) == 5 * 3
-    for key, value in RECIPES["fashion-mnist"].options().items():
+    for key, value in recipe("fashion-mnist").options().items():
         assert {c[key] for c in cells} == {value}, key
 
 

@@ -2,6 +2,7 @@
 reaches the record, the summary table, the command-line summaries and the report."""
 
 import json
+from importlib.metadata import EntryPoint
 
 import numpy as np
 import pandas as pd
@@ -9,8 +10,17 @@ import pytest
 from click.testing import CliRunner
 
 from ablate.grid.cli import grid_command
-from ablate.metrics import (GRID_SUMMARY, HEATMAP, METRICS, TRAIN_SUMMARY, Metric, computed_metrics, label,
-                            register_metric, shown_in)
+from ablate.metrics import (
+    GRID_SUMMARY,
+    HEATMAP,
+    METRICS,
+    TRAIN_SUMMARY,
+    Metric,
+    computed_metrics,
+    label,
+    register_metric,
+    shown_in,
+)
 from ablate.report import build_report
 from ablate.train.cli import summary_lines
 from ablate.train.evaluate import evaluate
@@ -42,8 +52,10 @@ def test_scale_invariant_metrics_do_not_move_when_every_feature_is_scaled_and_th
 
 def test_raw_distances_are_reported_but_never_ranked():
     for name in ("intra_class_distance", "inter_class_distance", "inter_class_distance_min", "center_to_mean_distance"):
-        assert METRICS[name].higher_is_better is None and not METRICS[name].ranked and not METRICS[name].scale_invariant
-    assert METRICS["test_accuracy"].higher_is_better is True and METRICS["train_time_s"].higher_is_better is False
+        metric = METRICS.get(name)
+        assert metric.higher_is_better is None and not metric.ranked and not metric.scale_invariant
+    assert METRICS.get("test_accuracy").higher_is_better is True
+    assert METRICS.get("train_time_s").higher_is_better is False
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -75,7 +87,7 @@ FEATURE_NORM = Metric("max_feature_norm", "max feature norm", None, False, max_f
 def feature_norm_registered():
     register_metric(FEATURE_NORM)
     yield FEATURE_NORM
-    del METRICS[FEATURE_NORM.name]
+    METRICS.unregister(FEATURE_NORM.name)
 
 
 def test_one_metric_defined_here_reaches_record_summary_and_report(feature_norm_registered, tmp_path):
@@ -102,9 +114,23 @@ def test_one_metric_defined_here_reaches_record_summary_and_report(feature_norm_
     assert page.count("max feature norm") >= 2  # and its summary-table column
 
 
+def test_an_installed_metric_joins_the_registry_and_a_broken_one_is_kept_with_its_error(monkeypatch):
+    installed = [EntryPoint("plugin_norm", f"{__name__}:FEATURE_NORM", "ablate.metrics"),  # renamed on loading
+                 EntryPoint("not_a_metric", f"{__name__}:max_feature_norm", "ablate.metrics")]
+    monkeypatch.setattr("ablate.registry.entry_points", lambda group: installed if group == "ablate.metrics" else [])
+    monkeypatch.setattr(METRICS, "_plugins_loaded", False)  # as in a fresh process
+    monkeypatch.setattr(METRICS, "plugin_errors", {})
+    try:
+        assert "plugin_norm" in shown_in(HEATMAP) and label("plugin_norm") == "max feature norm"
+        assert "plugin_norm" in [m.name for m in computed_metrics()] and "max_feature_norm" not in METRICS
+        assert METRICS.plugin_errors == {"not_a_metric": "TypeError: expected an ablate.metrics.Metric, got function"}
+    finally:
+        METRICS.unregister("plugin_norm")
+
+
 def test_the_primary_family_is_one_measure_per_quantity():
-    primary = [m.name for m in METRICS.values() if m.primary]
+    primary = [m.name for m in METRICS if m.primary]
     assert primary == ["test_accuracy", "separation_ratio", "map_at_r"]
     # the other measures of the separation ratio's quantity are reported, never a finding of their own
-    assert not METRICS["relative_intra_class_distance"].headline and not METRICS["fisher_ratio"].headline
-    assert METRICS["fisher_ratio"].label.startswith("trace ratio")
+    assert not METRICS.get("relative_intra_class_distance").headline and not METRICS.get("fisher_ratio").headline
+    assert METRICS.get("fisher_ratio").label.startswith("trace ratio")

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.models import MLP, MODELS, LeNetPP, build_model
+from ablate.models import MLP, MODELS, LeNetPP, Model, build_model
 
 
 def test_lenetpp_is_the_papers_architecture():
@@ -12,7 +12,7 @@ def test_lenetpp_is_the_papers_architecture():
     assert all(c.kernel_size == (5, 5) and c.padding == (2, 2) for c in convs)
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(1152, 2), (2, 10)]
+    assert [(linear.in_features, linear.out_features) for linear in linears] == [(1152, 2), (2, 10)]
     assert sum(isinstance(m, nn.PReLU) for m in model.modules()) == 7  # six convolutions and the feature
 
 
@@ -44,7 +44,30 @@ def test_build_model_picks_by_input_shape(name, input_shape, expected):
 
 
 def test_build_model_explains_bad_choices():
-    with pytest.raises(ValueError, match="expected one of " + ", ".join(MODELS)):
+    with pytest.raises(ValueError, match="unknown model 'resnet'; expected one of " + ", ".join(MODELS.names())):
         build_model("resnet", (1, 28, 28), 2, 10)
-    with pytest.raises(ValueError, match=r"LeNet\+\+ needs \(C, 28, 28\) images.*\(1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"model 'lenetpp' needs \(C, 28, 28\) images, the dataset gives \(1, 8, 8\); "
+                                         "use one of auto, mlp"):
         build_model("lenetpp", (1, 8, 8), 2, 10)
+
+
+def test_a_model_builds_or_picks_another():
+    with pytest.raises(ValueError, match="either build .* or picks"):
+        Model("neither")
+    assert MODELS.names() == ("auto", "lenetpp", "mlp")
+
+
+def test_a_registered_model_is_a_cell_option_and_builds():
+    from ablate.train import CellConfig
+
+    linear = Model("linear", build=lambda input_shape, feat_dim, num_classes: MLP(
+        int(torch.tensor(input_shape).prod()), feat_dim, num_classes, hidden=()))
+    MODELS.register(linear)
+    try:
+        assert CellConfig(model="linear").model == "linear"
+        model = build_model("linear", (1, 8, 8), feat_dim=3, num_classes=10)
+        assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [3, 10]
+    finally:
+        MODELS.unregister("linear")
+    with pytest.raises(ValueError, match="unknown model 'linear'; expected one of auto, lenetpp, mlp"):
+        CellConfig(model="linear")

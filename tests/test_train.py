@@ -302,14 +302,14 @@ def test_an_open_set_cell_holds_out_200_of_1000_synthetic_classes(tmp_path):
 # --- recipes and the stability guard --------------------------------------------------------------------------
 
 def test_options_left_out_take_the_datasets_recipe_and_given_ones_win():
-    from ablate.data.recipes import RECIPES
+    from ablate.data import recipe
 
     fashion = CellConfig(dataset="fashion-mnist")
-    assert {k: getattr(fashion, k) for k in RECIPES["fashion-mnist"].options()} == RECIPES["fashion-mnist"].options()
+    assert {k: getattr(fashion, k) for k in recipe("fashion-mnist").options()} == recipe("fashion-mnist").options()
     assert (fashion.model, fashion.convention, fashion.batch_size, fashion.lr, fashion.lr_step, fashion.epochs) == (
         "mlp", "half_mean", 128, 0.01, 4, 10)
     assert CellConfig(dataset="fashion-mnist", lr=0.1, model="lenetpp").to_dict()["lr"] == 0.1
-    assert CellConfig().to_dict()["lr"] == RECIPES["digits"].lr  # a record holds the resolved values
+    assert CellConfig().to_dict()["lr"] == recipe("digits").lr  # a record holds the resolved values
     assert CellConfig.from_dict(fashion.to_dict()) == fashion
 
 

@@ -127,7 +127,7 @@ def _moved_to_subcommand(new_form: str):
 
 
 @bench_command.command("run")
-@click.option("--suite", type=click.Choice(list(SUITES)), default=None,
+@click.option("--suite", type=SUITES.choice(), default=None,
               help="Declared study: quick, cpu (make bench) or gpu (make bench-gpu). Default: cpu or gpu by device.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--variants", callback=_comma_list(), help="Comma list of variants (default: all that run on the device; "

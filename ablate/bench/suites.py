@@ -7,11 +7,12 @@ the timing of one standard run: `quick` (tests and smoke runs), `cpu` (`make ben
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
 from ablate.loss import DEFAULT_VARIANT, RULES, available_variants, get_variant
+from ablate.registry import Registry
 
 MODES = ("forward", "backward", "full", "update")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -139,8 +140,9 @@ class Suite:
 
 QUICK_TIMING = Timing(rounds=1, round_ms=20.0, threads=1)
 
-SUITES = {
-    "quick": Suite(
+SUITES: Registry[Suite] = Registry("suite")
+for _suite in (
+    Suite(
         name="quick",
         sweeps=(Sweep("sizes", modes=MODES, batch=(64,), classes=(10, 500), dim=(16,),
                       dtypes=("float32", "bfloat16")),),
@@ -149,7 +151,7 @@ SUITES = {
         train_step=TrainStepSpec(lenetpp_batch=8, large_head_batch=32, large_head_classes=(100,), large_head_dim=32),
         no_compilation=True,
     ),
-    "cpu": Suite(
+    Suite(
         name="cpu",
         sweeps=(
             Sweep("classes", modes=("forward", "backward", "full"), batch=(256,),
@@ -161,7 +163,7 @@ SUITES = {
         ),
         timing=Timing(rounds=3, round_ms=200.0, threads=1),
     ),
-    "gpu": Suite(
+    Suite(
         name="gpu",
         sweeps=(
             Sweep("grid", modes=("forward", "backward", "full"), batch=(1024, 16384, 65536),
@@ -176,7 +178,8 @@ SUITES = {
         # The whole study must end within 8 minutes; compilation, checks and the training steps need the rest.
         time_budget_s=330.0,
     ),
-}
+):
+    SUITES.register(_suite)
 
 
 def _check_choices(kind: str, values, choices) -> tuple:
@@ -207,9 +210,7 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
     (an interpreted kernel measures Python) is then only checked, not timed. Named variants are timed and checked.
     quick: one short round per measurement.
     """
-    if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; expected one of {', '.join(SUITES)}")
-    suite = SUITES[name]
+    suite = SUITES.get(name)
     runnable = available_variants(device)
     if variants is None:
         checked = tuple(v for v in suite.variants or runnable
@@ -217,7 +218,7 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
         variants = tuple(v for v in checked if get_variant(v).timed(device))
     else:
         variants = checked = _check_choices("variant", variants, runnable)
-    axes = {}
+    axes: dict[str, Any] = {}
     if modes is not None:
         axes["modes"] = _check_choices("mode", modes, MODES)
     if dtypes is not None:
@@ -234,7 +235,8 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
 
 
 def sweep_variants(suite: Suite, sweep: Sweep) -> tuple:
-    """The suite's variants that this sweep draws as lines."""
+    """The suite's variants that this sweep draws as lines (of a suite resolve_suite returned)."""
+    assert suite.variants is not None, "a resolved suite names its variants"
     lines = tuple(v for v in suite.variants if sweep.variants is None or v in sweep.variants)
     if not sweep.one_per_update:
         return lines

@@ -1,4 +1,5 @@
-"""Offline datasets: digits (default), mnist5k, fashion-mnist and synthetic.
+"""Offline datasets: digits (default), mnist5k, fashion-mnist, synthetic and any other registered in DATASETS
+(ablate.data.registry: each dataset's loader, size and recipe).
 
     load_dataset(name, data_dir=None, *, seed, holdout_classes, test_fraction, num_classes, synthetic_dim,
                  samples_per_class) -> Dataset with standardized float32 inputs and int64 labels
@@ -12,21 +13,16 @@ from functools import lru_cache
 
 import numpy as np
 
-from ablate.data import digits, fashion_mnist, mnist5k, synthetic
-from ablate.data.dataset import Dataset, held_out_split, standardized
+from ablate.data.dataset import Dataset, held_out_split, split_dataset, standardized
 from ablate.data.idx import read_idx
-
-DATASETS = ("digits", "mnist5k", "fashion-mnist", "synthetic")
-FIXED_CLASSES = {"digits": 10, "mnist5k": 10, "fashion-mnist": 10}
-# Examples and the shape of one, of the datasets of fixed size (fashion-mnist: the release's 60,000 + 10,000).
-FIXED_SIZES = {"digits": (1797, (1, 8, 8)), "mnist5k": (5000, (1, 28, 28)), "fashion-mnist": (70000, (1, 28, 28))}
+from ablate.data.registry import DATASETS, DataOptions, DatasetSource, Recipe, recipe
 
 
 def dataset_size(name: str, *, num_classes: int = 10, synthetic_dim: int = 32, samples_per_class: int = 200) -> tuple:
     """(examples, shape of one example, classes) of a dataset, known without loading it."""
-    if name in FIXED_SIZES:
-        return (*FIXED_SIZES[name], FIXED_CLASSES[name])
-    return num_classes * samples_per_class, (synthetic_dim,), num_classes
+    source = DATASETS.get(name)
+    options = DataOptions(num_classes=num_classes, synthetic_dim=synthetic_dim, samples_per_class=samples_per_class)
+    return (*source.size(options), source.class_count(num_classes))
 
 
 # Cached so that a grid running many cells in one process reads and parses each dataset once;
@@ -42,26 +38,21 @@ def load_dataset(name: str, data_dir=None, *, seed: int = 0, holdout_classes: in
     have 10 classes and refuse any other num_classes. test_fraction splits those without a split
     of their own (all but fashion-mnist). data_dir is fashion-mnist's folder of IDX files.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    if name in FIXED_CLASSES and num_classes != FIXED_CLASSES[name]:
-        raise ValueError(f"dataset {name!r} has {FIXED_CLASSES[name]} classes; got num_classes={num_classes} "
-                         "(only the synthetic dataset takes another number)")
-    if name == "digits":
-        data = digits.load(test_fraction, seed)
-    elif name == "mnist5k":
-        data = mnist5k.load(test_fraction, seed)
-    elif name == "fashion-mnist":
-        data = fashion_mnist.load(data_dir)
-    else:
-        data = synthetic.load(num_classes, synthetic_dim, samples_per_class, test_fraction, seed)
+    source = DATASETS.get(name)
+    if source.class_count(num_classes) != num_classes:
+        raise ValueError(f"dataset {name!r} has {source.classes} classes; got num_classes={num_classes} "
+                         "(only a dataset without a fixed number of classes, such as synthetic, takes another)")
+    data = source.load(DataOptions(seed=seed, test_fraction=test_fraction, data_dir=data_dir, num_classes=num_classes,
+                                   synthetic_dim=synthetic_dim, samples_per_class=samples_per_class))
     for split, array in (("train", data.x_train), ("test", data.x_test)):
         if not np.isfinite(array).all():
-            raise ValueError(f"dataset {name!r}: its {split} images hold NaN or infinite values; expected finite inputs")
+            raise ValueError(f"dataset {name!r}: its {split} images hold NaN or infinite values; expected finite "
+                             "inputs")
     data = standardized(held_out_split(data, holdout_classes, seed))
     for array in (data.x_train, data.y_train, data.x_test, data.y_test):
         array.flags.writeable = False
     return data
 
 
-__all__ = ["DATASETS", "FIXED_CLASSES", "Dataset", "dataset_size", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "DataOptions", "Dataset", "DatasetSource", "Recipe", "dataset_size", "load_dataset", "read_idx",
+           "recipe", "split_dataset"]

@@ -4,8 +4,6 @@ classes held out of training (open set) drawn per seed, and the standardization.
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-
 
 
 @dataclass(frozen=True)
@@ -34,6 +32,8 @@ def split_dataset(name: str, x: np.ndarray, y: np.ndarray, num_classes: int, tes
                   seed: int) -> Dataset:
     """A stratified train/test split of x (N, ...) and y (N,) drawn by `seed` (a cell's seed: each seed of a grid
     trains and is scored on its own split, so the spread over seeds holds the test set's sampling noise too)."""
+    from sklearn.model_selection import train_test_split  # here: the dataset registry is read without scikit-learn
+
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
     return Dataset(name, x_train, y_train, x_test, y_test, num_classes)
 

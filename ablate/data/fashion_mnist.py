@@ -6,6 +6,7 @@ import numpy as np
 
 from ablate.data.dataset import Dataset
 from ablate.data.idx import read_idx
+from ablate.data.registry import DataOptions
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")  # where Debian's dataset-fashion-mnist puts them
 IMAGE_SIZE = 28
@@ -29,9 +30,10 @@ def missing_files_message(folder: Path, missing: list) -> str:
     )
 
 
-def load(data_dir=None) -> Dataset:
-    """Images (N, 1, 28, 28) scaled to [0, 1] and labels 0-9, with the dataset's own train/test split."""
-    folder = Path(data_dir) if data_dir is not None else DEFAULT_DIR
+def load(options: DataOptions) -> Dataset:
+    """Images (N, 1, 28, 28) scaled to [0, 1] and labels 0-9 from the IDX files in options.data_dir (default
+    DEFAULT_DIR), with the dataset's own train/test split."""
+    folder = Path(options.data_dir) if options.data_dir is not None else DEFAULT_DIR
     missing = [name for name in FILES.values() if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(missing_files_message(folder, missing))

@@ -9,13 +9,13 @@ scikit-learn and scipy.
 from functools import cached_property
 
 import numpy as np
-
-from ablate.metrics.registry import HELD_OUT, SEEN
 from scipy.spatial.distance import pdist
 from sklearn.metrics import accuracy_score, auc, pairwise_distances_argmin, roc_curve, silhouette_score
 from sklearn.metrics.pairwise import paired_euclidean_distances
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
+
+from ablate.metrics.registry import HELD_OUT, SEEN
 
 # Verification scores every pair when there are at most this many, else this many pairs drawn with
 # a fixed seed (so every cell on one dataset is scored on the same pairs). 500,000 pairs hold about

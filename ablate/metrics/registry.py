@@ -4,15 +4,20 @@ An entry says how the metric is computed (from an Evaluation of the test split, 
 training run measures itself), its label, its direction (higher is better, lower is better, or None:
 reported but never ranked), whether it is unchanged when every feature is scaled by one constant, whether
 it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
-headline metric) and how a change of it is said, and which test samples it is measured on in an open-set cell, and whether it is one of the primary metrics (the family the findings'
-opening sentence and their adjustment speak of).
+headline metric) and how a change of it is said, which test samples it is measured on in an open-set cell, and
+whether it is one of the primary metrics (the family the findings' opening sentence and their adjustment speak of).
 The record (ablate.train.evaluate), the summary table (ablate.runfolder), the command-line summaries and the
-report read these entries; no other module names a metric in its logic. This module imports nothing heavy, so
+report read these entries; no other module names a metric in its logic. An installed package adds a metric through
+the entry-point group "ablate.metrics" (`name = "pkg.module:METRIC"`, a Metric; the entry point's name becomes its
+name); one that fails to load is left out and kept in METRICS.plugin_errors. This module imports nothing heavy, so
 the report can read it.
 """
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ablate.registry import Registry
 
 # The views beyond the summary tables that may show a metric.
 TRAIN_SUMMARY = "train summary"  # the lines `ablate train` prints
@@ -56,9 +61,9 @@ class Metric:
 
     name: str
     label: str
-    higher_is_better: Optional[bool]
+    higher_is_better: bool | None
     scale_invariant: bool
-    compute: Optional[Callable] = None
+    compute: Callable | None = None
     summarized: bool = True
     views: tuple = ()
     headline: bool = False
@@ -92,58 +97,60 @@ class Metric:
         return self.higher_is_better is not None
 
 
-METRICS: dict = {}
+def metric_from_entry_point(name: str, loaded: Any, source: str) -> Metric:
+    """The Metric an "ablate.metrics" entry point named `name` loaded (from `source`), renamed to `name`."""
+    if not isinstance(loaded, Metric):
+        raise TypeError(f"expected an ablate.metrics.Metric, got {type(loaded).__name__}")
+    return replace(loaded, name=name)
+
+
+METRICS: Registry[Metric] = Registry("metric", entry_point_group="ablate.metrics",
+                                     from_entry_point=metric_from_entry_point)
 
 
 def register_metric(metric: Metric) -> Metric:
     """Add `metric` to the registry (in the order of registration); a name already taken is an error."""
-    if metric.name in METRICS:
-        raise ValueError(f"a metric named {metric.name!r} is already registered")
-    METRICS[metric.name] = metric
-    return metric
+    return METRICS.register(metric)
 
 
 def get_metric(name: str) -> Metric:
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}") from None
+    return METRICS.get(name)
 
 
 def label(name: str) -> str:
     """The display label of a metric; any other column is named by its key with spaces."""
-    return METRICS[name].label if name in METRICS else name.replace("_", " ")
+    return METRICS.get(name).label if name in METRICS else name.replace("_", " ")
 
 
 def computed_metrics() -> list:
     """The metrics computed from the test split, in registry order: the keys evaluate() puts in a record."""
-    return [m for m in METRICS.values() if m.compute is not None]
+    return [m for m in METRICS if m.compute is not None]
 
 
 def summarized_metrics() -> list:
-    return [m for m in METRICS.values() if m.summarized]
+    return [m for m in METRICS if m.summarized]
 
 
 def headline_metrics() -> list:
     """The metrics the findings compare against the reference, in registry order: the primary ones first."""
-    return [m for m in METRICS.values() if m.headline and m.primary] + secondary_metrics()
+    return [m for m in METRICS if m.headline and m.primary] + secondary_metrics()
 
 
 def primary_metrics() -> list:
     """The primary family of the findings, in registry order."""
-    return [m for m in METRICS.values() if m.primary]
+    return [m for m in METRICS if m.primary]
 
 
 def secondary_metrics() -> list:
     """The headline metrics outside the primary family, in registry order."""
-    return [m for m in METRICS.values() if m.headline and not m.primary]
+    return [m for m in METRICS if m.headline and not m.primary]
 
 
 def shown_in(view: str) -> list:
     """The names of the metrics a view shows, in registry order."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
-    return [m.name for m in METRICS.values() if view in m.views]
+    return [m.name for m in METRICS if view in m.views]
 
 
 _FIGURES = (HEATMAP, AGAINST_LAMBDA, AGREEMENT)

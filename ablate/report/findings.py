@@ -392,7 +392,8 @@ def open_set_blocks(run: GridRun) -> list:
     keys = varying(summary, run.config_columns) or ["holdout_classes"]
     frame = open_set[keys].map(format_label).reset_index(drop=True)
     frame.insert(len(keys), "seeds", open_set["n_seeds"].to_numpy())
-    for name, m in METRICS.items():
+    for m in METRICS:
+        name = m.name
         if m.compute is not None and m.summarized and f"{name}_mean" in open_set:
             where = "seen" if m.open_set == SEEN else "held out"
             frame[f"{m.label} ({where})"] = [mean_ci_text(a, b) for a, b in

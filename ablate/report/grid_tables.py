@@ -33,7 +33,7 @@ def summary_frames(run: GridRun) -> tuple:
     summary = run.summary
     keys = varying(summary, run.config_columns)
     fixed = {k: summary[k].iloc[0] for k in run.config_columns if k not in keys}
-    metrics = [m for m in METRICS if f"{m}_mean" in summary]
+    metrics = [m.name for m in METRICS if f"{m.name}_mean" in summary]
     ordered = summary.sort_values(keys) if keys else summary
     index = pd.MultiIndex.from_frame(ordered[keys]) if keys else pd.Index(["all"], name="configuration")
     means = pd.DataFrame({label(m): ordered[f"{m}_mean"].to_numpy() for m in metrics}, index=index)
@@ -55,7 +55,7 @@ def best_cells(means: pd.DataFrame, seeds) -> pd.DataFrame:
     if len(means) < 2:
         return best
     candidates = means[np.asarray(seeds) == np.max(seeds)]
-    higher_is_better = {m.label: m.higher_is_better for m in METRICS.values()}
+    higher_is_better = {m.label: m.higher_is_better for m in METRICS}
     for column in means.columns:
         higher, values = higher_is_better.get(column), candidates[column]
         if higher is not None and values.notna().any():

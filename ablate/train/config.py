@@ -3,28 +3,38 @@
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from ablate.data import DATASETS, FIXED_CLASSES
-from ablate.data.recipes import recipe
+from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
 from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
 from ablate.loss.updates import check_stable
 from ablate.loss.validation import check_alpha
 from ablate.models import MODELS
-from ablate.objectives import (DEFAULT_HEAD, DEFAULT_PAIR_WEIGHT, HEADS, NO_PAIR_LOSS, PAIR_LOSSES, head_names,
-                               pair_loss_names, papers_help, parameter_help, resolve_objective)
+from ablate.objectives import (
+    DEFAULT_HEAD,
+    DEFAULT_PAIR_WEIGHT,
+    HEADS,
+    NO_PAIR_LOSS,
+    PAIR_LOSSES,
+    head_names,
+    pair_loss_names,
+    papers_help,
+    parameter_help,
+    resolve_objective,
+)
+from ablate.registry import Registry
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def _option(default, help_text: str, choices=None):
-    """A dataclass field carrying its CLI help and, for a choice, the valid values (a tuple, or a function that
-    returns them when asked: the variants, which installed plugins and registrations extend)."""
+    """A dataclass field carrying its CLI help and, for a choice, the valid values (a tuple, a Registry, or a function
+    that returns them when asked: the variants, which installed plugins and registrations extend)."""
     return field(default=default, metadata={"help": help_text, "choices": choices})
 
 
-FROM_RECIPE = " Default: the dataset's recipe (ablate.data.recipes)."
+FROM_RECIPE = " Default: the dataset's recipe (ablate.data.registry)."
 
 
 def _recipe_option(help_text: str, choices=None):
@@ -88,13 +98,14 @@ class CellConfig:
                                               + parameter_help("pair_margin") + ").")
 
     def __post_init__(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}")
         for name, value in recipe(self.dataset).options().items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(f.metadata["choices"], Registry):
+                f.metadata["choices"].check(value)
+                continue
             choices = option_choices(f)
             if choices is not None and value not in choices:
                 raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(choices)}")
@@ -111,11 +122,13 @@ class CellConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "CellConfig":
-        """A config from grid/record keys ("lambda", not "lambda_"); unknown keys raise a ValueError listing the valid ones."""
+        """A config from grid/record keys ("lambda", not "lambda_"); unknown keys raise a ValueError listing the valid
+        ones."""
         valid = [key_name(f.name) for f in fields(cls)]
         unknown = [key for key in values if key not in valid]
         if unknown:
-            raise ValueError(f"unknown cell option(s) {', '.join(map(repr, unknown))}; expected keys among {', '.join(valid)}")
+            raise ValueError(f"unknown cell option(s) {', '.join(map(repr, unknown))}; expected keys among "
+                             f"{', '.join(valid)}")
         return cls(**{field_name(key): value for key, value in values.items()})
 
     def to_dict(self) -> dict:
@@ -126,6 +139,8 @@ class CellConfig:
 def option_choices(f) -> tuple:
     """The valid values of the CellConfig field `f` (None: any value of its type)."""
     choices = f.metadata["choices"]
+    if isinstance(choices, Registry):
+        return choices.names()
     return choices() if callable(choices) else choices
 
 
@@ -142,7 +157,8 @@ def field_name(key: str) -> str:
 
 
 def _as_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value)):
         raise ValueError(f"{key_name(name)} must be an integer, got {value!r}")
     return check_int_option(key_name(name), int(value), low=-INT64_MAX - 1)
 
@@ -174,7 +190,7 @@ def _check_ranges(c: CellConfig) -> None:
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
     check_alpha(c.alpha, c.rule)
-    classes = FIXED_CLASSES.get(c.dataset, c.num_classes)
+    classes = DATASETS.get(c.dataset).class_count(c.num_classes)
     if c.holdout_classes and not 2 <= c.holdout_classes <= classes - 2:
         raise ValueError(f"holdout_classes must be 0 (closed set) or lie in [2, {classes - 2}] for {c.dataset} with "
                          f"{classes} classes (two held out to compare, two left to train on), got {c.holdout_classes}")
