@@ -42,6 +42,7 @@ import torch
 from ablate.bench import ab_worker, counting, expected_counts, instructions
 from ablate.bench.gate import CASES, GateCase
 from ablate.bench.workloads import clustered_inputs
+from ablate.gitrepo import git
 from ablate.signals import termination_raises
 
 DEFAULT_THRESHOLD = 0.10
@@ -53,9 +54,9 @@ GIT_TIMEOUT_S = 60
 MAX_REVISION_CHARS = 256  # far past any real ref name, far below the kernel's argument limit
 WORKER_TIMEOUT_S = 300  # start-up (import torch) and one prepare or round; a worker silent longer is stuck
 # glibc adjusts its mmap threshold to each process's history of frees, so one of two identical processes
-# may serve every (B, D) temporary by a fresh mmap and page faults while the other reuses its heap: 1.4 to
-# 4.4 ms for one gather call across six identical processes here. Fixed thresholds give both sides the same
-# allocator, so the comparison sees the code, not the allocator's luck.
+# may serve every (B, D) temporary by a fresh mmap and page faults while the other reuses its heap, and take
+# several times as long for the same call. Fixed thresholds give both sides the same allocator, so the
+# comparison sees the code, not the allocator's luck.
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
@@ -73,23 +74,14 @@ class Tree:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    """git -C repo args, in a process group of its own: when the gate stops mid-command, git and the git it
-    started (`worktree add` runs a checkout) are killed together, before anything is cleaned up."""
+    """`ablate.gitrepo.git` within GIT_TIMEOUT_S, no git on PATH and a timeout told as GateErrors."""
     try:
-        process = subprocess.Popen(["git", "-C", str(repo), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        return git(repo, *args, timeout=GIT_TIMEOUT_S)
     except FileNotFoundError:
         raise GateError("the A/B gate needs git on PATH (it checks the base revision out with `git worktree`)"
                         ) from None
-    try:
-        out, err = process.communicate(timeout=GIT_TIMEOUT_S)
-    except BaseException as exc:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        if isinstance(exc, subprocess.TimeoutExpired):
-            raise GateError(f"`git {' '.join(args[:2])}` in {repo} did not finish within {GIT_TIMEOUT_S} s") from None
-        raise
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        raise GateError(f"`git {' '.join(args[:2])}` in {repo} did not finish within {GIT_TIMEOUT_S} s") from None
 
 
 def repository_root(path) -> Path:
