@@ -26,7 +26,6 @@ import json
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -394,7 +393,8 @@ def compare(repo, against: str, cases=CASES, *, rounds: int = DEFAULT_ROUNDS, ro
             row = {"case": case.name, "note": ""}
             if "counts" in signals:
                 row.update(_counts_row(case, workers))
-                say(f"{case.name}: counts {row['counts']}{' (' + row['counts_moved'] + ')' if row['counts_moved'] else ''}")
+                moved = f" ({row['counts_moved']})" if row["counts_moved"] else ""
+                say(f"{case.name}: counts {row['counts']}{moved}")
             if "wall" in signals:
                 times = _timed_rounds(workers, case, rounds, round_ms)
                 ratio, low, high = ratio_interval(times["base"], times["head"])
