@@ -1,6 +1,7 @@
 """The `ablate` command line: one Click group; each subcommand lives beside the code it drives.
 
-`ablate --help`, `ablate --version` and `ablate variants` import neither torch nor any subcommand's module.
+`ablate --help` and `ablate --version` import neither torch nor any subcommand's module; `ablate variants` imports
+the variant registry, and torch only to read a device other than the CPU.
 """
 
 from typing import NamedTuple
