@@ -1,31 +1,69 @@
-"""The `ablate` command line: one Click group; each subcommand lives beside the code it drives."""
+"""The `ablate` command line: one Click group; each subcommand lives beside the code it drives.
 
-import importlib
+`ablate --help` and `ablate --version` import neither torch nor any subcommand's module; `ablate variants` imports
+the variant registry, and torch only to read a device other than the CPU.
+"""
+
+from typing import NamedTuple
 
 import click
-import torch
 
+from ablate.registry import lazy
 from ablate.signals import interrupt_on_termination
-from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_names
 
-# Subcommands imported when run, so that `ablate report` never loads the training stack (ablate.train,
-# ablate.grid, scikit-learn): name -> "module:attribute".
-LAZY_COMMANDS = {"bench": "ablate.bench.cli:bench_command", "check": "ablate.check.cli:check_command",
-                 "compare": "ablate.compare:compare_command", "grid": "ablate.grid.cli:grid_command",
-                 "report": "ablate.report.cli:report_command", "train": "ablate.train.cli:train_command"}
+
+class LazyCommand(NamedTuple):
+    """A subcommand imported only when it runs or shows its own help: `target` names it ("module:attribute"),
+    `short_help` is its line in `ablate --help`: the start of its own help as Click cuts it for that listing at its
+    widest (a test holds the two equal)."""
+
+    target: str
+    short_help: str
+
+
+# Subcommands by name, imported when run, so that `ablate report` never loads the training stack (ablate.train,
+# ablate.grid, scikit-learn) and `ablate --help` loads none of them.
+LAZY_COMMANDS = {
+    "bench": LazyCommand("ablate.bench.cli:bench_command",
+                         "Time center-loss variants (run, the default), gate a change's..."),
+    "check": LazyCommand("ablate.check.cli:check_command", "Check TARGET against the float64 reference and print a..."),
+    "compare": LazyCommand("ablate.compare:compare_command",
+                           "Compare every configuration RUN_A and RUN_B both hold (every..."),
+    "grid": LazyCommand("ablate.grid.cli:grid_command", "Train every cell of GRID (a bundled grid name or a .toml..."),
+    "report": LazyCommand("ablate.report.cli:report_command",
+                          "Write an HTML report of RUN_DIRS (grid runs from `ablate..."),
+    "train": LazyCommand("ablate.train.cli:train_command",
+                         "Train and evaluate one cell: a head (softmax unless --head) +..."),
+}
 
 
 class LazyGroup(click.Group):
-    """A Click group whose LAZY_COMMANDS are imported only when invoked (or listed by --help)."""
+    """A Click group whose LAZY_COMMANDS are imported only when invoked; its help lists them by their declared
+    short help."""
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
 
     def get_command(self, ctx, name):
         if name in LAZY_COMMANDS:
-            module, attribute = LAZY_COMMANDS[name].split(":")
-            return getattr(importlib.import_module(module), attribute)
+            return lazy(LAZY_COMMANDS[name].target).resolve()
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        """Click's Commands section, each name with its short help, without importing a lazy command."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))  # as Click cuts every short help of the section
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name].short_help))
+                continue
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,19 +74,32 @@ def main(ctx):
     interrupt_on_termination(ctx)
 
 
+def _device_type(device: str) -> str:
+    """The type of the torch device `device` names ("cuda" for "cuda:1"); torch is imported only for a device
+    other than the CPU."""
+    if device == "cpu":
+        return device
+    import torch
+
+    try:
+        return torch.device(device).type
+    except RuntimeError:
+        raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
+                                 param_hint="--device") from None
+
+
 @main.command("variants")
 @click.option("--device", default="cpu", show_default=True, help="Device to check availability on.")
 def variants_command(device):
     """List the center-loss variants (built-in and installed plugins), their cost and whether they run on DEVICE;
     then any plugin that failed to load, with its error."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
-                                 param_hint="--device") from None
-    runnable = set(available_variants(dev))
+    from ablate.loss.plugins import PLUGIN_ERRORS
+    from ablate.loss.registry import available_variants, get_variant, variant_names
+
+    device_type = _device_type(device)
+    runnable = set(available_variants(device))
     if not runnable:
-        click.echo(f"torch cannot compute on a {dev.type} device here: no variant runs on {device}", err=True)
+        click.echo(f"torch cannot compute on a {device_type} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"

@@ -11,8 +11,8 @@ import os
 INT64_MAX = 2**63 - 1
 PROCESSES_ENV = "ABLATE_MAX_PROCESSES"
 HOST_FRACTION = 0.8  # the share of physical memory a run may plan to fill
-# What one extra process holds before its own work: the interpreter with torch imported (about 250-300 MB
-# resident per rank or worker, measured on this suite's CPU runs).
+# What one extra process (a rank, a worker) holds before its own work: an interpreter with torch imported, a few
+# hundred MB resident.
 PROCESS_BASE_BYTES = 300 * 2**20
 
 

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import torch
 
+from ablate.gitrepo import git
+
 _REPO = Path(__file__).resolve().parent.parent
 
 
 def _git(*args) -> str | None:
+    """git's answer about this package's own checkout; None without git, outside a checkout, or past 10 s."""
     try:
-        out = subprocess.run(["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10)
+        out = git(_REPO, *args, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

@@ -19,15 +19,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from support import ROOT
 
 from ablate.bench import ab, expected_counts, gate, scaling
 from ablate.bench import instructions as ab_instructions
 from ablate.bench.counting import count_work
 from ablate.bench.workloads import UPDATE_ALPHA, call, clustered_inputs
 from ablate.cli import main
+from ablate.gitrepo import git
 from ablate.loss import update_centers
 from ablate.loss.reference import reference_grads
-from support import ROOT
 
 CASES = {case.name: case for case in gate.CASES}
 LAWS = {law.name: law for law in scaling.LAWS}
@@ -213,16 +214,17 @@ def test_decision_on_paired_rounds(factor, expected):
 needs_git = pytest.mark.skipif(GIT is None, reason="the A/B gate needs git on PATH")
 
 
-def _git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+def _git(repo, *args) -> str:
+    out = git(repo, *args, timeout=120)
+    assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr}"
+    return out.stdout.strip()
 
 
 def _has_parent(repo) -> str | None:
     """None if the A/B against the parent can run in `repo`, else the one-line reason why not."""
     if GIT is None:
         return "no git on PATH"
-    inside = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "HEAD~1^{commit}"],
-                            capture_output=True, text=True)
+    inside = git(repo, "rev-parse", "--verify", "--quiet", "HEAD~1^{commit}", timeout=120)
     return None if inside.returncode == 0 else "no git history here (not a checkout, or a shallow clone)"
 
 
@@ -241,7 +243,7 @@ def scratch_repo(tmp_path):
     if GIT is None:
         pytest.skip("the A/B gate needs git on PATH")
     repo = tmp_path / "scratch"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(repo)], check=True)
+    _git(tmp_path, "clone", "--quiet", "--no-hardlinks", str(ROOT), str(repo))
     _git(repo, "config", "user.email", "gate@example.invalid")
     _git(repo, "config", "user.name", "gate test")
     return repo

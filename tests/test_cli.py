@@ -3,11 +3,14 @@
 import subprocess
 import sys
 
+import click
+import pytest
 import torch
 from click.testing import CliRunner
 
-from ablate.cli import main
+from ablate.cli import LAZY_COMMANDS, LazyGroup, main
 from ablate.loss import available_variants, get_variant, variant_names
+from ablate.registry import lazy
 
 
 def test_variants_command_lists_registry_with_costs():
@@ -33,3 +36,61 @@ def test_variants_refuses_an_unknown_device_and_lists_nothing_on_a_missing_gpu()
         assert cuda.exit_code == 0 and "torch cannot compute on a cuda device here" in cuda.output
         states = [line.split()[1] for line in cuda.output.splitlines() if not line.startswith("torch cannot")]
         assert states and set(states) == {"unavailable"}
+
+
+# --- what the top level imports -------------------------------------------------------------------------------
+
+SUBCOMMAND_MODULES = ("ablate.train", "ablate.grid", "ablate.bench", "ablate.report", "ablate.check", "ablate.compare")
+
+
+def imported_modules(*args: str) -> set:
+    """The modules `python -m ablate ARGS` imports, from Python's own record of every import (-X importtime)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "ablate", *args], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    modules = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "ablate.cli" in modules, out.stderr[-2000:]  # the record is there, so an absence below means something
+    return modules
+
+
+def loaded(modules: set, packages) -> list:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_help_and_version_import_neither_torch_nor_any_subcommand(args):
+    modules = imported_modules(*args)
+    assert loaded(modules, ("torch", "numpy", "pandas", "sklearn", *SUBCOMMAND_MODULES)) == []
+
+
+@pytest.mark.xfail(strict=True, reason="ablate.loss.registry imports torch until the registry is lazy")
+def test_variants_on_the_cpu_imports_neither_torch_nor_any_subcommand():
+    assert loaded(imported_modules("variants"), ("torch", *SUBCOMMAND_MODULES)) == []
+
+
+def test_the_declared_short_help_is_each_commands_own():
+    for name, declared in LAZY_COMMANDS.items():
+        command = lazy(declared.target).resolve()
+        assert command.name == name
+        assert command.get_short_help_str(limit=len(declared.short_help)) == declared.short_help, name
+
+
+def _top_level_help() -> str:
+    with click.Context(main, info_name="ablate") as ctx:
+        return main.get_help(ctx)
+
+
+def test_the_listing_is_clicks_with_every_command_imported(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # Click's widest help, which the declared short helps are cut for
+    lazy_listing = _top_level_help()
+    monkeypatch.setattr(LazyGroup, "format_commands", click.Group.format_commands)
+    assert lazy_listing == _top_level_help()
+    assert all(f"\n  {name} " in lazy_listing for name in main.list_commands(None))
+
+
+@pytest.mark.parametrize("name", ["bench", "check", "compare", "grid", "report", "train", "variants"])
+def test_each_command_shows_its_own_help(name):
+    assert name in main.list_commands(None)
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: main {name} ") and "Options:" in result.output

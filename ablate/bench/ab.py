@@ -26,7 +26,6 @@ import json
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import torch
 from ablate.bench import ab_worker, allocator, counting, expected_counts, instructions
 from ablate.bench.gate import CASES, GateCase
 from ablate.bench.workloads import clustered_inputs
+from ablate.gitrepo import git
 from ablate.signals import termination_raises
 
 DEFAULT_THRESHOLD = 0.10
@@ -68,23 +68,14 @@ class Tree:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    """git -C repo args, in a process group of its own: when the gate stops mid-command, git and the git it
-    started (`worktree add` runs a checkout) are killed together, before anything is cleaned up."""
+    """`ablate.gitrepo.git` within GIT_TIMEOUT_S, no git on PATH and a timeout told as GateErrors."""
     try:
-        process = subprocess.Popen(["git", "-C", str(repo), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        return git(repo, *args, timeout=GIT_TIMEOUT_S)
     except FileNotFoundError:
         raise GateError("the A/B gate needs git on PATH (it checks the base revision out with `git worktree`)"
                         ) from None
-    try:
-        out, err = process.communicate(timeout=GIT_TIMEOUT_S)
-    except BaseException as exc:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        if isinstance(exc, subprocess.TimeoutExpired):
-            raise GateError(f"`git {' '.join(args[:2])}` in {repo} did not finish within {GIT_TIMEOUT_S} s") from None
-        raise
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        raise GateError(f"`git {' '.join(args[:2])}` in {repo} did not finish within {GIT_TIMEOUT_S} s") from None
 
 
 def repository_root(path) -> Path:

@@ -4,10 +4,10 @@ What fails a gate is decided on the machine that runs it, from two things measur
 the A/B comparison of the working tree with a base revision (ablate/bench/ab.py) and the scaling laws
 (ablate/bench/scaling.py). A time ratio against a fixed workload (a copy of the features, or the
 matmul that dominates naive) is not a property of the code alone: the balance of compute, latency
-and bandwidth differs from one CPU to the next (an update that sorts and scatters measured 7.2x a
-copy on an Intel Xeon and 15x on an AMD EPYC). So baselines of such ratios are kept per machine
-fingerprint (CPU model, core count, torch) and only ever printed next to a fresh measurement on a
-machine of the same fingerprint: they inform, never fail.
+and bandwidth differs from one CPU to the next (an update that sorts and scatters waits on latency, a
+copy on bandwidth, so their ratio is the CPU's as much as the code's). So baselines of such ratios are
+kept per machine fingerprint (CPU model, core count, torch) and only ever printed next to a fresh
+measurement on a machine of the same fingerprint: they inform, never fail.
 """
 
 import json

@@ -1,7 +1,7 @@
 """Instruction counts of the gate cases, per call, under valgrind's callgrind: one process per side of the A/B.
 
-Instructions executed (callgrind's Ir, user space) barely depend on the machine's load: they vary ~0.1% from
-one run to the next where wall time on a shared 2-core machine varies 20-60%. So a case fails when the head
+Instructions executed (callgrind's Ir, user space) barely depend on the machine's load, where wall time on a
+shared machine varies by tens of percent from one run to the next. So a case fails when the head
 executes more than THRESHOLD more instructions per call than the base, both counted here in the same run.
 
 The process runs ab_worker's source in the side's tree, started with instrumentation off, since importing
@@ -25,9 +25,9 @@ import torch
 from ablate.bench import ab_worker, allocator
 
 CALLS = 10
-# A/A spread measured on identical code (`ablate bench gate --against HEAD`, 5 runs x 3 cases, 2-core machine at
-# load average 5-11): head/base from 0.9996 to 1.0003. 2% is fifty times that, a margin for another host's
-# allocator and libc; a change that repeats a step of the call still fails by far.
+# Identical code counts the same instructions to a few parts in 10,000, whatever the load (head/base of
+# `ablate bench gate --against HEAD`); 2% leaves a margin for another host's allocator and libc, and a change that
+# repeats a step of the call still fails by far.
 THRESHOLD = 0.02
 TIMEOUT_S = 1800
 TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)

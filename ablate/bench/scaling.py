@@ -9,8 +9,8 @@ the growth large / small. The bounds come from the algorithms, not from any mach
 A law fails only when it is broken in every one of ATTEMPTS measurements: a regression of the
 algorithm persists, a burst of load from elsewhere does not. Contention for memory from other work
 can still push a law's growth past its bound for a while (gather at 100,000 classes reads its centers
-from DRAM, at 1,000 from cache: 1.45x three times in a row once at load average 10), so CI loosens the
-bounds by a slack (1.5): the regressions the laws exist for cost 20x to 100x.
+from DRAM, which other work contends for, at 1,000 from cache), so CI loosens the bounds by a slack (1.5):
+the regressions the laws exist for cost 20x to 100x.
 """
 
 from dataclasses import dataclass

@@ -3,7 +3,7 @@
 A sweep is the cartesian product of its axes (x values: batch, classes, dim, dtype) for some modes;
 its lines are the variants. A suite is the sweeps, the numerics study, the training-step study and
 the timing of one standard run: `quick` (tests and smoke runs), `cpu` (`make bench`), `gpu`
-(`make bench-gpu`, under 8 minutes on one H200).
+(`make bench-gpu`, sized to end within 8 minutes on one GPU).
 """
 
 from dataclasses import dataclass, field, replace
@@ -27,7 +27,7 @@ class Timing:
     (events, L2 flushed before every run) with rep=round_ms and warmup=round_ms / 4.
     `threads`: CPU threads while timing (None: torch's current setting). The CPU suites time on one
     thread: with more, OpenMP's barriers turn any other load on the machine into stalls of a whole
-    scheduler quantum (a 0.15 ms call measured at 40 ms on a busy 2-core machine).
+    scheduler quantum, many times the length of a sub-millisecond call.
     """
 
     rounds: int = 3
