@@ -1,4 +1,4 @@
-"""Findings: the paired comparison (ablate.stats) and the findings table of a grid and of `ablate compare`.
+"""Findings: the paired comparison (ablate.analysis.stats) and the findings table of a grid and of `ablate compare`.
 
 The grids here are built from features whose truth is known: one lambda separates the classes three times as
 well as the reference, one is an exact copy of the reference; the findings must say so for each.
@@ -14,20 +14,29 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from report_fixture_runs import make_grid_run
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
+from ablate.analysis.findings import (
+    Findings,
+    axis_findings,
+    grid_findings,
+    marked_settings,
+    parse_reference,
+    run_findings,
+    setting_of,
+)
+from ablate.analysis.runs import load_run
+from ablate.analysis.schema import cell_id
+from ablate.analysis.stats import NO_DIFFERENCE, compare_sides, seeds_needed
+from ablate.analysis.summary import summary_table
 from ablate.cli import main
 from ablate.grid.store import CellStore
 from ablate.grid.tables import config_columns, write_tables
 from ablate.metrics import METRICS
 from ablate.report import build_report
-from ablate.report.findings import (Findings, axis_findings, findings_table, grid_findings, marked_settings,
-                                    parse_reference, run_findings, setting_of)
-from ablate.report.runs import load_run
-from report_fixture_runs import make_grid_run
-from ablate.runfolder import cell_id, summary_table
-from ablate.stats import NO_DIFFERENCE, compare_sides, seeds_needed
+from ablate.report.findings import findings_table
 from ablate.train import CellConfig
 from ablate.train.evaluate import evaluate
 

@@ -12,15 +12,14 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure as MplFigure
 from PIL import Image
+from report_fixture_runs import make_bench_run, make_grid_run
 
+from ablate.analysis.runs import load_run
 from ablate.cli import main
-from ablate.report import build_report
-from ablate.report import bench_figures, grid_figures, sections
+from ablate.report import bench_figures, build_report, grid_figures, sections
 from ablate.report.bench_figures import speedup_table, sweep_panels
 from ablate.report.grid_figures import set_lambda_scale
 from ablate.report.grid_tables import best_cells, summary_frames, variant_agreement
-from ablate.report.runs import load_run
-from report_fixture_runs import make_bench_run, make_grid_run
 
 VOID_ELEMENTS = {"meta", "img", "br", "hr", "link", "input", "col", "wbr", "source"}
 

@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
-from ablate import runfolder
-from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
-from ablate.runfolder import RunFolderError
 from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 from test_report import parse
+
+from ablate.analysis import features, manifest, readers, schema
+from ablate.analysis.schema import RunFolderError
+from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,7 @@ def test_a_broken_json_file_is_named_with_what_is_wrong(tmp_path, content, what)
     path = tmp_path / "provenance.json"
     path.write_text(content)
     with pytest.raises(RunFolderError, match=f"{path}: {what}"):
-        runfolder.read_provenance(tmp_path)
+        readers.read_provenance(tmp_path)
 
 
 @pytest.mark.parametrize("content", ["", "[]", "null", "{half", '{"status": "running"}'])
@@ -94,12 +94,12 @@ def test_features_load_with_predictions_and_without_them_from_an_older_cell(tmp_
     arrays = dict(features=np.zeros((6, 2), np.float32), labels=np.array([0, 1, 2, 3, 4, 5]),
                   centers=np.zeros((4, 2), np.float32))
     (tmp_path / "old.npz").write_bytes(npz_bytes(**arrays))
-    assert runfolder.read_features(tmp_path / "old.npz", holdout_classes=2)["predictions"] is None
+    assert features.read_features(tmp_path / "old.npz", holdout_classes=2)["predictions"] is None
     (tmp_path / "new.npz").write_bytes(npz_bytes(**arrays, predictions=np.array([0, 1, 2, 3, 3, 3])))
-    read = runfolder.read_features(tmp_path / "new.npz", holdout_classes=2)  # labels 4, 5: the held-out classes
+    read = features.read_features(tmp_path / "new.npz", holdout_classes=2)  # labels 4, 5: the held-out classes
     np.testing.assert_array_equal(read["predictions"], [0, 1, 2, 3, 3, 3])
     with pytest.raises(RunFolderError, match=r"labels must lie in \[0, 4\)"):  # closed set: no label beyond C
-        runfolder.read_features(tmp_path / "new.npz")
+        features.read_features(tmp_path / "new.npz")
 
 
 @pytest.mark.parametrize("predictions, what", [
@@ -111,12 +111,12 @@ def test_predictions_that_do_not_fit_the_cell_are_refused_by_name(tmp_path, pred
     (tmp_path / "cell.npz").write_bytes(npz_bytes(features=np.zeros((3, 2), np.float32), labels=np.array([0, 1, 2]),
                                                   centers=np.zeros((4, 2), np.float32), predictions=predictions))
     with pytest.raises(RunFolderError, match=f"cell.npz: {what}"):
-        runfolder.read_features(tmp_path / "cell.npz")
+        features.read_features(tmp_path / "cell.npz")
 
 
 def test_a_features_path_never_leaves_the_cells_folder(tmp_path):
     with pytest.raises(RunFolderError, match="is not a cell id"):
-        runfolder.features_path(tmp_path, "../../etc/passwd")
+        schema.features_path(tmp_path, "../../etc/passwd")
 
 
 @pytest.mark.parametrize("table", ["bench", "numerics", "train_step"])
@@ -140,7 +140,7 @@ def test_an_option_only_failed_cells_set_does_not_break_the_figures(tmp_path):
     run = make_grid_run(tmp_path / "grid", lambdas=(0.0, 0.1), alphas=(0.1, 0.5), rules=("paper",), seeds=(0, 1))
     store_record = json.loads(sorted((run / "cells").glob("*.json"))[0].read_text())
     failed = {**store_record, "data_dir": "/missing", "status": "failed", "error": "FileNotFoundError: /missing"}
-    failed["cell_id"] = runfolder.cell_id({c: failed[c] for c in runfolder.read_manifest(run)["config_columns"]})
+    failed["cell_id"] = schema.cell_id({c: failed[c] for c in manifest.read_manifest(run)["config_columns"]})
     (run / "cells" / f"{failed['cell_id']}.json").write_text(json.dumps(failed))
     (run / "results.parquet").unlink()
     page = parse(build_report([run], tmp_path / "r.html", progress=False).read_text())
@@ -164,17 +164,17 @@ def test_records_of_an_earlier_grid_are_left_out_when_tables_are_rebuilt(grid, t
 
 
 def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
-    runfolder.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
-    assert runfolder.run_kind(tmp_path / "g") == "grid"
+    manifest.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
+    assert manifest.run_kind(tmp_path / "g") == "grid"
     with pytest.raises(RunFolderError, match="holds a grid run .* choose another --out"):
-        runfolder.claim(tmp_path / "g", "bench")
+        manifest.claim(tmp_path / "g", "bench")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "bench.parquet").write_bytes(b"")  # a bench folder from before run.json
     with pytest.raises(RunFolderError, match="holds a bench run"):
-        runfolder.check_kind(tmp_path / "old", "grid")
+        manifest.check_kind(tmp_path / "old", "grid")
     (tmp_path / "g" / "run.json").write_text('{"kind": "<b>"}')
     with pytest.raises(RunFolderError, match="kind must be one of grid, bench"):
-        runfolder.run_kind(tmp_path / "g")
+        manifest.run_kind(tmp_path / "g")
 
 
 def test_report_on_a_bench_folder_loads_no_training_code(tmp_path):

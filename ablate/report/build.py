@@ -5,10 +5,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ablate.analysis.runs import DEFAULT_REFERENCE, GridRun, load_run
 from ablate.io import atomic_write_text
 from ablate.provenance import now
 from ablate.report.html import render_page
-from ablate.report.runs import DEFAULT_REFERENCE, GridRun, load_run
 from ablate.report.sections import empty_section, section_steps
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import click
 
+from ablate.analysis.findings import parse_reference
 from ablate.io import check_writable
 from ablate.report.build import load_runs, write_report
-from ablate.report.findings import parse_reference
 
 
 @click.command("report")
