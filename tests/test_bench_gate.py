@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from support import ROOT
 
 from ablate.bench import ab, expected_counts, gate, scaling
 from ablate.bench import instructions as ab_instructions
@@ -28,6 +27,7 @@ from ablate.bench.workloads import UPDATE_ALPHA, call, clustered_inputs
 from ablate.cli import main
 from ablate.loss import update_centers
 from ablate.loss.reference import reference_grads
+from support import ROOT
 
 CASES = {case.name: case for case in gate.CASES}
 LAWS = {law.name: law for law in scaling.LAWS}

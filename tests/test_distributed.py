@@ -9,10 +9,10 @@ CenterLoss in float32.
 
 import itertools
 
-import distributed_ranks as ranks
 import pytest
 import torch
 
+import distributed_ranks as ranks
 from ablate.distributed import shard_range
 from ablate.distributed.launch import run_ranks
 from ablate.loss import CONVENTIONS, RULES, CenterLoss

@@ -8,16 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-import distributed_ranks as ranks
 import pytest
-from support import ROOT
 
+import distributed_ranks as ranks
 from ablate.distributed.launch import RanksFailed, run_ranks
 from ablate.grid import run_grid
 from ablate.grid.executors import SerialExecutor
 from ablate.grid.spec import GridSpec
 from ablate.train import CellConfig, run_cell
 from ablate.train.cell import train_and_evaluate
+from support import ROOT
 
 # Metrics compared between 2 ranks x batch 32 and 1 process x batch 64. Both sum the same float32 terms in
 # other orders (DDP averages the ranks' gradients, each rank sums its own slice, thread counts differ), so

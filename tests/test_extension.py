@@ -12,15 +12,16 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from support import ROOT
 
 from ablate.bench.runner import measure_point
 from ablate.bench.suites import Point, resolve_suite
 from ablate.cli import main
-from ablate.loss import PLUGIN_ERRORS, Variant, center_loss, convention_scale, get_variant, plugins, register_variant
+from ablate.loss import PLUGIN_ERRORS, Variant, center_loss, convention_scale, get_variant, register_variant
+from ablate.loss import plugins
 from ablate.loss.reference import reference_grads, reference_loss
 from ablate.loss.registry import REGISTRY
 from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
+from support import ROOT
 
 # float32 against the float64 reference on O(1) values: 1e-5 covers the rounding of one (B, D) sum.
 RTOL = 1e-5

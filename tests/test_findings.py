@@ -27,6 +27,7 @@ from ablate.analysis.findings import (
     run_findings,
     setting_of,
 )
+from ablate.analysis.manifest import claim
 from ablate.analysis.runs import load_run
 from ablate.analysis.schema import cell_id
 from ablate.analysis.stats import NO_DIFFERENCE, compare_sides, seeds_needed
@@ -58,6 +59,7 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
     """A grid run folder: lambda -> spread of its features (the same spread as another lambda with the same seeds
     gives identical cells); (lambda, seed) pairs in `diverged` diverged; with `holdout`, open-set cells whose last
     `holdout` classes have no center. Metrics computed from the features."""
+    claim(run_dir, "grid", config_columns=config_columns())
     store = CellStore(run_dir)
     records = []
     for lam, spread in spreads.items():
@@ -246,6 +248,8 @@ def test_no_findings_cell_contradicts_its_interval(tmp_path):
     page = build_report([run_dir], tmp_path / "r.html", progress=False).read_text()
     assert _contradictions(page) == []
     assert "better" in page and "no detectable difference" in page  # both kinds of verdict were checked
+    assert ("shares in percentage points. Green: better, red: worse. A setting with a diverged seed on either side is "
+            "not compared") in page  # the caption of a coloured table says its colours
 
 
 def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
@@ -283,6 +287,20 @@ def test_compare_matches_runs_that_differ_in_one_setting_on_the_others(tmp_path)
     assert result.exit_code == 0, result.output
     assert "the runs differ in lambda: 0 -> 0.1" in result.output
     assert "separation ratio x" in result.output and "better" in result.output
+
+
+def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_path):
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5, 0.1: 1.5})
+    b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5})
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    (caption,) = [line for line in result.output.splitlines() if line.startswith("b against a")]
+    assert caption.startswith("b against a on the 2 configurations both hold. Each headline metric: the change "
+                              "(paired over seeds when both sides ran the same seeds")
+    assert "over the rows of this table: 6 comparisons, so each interval is at level 1 - 0.05/6" in caption
+    assert caption.endswith("shares in percentage points. A setting with a diverged seed on either side is not "
+                            "compared (its survivors would be a biased sample).")
+    assert "Green" not in result.output  # the report's colours: a terminal shows none
 
 
 def test_open_set_metrics_appear_under_their_own_heading(tmp_path):

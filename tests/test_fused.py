@@ -27,13 +27,12 @@ from support import ROOT, require
 
 require("triton", "the fused variant needs Triton: the package's `triton` extra")
 
-import compile_fused_kernels  # noqa: E402
-from numerics import absent_classes, normwise_error  # noqa: E402
-
+from ablate.traffic import LABEL_BYTES  # noqa: E402
 from ablate.kernels.fused import FUSED_RULES, fused_bytes, fused_update_centers  # noqa: E402
 from ablate.loss import CONVENTIONS, available_variants, center_loss, update_centers  # noqa: E402
 from ablate.loss.reference import reference_grads, reference_loss, reference_update  # noqa: E402
-from ablate.traffic import LABEL_BYTES  # noqa: E402
+from numerics import absent_classes, normwise_error  # noqa: E402
+import compile_fused_kernels  # noqa: E402
 
 REPO = str(ROOT)
 DEVICES = [

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from support import require
 
 from ablate.grid import run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import SerialExecutor, make_executor
 from ablate.grid.spec import GridSpec
+from support import require
 
 
 @pytest.mark.slow  # starts its own Ray (about 20 s); the tests below share one

@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT, write_toml
 
 from ablate.grid import bundled_grids, cell_id, expand, load_spec, parse_set_option
 from ablate.grid.spec import GridSpec
 from ablate.train import CellConfig
+from support import ROOT, write_toml
 
 
 @pytest.mark.parametrize("text, key, values", [

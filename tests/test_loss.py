@@ -13,12 +13,12 @@ inputs) and the result:
 
 import pytest
 import torch
-from numerics import absent_classes, normwise_error
 
 from ablate.loss import CONVENTIONS, available_variants, center_loss, get_variant
 from ablate.loss.compiled import compile_available
 from ablate.loss.naive import naive_artifact
 from ablate.loss.reference import reference_grads, reference_loss
+from numerics import absent_classes, normwise_error
 
 # A variant not timed on the CPU runs there through an interpreter, too slowly for these sizes: its own tests
 # (tests/test_fused.py) cover it with small ones.

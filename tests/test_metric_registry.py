@@ -9,17 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from ablate.grid.cli import grid_command
-from ablate.metrics import (
-    GRID_SUMMARY,
-    HEATMAP,
-    METRICS,
-    TRAIN_SUMMARY,
-    Metric,
-    computed_metrics,
-    label,
-    register_metric,
-    shown_in,
-)
+from ablate.metrics import (GRID_SUMMARY, HEATMAP, METRICS, TRAIN_SUMMARY, Metric, computed_metrics, label,
+                            register_metric, shown_in)
 from ablate.report import build_report
 from ablate.train.cli import summary_lines
 from ablate.train.evaluate import evaluate

@@ -10,12 +10,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 from test_report import parse
 
 from ablate.analysis import features, manifest, readers, schema
+from ablate.analysis.runs import load_run
 from ablate.analysis.schema import RunFolderError
+from ablate.cli import main
 from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
 
 
@@ -175,6 +178,102 @@ def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
     (tmp_path / "g" / "run.json").write_text('{"kind": "<b>"}')
     with pytest.raises(RunFolderError, match="kind must be one of grid, bench"):
         manifest.run_kind(tmp_path / "g")
+
+
+# --- the schema version ------------------------------------------------------------------------------------------
+
+NEWER = schema.SCHEMA + 1
+NEWER_TEXT = f"written by a newer ablate; this ablate reads schema {schema.SCHEMA} at most: upgrade ablate to read it"
+
+
+def written_by_a_newer_ablate(run_dir, kind: str = "grid"):
+    """run.json as a newer ablate would write it; returns its path."""
+    path = run_dir / "run.json"
+    path.write_text(json.dumps({"kind": kind, "schema": NEWER, "config_columns": ["lambda", "seed"]}))
+    return path
+
+
+READERS_OF_RUN_JSON = {
+    "read_manifest": manifest.read_manifest,
+    "schema_version": manifest.schema_version,
+    "run_kind": manifest.run_kind,
+    "check_kind": lambda run_dir: manifest.check_kind(run_dir, "grid"),
+    "claim": lambda run_dir: manifest.claim(run_dir, "grid", config_columns=["lambda", "seed"]),
+    "load_run": load_run,
+}
+
+
+@pytest.mark.parametrize("reader", READERS_OF_RUN_JSON.values(), ids=READERS_OF_RUN_JSON)
+@pytest.mark.parametrize("kind", ["grid", "sweep"])  # a newer ablate may write a kind this one does not know
+def test_a_folder_of_a_newer_schema_is_refused_by_every_reader_naming_file_and_versions(grid, reader, kind):
+    path = written_by_a_newer_ablate(grid, kind)
+    written = path.read_bytes()
+    with pytest.raises(RunFolderError) as error:
+        reader(grid)
+    assert str(error.value) == f"{path}: schema {NEWER}, {NEWER_TEXT}"
+    assert path.read_bytes() == written  # claim wrote nothing over it
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_report_and_compare_refuse_a_folder_of_a_newer_schema(grid, tmp_path, command):
+    path = written_by_a_newer_ablate(grid)
+    args = ["report", str(grid), "--out", str(tmp_path / "r.html")] if command == "report" else [
+        "compare", str(grid), str(grid)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and f"{path}: schema {NEWER}, {NEWER_TEXT}" in result.output, result.output
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_folder_of_this_schema_reads(grid):
+    assert json.loads((grid / "run.json").read_text())["schema"] == schema.SCHEMA == manifest.schema_version(grid)
+    assert not load_run(grid).notes
+
+
+@pytest.mark.parametrize("value, what", [
+    (None, 'no schema version; expected "schema": an integer from 1 to 1'),
+    ("1", "schema must be an integer from 1 to 1, got '1'"),
+    (1.0, "schema must be an integer from 1 to 1, got 1.0"),
+    (True, "schema must be an integer from 1 to 1, got True"),
+    (0, "schema must be an integer from 1 to 1, got 0"),
+])
+def test_a_run_json_without_a_valid_schema_version_is_refused_by_name(grid, value, what):
+    path = grid / "run.json"
+    document = json.loads(path.read_text())
+    if value is None:
+        del document["schema"]
+    else:
+        document["schema"] = value
+    path.write_text(json.dumps(document))
+    with pytest.raises(RunFolderError) as error:
+        manifest.read_manifest(grid)
+    assert str(error.value).startswith(f"{path}: {what}")
+
+
+SCHEMA_0_CONFIG = {"dataset": "synthetic", "data_dir": None, "model": "auto", "feat_dim": 2, "variant": "gather",
+                   "rule": "paper", "convention": "mean", "lambda": 0.0, "alpha": 0.5, "epochs": 2, "batch_size": 64,
+                   "lr": 0.05, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "lr_step": 0,
+                   "lr_gamma": 0.5, "seed": 0, "device": "auto", "num_classes": 4, "synthetic_dim": 32,
+                   "samples_per_class": 200, "test_fraction": 0.2}
+
+
+def test_a_grid_folder_from_before_run_json_is_read_as_schema_0(tmp_path):
+    """No run.json: the kind is read off the files, and the config columns are schema 0's, which its records hold
+    and its cell ids hash (today's cell options are more)."""
+    assert tuple(SCHEMA_0_CONFIG) == schema.SCHEMA_0_CONFIG_COLUMNS
+    run_dir = tmp_path / "old"
+    (run_dir / "cells").mkdir(parents=True)
+    for lam in (0.0, 0.1):
+        for seed in (0, 1):
+            config = {**SCHEMA_0_CONFIG, "lambda": lam, "seed": seed}
+            record = {**config, "cell_id": schema.cell_id(config), "status": "ok", "test_accuracy": 0.9 + lam,
+                      "separation_ratio": 2.0 + seed}
+            (run_dir / "cells" / f"{record['cell_id']}.json").write_text(json.dumps(record))
+    assert manifest.schema_version(run_dir) == 0 and manifest.run_kind(run_dir) == "grid"
+    run = load_run(run_dir)
+    assert not run.notes and len(run.results) == 4
+    assert run.config_columns == [c for c in schema.SCHEMA_0_CONFIG_COLUMNS if c != "seed"]
+    assert list(run.summary["n_seeds"]) == [2, 2]
+    assert "4 cells: 4 ok." in notes_of(run_dir, tmp_path)
 
 
 def test_report_on_a_bench_folder_loads_no_training_code(tmp_path):

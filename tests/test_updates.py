@@ -8,11 +8,11 @@ for these sizes; 1e-5.
 import pytest
 import torch
 import torch.utils.benchmark as benchmark
-from numerics import absent_classes, normwise_error
 
 from ablate.loss import CONVENTIONS, RULES, CenterLoss, available_variants, center_loss, get_variant, update_centers
 from ablate.loss.reference import reference_update
 from ablate.loss.updates import check_stable
+from numerics import absent_classes, normwise_error
 
 # A variant not timed on the CPU runs there through an interpreter, too slowly for these sizes: its own tests
 # (tests/test_fused.py) cover it with small ones.
