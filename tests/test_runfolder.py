@@ -214,14 +214,17 @@ def test_a_folder_of_a_newer_schema_is_refused_by_every_reader_naming_file_and_v
     assert path.read_bytes() == written  # claim wrote nothing over it
 
 
-@pytest.mark.parametrize("command", ["report", "compare"])
-def test_report_and_compare_refuse_a_folder_of_a_newer_schema(grid, tmp_path, command):
+@pytest.mark.parametrize("command", ["report", "compare", "grid"])
+def test_report_compare_and_grid_refuse_a_folder_of_a_newer_schema(grid, tmp_path, command):
     path = written_by_a_newer_ablate(grid)
-    args = ["report", str(grid), "--out", str(tmp_path / "r.html")] if command == "report" else [
-        "compare", str(grid), str(grid)]
+    args = {"report": ["report", str(grid), "--out", str(tmp_path / "r.html")],
+            "compare": ["compare", str(grid), str(grid)],
+            "grid": ["grid", "--out", str(grid), "--set", "epochs=1", "--quiet"]}[command]  # refused before any cell
+    written = path.read_bytes()
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2 and f"{path}: schema {NEWER}, {NEWER_TEXT}" in result.output, result.output
-    assert not (tmp_path / "r.html").exists()
+    assert result.exit_code == {"grid": 1}.get(command, 2), result.output  # grid: its errors exit 1
+    assert f"{path}: schema {NEWER}, {NEWER_TEXT}" in result.output, result.output
+    assert not (tmp_path / "r.html").exists() and path.read_bytes() == written
 
 
 def test_a_folder_of_this_schema_reads(grid):
