@@ -20,7 +20,9 @@ from statsmodels.stats.power import TTestPower
 
 from ablate.analysis.findings import (
     Findings,
+    adjusted_findings,
     axis_findings,
+    compare_cells,
     grid_findings,
     marked_settings,
     parse_reference,
@@ -260,6 +262,23 @@ def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
     assert summary.loc[0.0, "n_diverged"] == 0 and np.isfinite(summary.loc[0.0, "separation_ratio_mean"])
     (row,) = grid_findings(load_run(run_dir)).rows
     assert row.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not row.differences
+
+
+def test_compare_cells_and_adjusted_findings_are_the_comparison_of_every_findings_table():
+    reference = pd.DataFrame({"seed": [0, 1, 2], "status": "ok", "test_accuracy": [0.90, 0.91, 0.92]})
+    better = reference.assign(test_accuracy=reference["test_accuracy"] + [0.05, 0.06, 0.04])
+    row = compare_cells(reference, better, {"lambda": 0.1}, "lambda=0")
+    assert (row.setting, row.against, row.seeds, row.flag) == ({"lambda": 0.1}, "lambda=0", "3 ok", "")
+    difference = row.differences["test_accuracy"]  # the only headline metric the cells hold
+    assert set(row.differences) == {"test_accuracy"} and difference.paired and difference.family_size == 1
+    assert difference.estimate == pytest.approx(5.0)  # points
+    same = compare_cells(reference, reference.copy(), {"lambda": 0.5}, "lambda=0", seeds="mine")
+    assert same.seeds == "mine" and same.verdicts == {"test_accuracy": "identical"}
+    diverged = compare_cells(reference, better.assign(status=["ok", "ok", "diverged"]), {"lambda": 1.0}, "lambda=0")
+    assert diverged.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not diverged.differences
+    findings = adjusted_findings([row, same, diverged], unmatched=2)
+    assert findings.unmatched == 2 and findings.family_sizes() == {"primary": 2, "secondary": 0}
+    assert [r.differences["test_accuracy"].family_size for r in findings.rows[:2]] == [2, 2]  # Bonferroni over 2
 
 
 # --- ablate compare ---------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The findings across objectives (ablate.analysis.objective_findings) on a generated run folder whose objectives
 differ by construction: ArcFace more accurate than softmax, center loss more compact, CosFace like softmax."""
 
+import ast
+import inspect
 import json
 
 import numpy as np
@@ -48,6 +50,16 @@ def objectives_run(tmp_path_factory):
 
 def _verdicts(findings, metric: str) -> dict:
     return {r.setting["objective"]: r.verdicts[metric] for r in findings.rows}
+
+
+def test_objective_findings_compare_through_the_public_api_of_the_findings():
+    import ablate.analysis.objective_findings as module
+
+    imported = [alias.name for node in ast.walk(ast.parse(inspect.getsource(module)))
+                if isinstance(node, ast.ImportFrom) and node.module == "ablate.analysis.findings"
+                for alias in node.names]
+    assert {"compare_cells", "adjusted_findings"} <= set(imported)
+    assert not [name for name in imported if name.startswith("_")]
 
 
 def test_every_objective_is_compared_with_softmax_alone_by_default(objectives_run):

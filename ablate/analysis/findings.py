@@ -269,7 +269,7 @@ def run_findings(run_a: GridRun, run_b: GridRun) -> Findings:
     """Each configuration that both runs hold, B against A; paired when both ran the same seeds. Configurations are
     matched on every config key but seed, except the keys each run holds at one value of its own (lambda 0 in A,
     0.1 in B): those are what the runs changed (Findings.changed)."""
-    def constant(run, key):
+    def constant(run: GridRun, key: str) -> object:
         values = run.results[key].dropna().unique()
         return values[0] if len(values) == 1 and run.results[key].notna().all() else None
 
@@ -341,6 +341,6 @@ def marked_settings(run: GridRun, metric: str) -> set:
     return grid_findings(run).differing(metric)
 
 
-def setting_of(run: GridRun, row) -> tuple:
+def setting_of(run: GridRun, row: pd.Series | dict) -> tuple:
     """The setting of a summary or results row, in the form Findings.differing gives."""
     return setting_key({k: row[k] for k in varying(run.results, run.config_columns)})

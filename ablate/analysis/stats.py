@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 from scipy.optimize import brentq
 
@@ -167,7 +168,7 @@ def _shown(value: float, no_change: float, pattern: str, digits: int) -> str:
     return text
 
 
-def on_change_scale(metric: Metric, values) -> np.ndarray:
+def on_change_scale(metric: Metric, values: npt.ArrayLike) -> np.ndarray:
     """Values as compared: x100 for shares (points), log for ratios (non-positive ones become NaN)."""
     values = np.asarray(values, dtype=np.float64)
     if metric.change == POINTS:
@@ -184,7 +185,8 @@ def _untestable(metric: Metric, estimate: float, n_a: int, n_b: int, paired: boo
     return Difference(metric, estimate, math.nan, math.nan, math.nan, n_a, n_b, paired, family_size, identical)
 
 
-def compare_sides(metric: Metric, a, b, *, paired: bool, family_size: int = 1) -> Difference:
+def compare_sides(metric: Metric, a: npt.ArrayLike, b: npt.ArrayLike, *, paired: bool,
+                  family_size: int = 1) -> Difference:
     """b against a for one metric: a (n_a,) and b (n_b,) its values over seeds, paired when both sides ran the same
     seeds (given in the same order). family_size: the number of testable comparisons adjusted together (Bonferroni).
 
