@@ -11,12 +11,12 @@ import click
 def compare_command(run_a, run_b):
     """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed, and but the options each run
     holds at one value of its own, such as lambda 0 in one and 0.1 in the other), B against A: each headline
-    metric's change with its simultaneous interval and adjusted p-value over seeds (ablate.stats), in numbers and in
-    words. Paired over seeds when both runs ran the same seeds; a side with one seed is untestable (the change
-    alone)."""
-    from ablate.report.findings import method_caption, power_sentence, run_findings
-    from ablate.report.runs import GridRun, load_run
-    from ablate.report.styling import format_label
+    metric's change with its simultaneous interval and adjusted p-value over seeds (ablate.analysis.stats), in
+    numbers and in words. Paired over seeds when both runs ran the same seeds; a side with one seed is untestable
+    (the change alone)."""
+    from ablate.analysis.configs import format_label
+    from ablate.analysis.findings import DIVERGED_TEXT, method_text, power_sentence, run_findings
+    from ablate.analysis.runs import GridRun, load_run
 
     runs = []
     for path in (run_a, run_b):
@@ -43,7 +43,7 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(method_caption(findings, what).replace(" Green: better, red: worse.", ""))
+    click.echo(f"{what} {method_text(findings)} {DIVERGED_TEXT}")
     power = power_sentence(findings)
     if power:
         click.echo(power)

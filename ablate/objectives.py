@@ -153,7 +153,7 @@ def papers_help(entries: dict) -> str:
 def parameter_help(key: str) -> str:
     """'arcface 0.5 rad in [0, 1.571] rad, cosface 0.35 in [0, 1], ...': the paper's value and range of each entry
     that takes the option `key`, for its CLI help."""
-    entries = [*HEADS.values(), *PAIR_LOSSES.values()]
+    entries: list[Head | PairLoss] = [*HEADS.values(), *PAIR_LOSSES.values()]
     return ", ".join(f"{entry.name} {p.default:g}{' ' + p.unit if p.unit else ''} in {p.range_text()}"
                      + (" (integer)" if p.integer else "")
                      for entry in entries for p in entry.parameters if p.key == key)
@@ -173,8 +173,8 @@ def _resolved(entry, given: dict) -> dict:
     for key, value in given.items():
         if key not in taken:
             if value is not None:
-                takers = [e.name for e in (*HEADS.values(), *PAIR_LOSSES.values())
-                          if any(p.key == key for p in e.parameters)]
+                entries: list[Head | PairLoss] = [*HEADS.values(), *PAIR_LOSSES.values()]
+                takers = [e.name for e in entries if any(p.key == key for p in e.parameters)]
                 raise ValueError(f"{entry.name} takes no {key} (leave it unset); {key} applies to "
                                  f"{', '.join(takers)}")
             continue

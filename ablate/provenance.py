@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from ablate.gitrepo import git
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +55,8 @@ def now() -> str:
 
 def collect() -> dict:
     """A flat dict: git commit and dirty flag, versions, CPU, GPU, CUDA, driver, host, command line."""
+    import torch  # here: `now` and cpu_model serve the report, which never loads torch
+
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain")
     info = {

@@ -10,8 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ablate.analysis.numerics import FLOAT32_TOLERANCE, float32_failures
 from ablate.bench import runner
-from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures, numerics_case
+from ablate.bench.numerics import numerics_case
 from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, numerics_table, run_suite
 from ablate.bench.suites import NumericsSpec, Point, resolve_suite
 from ablate.cli import main

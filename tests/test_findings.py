@@ -1,4 +1,4 @@
-"""Findings: the paired comparison (ablate.stats) and the findings table of a grid and of `ablate compare`.
+"""Findings: the paired comparison (ablate.analysis.stats) and the findings table of a grid and of `ablate compare`.
 
 The grids here are built from features whose truth is known: one lambda separates the classes three times as
 well as the reference, one is an exact copy of the reference; the findings must say so for each.
@@ -14,20 +14,32 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from report_fixture_runs import make_grid_run
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
+from ablate.analysis.findings import (
+    Findings,
+    adjusted_findings,
+    axis_findings,
+    compare_cells,
+    grid_findings,
+    marked_settings,
+    parse_reference,
+    run_findings,
+    setting_of,
+)
+from ablate.analysis.manifest import claim
+from ablate.analysis.runs import load_run
+from ablate.analysis.schema import cell_id
+from ablate.analysis.stats import NO_DIFFERENCE, compare_sides, seeds_needed
+from ablate.analysis.summary import summary_table
 from ablate.cli import main
 from ablate.grid.store import CellStore
 from ablate.grid.tables import config_columns, write_tables
 from ablate.metrics import METRICS
 from ablate.report import build_report
-from ablate.report.findings import (Findings, axis_findings, findings_table, grid_findings, marked_settings,
-                                    parse_reference, run_findings, setting_of)
-from ablate.report.runs import load_run
-from report_fixture_runs import make_grid_run
-from ablate.runfolder import cell_id, summary_table
-from ablate.stats import NO_DIFFERENCE, compare_sides, seeds_needed
+from ablate.report.findings import findings_table
 from ablate.train import CellConfig
 from ablate.train.evaluate import evaluate
 
@@ -49,6 +61,7 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
     """A grid run folder: lambda -> spread of its features (the same spread as another lambda with the same seeds
     gives identical cells); (lambda, seed) pairs in `diverged` diverged; with `holdout`, open-set cells whose last
     `holdout` classes have no center. Metrics computed from the features."""
+    claim(run_dir, "grid", config_columns=config_columns())
     store = CellStore(run_dir)
     records = []
     for lam, spread in spreads.items():
@@ -237,6 +250,8 @@ def test_no_findings_cell_contradicts_its_interval(tmp_path):
     page = build_report([run_dir], tmp_path / "r.html", progress=False).read_text()
     assert _contradictions(page) == []
     assert "better" in page and "no detectable difference" in page  # both kinds of verdict were checked
+    assert ("shares in percentage points. Green: better, red: worse. A setting with a diverged seed on either side is "
+            "not compared") in page  # the caption of a coloured table says its colours
 
 
 def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
@@ -247,6 +262,23 @@ def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
     assert summary.loc[0.0, "n_diverged"] == 0 and np.isfinite(summary.loc[0.0, "separation_ratio_mean"])
     (row,) = grid_findings(load_run(run_dir)).rows
     assert row.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not row.differences
+
+
+def test_compare_cells_and_adjusted_findings_are_the_comparison_of_every_findings_table():
+    reference = pd.DataFrame({"seed": [0, 1, 2], "status": "ok", "test_accuracy": [0.90, 0.91, 0.92]})
+    better = reference.assign(test_accuracy=reference["test_accuracy"] + [0.05, 0.06, 0.04])
+    row = compare_cells(reference, better, {"lambda": 0.1}, "lambda=0")
+    assert (row.setting, row.against, row.seeds, row.flag) == ({"lambda": 0.1}, "lambda=0", "3 ok", "")
+    difference = row.differences["test_accuracy"]  # the only headline metric the cells hold
+    assert set(row.differences) == {"test_accuracy"} and difference.paired and difference.family_size == 1
+    assert difference.estimate == pytest.approx(5.0)  # points
+    same = compare_cells(reference, reference.copy(), {"lambda": 0.5}, "lambda=0", seeds="mine")
+    assert same.seeds == "mine" and same.verdicts == {"test_accuracy": "identical"}
+    diverged = compare_cells(reference, better.assign(status=["ok", "ok", "diverged"]), {"lambda": 1.0}, "lambda=0")
+    assert diverged.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not diverged.differences
+    findings = adjusted_findings([row, same, diverged], unmatched=2)
+    assert findings.unmatched == 2 and findings.family_sizes() == {"primary": 2, "secondary": 0}
+    assert [r.differences["test_accuracy"].family_size for r in findings.rows[:2]] == [2, 2]  # Bonferroni over 2
 
 
 # --- ablate compare ---------------------------------------------------------------------------------------
@@ -274,6 +306,20 @@ def test_compare_matches_runs_that_differ_in_one_setting_on_the_others(tmp_path)
     assert result.exit_code == 0, result.output
     assert "the runs differ in lambda: 0 -> 0.1" in result.output
     assert "separation ratio x" in result.output and "better" in result.output
+
+
+def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_path):
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5, 0.1: 1.5})
+    b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5})
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    (caption,) = [line for line in result.output.splitlines() if line.startswith("b against a")]
+    assert caption.startswith("b against a on the 2 configurations both hold. Each headline metric: the change "
+                              "(paired over seeds when both sides ran the same seeds")
+    assert "over the rows of this table: 6 comparisons, so each interval is at level 1 - 0.05/6" in caption
+    assert caption.endswith("shares in percentage points. A setting with a diverged seed on either side is not "
+                            "compared (its survivors would be a biased sample).")
+    assert "Green" not in result.output  # the report's colours: a terminal shows none
 
 
 def test_open_set_metrics_appear_under_their_own_heading(tmp_path):

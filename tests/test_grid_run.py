@@ -18,7 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from scipy import stats
+from support import ROOT, write_toml
 
+from ablate.analysis.schema import cell_id
 from ablate.cli import main
 from ablate.grid import expand, load_results, load_spec, run_grid
 from ablate.grid.cli import grid_command
@@ -26,8 +28,6 @@ from ablate.grid.executors import ProcessExecutor, SerialExecutor, make_executor
 from ablate.grid.spec import GridSpec
 from ablate.grid.store import CellStore, RunLockedError
 from ablate.grid.tables import config_columns
-from ablate.runfolder import cell_id
-from support import ROOT, write_toml
 
 TINY = {"dataset": ["digits"], "epochs": [1]}
 
@@ -58,7 +58,8 @@ def test_a_grid_fills_the_run_folder(tmp_path):
             assert npz["labels"].dtype == np.int64 and npz["centers"].shape == (10, 2)
 
     provenance = json.loads((tmp_path / "provenance.json").read_text())
-    for key in ("git_commit", "git_dirty", "python", "torch", "numpy", "cpu", "host", "command", "started_at", "finished_at"):
+    for key in ("git_commit", "git_dirty", "python", "torch", "numpy", "cpu", "host", "command", "started_at",
+                "finished_at"):
         assert key in provenance, key
     assert provenance["status_counts"] == {"ok": 6}
     assert ids_of(load_spec(tmp_path / "grid.toml")) == ids_of(spec)
@@ -116,7 +117,8 @@ def test_a_changed_spec_keeps_the_cells_that_still_belong_to_it(tmp_path):
     # Rebuilt from cells/, the table still holds only the current grid's cells.
     (tmp_path / "results.parquet").unlink()
     assert sorted(load_results(tmp_path)["seed"]) == [1, 2]  # rebuilt in cell-id order
-    assert before[f"{ids_of(tiny_spec(seed=[1]))[0]}.json"] == record_mtimes(tmp_path)[f"{ids_of(tiny_spec(seed=[1]))[0]}.json"]
+    kept = f"{ids_of(tiny_spec(seed=[1]))[0]}.json"
+    assert before[kept] == record_mtimes(tmp_path)[kept]
 
 
 def test_load_results_rebuilds_a_table_older_than_a_cell(tmp_path):
@@ -221,7 +223,8 @@ def test_the_command_refuses_cells_this_machine_cannot_run_before_writing_anythi
 def test_the_command_lists_the_bundled_grids():
     result = CliRunner().invoke(grid_command, ["--list"])
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.output.splitlines()] == ["default", "fashion", "losses", "paper-mnist", "variants"]
+    assert [line.split()[0] for line in result.output.splitlines()] == ["default", "fashion", "losses", "paper-mnist",
+                                                                        "variants"]
 
 
 def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):

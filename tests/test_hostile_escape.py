@@ -8,7 +8,7 @@ import tomllib
 import pandas as pd
 import pytest
 
-from ablate import runfolder
+from ablate.analysis import readers, schema
 from ablate.grid.spec import expand, load_spec, parse_set_option
 from ablate.io import atomic_write_json, atomic_write_table
 
@@ -27,22 +27,22 @@ def test_a_grid_toml_holds_every_character_of_its_file_name_set_values_and_descr
     key, values = parse_set_option("data_dir=x\x01\x1b\x7fy" + NON_BMP)
     spec = load_spec(path).with_overrides({key: values, "variant": ["gather"]})
     spec = spec.with_overrides({"data_dir": [HOSTILE]})
-    written = tmp_path / "run" / runfolder.GRID_SPEC
+    written = tmp_path / "run" / schema.GRID_SPEC
     written.parent.mkdir()
     written.write_text(spec.to_toml(), encoding="utf-8")
     document = tomllib.loads(written.read_text(encoding="utf-8"))  # the format's own parser
     assert document["description"] == HOSTILE and document["axes"]["data_dir"] == HOSTILE
     assert "resolved grid from" in written.read_text() and "\\x01\\x02\\x03" in written.read_text()  # shown escaped
     # and the run folder's reader keeps filtering cells by it
-    products = runfolder.read_grid_axes(written.parent)
-    assert all(runfolder.in_grid(config, products) for config in expand(spec))
+    products = readers.read_grid_axes(written.parent)
+    assert all(readers.in_grid(config, products) for config in expand(spec))
 
 
 @pytest.mark.parametrize("name, value", [(HOSTILE, HOSTILE), ("plain", HOSTILE), (HOSTILE, 1.5)])
 def test_json_we_write_reads_back_exactly(tmp_path, name, value):
     path = tmp_path / "record.json"
     atomic_write_json(path, {name: value, "nested": [value]})
-    assert runfolder.read_json(path) == {name: value, "nested": [value]}
+    assert readers.read_json(path) == {name: value, "nested": [value]}
     assert json.loads(path.read_text(encoding="utf-8")) == {name: value, "nested": [value]}
 
 
@@ -57,8 +57,9 @@ def test_csv_and_parquet_we_write_read_back_exactly(tmp_path):
 def test_an_html_report_of_a_run_holding_every_character_is_valid_and_shows_them(tmp_path):
     from html.parser import HTMLParser
 
-    from ablate.report.build import build_report
     from report_fixture_runs import make_grid_run
+
+    from ablate.report.build import build_report
 
     hostile = HOSTILE + "<b>&"
     run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),

@@ -3,22 +3,21 @@ hostile inputs, round two, items 1, 5 and 8's file cases)."""
 
 import gzip
 import io
+import json
 import os
 import struct
-
-import json
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from report_fixture_runs import make_grid_run
 
-from ablate import runfolder
+from ablate.analysis import features, manifest, readers, schema, tables
 from ablate.cli import main
 from ablate.data import load_dataset
 from ablate.data.fashion_mnist import FILES
 from ablate.grid.spec import load_spec
 from ablate.io import MAX_INT_DIGITS, MAX_NESTING
-from report_fixture_runs import make_grid_run
 
 
 def _fashion_folder(folder, images_header: bytes, body: bytes = bytes(100), trailer_size: int | None = None):
@@ -68,7 +67,7 @@ def test_a_cell_json_too_deep_or_with_a_huge_integer_is_named(tmp_path, text, ex
     path = tmp_path / "cells" / "0123456789ab.json"
     path.parent.mkdir()
     path.write_text(text)
-    records, problems = runfolder.read_records(tmp_path)
+    records, problems = readers.read_records(tmp_path)
     assert records == {} and len(problems) == 1 and str(path) in problems[0] and expected in problems[0]
 
 
@@ -86,8 +85,8 @@ def test_a_grid_file_that_is_deep_huge_or_not_utf8_is_named(tmp_path, content, e
     with pytest.raises(ValueError) as error:
         load_spec(path)
     assert str(path) in str(error.value) and expected in str(error.value)
-    with pytest.raises(runfolder.RunFolderError) as error:  # the same file as a run folder's grid.toml
-        runfolder.read_grid_axes(tmp_path)
+    with pytest.raises(schema.RunFolderError) as error:  # the same file as a run folder's grid.toml
+        readers.read_grid_axes(tmp_path)
     assert str(path) in str(error.value) and expected in str(error.value)
 
 
@@ -113,8 +112,8 @@ def _replace_by(path, kind: str) -> None:
 def test_a_run_file_that_is_a_device_or_a_fifo_is_refused_without_reading(tmp_path, kind):
     path = tmp_path / "provenance.json"
     _replace_by(path, kind)
-    with pytest.raises(runfolder.RunFolderError, match=f"a {'FIFO' if kind == 'fifo' else 'device'}, not a regular"):
-        runfolder.read_provenance(tmp_path)
+    with pytest.raises(schema.RunFolderError, match=f"a {'FIFO' if kind == 'fifo' else 'device'}, not a regular"):
+        readers.read_provenance(tmp_path)
 
 
 @pytest.mark.parametrize("name, kind", [("provenance.json", "dev-zero"), ("grid.toml", "fifo")])
@@ -129,17 +128,17 @@ def test_a_run_file_that_is_a_device_or_a_fifo_is_left_out_and_the_report_goes_o
 
 def test_a_corrupt_results_table_is_rebuilt_from_the_cells_with_a_note(grid_run, tmp_path):
     (grid_run / "results.parquet").write_bytes(b"PAR1 not really")
-    results, notes = runfolder.load_results(grid_run, runfolder.read_manifest(grid_run)["config_columns"])
+    results, notes = tables.load_results(grid_run, manifest.read_manifest(grid_run)["config_columns"])
     assert len(results) == 4 and any("results.parquet: not a readable parquet table" in n and "rebuilt" in n
                                      for n in notes)
     assert _report(grid_run, tmp_path).exit_code == 0
 
 
 def test_a_repeated_row_of_results_is_left_out_with_a_note(grid_run):
-    table = runfolder.read_table(grid_run / "results.parquet")
+    table = readers.read_table(grid_run / "results.parquet")
     table = table.iloc[[0, 0, 1, 2, 3]]
     table.to_parquet(grid_run / "results.parquet", index=False)
-    results, notes = runfolder.load_results(grid_run, runfolder.read_manifest(grid_run)["config_columns"])
+    results, notes = tables.load_results(grid_run, manifest.read_manifest(grid_run)["config_columns"])
     assert results["cell_id"].is_unique and len(results) == 4 and any("1 repeated row(s)" in n for n in notes)
 
 
@@ -157,8 +156,8 @@ def test_an_npz_claiming_too_many_rows_or_no_dimension_is_refused_before_loading
     path = tmp_path / "cell.npz"
     path.write_bytes(_npz(features=np.zeros((rows, dim), np.float32), labels=np.zeros(rows, np.int64),
                           centers=np.zeros((4, dim), np.float32)))
-    with pytest.raises(runfolder.RunFolderError) as error:
-        runfolder.read_features(path)
+    with pytest.raises(schema.RunFolderError) as error:
+        features.read_features(path)
     assert str(path) in str(error.value) and expected in str(error.value)
 
 
@@ -166,10 +165,10 @@ def test_the_row_limit_is_settable(tmp_path, monkeypatch):
     path = tmp_path / "cell.npz"
     path.write_bytes(_npz(features=np.zeros((50, 2), np.float32), labels=np.arange(50) % 4,
                           centers=np.zeros((4, 2), np.float32)))
-    assert len(runfolder.read_features(path)["features"]) == 50
-    monkeypatch.setenv(runfolder.FEATURE_ROWS_ENV, "49")
-    with pytest.raises(runfolder.RunFolderError, match="over the limit of 49 rows"):
-        runfolder.read_features(path)
+    assert len(features.read_features(path)["features"]) == 50
+    monkeypatch.setenv(schema.FEATURE_ROWS_ENV, "49")
+    with pytest.raises(schema.RunFolderError, match="over the limit of 49 rows"):
+        features.read_features(path)
 
 
 def test_a_report_with_a_huge_or_empty_npz_leaves_the_cell_out_and_goes_on(grid_run, tmp_path):

@@ -7,12 +7,12 @@ import os
 import pytest
 import torch
 from click.testing import CliRunner
+from report_fixture_runs import make_grid_run
 
-from ablate import runfolder
+from ablate.analysis import readers, schema
 from ablate.cli import main
 from ablate.io import check_writable
 from ablate.loss import CenterLoss, center_loss, update_centers
-from report_fixture_runs import make_grid_run
 
 
 @pytest.mark.parametrize("call", [
@@ -51,7 +51,7 @@ def test_variants_on_a_device_torch_cannot_compute_on_lists_none_available(devic
 def test_a_grid_where_every_cell_failed_reads_its_own_curves_back(tmp_path):
     run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),
                         failed_cells=2)
-    curves = runfolder.read_table(runfolder.table_path(run, runfolder.CURVES), required=runfolder.CURVE_COLUMNS,
+    curves = readers.read_table(schema.table_path(run, schema.CURVES), required=schema.CURVE_COLUMNS,
                                   numeric=("epoch", "value"))
     assert curves.empty
 

@@ -1,19 +1,21 @@
-"""The findings across objectives (ablate.report.objective_findings) on a generated run folder whose objectives
+"""The findings across objectives (ablate.analysis.objective_findings) on a generated run folder whose objectives
 differ by construction: ArcFace more accurate than softmax, center loss more compact, CosFace like softmax."""
 
+import ast
+import inspect
 import json
 
 import numpy as np
 import pytest
+from report_fixture_runs import PROVENANCE
 
-from ablate import runfolder
+from ablate.analysis import manifest
+from ablate.analysis.objective_findings import center_findings, objective_findings, reference_objective
+from ablate.analysis.schema import cell_id
 from ablate.grid.store import CellStore
 from ablate.grid.tables import config_columns, write_tables
 from ablate.report.build import build_report, load_runs
-from ablate.report.objective_findings import center_findings, objective_findings, reference_objective
-from ablate.runfolder import cell_id
 from ablate.train import CellConfig
-from report_fixture_runs import PROVENANCE
 
 SEEDS = range(6)
 # (head, lambda) -> (accuracy, compactness): arcface +5 points, center loss halves the spread.
@@ -36,7 +38,7 @@ def _record(head, lam, seed, rng) -> dict:
 @pytest.fixture(scope="module")
 def objectives_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("objectives")
-    runfolder.claim(run_dir, "grid", config_columns=config_columns())
+    manifest.claim(run_dir, "grid", config_columns=config_columns())
     store, rng = CellStore(run_dir), np.random.default_rng(0)
     records = [_record(head, lam, seed, rng) for head, lam in OBJECTIVES for seed in SEEDS]
     for record in records:
@@ -48,6 +50,16 @@ def objectives_run(tmp_path_factory):
 
 def _verdicts(findings, metric: str) -> dict:
     return {r.setting["objective"]: r.verdicts[metric] for r in findings.rows}
+
+
+def test_objective_findings_compare_through_the_public_api_of_the_findings():
+    import ablate.analysis.objective_findings as module
+
+    imported = [alias.name for node in ast.walk(ast.parse(inspect.getsource(module)))
+                if isinstance(node, ast.ImportFrom) and node.module == "ablate.analysis.findings"
+                for alias in node.names]
+    assert {"compare_cells", "adjusted_findings"} <= set(imported)
+    assert not [name for name in imported if name.startswith("_")]
 
 
 def test_every_objective_is_compared_with_softmax_alone_by_default(objectives_run):

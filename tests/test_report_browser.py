@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from ablate import runfolder
-from ablate.grid.store import CellStore
-from ablate.report import build_report
 from chromium_page import chromium_binary, open_page
 from report_fixture_runs import make_bench_run, make_grid_run
+
+from ablate.analysis import manifest, schema
+from ablate.grid.store import CellStore
+from ablate.report import build_report
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +53,7 @@ CONTROL_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>contro
 <img alt="corrupt" src="data:image/png;base64,AAAA">
 <img alt="remote" src="http://127.0.0.1:9/figure.png">
 <script>console.error("boom");</script>
-</body></html>"""
+</body></html>"""  # noqa: E501 (a PNG data URI is one line)
 
 
 def test_the_browser_check_catches_a_broken_page(tmp_path):
@@ -100,7 +100,7 @@ def plant_grid_run(tmp_path) -> tuple:
     # A failed cell whose string fields all carry markup, under the name its config hashes to.
     failed = {**template, "variant": planted("variant"), "rule": planted("rule"), "status": "failed",
               "error": planted("error")}
-    failed["cell_id"] = runfolder.cell_id({c: failed[c] for c in runfolder.read_manifest(run)["config_columns"]})
+    failed["cell_id"] = schema.cell_id({c: failed[c] for c in manifest.read_manifest(run)["config_columns"]})
     store.save(failed["cell_id"], failed, None)
     values.update(variant=failed["variant"], rule=failed["rule"], error=failed["error"])
     # Records that cannot be used: their planted status and cell_id reach the page in the notes saying why.
@@ -131,7 +131,8 @@ def plant_bench_run(tmp_path) -> tuple:
     bench.to_parquet(run / "bench.parquet", index=False)
     numerics = pd.read_parquet(run / "numerics.parquet")
     numerics.loc[numerics["note"] != "", "note"] = values["numerics note"] = planted("numerics-note")
-    numerics.loc[numerics["variant"] == "compiled", "variant"] = values["numerics variant"] = planted("numerics-variant")
+    numerics.loc[numerics["variant"] == "compiled", "variant"] = values["numerics variant"] = planted(
+        "numerics-variant")
     numerics.to_parquet(run / "numerics.parquet", index=False)
     steps = pd.read_parquet(run / "train_step.parquet")
     steps.loc[steps["workload"] == "large_head", "workload"] = values["train_step workload"] = planted("workload")

@@ -10,13 +10,16 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
-from ablate import runfolder
-from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
-from ablate.runfolder import RunFolderError
+from click.testing import CliRunner
 from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 from test_report import parse
+
+from ablate.analysis import features, manifest, readers, schema
+from ablate.analysis.runs import load_run
+from ablate.analysis.schema import RunFolderError
+from ablate.cli import main
+from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +50,7 @@ def test_a_broken_json_file_is_named_with_what_is_wrong(tmp_path, content, what)
     path = tmp_path / "provenance.json"
     path.write_text(content)
     with pytest.raises(RunFolderError, match=f"{path}: {what}"):
-        runfolder.read_provenance(tmp_path)
+        readers.read_provenance(tmp_path)
 
 
 @pytest.mark.parametrize("content", ["", "[]", "null", "{half", '{"status": "running"}'])
@@ -94,12 +97,12 @@ def test_features_load_with_predictions_and_without_them_from_an_older_cell(tmp_
     arrays = dict(features=np.zeros((6, 2), np.float32), labels=np.array([0, 1, 2, 3, 4, 5]),
                   centers=np.zeros((4, 2), np.float32))
     (tmp_path / "old.npz").write_bytes(npz_bytes(**arrays))
-    assert runfolder.read_features(tmp_path / "old.npz", holdout_classes=2)["predictions"] is None
+    assert features.read_features(tmp_path / "old.npz", holdout_classes=2)["predictions"] is None
     (tmp_path / "new.npz").write_bytes(npz_bytes(**arrays, predictions=np.array([0, 1, 2, 3, 3, 3])))
-    read = runfolder.read_features(tmp_path / "new.npz", holdout_classes=2)  # labels 4, 5: the held-out classes
+    read = features.read_features(tmp_path / "new.npz", holdout_classes=2)  # labels 4, 5: the held-out classes
     np.testing.assert_array_equal(read["predictions"], [0, 1, 2, 3, 3, 3])
     with pytest.raises(RunFolderError, match=r"labels must lie in \[0, 4\)"):  # closed set: no label beyond C
-        runfolder.read_features(tmp_path / "new.npz")
+        features.read_features(tmp_path / "new.npz")
 
 
 @pytest.mark.parametrize("predictions, what", [
@@ -111,12 +114,12 @@ def test_predictions_that_do_not_fit_the_cell_are_refused_by_name(tmp_path, pred
     (tmp_path / "cell.npz").write_bytes(npz_bytes(features=np.zeros((3, 2), np.float32), labels=np.array([0, 1, 2]),
                                                   centers=np.zeros((4, 2), np.float32), predictions=predictions))
     with pytest.raises(RunFolderError, match=f"cell.npz: {what}"):
-        runfolder.read_features(tmp_path / "cell.npz")
+        features.read_features(tmp_path / "cell.npz")
 
 
 def test_a_features_path_never_leaves_the_cells_folder(tmp_path):
     with pytest.raises(RunFolderError, match="is not a cell id"):
-        runfolder.features_path(tmp_path, "../../etc/passwd")
+        schema.features_path(tmp_path, "../../etc/passwd")
 
 
 @pytest.mark.parametrize("table", ["bench", "numerics", "train_step"])
@@ -140,7 +143,7 @@ def test_an_option_only_failed_cells_set_does_not_break_the_figures(tmp_path):
     run = make_grid_run(tmp_path / "grid", lambdas=(0.0, 0.1), alphas=(0.1, 0.5), rules=("paper",), seeds=(0, 1))
     store_record = json.loads(sorted((run / "cells").glob("*.json"))[0].read_text())
     failed = {**store_record, "data_dir": "/missing", "status": "failed", "error": "FileNotFoundError: /missing"}
-    failed["cell_id"] = runfolder.cell_id({c: failed[c] for c in runfolder.read_manifest(run)["config_columns"]})
+    failed["cell_id"] = schema.cell_id({c: failed[c] for c in manifest.read_manifest(run)["config_columns"]})
     (run / "cells" / f"{failed['cell_id']}.json").write_text(json.dumps(failed))
     (run / "results.parquet").unlink()
     page = parse(build_report([run], tmp_path / "r.html", progress=False).read_text())
@@ -164,17 +167,116 @@ def test_records_of_an_earlier_grid_are_left_out_when_tables_are_rebuilt(grid, t
 
 
 def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
-    runfolder.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
-    assert runfolder.run_kind(tmp_path / "g") == "grid"
+    manifest.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
+    assert manifest.run_kind(tmp_path / "g") == "grid"
     with pytest.raises(RunFolderError, match="holds a grid run .* choose another --out"):
-        runfolder.claim(tmp_path / "g", "bench")
+        manifest.claim(tmp_path / "g", "bench")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "bench.parquet").write_bytes(b"")  # a bench folder from before run.json
     with pytest.raises(RunFolderError, match="holds a bench run"):
-        runfolder.check_kind(tmp_path / "old", "grid")
+        manifest.check_kind(tmp_path / "old", "grid")
     (tmp_path / "g" / "run.json").write_text('{"kind": "<b>"}')
     with pytest.raises(RunFolderError, match="kind must be one of grid, bench"):
-        runfolder.run_kind(tmp_path / "g")
+        manifest.run_kind(tmp_path / "g")
+
+
+# --- the schema version ------------------------------------------------------------------------------------------
+
+NEWER = schema.SCHEMA + 1
+NEWER_TEXT = f"written by a newer ablate; this ablate reads schema {schema.SCHEMA} at most: upgrade ablate to read it"
+
+
+def written_by_a_newer_ablate(run_dir, kind: str = "grid"):
+    """run.json as a newer ablate would write it; returns its path."""
+    path = run_dir / "run.json"
+    path.write_text(json.dumps({"kind": kind, "schema": NEWER, "config_columns": ["lambda", "seed"]}))
+    return path
+
+
+READERS_OF_RUN_JSON = {
+    "read_manifest": manifest.read_manifest,
+    "schema_version": manifest.schema_version,
+    "run_kind": manifest.run_kind,
+    "check_kind": lambda run_dir: manifest.check_kind(run_dir, "grid"),
+    "claim": lambda run_dir: manifest.claim(run_dir, "grid", config_columns=["lambda", "seed"]),
+    "load_run": load_run,
+}
+
+
+@pytest.mark.parametrize("reader", READERS_OF_RUN_JSON.values(), ids=READERS_OF_RUN_JSON)
+@pytest.mark.parametrize("kind", ["grid", "sweep"])  # a newer ablate may write a kind this one does not know
+def test_a_folder_of_a_newer_schema_is_refused_by_every_reader_naming_file_and_versions(grid, reader, kind):
+    path = written_by_a_newer_ablate(grid, kind)
+    written = path.read_bytes()
+    with pytest.raises(RunFolderError) as error:
+        reader(grid)
+    assert str(error.value) == f"{path}: schema {NEWER}, {NEWER_TEXT}"
+    assert path.read_bytes() == written  # claim wrote nothing over it
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "grid"])
+def test_report_compare_and_grid_refuse_a_folder_of_a_newer_schema(grid, tmp_path, command):
+    path = written_by_a_newer_ablate(grid)
+    args = {"report": ["report", str(grid), "--out", str(tmp_path / "r.html")],
+            "compare": ["compare", str(grid), str(grid)],
+            "grid": ["grid", "--out", str(grid), "--set", "epochs=1", "--quiet"]}[command]  # refused before any cell
+    written = path.read_bytes()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == {"grid": 1}.get(command, 2), result.output  # grid: its errors exit 1
+    assert f"{path}: schema {NEWER}, {NEWER_TEXT}" in result.output, result.output
+    assert not (tmp_path / "r.html").exists() and path.read_bytes() == written
+
+
+def test_a_folder_of_this_schema_reads(grid):
+    assert json.loads((grid / "run.json").read_text())["schema"] == schema.SCHEMA == manifest.schema_version(grid)
+    assert not load_run(grid).notes
+
+
+@pytest.mark.parametrize("value, what", [
+    (None, 'no schema version; expected "schema": an integer from 1 to 1'),
+    ("1", "schema must be an integer from 1 to 1, got '1'"),
+    (1.0, "schema must be an integer from 1 to 1, got 1.0"),
+    (True, "schema must be an integer from 1 to 1, got True"),
+    (0, "schema must be an integer from 1 to 1, got 0"),
+])
+def test_a_run_json_without_a_valid_schema_version_is_refused_by_name(grid, value, what):
+    path = grid / "run.json"
+    document = json.loads(path.read_text())
+    if value is None:
+        del document["schema"]
+    else:
+        document["schema"] = value
+    path.write_text(json.dumps(document))
+    with pytest.raises(RunFolderError) as error:
+        manifest.read_manifest(grid)
+    assert str(error.value).startswith(f"{path}: {what}")
+
+
+SCHEMA_0_CONFIG = {"dataset": "synthetic", "data_dir": None, "model": "auto", "feat_dim": 2, "variant": "gather",
+                   "rule": "paper", "convention": "mean", "lambda": 0.0, "alpha": 0.5, "epochs": 2, "batch_size": 64,
+                   "lr": 0.05, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "lr_step": 0,
+                   "lr_gamma": 0.5, "seed": 0, "device": "auto", "num_classes": 4, "synthetic_dim": 32,
+                   "samples_per_class": 200, "test_fraction": 0.2}
+
+
+def test_a_grid_folder_from_before_run_json_is_read_as_schema_0(tmp_path):
+    """No run.json: the kind is read off the files, and the config columns are schema 0's, which its records hold
+    and its cell ids hash (today's cell options are more)."""
+    assert tuple(SCHEMA_0_CONFIG) == schema.SCHEMA_0_CONFIG_COLUMNS
+    run_dir = tmp_path / "old"
+    (run_dir / "cells").mkdir(parents=True)
+    for lam in (0.0, 0.1):
+        for seed in (0, 1):
+            config = {**SCHEMA_0_CONFIG, "lambda": lam, "seed": seed}
+            record = {**config, "cell_id": schema.cell_id(config), "status": "ok", "test_accuracy": 0.9 + lam,
+                      "separation_ratio": 2.0 + seed}
+            (run_dir / "cells" / f"{record['cell_id']}.json").write_text(json.dumps(record))
+    assert manifest.schema_version(run_dir) == 0 and manifest.run_kind(run_dir) == "grid"
+    run = load_run(run_dir)
+    assert not run.notes and len(run.results) == 4
+    assert run.config_columns == [c for c in schema.SCHEMA_0_CONFIG_COLUMNS if c != "seed"]
+    assert list(run.summary["n_seeds"]) == [2, 2]
+    assert "4 cells: 4 ok." in notes_of(run_dir, tmp_path)
 
 
 def test_report_on_a_bench_folder_loads_no_training_code(tmp_path):

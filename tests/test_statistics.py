@@ -2,7 +2,7 @@
 
 Many seeds of one cheap configuration (digits, each seed with its own split) are trained once; random disjoint
 3-vs-3 draws of them are A/A comparisons (no true difference), compared as the findings compare two runs with
-other seeds (ablate.stats.compare_sides, Welch). The share of A/A comparisons called a difference must be near
+other seeds (ablate.analysis.stats.compare_sides, Welch). The share of A/A comparisons called a difference must be near
 the nominal 5%; shifting one side by k standard deviations of the per-seed values gives the power at k SD.
 """
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from ablate.analysis.stats import DIFFERENT, compare_sides, on_change_scale
 from ablate.metrics import METRICS, primary_metrics
-from ablate.stats import DIFFERENT, compare_sides, on_change_scale
 from ablate.train import CellConfig, run_cell
 
 SEEDS = 60

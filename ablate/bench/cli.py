@@ -7,14 +7,16 @@ import click
 import pandas as pd
 import torch
 
+from ablate.analysis.manifest import RunLockedError, check_kind
+from ablate.analysis.numerics import FLOAT32_TOLERANCE, float32_failures
+from ablate.analysis.readers import read_provenance
+from ablate.analysis.schema import ERROR_COLUMNS
 from ablate.bench.gate_cli import baseline_command, counts_command, gate_command
-from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
 from ablate.limits import INT64_MAX, check_int_option
-from ablate.runfolder import ERROR_COLUMNS, RunLockedError, check_kind, read_provenance
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from ablate.analysis.manifest import claim, locked
+from ablate.analysis.schema import DISTRIBUTED, DISTRIBUTED_COLUMNS, PROVENANCE
 from ablate.bench.allocator import fix_malloc_thresholds
 from ablate.bench.timer import quantiles_ms
 from ablate.distributed.centers import FORMS, form_placement
@@ -32,7 +34,6 @@ from ablate.distributed.launch import check_world, run_ranks
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.loss import CenterLoss
 from ablate.provenance import collect, now
-from ablate.runfolder import DISTRIBUTED, DISTRIBUTED_COLUMNS, PROVENANCE, claim, locked
 
 MODES = ("update", "full")
 DENSE = "dense"  # the replicated update by an all-reduce of a dense (C, D) delta

@@ -8,18 +8,13 @@ cancellation ||x||^2 + ||c||^2 - 2 x.c shows in bfloat16 and float16.
 
 import math
 
-import pandas as pd
 import torch
 
+from ablate.analysis.schema import ERROR_COLUMNS
 from ablate.bench.suites import DTYPES, NumericsSpec
 from ablate.bench.workloads import clustered_inputs
 from ablate.loss import center_loss
 from ablate.loss.reference import reference_grads, reference_loss
-from ablate.runfolder import ERROR_COLUMNS
-# float32 has unit roundoff 6e-8; naive's cancellation amplifies it by ||x||^2 / ||x - c||^2 = 1 / spread^2
-# (100 at the default spread 0.1), and sums over B*D terms add a few more ulps: under 1e-5. 1e-4 leaves
-# a margin of 10 while still catching any real mistake, which gives errors of order one.
-FLOAT32_TOLERANCE = 1e-4
 
 
 def _rel_error(value: torch.Tensor, ref: torch.Tensor) -> float:
@@ -29,7 +24,8 @@ def _rel_error(value: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def numerics_case(variants, dtype: str, convention: str, feature_norm: float, spec: NumericsSpec, device) -> list:
-    """One row per variant for one dtype, convention and feature norm (columns: runfolder.NUMERICS_COLUMNS)."""
+    """One row per variant for one dtype, convention and feature norm (columns: NUMERICS_COLUMNS of
+    ablate.analysis.schema)."""
     features, labels, centers = clustered_inputs(spec.batch, spec.classes, spec.dim, DTYPES[dtype], device,
                                                  feature_norm=feature_norm, spread=spec.spread)
     x64, y_cpu, c64 = features.to("cpu", torch.float64), labels.cpu(), centers.to("cpu", torch.float64)
@@ -52,10 +48,3 @@ def numerics_case(variants, dtype: str, convention: str, feature_norm: float, sp
                        grad_centers_rel_error=_rel_error(c.grad, ref_gc))
         rows.append(row)
     return rows
-
-
-def float32_failures(numerics: pd.DataFrame, tolerance: float = FLOAT32_TOLERANCE) -> pd.DataFrame:
-    """The float32 rows whose loss or gradient error exceeds `tolerance` (or that could not run)."""
-    f32 = numerics[numerics["dtype"] == "float32"]
-    worst = f32[list(ERROR_COLUMNS)].max(axis=1, skipna=False)
-    return f32[~(worst <= tolerance)]

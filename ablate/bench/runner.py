@@ -1,13 +1,13 @@
 """Run a suite into RUN_DIR: numerics, timed points, training steps; tables, provenance; resumable.
 
     RUN_DIR/run.json                 the folder's kind, "bench" (a grid run folder is refused)
-    RUN_DIR/bench.parquet/.csv       one row per variant x point (columns: runfolder.BENCH_COLUMNS)
+    RUN_DIR/bench.parquet/.csv       one row per variant x point (columns: schema.BENCH_COLUMNS)
     RUN_DIR/numerics.parquet/.csv    one row per variant x dtype x convention x feature norm
     RUN_DIR/train_step.parquet/.csv  one row per workload x classes x variant
     RUN_DIR/provenance.json          ablate.provenance.collect(), times, the suite, copy bandwidth
     RUN_DIR/parts/<stage>/<key>.json each finished unit while the run is under way: a rerun into
                                      RUN_DIR after an interruption resumes; a finished run removes them
-File names and columns are declared in ablate.runfolder.
+File names and columns are declared in ablate.analysis.schema.
 A row that could not be measured keeps NaN timings and says why in `note`: over the memory budget
 (checked before its inputs are allocated),
 out of the time budget, or the error it raised (out of memory, a dtype the variant refuses, a
@@ -27,7 +27,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ablate import runfolder
+from ablate.analysis import schema
+from ablate.analysis.manifest import claim, locked
+from ablate.analysis.readers import read_json
+from ablate.analysis.schema import BENCH_COLUMNS, NUMERICS_COLUMNS, TRAIN_STEP_COLUMNS, RunFolderError
 from ablate.bench.cost import bytes_moved, memory_skip_note
 from ablate.bench.numerics import numerics_case
 from ablate.bench.suites import DTYPES, Point, Suite, sweep_variants
@@ -36,7 +39,6 @@ from ablate.bench.train_step import train_step_case, workload_cases
 from ablate.bench.workloads import call, clustered_inputs, input_bytes
 from ablate.io import atomic_write_json, atomic_write_table
 from ablate.provenance import collect, now
-from ablate.runfolder import BENCH_COLUMNS, NUMERICS_COLUMNS, TRAIN_STEP_COLUMNS, RunFolderError
 
 
 class PartStore:
@@ -47,7 +49,7 @@ class PartStore:
     """
 
     def __init__(self, run_dir: Path, measured_for: dict):
-        self.root = Path(run_dir) / runfolder.PARTS
+        self.root = Path(run_dir) / schema.PARTS
         self.measured_for = json.loads(json.dumps(measured_for, default=str))  # as it reads back from JSON
         self.discarded = 0
 
@@ -65,7 +67,7 @@ class PartStore:
     def _read(path: Path, expected: type):
         """The JSON in a part file, or None (with a line saying why) when it is not a valid `expected`."""
         try:
-            value = runfolder.read_json(path, expected)
+            value = read_json(path, expected)
             if expected is list and not (value and all(isinstance(row, dict) for row in value)):
                 raise RunFolderError(f"{path}: expected a non-empty array of row objects")
             return value
@@ -213,30 +215,30 @@ def run_suite(suite: Suite, device: torch.device, run_dir, *, progress: bool = T
     Units stored under run_dir/parts by an interrupted run are reused, so it resumes where it stopped.
     """
     run_dir = Path(run_dir)
-    with runfolder.locked(run_dir):
+    with locked(run_dir):
         return _run_suite(suite, device, run_dir, progress)
 
 
 def _run_suite(suite: Suite, device: torch.device, run_dir: Path, progress: bool) -> dict:
-    runfolder.claim(run_dir, "bench")
+    claim(run_dir, "bench")
     store = PartStore(run_dir, {"suite": asdict(suite), "device": str(device), "git_commit": collect()["git_commit"]})
     if store.open().discarded and progress:
         tqdm.write(f"{run_dir}: discarded {store.discarded} stored parts of a different study (suite, device or code)")
     started_at, started = now(), time.monotonic()
     tables = {}
     if suite.numerics is not None:
-        tables[runfolder.NUMERICS] = numerics_table(suite, device, store, progress=progress)
+        tables[schema.NUMERICS] = numerics_table(suite, device, store, progress=progress)
     copy = math.nan
     if device.type == "cuda":
         measured = store.rows("copy", "bandwidth",
                               lambda: [{"copy_gb_per_s": copy_bandwidth_gb_per_s(device, suite.timing)}])
         copy = measured[0]["copy_gb_per_s"]
-    tables[runfolder.BENCH] = bench_table(suite, device, store, copy, started=started, progress=progress)
+    tables[schema.BENCH] = bench_table(suite, device, store, copy, started=started, progress=progress)
     if suite.train_step is not None:
-        tables[runfolder.TRAIN_STEP] = train_step_table(suite, device, store, progress=progress)
+        tables[schema.TRAIN_STEP] = train_step_table(suite, device, store, progress=progress)
     for name, table in tables.items():
         atomic_write_table(table, run_dir / name)
-    atomic_write_json(run_dir / runfolder.PROVENANCE, {
+    atomic_write_json(run_dir / schema.PROVENANCE, {
         **collect(), "started_at": started_at, "finished_at": now(), "device_type": device.type, "suite": asdict(suite),
         "copy_gb_per_s": copy, "memory_budget_bytes": memory_budget_bytes(device, suite.memory_fraction),
     })

@@ -5,8 +5,8 @@
     results = load_results("runs/x")    # one row per cell
 """
 
+from ablate.analysis.schema import cell_id
 from ablate.grid.executors import make_executor
-from ablate.runfolder import cell_id
 from ablate.grid.runner import run_grid
 from ablate.grid.spec import GridSpec, bundled_grids, expand, load_spec, parse_set_option
 from ablate.grid.tables import load_results

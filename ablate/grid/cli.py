@@ -6,14 +6,15 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from ablate.analysis.manifest import check_kind
+from ablate.analysis.schema import CELLS, STATUSES
+from ablate.analysis.summary import mean_ci_text
 from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
 from ablate.io import check_writable
 from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
-from ablate.runfolder import CELLS, STATUSES, check_kind, mean_ci_text
-
 
 
 def _set_options(ctx, param, values) -> dict:
@@ -116,7 +117,8 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)
     if outcome.interrupted:
-        click.echo(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells", err=True)
+        click.echo(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells",
+                   err=True)
         sys.exit(130)
     if outcome.failed():
         sys.exit(1)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ablate import provenance, runfolder
+from ablate import provenance
+from ablate.analysis import schema
+from ablate.analysis.manifest import check_kind, claim
 from ablate.grid.spec import MAX_CELLS, GridSpec, expand
 from ablate.grid.store import CellStore
 from ablate.grid.tables import config_columns, write_tables
@@ -58,7 +60,7 @@ class GridOutcome:
 def grid_cells(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
     """(cell_id, resolved config) for every cell of the spec, in spec order; a bad option, or more than
     max_cells cells, raises ValueError."""
-    return [(runfolder.cell_id(config), config) for config in expand(spec, max_cells)]
+    return [(schema.cell_id(config), config) for config in expand(spec, max_cells)]
 
 
 def check_runnable_here(configs: list) -> None:
@@ -85,7 +87,7 @@ def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, forc
         status = existing.get(pair[0], {}).get("status")
         if force or status is None or (status == "failed" and retry_failed):
             to_run.append(pair)
-        elif status in runfolder.FINISHED:
+        elif status in schema.FINISHED:
             finished.append(pair[0])
         else:
             failed_before.append(pair[0])
@@ -127,7 +129,8 @@ def plan_line(plan: GridPlan) -> str:
     if plan.failed_before:
         line += f", {len(plan.failed_before)} failed earlier (skipped; --retry-failed reruns them)"
     if plan.not_in_grid:
-        line += f"; {len(plan.not_in_grid)} records in cells/ are not in this grid (kept on disk, left out of the tables)"
+        line += (f"; {len(plan.not_in_grid)} records in cells/ are not in this grid (kept on disk, left out of the "
+                 "tables)")
     if plan.invalid:
         line += (f"; {len(plan.invalid)} file(s) in cells/ are not valid records (their cells run again), e.g. "
                  f"{plan.invalid[0]}")
@@ -143,20 +146,20 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     """
     cells = grid_cells(spec, max_cells)  # before touching run_dir, so that a bad spec leaves nothing behind
     run_dir = Path(run_dir)
-    runfolder.check_kind(run_dir, "grid")
+    check_kind(run_dir, "grid")
     columns = config_columns()
     store = CellStore(run_dir, columns)
     with store.locked():
-        runfolder.claim(run_dir, "grid", config_columns=columns)
+        claim(run_dir, "grid", config_columns=columns)
         store.remove_temp_files()
         plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
         log = (lambda text: None) if quiet else tqdm.write
         log(plan_line(plan))
-        atomic_write_text(run_dir / runfolder.GRID_SPEC, spec.to_toml())
+        atomic_write_text(run_dir / schema.GRID_SPEC, spec.to_toml())
         stamp = provenance.collect()
         run_info = {**stamp, "started_at": provenance.now(), "finished_at": None, "cells": len(plan.cells),
                     "cells_to_run": len(plan.to_run), "cells_skipped": len(plan.finished) + len(plan.failed_before)}
-        atomic_write_json(run_dir / runfolder.PROVENANCE, run_info)
+        atomic_write_json(run_dir / schema.PROVENANCE, run_info)
         outcome = GridOutcome(plan, _ordered(plan, store.records()[0]), ran=0)
         _write_tables(run_dir, outcome)
         try:
@@ -164,7 +167,7 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
         except KeyboardInterrupt:
             outcome.interrupted = True
         _write_tables(run_dir, outcome)
-        atomic_write_json(run_dir / runfolder.PROVENANCE,
+        atomic_write_json(run_dir / schema.PROVENANCE,
                           {**run_info, "finished_at": provenance.now(), "cells_run": outcome.ran,
                            "interrupted": outcome.interrupted, "status_counts": dict(outcome.status_counts())})
         return outcome

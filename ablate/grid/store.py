@@ -1,5 +1,5 @@
-"""The cell files of a run folder (layout and checks in ablate.runfolder): cells/<id>.json (the record) and
-<id>.npz (its features).
+"""The cell files of a run folder (layout in ablate.analysis.schema, checks in ablate.analysis.readers):
+cells/<id>.json (the record) and <id>.npz (its features).
 
 The .npz is written before the .json, each atomically, so a record's presence means the cell is
 whole; a cell killed mid-way leaves at most a stale temp file, removed by `remove_temp_files`.
@@ -7,9 +7,9 @@ whole; a cell killed mid-way leaves at most a stale temp file, removed by `remov
 
 from pathlib import Path
 
-from ablate import runfolder
+from ablate.analysis import manifest, readers, schema
+from ablate.analysis.manifest import RunLockedError  # noqa: F401 (raised by locked(), imported from here by callers)
 from ablate.io import atomic_write_bytes, atomic_write_json, remove_temp_files
-from ablate.runfolder import RunLockedError  # noqa: F401 (raised by locked(), imported from here by callers)
 
 
 class CellStore:
@@ -17,23 +17,23 @@ class CellStore:
 
     def __init__(self, run_dir, config_columns=None):
         self.run_dir = Path(run_dir)
-        self.cells_dir = self.run_dir / runfolder.CELLS
+        self.cells_dir = self.run_dir / schema.CELLS
         self.config_columns = config_columns
 
     def record_path(self, cell_id: str) -> Path:
-        return runfolder.record_path(self.run_dir, cell_id)
+        return schema.record_path(self.run_dir, cell_id)
 
     def features_path(self, cell_id: str) -> Path:
-        return runfolder.features_path(self.run_dir, cell_id)
+        return schema.features_path(self.run_dir, cell_id)
 
     def read(self, cell_id: str) -> dict | None:
         """The cell's record, or None if it has not finished; RunFolderError if its file is not a valid record."""
         path = self.record_path(cell_id)
-        return runfolder.read_record(path, self.config_columns) if path.exists() else None
+        return readers.read_record(path, self.config_columns) if path.exists() else None
 
     def records(self) -> tuple:
         """({cell id: record} of every valid record in cells/, [why each other file was left out])."""
-        return runfolder.read_records(self.run_dir, self.config_columns)
+        return readers.read_records(self.run_dir, self.config_columns)
 
     def save(self, cell_id: str, record: dict, features: bytes | None) -> None:
         """Features first (or an earlier run's removed: a rerun that saved none), then the record that marks
@@ -49,5 +49,5 @@ class CellStore:
         return remove_temp_files(self.cells_dir) + remove_temp_files(self.run_dir)
 
     def locked(self):
-        """The run folder's lock (ablate.runfolder.locked): one writer at a time."""
-        return runfolder.locked(self.run_dir)
+        """The run folder's lock (ablate.analysis.manifest.locked): one writer at a time."""
+        return manifest.locked(self.run_dir)

@@ -1,4 +1,4 @@
-"""The HTML report of grid and bench runs: `build_report(run_dirs, out)`, `ablate report`."""
+"""The HTML report of grid, bench and distributed bench runs: `build_report(run_dirs, out)`, `ablate report`."""
 
 from ablate.report.build import build_report
 

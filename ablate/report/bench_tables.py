@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from ablate.analysis.numerics import FLOAT32_TOLERANCE
+from ablate.analysis.runs import BenchRun
 from ablate.report.blocks import Note, Table
-from ablate.report.runs import BenchRun
 from ablate.report.styling import BEST_CSS, plain_table, render
 
 ERROR_LABELS = {"loss_rel_error": "loss", "grad_features_rel_error": "grad features",
@@ -15,8 +16,6 @@ def numerics_blocks(run: BenchRun) -> list:
     numerics = run.numerics
     if numerics is None or numerics.empty:
         return [Note("Numerics table left out: the run has no numerics.parquet.")]
-    from ablate.bench.numerics import FLOAT32_TOLERANCE
-
     errors = [c for c in ERROR_LABELS if c in numerics]
     table = numerics.pivot_table(index=["dtype", "convention", "feature_norm"], columns="variant", values=errors,
                                  dropna=False)[errors].rename(columns=ERROR_LABELS, level=0)
@@ -65,5 +64,5 @@ def skipped_blocks(run: BenchRun) -> list:
     if "note" not in run.bench:
         return []
     skipped = run.bench[run.bench["note"].fillna("") != ""]
-    return [Note(f"{variant}: {len(group)} point{'s' if len(group) > 1 else ''} not timed, e.g. {group['note'].iloc[0]}")
-            for variant, group in skipped.groupby("variant")]
+    return [Note(f"{variant}: {len(group)} point{'s' if len(group) > 1 else ''} not timed, e.g. "
+                 f"{group['note'].iloc[0]}") for variant, group in skipped.groupby("variant")]

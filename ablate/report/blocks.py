@@ -44,6 +44,6 @@ class Section:
 
     title: str
     anchor: str
-    kind: str  # "grid" | "bench"
+    kind: str  # "grid" | "bench" (a distributed bench run is styled as a bench run)
     provenance: dict
     blocks: list = field(default_factory=list)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ablate.analysis.runs import DEFAULT_REFERENCE, GridRun, load_run
 from ablate.io import atomic_write_text
 from ablate.provenance import now
 from ablate.report.html import render_page
-from ablate.report.runs import DEFAULT_REFERENCE, GridRun, load_run
 from ablate.report.sections import empty_section, section_steps
 
 
@@ -33,5 +33,5 @@ def write_report(runs, out, *, title: str | None = None, progress: bool = True) 
 
 def build_report(run_dirs, out, *, title: str | None = None, progress: bool = True,
                  reference: tuple = DEFAULT_REFERENCE) -> Path:
-    """The HTML report of `run_dirs` (grid or bench run folders) written to `out`."""
+    """The HTML report of `run_dirs` (grid, bench or distributed bench run folders) written to `out`."""
     return write_report(load_runs(run_dirs, reference), out, title=title, progress=progress)

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import click
 
+from ablate.analysis.findings import parse_reference
 from ablate.io import check_writable
 from ablate.report.build import load_runs, write_report
-from ablate.report.findings import parse_reference
 
 
 @click.command("report")
@@ -17,7 +17,8 @@ from ablate.report.findings import parse_reference
 @click.option("--reference", default="lambda=0", show_default=True, metavar="KEY=VALUE",
               help="The setting a grid's findings compare every other against.")
 def report_command(run_dirs, out, title, reference):
-    """Write an HTML report of RUN_DIRS (grid runs from `ablate grid`, bench runs from `ablate bench`).
+    """Write an HTML report of RUN_DIRS (grid runs from `ablate grid`, bench runs from `ablate bench`, distributed
+    bench runs from `ablate bench --world`).
 
     The file is self-contained: figures are embedded PNGs, styles inline, no scripts, no network.
     """

@@ -1,18 +1,16 @@
-"""Configurations of a grid: which keys vary, the reference slice a figure fixes, series labels."""
+"""The reference slice a figure fixes (one value per key it does not show), and series labels.
+
+Which keys vary and how a setting is written: ablate.analysis.configs.
+"""
 
 import pandas as pd
 
-from ablate.loss import DEFAULT_VARIANT
-from ablate.report.styling import format_label
+from ablate.analysis.configs import describe, format_label
+from ablate.loss.registry import DEFAULT_VARIANT
 
 # The paper's settings, fixed when a figure must hold a key at one value (alpha=0.5 as in its
 # lambda figure), and the default variant; a key without a preference takes its smallest value.
 PREFERRED = {"alpha": 0.5, "rule": "paper", "variant": DEFAULT_VARIANT, "convention": "mean"}
-
-
-def varying(df: pd.DataFrame, keys) -> list:
-    """The keys (columns of df) that take more than one value, in the order given."""
-    return [k for k in keys if k in df.columns and df[k].nunique(dropna=False) > 1]
 
 
 def reference_values(df: pd.DataFrame, keys) -> dict:
@@ -32,11 +30,6 @@ def select(df: pd.DataFrame, values: dict) -> pd.DataFrame:
     for key, value in values.items():
         mask &= df[key].isna() if value is None else df[key] == value
     return df[mask]
-
-
-def describe(values: dict) -> str:
-    """'alpha=0.5, rule=paper' (empty when there is nothing to say); unset (None or NaN) values left out."""
-    return ", ".join(f"{k}={format_label(v)}" for k, v in values.items() if not pd.isna(v))
 
 
 def series_labels(df: pd.DataFrame, keys) -> pd.Series:

@@ -4,9 +4,9 @@ world size, memory per rank of the sharded and replicated centers, the raw rows.
 import numpy as np
 import pandas as pd
 
+from ablate.analysis.runs import DistributedRun
 from ablate.report.blocks import Figure, Note, Table
 from ablate.report.figures import panel_grid, plot_band, report_style, series_colors, shared_legend, to_data_uri
-from ablate.report.runs import DistributedRun
 from ablate.report.styling import plain_table, render
 
 MB = 1e6
@@ -71,7 +71,8 @@ def time_bytes_blocks(run: DistributedRun) -> list:
     rows = _measured(run)
     if rows.empty:
         return []
-    table = rows.pivot_table(index=["mode", "classes", "world"], columns="form", values=["time_ms_p50", "bytes_per_step"])
+    table = rows.pivot_table(index=["mode", "classes", "world"], columns="form",
+                             values=["time_ms_p50", "bytes_per_step"])
     table = table.rename(columns={"time_ms_p50": "time per step (ms)", "bytes_per_step": "bytes per step"}, level=0)
     return [Table("Time and bytes per step", render(table.style.format("{:,.4g}", na_rep="n/a")),
                   caption="dense: the replicated update by an all-reduce of a (C, D) delta, O(C*D) bytes; replicated "

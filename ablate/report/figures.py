@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
-from ablate.loss import variant_names
+from ablate.loss.registry import variant_names
 
 DPI = 110
 PANEL_INCHES = (3.6, 2.9)  # (width, height) of one small-multiple panel

@@ -7,16 +7,25 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from ablate.analysis.configs import describe, format_label, varying
+from ablate.analysis.features import read_features
+from ablate.analysis.findings import marked_settings, setting_of
+from ablate.analysis.readers import holdout_of
+from ablate.analysis.runs import GridRun
+from ablate.analysis.schema import FEATURE_ARRAYS, RunFolderError
 from ablate.metrics import AGAINST_LAMBDA, HEATMAP, label, shown_in
 from ablate.report.blocks import Figure, Note
-from ablate.report.configs import describe, reference_values, select, series_labels, varying
-from ablate.report.findings import marked_settings, setting_of
-from ablate.report.figures import (panel_grid, plot_band, report_style, series_colors, shared_legend, spread_subset,
-                                   to_data_uri)
+from ablate.report.configs import reference_values, select, series_labels
+from ablate.report.figures import (
+    panel_grid,
+    plot_band,
+    report_style,
+    series_colors,
+    shared_legend,
+    spread_subset,
+    to_data_uri,
+)
 from ablate.report.metrics import CURVE_METRICS
-from ablate.report.runs import GridRun
-from ablate.report.styling import format_label
-from ablate.runfolder import FEATURE_ARRAYS, RunFolderError, holdout_of, read_features
 
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4
@@ -83,7 +92,8 @@ def heatmap_blocks(run: GridRun) -> list:
         blocks.append(Figure(f"{label(metric)} over lambda x alpha", uri,
                              caption=f"Mean over seeds; one colour scale for all panels. Panels: "
                                      f"{', '.join(panel_keys) or 'one'}. *: differs from {reference} in the findings "
-                                     "(its simultaneous interval excludes no change); blank: a seed diverged or no seed finished ok."))
+                                     "(its simultaneous interval excludes no change); blank: a seed diverged or no "
+                                     "seed finished ok."))
     return blocks
 
 

@@ -3,12 +3,13 @@
 import numpy as np
 import pandas as pd
 
+from ablate.analysis.configs import describe, varying
+from ablate.analysis.runs import GridRun
+from ablate.analysis.schema import STATUSES
+from ablate.analysis.summary import mean_ci_text
 from ablate.metrics import AGREEMENT, METRICS, label, shown_in
 from ablate.report.blocks import Note, Table
-from ablate.report.configs import describe, varying
-from ablate.report.runs import GridRun
 from ablate.report.styling import BEST_CSS, plain_table, render
-from ablate.runfolder import STATUSES, mean_ci_text
 
 
 def status_blocks(run: GridRun) -> list:
@@ -20,7 +21,8 @@ def status_blocks(run: GridRun) -> list:
     unfinished = results[results["status"] != "ok"]
     if not unfinished.empty:
         columns = ["cell_id", "status", *varying(results, run.config_columns + ["seed"]), "diverged_epoch", "error"]
-        blocks.append(Table("Failed and diverged cells", plain_table(unfinished[[c for c in columns if c in unfinished]]),
+        shown = unfinished[[c for c in columns if c in unfinished]]
+        blocks.append(Table("Failed and diverged cells", plain_table(shown),
                             caption="These cells are left out of the summary, heatmaps and bands (ok cells only).",
                             collapsed=True))
     return blocks
@@ -74,10 +76,10 @@ def summary_blocks(run: GridRun) -> list:
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
     caption = ("Mean ± half-width of the 95% t-interval over seeds (each seed draws its own train/test split, so the "
-               "interval holds the test set's noise too); seeds: cells that finished ok; a configuration with a diverged seed shows 'diverged', not "
-               "a mean of its survivors. Bold: the best mean of each metric among the configurations with the most "
-               "seeds (lower is better for times; raw distances, which shrink with the whole feature scale, are never "
-               "ranked).")
+                "interval holds the test set's noise too); seeds: cells that finished ok; a configuration with a "
+                "diverged seed shows 'diverged', not a mean of its survivors. Bold: the best mean of each metric "
+                "among the configurations with the most seeds (lower is better for times; raw distances, which shrink "
+                "with the whole feature scale, are never ranked).")
     if fixed:
         caption += f" Fixed in every cell: {describe(fixed)}."
     blocks = [Table("Summary over seeds", html, caption=caption)]

@@ -1,5 +1,6 @@
 """One report section per run: the blocks of a grid run or of a bench run, in reading order."""
 
+from ablate.analysis.runs import DistributedRun, GridRun
 from ablate.report.bench_figures import roof_blocks, speedup_blocks, time_blocks
 from ablate.report.bench_tables import numerics_blocks, raw_blocks, skipped_blocks, train_step_blocks
 from ablate.report.blocks import Note, Section, Text
@@ -8,7 +9,6 @@ from ablate.report.findings import findings_blocks, open_set_blocks
 from ablate.report.grid_figures import curve_blocks, feature_scatter_blocks, heatmap_blocks, lambda_line_blocks
 from ablate.report.grid_tables import status_blocks, summary_blocks, variant_agreement_blocks
 from ablate.report.objective_findings import objective_blocks
-from ablate.report.runs import DistributedRun, GridRun
 
 
 def reading_notes(run) -> list:
@@ -20,8 +20,9 @@ def spec_blocks(run: GridRun) -> list:
     return [Text("grid.toml", run.grid_spec)] if run.grid_spec else []
 
 
-GRID_STEPS = (reading_notes, objective_blocks, findings_blocks, status_blocks, summary_blocks, open_set_blocks, heatmap_blocks,
-              lambda_line_blocks, feature_scatter_blocks, curve_blocks, variant_agreement_blocks, spec_blocks)
+GRID_STEPS = (reading_notes, objective_blocks, findings_blocks, status_blocks, summary_blocks, open_set_blocks,
+              heatmap_blocks, lambda_line_blocks, feature_scatter_blocks, curve_blocks, variant_agreement_blocks,
+              spec_blocks)
 BENCH_STEPS = (reading_notes, time_blocks, speedup_blocks, roof_blocks, numerics_blocks, train_step_blocks,
                skipped_blocks, raw_blocks)
 DISTRIBUTED_STEPS = (world_blocks, time_bytes_blocks, memory_blocks, raw_distributed_blocks)

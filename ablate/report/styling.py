@@ -7,12 +7,9 @@ value read from a run folder (a grid value, a cell's error, a bench note) can pu
 import pandas as pd
 from markupsafe import Markup
 
+from ablate.analysis.configs import format_label
+
 BEST_CSS = "font-weight: bold; background-color: #cfe8d5;"
-
-
-def format_label(value) -> str:
-    """An index or column label: floats as the shortest form (0.003, not 0.003000)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def render(styler) -> Markup:

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 from scipy.optimize import brentq
 
@@ -118,7 +119,8 @@ class Difference:
 
     def change_text(self) -> str:
         """'x2.2 [1.8, 2.6]', '+0.8 pts [-0.4, +2.0]', '+0.013 [+0.002, +0.024]'; the estimate alone when
-        untestable; the metric's `missing` text when not comparable. A bound is printed with as many digits as it takes to stay on its side of no change."""
+        untestable; the metric's `missing` text when not comparable. A bound is printed with as many digits as it
+        takes to stay on its side of no change."""
         if not self.comparable:
             return self.metric.missing
         low, high = self.interval
@@ -166,7 +168,7 @@ def _shown(value: float, no_change: float, pattern: str, digits: int) -> str:
     return text
 
 
-def on_change_scale(metric: Metric, values) -> np.ndarray:
+def on_change_scale(metric: Metric, values: npt.ArrayLike) -> np.ndarray:
     """Values as compared: x100 for shares (points), log for ratios (non-positive ones become NaN)."""
     values = np.asarray(values, dtype=np.float64)
     if metric.change == POINTS:
@@ -177,7 +179,14 @@ def on_change_scale(metric: Metric, values) -> np.ndarray:
     return values
 
 
-def compare_sides(metric: Metric, a, b, *, paired: bool, family_size: int = 1) -> Difference:
+def _untestable(metric: Metric, estimate: float, n_a: int, n_b: int, paired: bool, family_size: int,
+                identical: bool = False) -> Difference:
+    """A Difference without a seed spread (a side with one seed, or a non-finite value): no se, df or sd."""
+    return Difference(metric, estimate, math.nan, math.nan, math.nan, n_a, n_b, paired, family_size, identical)
+
+
+def compare_sides(metric: Metric, a: npt.ArrayLike, b: npt.ArrayLike, *, paired: bool,
+                  family_size: int = 1) -> Difference:
     """b against a for one metric: a (n_a,) and b (n_b,) its values over seeds, paired when both sides ran the same
     seeds (given in the same order). family_size: the number of testable comparisons adjusted together (Bonferroni).
 
@@ -185,8 +194,8 @@ def compare_sides(metric: Metric, a, b, *, paired: bool, family_size: int = 1) -
     verdict (read off the interval), the minimum detectable effect at POWER, and says 'untestable with one seed'
     when a side has a single seed (paired: a single pair): the estimate is shown, with no interval, p or verdict.
     A side with a non-finite value (an inf ratio, a NaN) is not compared: its verdict is the metric's `missing`
-    text ('not comparable', or 'not resolvable at this size' for a TAR the pairs do not resolve). Raises ValueError when paired sides
-    differ in length or family_size < 1.
+    text ('not comparable', or 'not resolvable at this size' for a TAR the pairs do not resolve). Raises ValueError
+    when paired sides differ in length or family_size < 1.
     """
     if family_size < 1:
         raise ValueError(f"family_size must be >= 1, got {family_size}")
@@ -194,21 +203,19 @@ def compare_sides(metric: Metric, a, b, *, paired: bool, family_size: int = 1) -
     if paired and len(a) != len(b):
         raise ValueError(f"paired sides need one value per seed on each side, got {len(a)} and {len(b)}")
     n_a, n_b = len(a), len(b)
-    untestable = dict(se=math.nan, df=math.nan, sd=math.nan)
     if min(n_a, n_b) == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return Difference(metric, math.nan, n_a=n_a, n_b=n_b, paired=paired, family_size=family_size, **untestable)
+        return _untestable(metric, math.nan, n_a, n_b, paired, family_size)
     if paired:
         d = b - a
         identical = bool(np.array_equal(a, b))
         if n_a < 2:
-            return Difference(metric, float(d.mean()), n_a=n_a, n_b=n_b, paired=True, family_size=family_size,
-                              identical=identical, **untestable)
+            return _untestable(metric, float(d.mean()), n_a, n_b, True, family_size, identical)
         sd = float(d.std(ddof=1))
         return Difference(metric, float(d.mean()), sd / math.sqrt(n_a), n_a - 1, sd, n_a, n_b, True, family_size,
                           identical)
     estimate = float(b.mean() - a.mean())
     if min(n_a, n_b) < 2:
-        return Difference(metric, estimate, n_a=n_a, n_b=n_b, paired=False, family_size=family_size, **untestable)
+        return _untestable(metric, estimate, n_a, n_b, False, family_size)
     var_a, var_b = a.var(ddof=1), b.var(ddof=1)
     parts = (var_a / n_a, var_b / n_b)
     se2 = sum(parts)
@@ -217,7 +224,7 @@ def compare_sides(metric: Metric, a, b, *, paired: bool, family_size: int = 1) -
     return Difference(metric, estimate, math.sqrt(se2), float(df), pooled_sd, n_a, n_b, False, family_size)
 
 
-def _power(effect_size: float, n_a: int, n_b: int, paired: bool, alpha: float) -> float:
+def _power(effect_size: float, n_a: float, n_b: float, paired: bool, alpha: float) -> float:
     """Power of the two-sided t-test at `alpha` for a true change of effect_size SDs (the far tail left out: it is
     below alpha / 2 and statsmodels' noncentral t gives NaN there at large effects)."""
     from statsmodels.stats.power import TTestIndPower, TTestPower  # loaded when a power is asked for

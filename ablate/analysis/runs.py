@@ -1,9 +1,8 @@
-"""Read a run folder for the report, through the run-folder schema (ablate.runfolder): a grid run, a bench
-run or a distributed bench run (`ablate bench --world`).
+"""A run folder loaded whole, through its checked readers: a grid run, a bench run or a distributed bench run
+(`ablate bench --world`).
 
-Nothing here imports the grid, bench or training code. A file that cannot be read is left out with a
-note (GridRun.notes, BenchRun.notes, DistributedRun.notes) instead of stopping the report; only a folder
-that holds no run at all is refused.
+A file that cannot be read is left out with a note (GridRun.notes, BenchRun.notes, DistributedRun.notes) instead
+of stopping the report; only a folder that holds no run at all, or one of a newer schema, is refused.
 """
 
 from dataclasses import dataclass, field
@@ -11,12 +10,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate import runfolder
+from ablate.analysis.manifest import read_manifest, run_kind
+from ablate.analysis.readers import empty_table, read_provenance, read_records, read_table
+from ablate.analysis.schema import (
+    BENCH,
+    BENCH_COLUMNS,
+    CURVE_COLUMNS,
+    CURVES,
+    DISTRIBUTED,
+    DISTRIBUTED_COLUMNS,
+    GRID_SPEC,
+    NUMERICS,
+    NUMERICS_COLUMNS,
+    SCHEMA_0_CONFIG_COLUMNS,
+    TEXT_COLUMNS,
+    TRAIN_STEP,
+    TRAIN_STEP_COLUMNS,
+    RunFolderError,
+    features_path,
+    table_path,
+)
+from ablate.analysis.summary import summary_table
+from ablate.analysis.tables import curves_table, load_results
 from ablate.io import UnreadableFile, read_regular_bytes
-from ablate.runfolder import RunFolderError
 
-
-# The setting every other is compared with in a grid's findings (ablate.report.findings): softmax alone.
+# The setting every other is compared with in a grid's findings (ablate.analysis.findings): softmax alone.
 DEFAULT_REFERENCE = ("lambda", 0.0)
 
 
@@ -40,7 +58,7 @@ class GridRun:
 
     def features_path(self, cell_id: str) -> Path:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""
-        return runfolder.features_path(self.path, cell_id)
+        return features_path(self.path, cell_id)
 
 
 @dataclass
@@ -55,14 +73,6 @@ class BenchRun:
     notes: list = field(default_factory=list)
 
 
-def _provenance(run_dir: Path, notes: list) -> dict:
-    try:
-        return runfolder.read_provenance(run_dir)
-    except RunFolderError as exc:
-        notes.append(f"Provenance left out: {exc}")
-        return {}
-
-
 @dataclass
 class DistributedRun:
     """A distributed bench run (`ablate bench --world`): one row per world x form x mode x size."""
@@ -73,30 +83,36 @@ class DistributedRun:
     notes: list = field(default_factory=list)
 
 
-def _config_columns(run_dir: Path, manifest: dict | None) -> list:
-    """The grid keys as run.json records them; a grid folder written before run.json takes today's keys."""
+def _provenance(run_dir: Path, notes: list) -> dict:
+    try:
+        return read_provenance(run_dir)
+    except RunFolderError as exc:
+        notes.append(f"Provenance left out: {exc}")
+        return {}
+
+
+def _config_columns(manifest: dict | None) -> list:
+    """The grid keys as run.json records them; those of schema 0 for a grid folder written before run.json."""
     if manifest is not None and manifest.get("config_columns"):
         return list(manifest["config_columns"])
-    from ablate.grid.tables import config_columns  # an older run folder only: the grid's own definition
-
-    return config_columns()
+    return list(SCHEMA_0_CONFIG_COLUMNS)
 
 
 def _curves(run_dir: Path, results: pd.DataFrame, notes: list) -> pd.DataFrame:
     """curves.parquet when it covers every finished cell of `results`, else rebuilt from the cell records."""
-    path = runfolder.table_path(run_dir, runfolder.CURVES)
+    path = table_path(run_dir, CURVES)
     finished = set(results.loc[results["status"] != "failed", "cell_id"])
     if path.exists():
         try:
-            curves = runfolder.read_table(path, required=runfolder.CURVE_COLUMNS, numeric=("epoch", "value"))
+            curves = read_table(path, required=CURVE_COLUMNS, numeric=("epoch", "value"))
         except RunFolderError as exc:
             notes.append(f"{exc}; curves rebuilt from the cell records")
         else:
             if finished <= set(curves["cell_id"]):
                 return curves
-    records, _ = runfolder.read_records(run_dir)
+    records, _ = read_records(run_dir)
     wanted = set(results["cell_id"])
-    return runfolder.curves_table([r for i, r in records.items() if i in wanted])
+    return curves_table([r for i, r in records.items() if i in wanted])
 
 
 def _grid_spec_text(path: Path, notes: list) -> str | None:
@@ -113,59 +129,61 @@ def _grid_spec_text(path: Path, notes: list) -> str | None:
 def load_grid_run(run_dir: Path) -> GridRun:
     """The run's tables as the grid writes them; results and summary rebuilt from cells/ for a run that
     was interrupted before writing them (or wrote them before its last cells)."""
-    notes = []
+    notes: list = []
     provenance = _provenance(run_dir, notes)
-    columns = _config_columns(run_dir, runfolder.read_manifest(run_dir))
-    results, problems = runfolder.load_results(run_dir, columns)
+    columns = _config_columns(read_manifest(run_dir))
+    results, problems = load_results(run_dir, columns)
     notes += [f"Left out: {p}" for p in problems]
-    spec = run_dir / runfolder.GRID_SPEC
     return GridRun(path=run_dir, provenance=provenance, results=results,
-                   summary=runfolder.summary_table(results, columns), curves=_curves(run_dir, results, notes),
+                   summary=summary_table(results, columns), curves=_curves(run_dir, results, notes),
                    config_columns=[c for c in columns if c != "seed"],
-                   grid_spec=_grid_spec_text(spec, notes), notes=notes)
+                   grid_spec=_grid_spec_text(run_dir / GRID_SPEC, notes), notes=notes)
 
 
-def _bench_table(run_dir: Path, name: str, columns, notes: list) -> pd.DataFrame | None:
+def _bench_table(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.DataFrame | None:
     """A bench table checked against its columns; None when absent, None and a note when unreadable."""
-    path = runfolder.table_path(run_dir, name)
+    path = table_path(run_dir, name)
     if not path.exists():
         return None
-    numeric = [c for c in columns if c not in runfolder.TEXT_COLUMNS]
+    numeric = [c for c in columns if c not in TEXT_COLUMNS]
     try:
-        return runfolder.read_table(path, required=columns, numeric=numeric)
+        return read_table(path, required=columns, numeric=numeric)
     except RunFolderError as exc:
         notes.append(f"Left out: {exc}")
         return None
 
 
 def load_bench_run(run_dir: Path) -> BenchRun:
-    notes = []
+    notes: list = []
     provenance = _provenance(run_dir, notes)
-    bench = _bench_table(run_dir, runfolder.BENCH, runfolder.BENCH_COLUMNS, notes)
+    bench = _bench_table(run_dir, BENCH, BENCH_COLUMNS, notes)
     return BenchRun(path=run_dir, provenance=provenance,
-                    bench=bench if bench is not None else runfolder.empty_table(runfolder.BENCH_COLUMNS),
-                    numerics=_bench_table(run_dir, runfolder.NUMERICS, runfolder.NUMERICS_COLUMNS, notes),
-                    train_step=_bench_table(run_dir, runfolder.TRAIN_STEP, runfolder.TRAIN_STEP_COLUMNS, notes),
+                    bench=bench if bench is not None else empty_table(BENCH_COLUMNS),
+                    numerics=_bench_table(run_dir, NUMERICS, NUMERICS_COLUMNS, notes),
+                    train_step=_bench_table(run_dir, TRAIN_STEP, TRAIN_STEP_COLUMNS, notes),
                     notes=notes)
 
 
-def load_run(run_dir) -> GridRun | BenchRun | DistributedRun:
+def load_distributed_run(run_dir: Path) -> DistributedRun:
+    notes: list = []
+    provenance = _provenance(run_dir, notes)
+    table = _bench_table(run_dir, DISTRIBUTED, DISTRIBUTED_COLUMNS, notes)
+    return DistributedRun(run_dir, provenance, table if table is not None else empty_table(DISTRIBUTED_COLUMNS),
+                          notes)
+
+
+def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
     """The run in `run_dir`; a ValueError (RunFolderError) says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder {run_dir} does not exist")
-    kind = runfolder.run_kind(run_dir)
+    kind = run_kind(run_dir)
     if kind == "grid":
         return load_grid_run(run_dir)
-    if kind == "bench" and runfolder.table_path(run_dir, runfolder.BENCH).exists():
+    if kind == "bench" and table_path(run_dir, BENCH).exists():
         return load_bench_run(run_dir)
     if kind == "distributed":
-        notes = []
-        provenance = _provenance(run_dir, notes)
-        table = _bench_table(run_dir, runfolder.DISTRIBUTED, runfolder.DISTRIBUTED_COLUMNS, notes)
-        return DistributedRun(run_dir, provenance,
-                              table if table is not None else runfolder.empty_table(runfolder.DISTRIBUTED_COLUMNS),
-                              notes)
+        return load_distributed_run(run_dir)
     raise RunFolderError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
                          "from `ablate grid`), bench.parquet (a bench run, from `ablate bench`) or "
                          "distributed.parquet (from `ablate bench --world`)")

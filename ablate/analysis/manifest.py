@@ -1,0 +1,128 @@
+"""run.json: the kind of run a folder holds and the schema version it was written in; the folder's writer lock.
+
+    read_manifest(run_dir)        run.json checked, None for a schema-0 folder (no run.json); a newer schema refused
+    schema_version(run_dir)       0 without run.json, else the version run.json records
+    run_kind(run_dir)             "grid", "bench" or "distributed", recorded or read off the files; None: no run
+    claim(run_dir, kind)          write run.json, refusing a folder that holds a run of another kind
+    locked(run_dir)               one writer at a time
+"""
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ablate.analysis.readers import read_json
+from ablate.analysis.schema import (
+    BENCH,
+    CELLS,
+    COLUMN_NAME,
+    DISTRIBUTED,
+    GRID_SPEC,
+    KINDS,
+    LOCK,
+    MANIFEST,
+    PARTS,
+    RESULTS,
+    SCHEMA,
+    RunFolderError,
+    table_path,
+)
+from ablate.io import atomic_write_json
+
+
+def _check_newer(manifest: dict, path: Path) -> None:
+    """Refuse a run.json of a schema newer than SCHEMA (checked first: a newer ablate may write what this one
+    cannot check, a kind it does not know, say)."""
+    schema = manifest.get("schema")
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA:
+        raise RunFolderError(f"{path}: schema {schema}, written by a newer ablate; this ablate reads schema {SCHEMA} "
+                             "at most: upgrade ablate to read it")
+
+
+def _check_schema(manifest: dict, path: Path) -> None:
+    """run.json's schema version: an integer from 1 to SCHEMA (run.json was introduced with schema 1)."""
+    if "schema" not in manifest:
+        raise RunFolderError(f"{path}: no schema version; expected \"schema\": an integer from 1 to {SCHEMA} (every "
+                             "run.json ablate writes records one)")
+    schema = manifest["schema"]
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        raise RunFolderError(f"{path}: schema must be an integer from 1 to {SCHEMA}, got {schema!r}")
+
+
+def read_manifest(run_dir: str | Path) -> dict | None:
+    """RUN_DIR/run.json checked (schema, kind, config_columns), or None when the folder has none (schema 0)."""
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return None
+    manifest = read_json(path)
+    _check_newer(manifest, path)
+    if manifest.get("kind") not in KINDS:
+        raise RunFolderError(f"{path}: kind must be one of {', '.join(KINDS)}, got {manifest.get('kind')!r}")
+    _check_schema(manifest, path)
+    columns = manifest.get("config_columns")
+    if columns is not None and not (isinstance(columns, list) and columns
+                                    and all(isinstance(c, str) and COLUMN_NAME.fullmatch(c) for c in columns)):
+        raise RunFolderError(f"{path}: config_columns must be a non-empty list of lower-case names, got {columns!r}")
+    return manifest
+
+
+def schema_version(run_dir: str | Path) -> int:
+    """The schema version RUN_DIR was written in: 0 without run.json, else run.json's (checked, never newer)."""
+    manifest = read_manifest(run_dir)
+    return 0 if manifest is None else manifest["schema"]
+
+
+def run_kind(run_dir: str | Path) -> str | None:
+    """"grid", "bench" or "distributed" as run.json records it, else as the files show (schema 0), else None (no
+    run)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    if manifest is not None:
+        return manifest["kind"]
+    if (run_dir / CELLS).is_dir() or table_path(run_dir, RESULTS).exists() or (run_dir / GRID_SPEC).exists():
+        return "grid"
+    if table_path(run_dir, BENCH).exists() or (run_dir / PARTS).is_dir():
+        return "bench"
+    if table_path(run_dir, DISTRIBUTED).exists():
+        return "distributed"
+    return None
+
+
+def check_kind(run_dir: str | Path, kind: str) -> None:
+    """Raise RunFolderError if RUN_DIR holds a run of another kind than `kind`, or one of a newer schema (writes
+    nothing)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    found = run_kind(run_dir)
+    if found is not None and found != kind:
+        raise RunFolderError(f"{run_dir} holds a {found} run (from `ablate {found}`); `ablate {kind}` would mix "
+                             f"its files into it: choose another --out")
+
+
+def claim(run_dir: str | Path, kind: str, **fields: object) -> None:
+    """Mark RUN_DIR as a run of `kind` (run.json, at schema SCHEMA), refusing a folder that holds a run of the other
+    kind."""
+    run_dir = Path(run_dir)
+    check_kind(run_dir, kind)
+    atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing to the run folder."""
+
+
+@contextmanager
+def locked(run_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on RUN_DIR while writing it: one writer (`ablate grid`, `ablate bench`) at a time.
+    The operating system drops the lock when the process ends, killed or not."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(f"another `ablate` run is writing to {run_dir}; wait for it to end or use another "
+                                 "--out") from None
+        yield

@@ -1,0 +1,105 @@
+"""The run folder: what `ablate grid` and `ablate bench` write and `ablate report` reads, declared once.
+
+    RUN_DIR/run.json          {"kind": "grid" | "bench" | "distributed", "schema": SCHEMA,
+                               "config_columns": [...] (grid only)}
+    RUN_DIR/provenance.json   where the run came from (ablate.provenance), times
+    grid:         grid.toml (the resolved spec), cells/<id>.json (one record per cell) and <id>.npz (its test
+                  features), results and summary (.parquet, .csv), curves.parquet
+    bench:        bench, numerics, train_step (.parquet, .csv); parts/<stage>/<key>.json while a run is under way
+    distributed:  distributed (.parquet, .csv), from `ablate bench --world`
+
+Schema versions (run.json's "schema"; ablate.analysis.manifest reads it and refuses a newer one):
+
+    0   no run.json (folders written before it): the kind is read off the files, a grid's config columns are
+        SCHEMA_0_CONFIG_COLUMNS
+    1   run.json with kind and schema, and a grid's config columns
+
+Every file read from a run folder is untrusted: the readers of ablate.analysis check it and raise RunFolderError
+naming the file and what is wrong.
+"""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+KINDS = ("grid", "bench", "distributed")
+SCHEMA = 1  # the newest schema version this ablate writes and reads
+MANIFEST = "run.json"
+PROVENANCE = "provenance.json"
+GRID_SPEC = "grid.toml"
+CELLS = "cells"
+PARTS = "parts"
+LOCK = ".lock"
+
+# The grid keys of a schema-0 grid folder (the cell options of the ablate that wrote folders without run.json):
+# its records hold them, and its cell ids hash them.
+SCHEMA_0_CONFIG_COLUMNS = ("dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda",
+                           "alpha", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step",
+                           "lr_gamma", "seed", "device", "num_classes", "synthetic_dim", "samples_per_class",
+                           "test_fraction")
+
+FINISHED = ("ok", "diverged")
+STATUSES = (*FINISHED, "failed")
+
+# grid tables
+RESULTS, SUMMARY, CURVES = "results", "summary", "curves"
+CURVE_PREFIX = "curve_"
+CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
+RECORD_TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # must be strings where present
+FEATURE_ARRAYS = ("features", "labels", "centers")  # in every cell's .npz
+PREDICTIONS = "predictions"  # (N,) also in a cell's .npz; files written before cells saved it lack it
+
+# bench tables
+BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
+DISTRIBUTED = "distributed"  # `ablate bench --world`
+DISTRIBUTED_COLUMNS = ("world", "form", "mode", "batch", "classes", "dim", "dtype", "device", "time_ms_p20",
+                       "time_ms_p50", "time_ms_p80", "bytes_per_step", "collectives_per_step",
+                       "centers_bytes_per_rank", "peak_mem_bytes", "note")
+BENCH_COLUMNS = ("variant", "mode", "rule", "batch", "classes", "dim", "dtype", "device", "time_ms_p20", "time_ms_p50",
+                 "time_ms_p80", "samples_per_s", "bytes", "gb_per_s", "peak_mem_bytes", "roof_fraction", "note")
+TRAIN_STEP_COLUMNS = ("workload", "variant", "batch", "classes", "dim", "device", "samples_per_s", "time_ms_p20",
+                      "time_ms_p50", "time_ms_p80", "note")
+ERROR_COLUMNS = ("loss_rel_error", "grad_features_rel_error", "grad_centers_rel_error")
+NUMERICS_COLUMNS = ("variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", *ERROR_COLUMNS, "note")
+TEXT_COLUMNS = ("variant", "mode", "rule", "dtype", "device", "note", "workload", "convention", "form")
+
+# Bounds on what a file of a run folder may claim, checked before it is loaded.
+MAX_TABLE_BYTES = 2**30  # a parquet table: a 100,000-cell grid's results take a few tens of MB
+MAX_FEATURES_BYTES = 2**31  # a cell's .npz, compressed
+FEATURE_ROWS_ENV = "ABLATE_MAX_FEATURE_ROWS"
+DEFAULT_FEATURE_ROWS = 200_000  # test samples of one cell: Fashion-MNIST has 10,000, 20 times fewer
+MAX_FEATURE_DIM = 65_536  # feature dimension D, and classes C of the centers (C, D)
+
+ID_LENGTH = 12  # hex digits: 48 bits, a collision is negligible for grids of millions of cells
+_CELL_ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
+COLUMN_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class RunFolderError(ValueError):
+    """A file of a run folder that cannot be used; the message names the file and what is wrong."""
+
+
+def cell_id(config: dict) -> str:
+    """The id of a resolved config (every option, as `expand` returns it), independent of key order."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:ID_LENGTH]
+
+
+def is_cell_id(text: object) -> bool:
+    return isinstance(text, str) and _CELL_ID.fullmatch(text) is not None
+
+
+def record_path(run_dir: str | Path, cell: str) -> Path:
+    return Path(run_dir) / CELLS / f"{cell}.json"
+
+
+def features_path(run_dir: str | Path, cell: str) -> Path:
+    """RUN_DIR/cells/<id>.npz; the id is checked first, so that a table's value cannot point elsewhere."""
+    if not is_cell_id(cell):
+        raise RunFolderError(f"{Path(run_dir) / CELLS}: {cell!r} is not a cell id ({ID_LENGTH} hex digits)")
+    return Path(run_dir) / CELLS / f"{cell}.npz"
+
+
+def table_path(run_dir: str | Path, name: str) -> Path:
+    return Path(run_dir) / f"{name}.parquet"

@@ -1,0 +1,94 @@
+"""The grid's results and curves tables: built from the cell records, and read back (or rebuilt) checked.
+
+    results   one row per cell: cell_id, the config columns (grid keys), then metrics, status, timings
+    curves    long format: cell_id, epoch (1-based), metric, value
+    (summary: ablate.analysis.summary)
+"""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ablate.analysis.readers import in_grid, read_grid_axes, read_records, read_table
+from ablate.analysis.schema import (
+    CELLS,
+    CURVE_COLUMNS,
+    CURVE_PREFIX,
+    GRID_SPEC,
+    RESULTS,
+    STATUSES,
+    RunFolderError,
+    table_path,
+)
+
+
+def results_table(records: list, config_columns: list | tuple) -> pd.DataFrame:
+    """records (one flat dict per cell) -> one row per cell: cell_id, the config columns, then the rest in
+    order of appearance; curve lists left out."""
+    config = list(config_columns)
+    others: list = []
+    for record in records:
+        others += [k for k in record if k not in others and k not in config and k != "cell_id"
+                   and not k.startswith(CURVE_PREFIX)]
+    return pd.DataFrame.from_records(records, columns=["cell_id", *config, *others])
+
+
+def curves_table(records: list) -> pd.DataFrame:
+    """The per-epoch curves of every record, long format: cell_id, epoch (1-based), metric, value."""
+    rows = [(record["cell_id"], epoch, key.removeprefix(CURVE_PREFIX), _number(value))
+            for record in records for key, values in record.items()
+            if key.startswith(CURVE_PREFIX) and isinstance(values, list)
+            for epoch, value in enumerate(values, start=1)]
+    # typed also when empty (every cell failed), so that the table reads back as numeric
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype({"epoch": "int64", "value": "float64"})
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def load_results(run_dir: str | Path, config_columns: list | tuple) -> tuple[pd.DataFrame, list]:
+    """(results, notes): RUN_DIR/results.parquet when it is newer than every cell record, else the table
+    rebuilt from the valid records in cells/ of the cells grid.toml holds (a run interrupted before writing
+    it, or that wrote it before its last cells). notes: one line per file or row left out, and why.
+
+    Rebuilding never expands the grid: a record belongs to it when its values lie on grid.toml's axes.
+    """
+    run_dir = Path(run_dir)
+    records, notes = read_records(run_dir, config_columns)
+    path = table_path(run_dir, RESULTS)
+    newest_record = max((p.stat().st_mtime_ns for p in (run_dir / CELLS).glob("*.json")), default=0)
+    if path.exists() and path.stat().st_mtime_ns >= newest_record:
+        try:
+            results = read_table(path, required=("cell_id", "status", *config_columns))
+        except RunFolderError as exc:
+            notes.append(f"{exc}; the table was rebuilt from the records in {CELLS}/")
+        else:
+            return _checked_rows(results, path, notes), notes
+    try:
+        products = read_grid_axes(run_dir)
+    except RunFolderError as exc:
+        products = None
+        notes.append(f"{exc}; every valid record in cells/ is shown")
+    chosen = [r for r in records.values() if products is None or in_grid(r, products)]
+    if len(chosen) < len(records):
+        notes.append(f"{len(records) - len(chosen)} record(s) in cells/ are not in {GRID_SPEC} (an earlier grid) "
+                     "and are left out")
+    if not chosen:
+        raise RunFolderError(f"{run_dir} holds no grid results: expected results.parquet or records in cells/"
+                             + (f" ({notes[0]})" if notes else ""))
+    return results_table(chosen, config_columns), notes
+
+
+def _checked_rows(results: pd.DataFrame, path: Path, notes: list) -> pd.DataFrame:
+    """The rows of results.parquet with a known status, each cell once (a repeated cell's first row)."""
+    unknown = results[~results["status"].isin(STATUSES)]
+    if len(unknown):
+        notes.append(f"{path}: {len(unknown)} row(s) left out with an unknown status "
+                     f"({', '.join(map(str, unknown['status'].unique()[:3]))}); expected {', '.join(STATUSES)}")
+    repeated = results["cell_id"].duplicated()
+    if repeated.any():
+        cells = ", ".join(map(str, results.loc[repeated, "cell_id"].unique()[:3]))
+        notes.append(f"{path}: {int(repeated.sum())} repeated row(s) of cell(s) {cells} left out (a cell is one row)")
+    return results[results["status"].isin(STATUSES) & ~repeated].reset_index(drop=True)
