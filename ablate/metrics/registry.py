@@ -6,7 +6,7 @@ reported but never ranked), whether it is unchanged when every feature is scaled
 it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
 headline metric) and how a change of it is said, which test samples it is measured on in an open-set cell, and
 whether it is one of the primary metrics (the family the findings' opening sentence and their adjustment speak of).
-The record (ablate.train.evaluate), the summary table (ablate.runfolder), the command-line summaries and the
+The record (ablate.train.evaluate), the summary table (ablate.analysis.summary), the command-line summaries and the
 report read these entries; no other module names a metric in its logic. An installed package adds a metric through
 the entry-point group "ablate.metrics" (`name = "pkg.module:METRIC"`, a Metric; the entry point's name becomes its
 name); one that fails to load is left out and kept in METRICS.plugin_errors. This module imports nothing heavy, so
@@ -27,7 +27,7 @@ AGAINST_LAMBDA = "against lambda"  # the report's metric-against-lambda panels
 AGREEMENT = "agreement"  # the report's variant-agreement table
 VIEWS = (TRAIN_SUMMARY, GRID_SUMMARY, HEATMAP, AGAINST_LAMBDA, AGREEMENT)
 
-# How the findings say a change of a headline metric (ablate.stats).
+# How the findings say a change of a headline metric (ablate.analysis.stats).
 POINTS = "points"  # a share in [0, 1]: the difference in percentage points ("accuracy +0.8 pts")
 RATIO = "ratio"  # a positive ratio or distance: the factor, compared on the log scale ("separation ratio x2.2")
 DIFFERENCE = "difference"  # anything else: the plain difference
@@ -49,7 +49,7 @@ class Metric:
     shrink with the whole feature scale, so a smaller one is not a better one).
     scale_invariant: the value does not change when every feature (and center) is multiplied by one constant.
     summarized: mean and 95% CI over seeds in summary tables.
-    headline: the findings compare it against the grid's reference setting (over seeds, ablate.stats); it needs
+    headline: the findings compare it against the grid's reference setting (over seeds, ablate.analysis.stats); it needs
     a direction and a compute.
     primary: a headline metric of the primary family: the findings' opening sentence speaks of these only, and
     their p-values and intervals are adjusted over them; the other headline metrics are secondary (their own
