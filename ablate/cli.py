@@ -3,10 +3,10 @@
 import importlib
 
 import click
-import torch
 
 from ablate.signals import interrupt_on_termination
 from ablate.loss import PLUGIN_ERRORS, available_variants, get_variant, variant_names
+from ablate.loss.devices import device_type
 
 # Subcommands imported when run, so that `ablate report` never loads the training stack (ablate.train,
 # ablate.grid, scikit-learn): name -> "module:attribute".
@@ -42,13 +42,12 @@ def variants_command(device):
     """List the center-loss variants (built-in and installed plugins), their cost and whether they run on DEVICE;
     then any plugin that failed to load, with its error."""
     try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
-                                 param_hint="--device") from None
-    runnable = set(available_variants(dev))
+        kind = device_type(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    runnable = set(available_variants(kind))
     if not runnable:
-        click.echo(f"torch cannot compute on a {dev.type} device here: no variant runs on {device}", err=True)
+        click.echo(f"torch cannot compute on a {kind} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"

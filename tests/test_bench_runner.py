@@ -15,7 +15,7 @@ from ablate.bench.numerics import FLOAT32_TOLERANCE, float32_failures, numerics_
 from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, numerics_table, run_suite
 from ablate.bench.suites import NumericsSpec, Point, resolve_suite
 from ablate.cli import main
-from ablate.loss.registry import REGISTRY
+from ablate.loss.registry import VARIANTS
 
 CPU = torch.device("cpu")
 NUMERICS_COLUMNS = ["variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", "loss_rel_error",
@@ -92,12 +92,12 @@ def test_float16_naive_is_recorded_as_refused_not_crashed():
 
 
 @pytest.fixture
-def broken_variant(monkeypatch):
+def broken_variant():
     """A variant whose loss is 0.1% too large: the float32 check must catch it."""
-    gather = REGISTRY["gather"]
-    monkeypatch.setitem(REGISTRY, "broken", replace(gather, name="broken",
-                                                    loss=lambda x, y, c, conv: gather.loss(x, y, c, conv) * 1.001))
-    return "broken"
+    gather = VARIANTS.get("gather")
+    VARIANTS.register(replace(gather, name="broken", loss=lambda x, y, c, conv: gather.loss(x, y, c, conv) * 1.001))
+    yield "broken"
+    VARIANTS.unregister("broken")
 
 
 def test_float32_check_catches_a_wrong_variant(broken_variant, tmp_path):

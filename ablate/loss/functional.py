@@ -4,13 +4,9 @@ import torch
 
 from ablate.loss.conventions import CONVENTIONS
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
-from ablate.loss.updates import RULES, torch_updated_rows
-from ablate.loss.validation import all_finite, check_alpha, check_inputs
-
-
-def check_choice(kind: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
+from ablate.loss.rules import RULES
+from ablate.loss.updates import torch_updated_rows
+from ablate.loss.validation import all_finite, check_inputs
 
 
 def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
@@ -23,7 +19,7 @@ def center_loss(features, labels, centers, *, variant: str = DEFAULT_VARIANT, co
     in all): a collective over `group` (default: the whole world) whose value is the loss of the global
     batch, every rank's features being its slice; see ablate.distributed.centers for the gradients.
     """
-    check_choice("convention", convention, CONVENTIONS)
+    CONVENTIONS.check(convention)
     impl = get_variant(variant)
     if distributed is not None:
         from ablate.distributed.centers import distributed_center_loss
@@ -47,18 +43,18 @@ def update_centers(centers, features, labels, *, alpha: float, rule: str = "pape
     distributed: None (one process), "replicated" or "sharded" (as in `center_loss`): a collective
     after which every rank's centers have taken the step of the global batch.
     """
-    check_choice("rule", rule, RULES)
-    check_choice("convention", convention, CONVENTIONS)
+    update_rule = RULES.get(rule)
+    CONVENTIONS.check(convention)
     impl = get_variant(variant)
     if distributed is not None:
         from ablate.distributed.centers import distributed_update
 
-        check_alpha(alpha, rule)
+        update_rule.check_alpha(alpha)
         distributed_update(distributed, centers, features, labels, alpha=alpha, rule=rule, convention=convention,
                            variant=variant, group=group, num_classes=num_classes)
         return
     check_inputs(features, labels, centers)
-    check_alpha(alpha, rule)
+    update_rule.check_alpha(alpha)
     labels = labels.long()
     if not all_finite(features):
         raise ValueError("features must be finite to update the centers; the centers were left untouched")

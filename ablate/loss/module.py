@@ -4,11 +4,10 @@ import torch
 from torch import nn
 
 from ablate.loss.conventions import CONVENTIONS
-from ablate.loss.functional import center_loss, check_choice, update_centers
+from ablate.loss.functional import center_loss, update_centers
 from ablate.loss.initial import initial_centers
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
-from ablate.loss.updates import RULES
-from ablate.loss.validation import check_alpha
+from ablate.loss.rules import RULES
 
 
 class CenterLoss(nn.Module):
@@ -44,9 +43,8 @@ class CenterLoss(nn.Module):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         # Every choice fails here, not at the first forward or update.
         get_variant(variant)
-        check_choice("convention", convention, CONVENTIONS)
-        check_choice("rule", rule, RULES)
-        check_alpha(alpha, rule)
+        CONVENTIONS.check(convention)
+        RULES.get(rule).check_alpha(alpha)
         self.variant, self.convention, self.rule, self.alpha = variant, convention, rule, alpha
         self.num_classes, self.distributed, self.group = num_classes, distributed, group
         self.class_range, self.centers_grad_multiplier = (0, num_classes), 1

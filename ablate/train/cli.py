@@ -9,12 +9,14 @@ import click
 from ablate.distributed.launch import RanksFailed
 from ablate.io import atomic_write_json, check_writable
 from ablate.metrics import TRAIN_SUMMARY, shown_in
+from ablate.registry import Registry
 from ablate.train.cell import run_cell
 from ablate.train.config import CellConfig, key_name, option_choices
 
 
-
 def _click_type(f):
+    if isinstance(f.metadata["choices"], Registry):
+        return f.metadata["choices"].choice()  # read when checked: later registrations are choices too
     if option_choices(f) is not None:
         return click.Choice(option_choices(f))
     if f.name == "data_dir":
@@ -40,7 +42,8 @@ def summary_lines(record: dict) -> list:
              f"alpha={record['alpha']} seed={record['seed']} epochs={record['epochs']} "
              f"batch_size={record['batch_size']} lr={record['lr']} lr_step={record['lr_step']} "
              f"on {record['resolved_device']}"
-             + (f" x {record['world_size']} ranks, {record['distributed']} centers" if record["world_size"] > 1 else ""))
+             + (f" x {record['world_size']} ranks, {record['distributed']} centers"
+                if record["world_size"] > 1 else ""))
     status = record["status"] + (f" at epoch {record['diverged_epoch']}" if record["status"] == "diverged" else "")
     epochs = len(record["curve_softmax_loss"]) or 1  # the epochs trained (a diverged cell stops early)
     lines = [setup, f"status {status}, trained in {record['train_time_s']:.2f} s "
@@ -53,7 +56,8 @@ def summary_lines(record: dict) -> list:
 
 @click.command("train")
 @config_options
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the record (config, metrics, curves) to this JSON file.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the record (config, metrics, curves) to this JSON file.")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False),
               help="Save the test features, labels and centers to this .npz file.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
