@@ -232,7 +232,7 @@ def test_numerics_columns_keep_their_order_when_resumed(tmp_path):
     (["--dtype", "int8"], "unknown dtype int8; expected one of float32"),
     (["--batch", "0"], "batch must be a list of integers >= 1"),
     (["--classes", "ten"], "expected a comma-separated list of ints"),
-    (["--rule", "newton"], "unknown rule newton; expected one of paper, sgd, ema"),
+    (["--rule", "newton"], "'newton' is not one of 'paper', 'sgd', 'ema'"),
     (["--suite", "huge"], "'huge' is not one of"),
 ])
 def test_bad_options_are_refused_with_what_was_expected(args, expected, tmp_path):
