@@ -13,7 +13,9 @@ Runs on CUDA, or on the CPU under TRITON_INTERPRET=1; inputs arrive validated by
 """
 
 import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -43,7 +45,7 @@ class Tile:
     block_d: int
     num_warps: int
 
-    def grid(self, batch: int) -> tuple:
+    def grid(self, batch: int) -> tuple[int]:
         return (triton.cdiv(batch, self.block_b),)
 
 
@@ -63,11 +65,11 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _triton_dtype(dtype: torch.dtype):
+def _triton_dtype(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _on(device: torch.device):
+def _on(device: torch.device) -> AbstractContextManager:
     """Triton launches on the current CUDA device, so make it the tensors' device."""
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
@@ -76,7 +78,8 @@ class FusedCenterLoss(torch.autograd.Function):
     """scale * sum_i ||x_i - c_{y_i}||^2 with both gradients, each pass one Triton kernel."""
 
     @staticmethod
-    def forward(ctx, features, labels, centers, scale: float, keep_diff: bool):
+    def forward(ctx: Any, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, scale: float,
+                keep_diff: bool) -> torch.Tensor:
         batch, dim = features.shape
         tile = tile_for(dim)
         acc = _acc_dtype(features.dtype)
@@ -95,7 +98,8 @@ class FusedCenterLoss(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None, None]:
         diff, labels = ctx.saved_tensors  # (B, D), (B,)
         want_features, _, want_centers, _, _ = ctx.needs_input_grad
         batch, dim = diff.shape
@@ -113,7 +117,7 @@ class FusedCenterLoss(torch.autograd.Function):
                 WRITE_GX=want_features, WRITE_GC=want_centers,
                 ACC=_triton_dtype(acc), BLOCK_B=tile.block_b, BLOCK_D=tile.block_d, num_warps=tile.num_warps,
             )
-        if want_centers:
+        if grad_centers is not None:
             grad_centers = grad_centers.to(diff.dtype)
         return grad_features, None, grad_centers, None, None
 
@@ -192,12 +196,12 @@ def fused_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtyp
     a = _acc_dtype(dtype).itemsize
     i = LABEL_BYTES
     P = tile_for(D).grid(B)[0]
-    forward = [
+    forward: list[tuple[float, float]] = [  # (bytes read, bytes written) per op; U below is an expected value
         (B * i + 2 * B * D * e, P * a + B * D * e),  # center_loss_forward_kernel, keeping x - c
         (P * a, a),                                  # partials.sum()
         (a, a),                                      # * scale
     ]
-    backward = [
+    backward: list[tuple[float, float]] = [
         (a, a),                                      # coef = grad_output * 2s
         (B * D * e + a, B * D * e),                  # center_loss_backward_kernel, dL/dx
     ]

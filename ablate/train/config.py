@@ -108,9 +108,8 @@ class CellConfig:
             choices = f.metadata["choices"]
             if isinstance(choices, Registry):
                 choices.check(value)  # "unknown rule 'x'; expected one of ...", the registry's own message
-            elif choices is not None and value not in option_choices(f):
-                raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of "
-                                 f"{', '.join(option_choices(f))}")
+            elif (allowed := option_choices(f)) is not None and value not in allowed:
+                raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(allowed)}")
             if f.type is int:
                 object.__setattr__(self, f.name, _as_int(f.name, value))
             elif f.type is float:
