@@ -14,7 +14,7 @@ def row_step_sizes(rule: str, alpha: float, counts: torch.Tensor, convention: st
     """The multiplier of delta_j for each present class, by the rule's step; counts (U,) -> (U, 1) float64."""
     counts = counts.to(torch.float64).unsqueeze(1)  # (U, 1)
     step = RULES.get(rule).step(alpha, counts, convention_scale(convention, batch_size))
-    return torch.as_tensor(step, dtype=torch.float64, device=counts.device).expand_as(counts)
+    return step if isinstance(step, torch.Tensor) else torch.full_like(counts, step)  # a step the same for every n_j
 
 
 def torch_updated_rows(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float,
