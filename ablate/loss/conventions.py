@@ -45,5 +45,5 @@ def convention_scale(convention: str, batch_size: int) -> float:
 
 
 def conventions_help() -> str:
-    """'mean = sum/B, half_mean = sum/2B, half_sum = sum/2': the conventions in words, for option help."""
-    return ", ".join(f"{c.name} = {c.formula}" for c in CONVENTIONS)
+    """'mean = sum/B (the most used PyTorch implementation), ...': the conventions in words, for option help."""
+    return ", ".join(f"{c.name} = {c.formula} ({c.description})" for c in CONVENTIONS)

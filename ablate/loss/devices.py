@@ -22,7 +22,6 @@ class DeviceKind:
 
     name: str
     present: Callable[[], bool]
-    description: str
 
 
 def always() -> bool:
@@ -43,9 +42,9 @@ def mps_present() -> bool:
 
 DEVICES: Registry[DeviceKind] = Registry("device")
 for _kind in (
-    DeviceKind("cpu", always, "the host's cores"),
-    DeviceKind("cuda", cuda_present, "an NVIDIA (or ROCm) GPU torch sees"),
-    DeviceKind("mps", mps_present, "an Apple GPU through Metal"),
+    DeviceKind("cpu", always),
+    DeviceKind("cuda", cuda_present),  # NVIDIA GPUs, and AMD ones under ROCm builds of torch
+    DeviceKind("mps", mps_present),  # Apple GPUs through Metal
 ):
     DEVICES.register(_kind)
 

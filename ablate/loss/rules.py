@@ -95,7 +95,7 @@ RULES: Registry[Rule] = Registry("rule")
 for _rule in (
     Rule("paper", "c_j -= alpha * delta_j / (1 + n_j)", "Eq. 4 / Algorithm 1",
          step=lambda alpha, counts, scale: alpha / (1.0 + counts), reference=_paper_reference, max_alpha=1.0),
-    Rule("sgd", "c_j -= alpha * 2 * s * delta_j", "plain SGD (lr alpha) on dL_C/dc_j",
+    Rule("sgd", "c_j -= alpha * 2 * s * delta_j", "plain SGD on dL_C/dc_j, lr alpha",
          step=lambda alpha, counts, scale: alpha * 2.0 * scale, reference=_sgd_reference),
     Rule("ema", "c_j -= alpha * delta_j", "FaceNet's moving average, alpha = 1 - decay",
          step=lambda alpha, counts, scale: alpha, reference=_ema_reference, max_alpha=1.0),
@@ -104,5 +104,5 @@ for _rule in (
 
 
 def rules_help() -> str:
-    """'paper (Eq. 4 / Algorithm 1), sgd (...), ema (...)': the rules in words, for option help."""
-    return ", ".join(f"{r.name} ({r.origin})" for r in RULES)
+    """'paper: c_j -= alpha * delta_j / (1 + n_j) (Eq. 4 / Algorithm 1); sgd: ...': the rules, for option help."""
+    return "; ".join(f"{r.name}: {r.formula} ({r.origin})" for r in RULES)
