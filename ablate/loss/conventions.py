@@ -30,12 +30,9 @@ class Convention:
 
 
 CONVENTIONS: Registry[Convention] = Registry("convention")
-for _convention in (
-    Convention("mean", 1.0, True, "sum/B", "the most used PyTorch implementation"),
-    Convention("half_mean", 0.5, True, "sum/2B", "the original Caffe layer"),
-    Convention("half_sum", 0.5, False, "sum/2", "the paper's Eq. 2"),
-):
-    CONVENTIONS.register(_convention)
+CONVENTIONS.register(Convention("mean", 1.0, True, "sum/B", "the most used PyTorch implementation"))
+CONVENTIONS.register(Convention("half_mean", 0.5, True, "sum/2B", "the original Caffe layer"))
+CONVENTIONS.register(Convention("half_sum", 0.5, False, "sum/2", "the paper's Eq. 2"))
 
 
 def convention_scale(convention: str, batch_size: int) -> float:

@@ -41,12 +41,9 @@ def mps_present() -> bool:
 
 
 DEVICES: Registry[DeviceKind] = Registry("device")
-for _kind in (
-    DeviceKind("cpu", always),
-    DeviceKind("cuda", cuda_present),  # NVIDIA GPUs, and AMD ones under ROCm builds of torch
-    DeviceKind("mps", mps_present),  # Apple GPUs through Metal
-):
-    DEVICES.register(_kind)
+DEVICES.register(DeviceKind("cpu", always))
+DEVICES.register(DeviceKind("cuda", cuda_present))  # NVIDIA GPUs, and AMD ones under ROCm builds of torch
+DEVICES.register(DeviceKind("mps", mps_present))  # Apple GPUs through Metal
 
 
 def device_type(device: str | torch.device) -> str:

@@ -54,23 +54,22 @@ def on_cuda(kind: str) -> bool:
 
 
 VARIANTS: Registry[Variant] = Registry("variant", entry_point_group="ablate.variants", from_entry_point=as_variant)
-for _variant in (
-    Variant("naive", lazy("ablate.loss.naive:naive_center_loss"), "O(B*C*D)", "O(B*C) temporaries",
-            lazy("ablate.loss.naive:naive_bytes"), peak_bytes=lazy("ablate.loss.naive:naive_peak_bytes"),
-            baseline=True),
-    Variant("gather", lazy("ablate.loss.gather:gather_center_loss"), "O(B*D)", "O(B*D) temporaries",
-            lazy("ablate.loss.gather:gather_bytes")),
-    # Triton, an optional dependency, is imported only when the variant is used.
-    Variant("fused", lazy("ablate.loss.fused:fused_loss"), "O(B*D), one pass", "O(B) saved",
-            lazy("ablate.kernels.fused:fused_bytes"), available=triton_available,
-            runs_on="CUDA with Triton, or the CPU under TRITON_INTERPRET=1", timed=on_cuda,
-            update=lazy("ablate.loss.fused:fused_update"), update_rules=FUSED_RULES,
-            update_bytes=lazy("ablate.loss.fused:fused_update_bytes"), compiles=True),
-    Variant("compiled", lazy("ablate.loss.compiled:compiled_center_loss"), "O(B*D)", "O(B*D), fused by inductor",
-            lazy("ablate.loss.compiled:compiled_bytes"), available=compile_available,
-            runs_on="where torch.compile can build code (a C++ compiler; Triton on CUDA)", compiles=True),
-):
-    VARIANTS.register(_variant)
+VARIANTS.register(Variant(
+    "naive", lazy("ablate.loss.naive:naive_center_loss"), "O(B*C*D)", "O(B*C) temporaries",
+    lazy("ablate.loss.naive:naive_bytes"), peak_bytes=lazy("ablate.loss.naive:naive_peak_bytes"), baseline=True))
+VARIANTS.register(Variant(
+    "gather", lazy("ablate.loss.gather:gather_center_loss"), "O(B*D)", "O(B*D) temporaries",
+    lazy("ablate.loss.gather:gather_bytes")))
+VARIANTS.register(Variant(  # Triton, an optional dependency, is imported only when the variant is used
+    "fused", lazy("ablate.loss.fused:fused_loss"), "O(B*D), one pass", "O(B) saved",
+    lazy("ablate.kernels.fused:fused_bytes"), available=triton_available,
+    runs_on="CUDA with Triton, or the CPU under TRITON_INTERPRET=1", timed=on_cuda,
+    update=lazy("ablate.loss.fused:fused_update"), update_rules=FUSED_RULES,
+    update_bytes=lazy("ablate.loss.fused:fused_update_bytes"), compiles=True))
+VARIANTS.register(Variant(
+    "compiled", lazy("ablate.loss.compiled:compiled_center_loss"), "O(B*D)", "O(B*D), fused by inductor",
+    lazy("ablate.loss.compiled:compiled_bytes"), available=compile_available,
+    runs_on="where torch.compile can build code (a C++ compiler; Triton on CUDA)", compiles=True))
 DEFAULT_VARIANT = "gather"
 PLUGIN_ERRORS = VARIANTS.plugin_errors  # entry-point name -> "ErrorType: message", and availability checks raised
 

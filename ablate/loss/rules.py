@@ -92,15 +92,13 @@ def _ema_reference(old: Any, members: Sequence[Any], alpha: float, scale: float)
 
 
 RULES: Registry[Rule] = Registry("rule")
-for _rule in (
-    Rule("paper", "c_j -= alpha * delta_j / (1 + n_j)", "Eq. 4 / Algorithm 1",
-         step=lambda alpha, counts, scale: alpha / (1.0 + counts), reference=_paper_reference, max_alpha=1.0),
-    Rule("sgd", "c_j -= alpha * 2 * s * delta_j", "plain SGD on dL_C/dc_j, lr alpha",
-         step=lambda alpha, counts, scale: alpha * 2.0 * scale, reference=_sgd_reference),
-    Rule("ema", "c_j -= alpha * delta_j", "FaceNet's moving average, alpha = 1 - decay",
-         step=lambda alpha, counts, scale: alpha, reference=_ema_reference, max_alpha=1.0),
-):
-    RULES.register(_rule)
+RULES.register(Rule("paper", "c_j -= alpha * delta_j / (1 + n_j)", "Eq. 4 / Algorithm 1",
+                    step=lambda alpha, counts, scale: alpha / (1.0 + counts), reference=_paper_reference,
+                    max_alpha=1.0))
+RULES.register(Rule("sgd", "c_j -= alpha * 2 * s * delta_j", "plain SGD on dL_C/dc_j, lr alpha",
+                    step=lambda alpha, counts, scale: alpha * 2.0 * scale, reference=_sgd_reference))
+RULES.register(Rule("ema", "c_j -= alpha * delta_j", "FaceNet's moving average, alpha = 1 - decay",
+                    step=lambda alpha, counts, scale: alpha, reference=_ema_reference, max_alpha=1.0))
 
 
 def rules_help() -> str:
