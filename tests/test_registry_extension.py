@@ -14,9 +14,17 @@ from ablate.cli import main
 from ablate.grid import expand, load_spec, run_grid
 from ablate.grid.executors import SerialExecutor
 from ablate.grid.spec import GridSpec
-from ablate.loss import RULES, VARIANTS, Variant, available_variants, center_loss, convention_scale, update_centers
+from ablate.loss import (
+    RULES,
+    VARIANTS,
+    Rule,
+    Variant,
+    available_variants,
+    center_loss,
+    convention_scale,
+    update_centers,
+)
 from ablate.loss.reference import reference_loss, reference_update
-from ablate.loss.rules import Rule
 
 
 def rowwise_center_loss(features, labels, centers, convention):

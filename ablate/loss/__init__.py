@@ -12,7 +12,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CONVENTIONS": "ablate.loss.conventions", "convention_scale": "ablate.loss.conventions",
+    "CONVENTIONS": "ablate.loss.conventions", "Convention": "ablate.loss.conventions",
+    "convention_scale": "ablate.loss.conventions",
     "center_loss": "ablate.loss.functional", "update_centers": "ablate.loss.functional",
     "CenterLoss": "ablate.loss.module",
     "variant_from_function": "ablate.loss.plugins",
@@ -20,7 +21,7 @@ _EXPORTS = {
     "VARIANTS": "ablate.loss.registry", "available_variants": "ablate.loss.registry",
     "baseline_variant": "ablate.loss.registry", "get_variant": "ablate.loss.registry",
     "register_variant": "ablate.loss.registry", "variant_names": "ablate.loss.registry",
-    "RULES": "ablate.loss.rules",
+    "RULES": "ablate.loss.rules", "Rule": "ablate.loss.rules",
     "Variant": "ablate.loss.variant",
     "DEVICES": "ablate.loss.devices",
 }
