@@ -74,32 +74,21 @@ def main(ctx):
     interrupt_on_termination(ctx)
 
 
-def _device_type(device: str) -> str:
-    """The type of the torch device `device` names ("cuda" for "cuda:1"); torch is imported only for a device
-    other than the CPU."""
-    if device == "cpu":
-        return device
-    import torch
-
-    try:
-        return torch.device(device).type
-    except RuntimeError:
-        raise click.BadParameter(f"expected a torch device such as cpu, cuda or cuda:1, got {device!r}",
-                                 param_hint="--device") from None
-
-
 @main.command("variants")
 @click.option("--device", default="cpu", show_default=True, help="Device to check availability on.")
 def variants_command(device):
     """List the center-loss variants (built-in and installed plugins), their cost and whether they run on DEVICE;
     then any plugin that failed to load, with its error."""
-    from ablate.loss.plugins import PLUGIN_ERRORS
-    from ablate.loss.registry import available_variants, get_variant, variant_names
+    from ablate.loss.devices import device_type
+    from ablate.loss.registry import PLUGIN_ERRORS, available_variants, get_variant, variant_names
 
-    device_type = _device_type(device)
-    runnable = set(available_variants(device))
+    try:
+        kind = device_type(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    runnable = set(available_variants(kind))
     if not runnable:
-        click.echo(f"torch cannot compute on a {device_type} device here: no variant runs on {device}", err=True)
+        click.echo(f"torch cannot compute on a {kind} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"

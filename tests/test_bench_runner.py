@@ -16,7 +16,7 @@ from ablate.bench.numerics import numerics_case
 from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, numerics_table, run_suite
 from ablate.bench.suites import NumericsSpec, Point, resolve_suite
 from ablate.cli import main
-from ablate.loss.registry import REGISTRY
+from ablate.loss.registry import VARIANTS
 
 CPU = torch.device("cpu")
 NUMERICS_COLUMNS = ["variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", "loss_rel_error",
@@ -93,12 +93,12 @@ def test_float16_naive_is_recorded_as_refused_not_crashed():
 
 
 @pytest.fixture
-def broken_variant(monkeypatch):
+def broken_variant():
     """A variant whose loss is 0.1% too large: the float32 check must catch it."""
-    gather = REGISTRY["gather"]
-    monkeypatch.setitem(REGISTRY, "broken", replace(gather, name="broken",
-                                                    loss=lambda x, y, c, conv: gather.loss(x, y, c, conv) * 1.001))
-    return "broken"
+    gather = VARIANTS.get("gather")
+    VARIANTS.register(replace(gather, name="broken", loss=lambda x, y, c, conv: gather.loss(x, y, c, conv) * 1.001))
+    yield "broken"
+    VARIANTS.unregister("broken")
 
 
 def test_float32_check_catches_a_wrong_variant(broken_variant, tmp_path):
@@ -233,7 +233,7 @@ def test_numerics_columns_keep_their_order_when_resumed(tmp_path):
     (["--dtype", "int8"], "unknown dtype int8; expected one of float32"),
     (["--batch", "0"], "batch must be a list of integers >= 1"),
     (["--classes", "ten"], "expected a comma-separated list of ints"),
-    (["--rule", "newton"], "unknown rule newton; expected one of paper, sgd, ema"),
+    (["--rule", "newton"], "'newton' is not one of 'paper', 'sgd', 'ema'"),
     (["--suite", "huge"], "'huge' is not one of"),
 ])
 def test_bad_options_are_refused_with_what_was_expected(args, expected, tmp_path):

@@ -26,7 +26,8 @@ TOLERANCE = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=1e-5,
 FORMS = ("replicated", "sharded")
 # The convention scales the loss, its gradients and the sgd step; paper and ema steps do not depend on it.
 CASES = [(form, rule, convention, dtype) for form, rule, convention, dtype
-         in itertools.product(FORMS, RULES, CONVENTIONS, ranks.DTYPES) if rule == "sgd" or convention == "half_mean"]
+         in itertools.product(FORMS, RULES.names(), CONVENTIONS.names(), ranks.DTYPES)
+         if rule == "sgd" or convention == "half_mean"]
 WORLDS = (2, 3)
 GPUS = torch.cuda.device_count()
 # World 3 on the CPU (three ranks on a 2-core CI machine: ~75 s) runs in the slow lane (`make test-all`); world 2
@@ -130,8 +131,8 @@ def test_sgd_centers_in_ddp_take_the_one_process_step():
     average over ranks is exactly lambda * dL/dc of the global batch, so the 1/lambda rescaling is unchanged
     and 50 steps equal one process, under every convention and with uneven and empty slices."""
     world = 2
-    final = run_ranks(ranks.ddp_sgd_run, world, (CONVENTIONS, "replicated", ranks.STEPS), threads=1)
-    for convention in CONVENTIONS:
+    final = run_ranks(ranks.ddp_sgd_run, world, (CONVENTIONS.names(), "replicated", ranks.STEPS), threads=1)
+    for convention in CONVENTIONS.names():
         torch.manual_seed(0)
         centers = initial_centers(ranks.NUM_CLASSES, ranks.DIM, dtype=torch.float64)
         for s in range(ranks.STEPS):

@@ -12,16 +12,14 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from support import ROOT
 
 from ablate.bench.runner import measure_point
 from ablate.bench.suites import Point, resolve_suite
 from ablate.cli import main
-from ablate.loss import PLUGIN_ERRORS, Variant, center_loss, convention_scale, get_variant, register_variant
-from ablate.loss import plugins
+from ablate.loss import PLUGIN_ERRORS, VARIANTS, Variant, center_loss, convention_scale, get_variant, register_variant
 from ablate.loss.reference import reference_grads, reference_loss
-from ablate.loss.registry import REGISTRY
 from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
-from support import ROOT
 
 # float32 against the float64 reference on O(1) values: 1e-5 covers the rounding of one (B, D) sum.
 RTOL = 1e-5
@@ -48,12 +46,14 @@ EINSUM = Variant("einsum", einsum_center_loss, "O(B*D)", "O(B*D) temporaries", e
 
 @pytest.fixture
 def restored_registry():
-    """The registry, the plugin errors and the plugins' loaded state as they were before the test."""
-    variants, errors, state = dict(REGISTRY), dict(PLUGIN_ERRORS), dict(plugins._state)
+    """The variants and the plugin errors as they were before the test."""
+    names, errors = VARIANTS.names(), dict(PLUGIN_ERRORS)
     yield
-    for live, saved in ((REGISTRY, variants), (PLUGIN_ERRORS, errors), (plugins._state, state)):
-        live.clear()
-        live.update(saved)
+    for name in VARIANTS.names():
+        if name not in names:
+            VARIANTS.unregister(name)
+    PLUGIN_ERRORS.clear()
+    PLUGIN_ERRORS.update(errors)
 
 
 def test_a_variant_defined_here_is_listed_timed_trained_and_reported(restored_registry, tmp_path):
@@ -137,7 +137,7 @@ def plugin_path(tmp_path):
 @pytest.fixture
 def installed_plugin(plugin_path, restored_registry, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin_path))
-    plugins._state["loaded"] = False
+    monkeypatch.setattr(VARIANTS, "_plugins_loaded", False)  # load the entry points again, this one's included
     yield plugin_path
     for module in ("ablate_demo_plugin", "ablate_demo_broken"):
         sys.modules.pop(module, None)

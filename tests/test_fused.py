@@ -27,12 +27,13 @@ from support import ROOT, require
 
 require("triton", "the fused variant needs Triton: the package's `triton` extra")
 
-from ablate.traffic import LABEL_BYTES  # noqa: E402
+import compile_fused_kernels  # noqa: E402
+from numerics import absent_classes, normwise_error  # noqa: E402
+
 from ablate.kernels.fused import FUSED_RULES, fused_bytes, fused_update_centers  # noqa: E402
 from ablate.loss import CONVENTIONS, available_variants, center_loss, update_centers  # noqa: E402
 from ablate.loss.reference import reference_grads, reference_loss, reference_update  # noqa: E402
-from numerics import absent_classes, normwise_error  # noqa: E402
-import compile_fused_kernels  # noqa: E402
+from ablate.traffic import LABEL_BYTES  # noqa: E402
 
 REPO = str(ROOT)
 DEVICES = [
@@ -72,7 +73,7 @@ def make_case(name, dtype, device, seed=0):
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("convention", CONVENTIONS.names())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("device", DEVICES)
 def test_loss_and_both_gradients_match_reference(device, dtype, convention, case):
@@ -114,7 +115,7 @@ def test_only_the_requested_gradient_is_computed(device):
     assert normwise_error(loss, reference_loss(features.cpu(), labels.cpu(), centers.cpu())) <= LOSS_TOL[torch.float32]
 
 
-@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("convention", CONVENTIONS.names())
 @pytest.mark.parametrize("device", DEVICES)
 def test_gradcheck_float64(device, convention):
     features, labels, centers = make_case("odd-dim-duplicates-absent", torch.float64, device)
@@ -216,11 +217,13 @@ def test_update_between_forward_and_backward(device):
 
 
 def test_nothing_but_the_kernels_imports_triton():
-    """Every other module imports without Triton, and without TRITON_INTERPRET the CPU does not offer fused."""
+    """Every other module imports without Triton (the kernels and the loss layer's entry to them aside), and
+    without TRITON_INTERPRET the CPU does not offer fused."""
     code = """
 import importlib, pkgutil, sys
 import ablate
-skip = {"ablate.__main__", "ablate.kernels.fused", "ablate.kernels.loss_kernels", "ablate.kernels.update_kernels"}
+skip = {"ablate.__main__", "ablate.kernels.fused", "ablate.kernels.loss_kernels", "ablate.kernels.update_kernels",
+        "ablate.loss.fused"}
 names = [m.name for m in pkgutil.walk_packages(ablate.__path__, "ablate.") if m.name not in skip]
 for name in names:
     importlib.import_module(name)

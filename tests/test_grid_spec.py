@@ -1,15 +1,18 @@
 """Grid specs: TOML parsing, --set parsing, expansion into cells, bundled grids, stable cell ids."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
+from support import ROOT, write_toml
 
 from ablate.grid import bundled_grids, cell_id, expand, load_spec, parse_set_option
 from ablate.grid.spec import GridSpec
+from ablate.loss import RULES, VARIANTS, available_variants
 from ablate.train import CellConfig
-from support import ROOT, write_toml
+from ablate.train.cell import resolve_device
 
 
 @pytest.mark.parametrize("text, key, values", [
@@ -40,7 +43,8 @@ def test_expand_is_the_cartesian_product_in_spec_order(tmp_path):
     assert [(c["lambda"], c["seed"]) for c in cells] == [(0.0, 0), (0.0, 1), (0.0, 2), (0.1, 0), (0.1, 1), (0.1, 2)]
     assert all(c["epochs"] == 1 for c in cells)
     # Options not named keep CellConfig's defaults: each cell is a whole, resolved config.
-    assert all(c == CellConfig.from_dict({"lambda": c["lambda"], "seed": c["seed"], "epochs": 1}).to_dict() for c in cells)
+    assert all(c == CellConfig.from_dict({"lambda": c["lambda"], "seed": c["seed"], "epochs": 1}).to_dict()
+               for c in cells)
 
 
 def test_also_tables_add_products_over_the_axes_without_duplicates(tmp_path):
@@ -155,14 +159,31 @@ def test_paper_mnist_has_the_lambda_and_alpha_ablations():
     assert min(fixed_lambda) == 0.01 and max(fixed_lambda) == 1
 
 
-def test_the_variants_grid_runs_every_variant_and_rule_on_the_same_cells():
-    from ablate.loss import RULES, variant_names
-
+def test_the_variants_grid_runs_every_variant_available_here_and_every_rule_on_the_same_cells():
     cells = expand(load_spec("variants"))
+    here = available_variants(resolve_device("auto"))
     by_setting = {}
     for c in cells:
         by_setting.setdefault((c["lambda"], c["seed"]), set()).add((c["variant"], c["rule"]))
-    assert all(pairs == {(v, r) for v in variant_names() for r in RULES} for pairs in by_setting.values())
+    assert len(by_setting) == 4
+    assert all(pairs == {(v, r) for v in here for r in RULES.names()} for pairs in by_setting.values())
+
+
+def test_every_variant_stands_for_the_variants_available_on_each_cells_device(monkeypatch):
+    spec = GridSpec(axes={"variant": ["*"], "device": ["cpu"], "seed": [0, 1]})
+    assert spec.cell_count() == len(VARIANTS) * 2 and spec.size_text() == f"variant {len(VARIANTS)} x seed 2"
+    cells = expand(spec)
+    assert [(c["variant"], c["seed"]) for c in cells] == [(v, s) for s in (0, 1) for v in available_variants("cpu")]
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the interpreter makes the Triton kernels available on the CPU
+    assert ("fused" in {c["variant"] for c in expand(spec)}) == (importlib.util.find_spec("triton") is not None)
+    # "*" beside names: the names and the rest, each once
+    named = expand(GridSpec(axes={"variant": ["naive", "*"], "device": ["cpu"]}))
+    assert [c["variant"] for c in named] == ["naive", *(v for v in available_variants("cpu") if v != "naive")]
+
+
+def test_every_variant_on_a_bad_device_names_the_device():
+    with pytest.raises(ValueError, match="unknown device 'tpu'; expected one of auto, cpu, cuda"):
+        expand(GridSpec(axes={"variant": ["*"], "device": ["tpu"]}))
 
 
 def test_cell_id_ignores_key_order_and_spelling_but_not_values():

@@ -121,7 +121,7 @@ def test_a_non_finite_loss_marks_the_cell_diverged(tmp_path):
 @pytest.mark.parametrize("rule", ["paper", "sgd", "ema"])
 @pytest.mark.parametrize("convention", ["mean", "half_mean", "half_sum"])
 def test_every_rule_and_convention_trains(rule, convention):
-    # alpha 0.1 at batch 16 is stable under every rule and convention (ablate.loss.updates.check_stable)
+    # alpha 0.1 at batch 16 is stable under every rule and convention (ablate.loss.rules: Rule.check_stable)
     record = run_cell(CellConfig(**TINY, rule=rule, convention=convention, lambda_=0.1, alpha=0.1))
     assert record["status"] == "ok"
     assert np.isfinite([record["separation_ratio"], record["center_to_mean_distance"]]).all()

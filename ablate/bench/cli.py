@@ -17,6 +17,7 @@ from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
 from ablate.limits import INT64_MAX, check_int_option
+from ablate.loss.rules import RULES
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")
@@ -139,7 +140,7 @@ def _moved_to_subcommand(new_form: str):
 @click.option("--classes", callback=_comma_list(int), help="Comma list of class counts C.")
 @click.option("--dim", callback=_comma_list(int), help="Comma list of feature dims D.")
 @click.option("--dtype", "dtypes", callback=_comma_list(), help="Comma list of float32, bfloat16, float16, float64.")
-@click.option("--rule", default=None, help="Center-update rule for mode update: paper (default), sgd, ema.")
+@click.option("--rule", type=RULES.choice(), default=None, help="Center-update rule for mode update (default paper).")
 @click.option("--quick", is_flag=True, help="One short round per measurement: a smoke run, not a result.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="RUN_DIR for the tables (default runs/bench/<suite>-<device>-<time>); rerun into it to resume.")

@@ -215,7 +215,7 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
     if variants is None:
         checked = tuple(v for v in suite.variants or runnable
                         if v in runnable and not (suite.no_compilation and get_variant(v).compiles))
-        variants = tuple(v for v in checked if get_variant(v).timed(device))
+        variants = tuple(v for v in checked if get_variant(v).timed(device.type))
     else:
         variants = checked = _check_choices("variant", variants, runnable)
     axes: dict[str, Any] = {}
@@ -228,7 +228,7 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
             axes[axis] = _check_sizes(axis, values)
     sweeps = (replace(CUSTOM_SWEEP, **axes),) if axes else suite.sweeps
     if rule is not None:
-        rule = _check_choices("rule", (rule,), RULES)[0]
+        rule = RULES.check(rule)
         sweeps = tuple(replace(s, rule=rule) for s in sweeps)
     return replace(suite, sweeps=sweeps, variants=variants, checked_variants=checked,
                    timing=QUICK_TIMING if quick else suite.timing)

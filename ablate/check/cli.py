@@ -9,6 +9,7 @@ from ablate.check.suite import JUDGED, TIMING_CLASSES, agrees, as_dicts, run_sui
 from ablate.check.target import TargetError, parse_init
 from ablate.io import atomic_write_json, check_writable
 from ablate.loss import available_variants, get_variant
+from ablate.loss.devices import DEVICES, device_present
 
 
 def _variant_list(ctx, param, value):
@@ -22,7 +23,7 @@ def _variant_list(ctx, param, value):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the verdicts to this JSON file.")
 @click.option("--timing/--no-timing", default=True, show_default=True,
               help="Time TARGET against the built-in variants at C = 10, 1000, 10000.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+@click.option("--device", type=DEVICES.choice(), default="cpu", show_default=True,
               help="Where TARGET runs, for the checks and the timing (the reference runs in float64 on the CPU).")
 @click.option("--variants", callback=_variant_list,
               help="Comma list of built-in variants to time against (default: all timed on DEVICE).")
@@ -46,9 +47,9 @@ def check_command(target, init, json_path, timing, device, variants, timeout):
             check_writable(json_path)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--json") from None
+    if not device_present(device):
+        raise click.BadParameter(f"torch sees no {device} device here; use --device cpu", param_hint="--device")
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("torch sees no CUDA device; use --device cpu", param_hint="--device")
     try:
         loaded = TargetProcess(target, init_values, dev, timeout)
     except TargetError as exc:
@@ -73,7 +74,7 @@ def _check(loaded: TargetProcess, target: str, dev, variants, timing: bool, json
     if loaded.kind == "variant" and target not in available_variants(dev):
         raise click.BadParameter(f"variant {target!r} cannot run on {dev}: it needs {get_variant(target).runs_on}",
                                  param_hint="TARGET")
-    runnable = [v for v in available_variants(dev) if get_variant(v).timed(dev)]
+    runnable = [v for v in available_variants(dev) if get_variant(v).timed(dev.type)]
     if variants is not None:
         unknown = [v for v in variants if v not in runnable]
         if unknown:

@@ -12,7 +12,8 @@ A spec has an optional `description`, an `[axes]` table and any number of `[[als
 
 The grid is the union of the products, without duplicates. Keys are the cell options of
 `ablate train` with underscores (`lambda`, `alpha`, `feat_dim`, ...); options not named keep their
-defaults.
+defaults. `variant = "*"` stands for every registered variant available on the cell's device here (`ablate
+variants --device ...` lists them), so that a new variant joins a grid with no edit of it.
 """
 
 import itertools
@@ -24,11 +25,22 @@ from pathlib import Path
 
 from ablate.escape import toml_comment, toml_key, toml_string, toml_value
 from ablate.io import UnreadableFile, parse_toml_text, read_regular_text
+from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
 from ablate.train import CellConfig
+from ablate.train.cell import resolve_device
 
 SPEC_KEYS = ("description", "axes", "also")
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
+EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
+
+
+def _axis_length(key: str, values: list) -> int:
+    """The values an axis stands for: "*" of `variant` counts as every registered variant (an upper bound, as
+    the device's are known only per cell)."""
+    if key == "variant" and EVERY_VARIANT in values:
+        return len(values) - 1 + len(VARIANTS)
+    return len(values)
 
 
 @dataclass(frozen=True)
@@ -48,12 +60,13 @@ class GridSpec:
     def cell_count(self) -> int:
         """Cells before duplicates are dropped: the sum over products of the product of their axis lengths.
         Computed from the lengths alone, so that a grid too large to expand is measured without expanding it."""
-        return sum(math.prod(len(values) for values in product.values()) for product in self.products())
+        return sum(math.prod(_axis_length(key, values) for key, values in product.items())
+                   for product in self.products())
 
     def size_text(self) -> str:
         """'lambda 5 x alpha 3 x seed 3' per product, ' + ' between products."""
-        return " + ".join(" x ".join(f"{k} {len(v)}" for k, v in p.items() if len(v) > 1) or "1"
-                          for p in self.products())
+        return " + ".join(" x ".join(f"{k} {_axis_length(k, v)}" for k, v in p.items() if _axis_length(k, v) > 1)
+                          or "1" for p in self.products())
 
     def with_overrides(self, overrides: dict) -> "GridSpec":
         """The spec with each key of `overrides` (key -> list of values) set in [axes] and in every [[also]]."""
@@ -77,7 +90,8 @@ class GridSpec:
 def _toml_lines(axes: dict) -> list:
     """key = value lines; an axis of one value as a scalar (written by ablate.escape: the GPU machines have no
     TOML writer installed)."""
-    return [f"{toml_key(key)} = {toml_value(values[0] if len(values) == 1 else values)}" for key, values in axes.items()]
+    return [f"{toml_key(key)} = {toml_value(values[0] if len(values) == 1 else values)}"
+            for key, values in axes.items()]
 
 
 def bundled_grids() -> dict:
@@ -167,9 +181,19 @@ def expand(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
     for product in spec.products():
         keys = list(product)
         for values in itertools.product(*(product[k] for k in keys)):
-            config = CellConfig.from_dict(dict(zip(keys, values))).to_dict()
-            frozen = tuple(config.items())
-            if frozen not in seen:
-                seen.add(frozen)
-                configs.append(config)
+            for options in _each_variant(dict(zip(keys, values))):
+                config = CellConfig.from_dict(options).to_dict()
+                frozen = tuple(config.items())
+                if frozen not in seen:
+                    seen.add(frozen)
+                    configs.append(config)
     return configs
+
+
+def _each_variant(options: dict) -> list:
+    """The cell's options, or, for variant "*", one copy per variant available on its device here (registry
+    order)."""
+    if options.get("variant") != EVERY_VARIANT:
+        return [options]
+    device = CellConfig.from_dict({**options, "variant": DEFAULT_VARIANT}).device  # the other options checked
+    return [{**options, "variant": name} for name in available_variants(resolve_device(device))]

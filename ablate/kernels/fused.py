@@ -1,8 +1,10 @@
-"""The `fused` variant: Triton kernels behind the registry's entry points, and the bytes they move.
+"""The `fused` variant's Triton kernels behind plain functions, and the bytes they move.
 
-    fused_center_loss(features (B, D), labels (B,), centers (C, D), convention) -> 0-dim loss
-    fused_update_centers(centers, features, labels, *, alpha, rule, convention) -> None (in place)
+    fused_center_loss(features (B, D), labels (B,), centers (C, D), scale) -> 0-dim loss
+    fused_update_centers(centers, features, labels, *, alpha, rule) -> None (in place)
     fused_bytes(mode, batch, classes, dim, dtype) -> bytes one call moves
+
+The loss layer's entry (ablate.loss.fused) turns a convention into the scale; nothing here knows conventions.
 
 The loss is one kernel in forward, which reads every feature row and its label's center row once
 and keeps x - c, and one in backward, which turns x - c into dL/dx and, when the centers need it,
@@ -11,7 +13,9 @@ Runs on CUDA, or on the CPU under TRITON_INTERPRET=1; inputs arrive validated by
 """
 
 import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -21,9 +25,12 @@ from torch.autograd.function import once_differentiable
 from ablate.kernels import FUSED_RULES
 from ablate.kernels.loss_kernels import center_loss_backward_kernel, center_loss_forward_kernel
 from ablate.kernels.update_kernels import (
-    accumulate_rows_kernel, claim_rows_kernel, commit_rows_kernel, seed_rows_kernel, step_rows_kernel,
+    accumulate_rows_kernel,
+    claim_rows_kernel,
+    commit_rows_kernel,
+    seed_rows_kernel,
+    step_rows_kernel,
 )
-from ablate.loss.conventions import convention_scale
 from ablate.traffic import LABEL_BYTES, expected_distinct_classes
 
 # A (BLOCK_B, BLOCK_D) tile of 4096 elements keeps 16 KB of float32 per operand in flight per program.
@@ -38,7 +45,7 @@ class Tile:
     block_d: int
     num_warps: int
 
-    def grid(self, batch: int) -> tuple:
+    def grid(self, batch: int) -> tuple[int]:
         return (triton.cdiv(batch, self.block_b),)
 
 
@@ -58,11 +65,11 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _triton_dtype(dtype: torch.dtype):
+def _triton_dtype(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _on(device: torch.device):
+def _on(device: torch.device) -> AbstractContextManager:
     """Triton launches on the current CUDA device, so make it the tensors' device."""
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
@@ -71,7 +78,8 @@ class FusedCenterLoss(torch.autograd.Function):
     """scale * sum_i ||x_i - c_{y_i}||^2 with both gradients, each pass one Triton kernel."""
 
     @staticmethod
-    def forward(ctx, features, labels, centers, scale: float, keep_diff: bool):
+    def forward(ctx: Any, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, scale: float,
+                keep_diff: bool) -> torch.Tensor:
         batch, dim = features.shape
         tile = tile_for(dim)
         acc = _acc_dtype(features.dtype)
@@ -90,7 +98,8 @@ class FusedCenterLoss(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None, None]:
         diff, labels = ctx.saved_tensors  # (B, D), (B,)
         want_features, _, want_centers, _, _ = ctx.needs_input_grad
         batch, dim = diff.shape
@@ -108,28 +117,29 @@ class FusedCenterLoss(torch.autograd.Function):
                 WRITE_GX=want_features, WRITE_GC=want_centers,
                 ACC=_triton_dtype(acc), BLOCK_B=tile.block_b, BLOCK_D=tile.block_d, num_warps=tile.num_warps,
             )
-        if want_centers:
+        if grad_centers is not None:
             grad_centers = grad_centers.to(diff.dtype)
         return grad_features, None, grad_centers, None, None
 
 
-def fused_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
-    """features (B, D), labels (B,), centers (C, D) -> 0-dim loss, float32 (float64 for float64 inputs).
+def fused_center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, scale: float
+                      ) -> torch.Tensor:
+    """scale * sum_i ||x_i - c_{y_i}||^2 of features (B, D), labels (B,), centers (C, D) -> 0-dim loss, float32
+    (float64 for float64 inputs).
 
     x - c is kept for backward (B*D in the input dtype) only when a gradient will be asked for.
     """
     keep_diff = torch.is_grad_enabled() and (features.requires_grad or centers.requires_grad)
-    scale = convention_scale(convention, features.shape[0])
     return FusedCenterLoss.apply(features, labels, centers, scale, keep_diff)
 
 
 @torch.no_grad()
-def fused_update_centers(centers, features, labels, *, alpha: float, rule: str, convention: str = "mean") -> None:
+def fused_update_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float,
+                         rule: str) -> None:
     """One "paper" (Eq. 4) or "ema" step on the rows of centers (C, D) named by labels (B,), in place.
 
     features (B, D). Work and memory O(B*D); C only sizes an uninitialized (C,) int32 table. Raises
     ValueError, leaving the centers untouched, if any new value would not be finite in their dtype.
-    `convention` does not enter these rules; it is accepted for the registry's common signature.
     """
     if rule not in FUSED_RULES:
         raise ValueError(f"the fused update implements rules {', '.join(FUSED_RULES)}; got {rule!r}")
@@ -186,12 +196,12 @@ def fused_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtyp
     a = _acc_dtype(dtype).itemsize
     i = LABEL_BYTES
     P = tile_for(D).grid(B)[0]
-    forward = [
+    forward: list[tuple[float, float]] = [  # (bytes read, bytes written) per op; U below is an expected value
         (B * i + 2 * B * D * e, P * a + B * D * e),  # center_loss_forward_kernel, keeping x - c
         (P * a, a),                                  # partials.sum()
         (a, a),                                      # * scale
     ]
-    backward = [
+    backward: list[tuple[float, float]] = [
         (a, a),                                      # coef = grad_output * 2s
         (B * D * e + a, B * D * e),                  # center_loss_backward_kernel, dL/dx
     ]

@@ -4,20 +4,40 @@
     update_centers(centers, features, labels, *, alpha, rule="paper", convention="mean", variant="gather",
                    placement=LOCAL, validate=True)
     CenterLoss(num_classes, feat_dim, *, variant, convention, rule, alpha, placement=LOCAL, validate=True)
+
+The names below are imported when first asked for (PEP 562), so that importing a submodule (the registries, read
+without torch by `ablate variants` and the report) does not import the functions and the module, which need torch.
 """
 
-from ablate.loss.conventions import CONVENTIONS, convention_scale
-from ablate.loss.functional import center_loss, update_centers
-from ablate.loss.module import CenterLoss
-from ablate.loss.placement import LOCAL, Local, Placement
-from ablate.loss.plugins import PLUGIN_ERRORS, variant_from_function
-from ablate.loss.registry import (DEFAULT_VARIANT, Variant, available_variants, baseline_variant, get_variant,
-                                  register_variant, variant_names)
-from ablate.loss.updates import RULES
+import importlib
+from typing import Any
 
-__all__ = [
-    "CONVENTIONS", "DEFAULT_VARIANT", "LOCAL", "PLUGIN_ERRORS", "RULES", "CenterLoss", "Local", "Placement", "Variant",
-    "available_variants",
-    "baseline_variant", "center_loss", "convention_scale", "get_variant", "register_variant", "update_centers",
-    "variant_from_function", "variant_names",
-]
+_EXPORTS = {
+    "CONVENTIONS": "ablate.loss.conventions", "Convention": "ablate.loss.conventions",
+    "convention_scale": "ablate.loss.conventions",
+    "center_loss": "ablate.loss.functional", "update_centers": "ablate.loss.functional",
+    "CenterLoss": "ablate.loss.module",
+    "variant_from_function": "ablate.loss.plugins",
+    "DEFAULT_VARIANT": "ablate.loss.registry", "PLUGIN_ERRORS": "ablate.loss.registry",
+    "VARIANTS": "ablate.loss.registry", "available_variants": "ablate.loss.registry",
+    "baseline_variant": "ablate.loss.registry", "get_variant": "ablate.loss.registry",
+    "register_variant": "ablate.loss.registry", "variant_names": "ablate.loss.registry",
+    "RULES": "ablate.loss.rules", "Rule": "ablate.loss.rules",
+    "Variant": "ablate.loss.variant",
+    "DEVICES": "ablate.loss.devices",
+    "LOCAL": "ablate.loss.placement", "Local": "ablate.loss.placement", "Placement": "ablate.loss.placement",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the next look-up finds it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

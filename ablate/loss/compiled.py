@@ -1,14 +1,14 @@
-"""The gather form through torch.compile; available only where torch.compile can build kernels."""
+"""The gather form through torch.compile; available only where torch.compile can build kernels
+(ablate.loss.registry.compile_available)."""
 
 import functools
-import shutil
+from collections.abc import Callable
 
 import torch
 
 from ablate.loss.conventions import convention_scale
 from ablate.loss.gather import squared_distance_sum
 from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
-
 
 # dynamo keeps one cache per code object and adds an entry per guard state it meets: dtype, device, which inputs
 # require grad, torch's thread count (the convention is applied outside the compiled function, so it adds none).
@@ -19,30 +19,18 @@ RECOMPILE_LIMIT = 64
 
 
 @functools.cache
-def _compiled_sum():
+def _compiled_sum() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(squared_distance_sum, dynamic=True)  # dynamic: one graph serves every batch size
 
 
-def compiled_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
+def compiled_center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, convention: str = "mean"
+                         ) -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim loss; same math as `gather`.
 
     The convention's factor multiplies the compiled sum outside the graph: a Python float inside it would be a
     guard, and every convention would compile its own graph."""
     return _compiled_sum()(features, labels, centers) * convention_scale(convention, features.shape[0])
-
-
-def compile_available(device: torch.device) -> bool:
-    """True where torch.compile can generate code: a C++ compiler on the CPU, Triton on CUDA."""
-    if not torch._dynamo.is_dynamo_supported():
-        return False
-    if device.type == "cpu":
-        return any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
-    if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        return has_triton()
-    return False
 
 
 def compiled_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtype) -> int:

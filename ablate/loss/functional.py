@@ -11,13 +11,7 @@ import torch
 from ablate.loss.conventions import CONVENTIONS
 from ablate.loss.placement import LOCAL, Placement, check_placement
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
-from ablate.loss.updates import RULES
-from ablate.loss.validation import check_alpha
-
-
-def check_choice(kind: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
+from ablate.loss.rules import RULES
 
 
 def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *,
@@ -32,7 +26,7 @@ def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Ten
     and the value is the loss of the global batch; see there for the gradients.
     validate: False skips the tensor checks (and their host synchronizations; see the module docstring).
     """
-    check_choice("convention", convention, CONVENTIONS)
+    CONVENTIONS.check(convention)
     get_variant(variant)
     check_placement(placement)
     return placement.loss(features, labels, centers, variant=variant, convention=convention, validate=validate)
@@ -51,10 +45,9 @@ def update_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.
     validate: False skips the tensor checks, the finiteness checks included (a variant's fused update still
     checks its own result).
     """
-    check_choice("rule", rule, RULES)
-    check_choice("convention", convention, CONVENTIONS)
+    RULES.get(rule).check_alpha(alpha)
+    CONVENTIONS.check(convention)
     get_variant(variant)
-    check_alpha(alpha, rule)
     check_placement(placement)
     placement.update(centers, features.detach(), labels, alpha=alpha, rule=rule, convention=convention,
                      variant=variant, validate=validate)

@@ -6,14 +6,15 @@ from ablate.loss.conventions import convention_scale
 from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
 
 
-def squared_distance_sum(features, labels, centers) -> torch.Tensor:
+def squared_distance_sum(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim sum_i ||x_i - c_{y_i}||^2, in at least float32."""
     diff = features - centers.index_select(0, labels)  # (B, D), input dtype
     acc = diff.to(torch.promote_types(diff.dtype, torch.float32))  # half inputs sum in fp32
     return acc.pow(2).sum()
 
 
-def gather_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
+def gather_center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, convention: str = "mean"
+                       ) -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim loss, summed in at least float32."""
     return squared_distance_sum(features, labels, centers) * convention_scale(convention, features.shape[0])
 

@@ -4,12 +4,11 @@ import torch
 from torch import nn
 
 from ablate.loss.conventions import CONVENTIONS
-from ablate.loss.functional import center_loss, check_choice, update_centers
+from ablate.loss.functional import center_loss, update_centers
 from ablate.loss.initial import initial_centers
 from ablate.loss.placement import LOCAL, Placement, check_placement
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
-from ablate.loss.updates import RULES
-from ablate.loss.validation import check_alpha
+from ablate.loss.rules import RULES
 
 
 class CenterLoss(nn.Module):
@@ -49,9 +48,8 @@ class CenterLoss(nn.Module):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         # Every choice fails here, not at the first forward or update.
         get_variant(variant)
-        check_choice("convention", convention, CONVENTIONS)
-        check_choice("rule", rule, RULES)
-        check_alpha(alpha, rule)
+        CONVENTIONS.check(convention)
+        RULES.get(rule).check_alpha(alpha)
         check_placement(placement)
         if not isinstance(validate, bool):
             raise TypeError(f"validate must be True or False, got {validate!r}")

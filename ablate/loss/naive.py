@@ -19,7 +19,8 @@ from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
 CLAMP_MIN, CLAMP_MAX = 1e-12, 1e12
 
 
-def naive_center_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
+def naive_center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, convention: str = "mean"
+                      ) -> torch.Tensor:
     """features (B, D), labels (B,), centers (C, D) -> 0-dim loss in the input dtype."""
     if features.dtype == torch.float16:
         raise TypeError(

@@ -1,14 +1,18 @@
 """The one readable float64 reference every variant and update rule is tested against.
 
-Plain loops over the batch, straight from the definitions in DESIGN.md; slow on purpose.
+Plain loops over the batch, straight from the definitions of Wen et al. (ECCV 2016): the loss of Eq. 2 under each
+convention of ablate.loss.conventions, its gradients (Eq. 3), and each rule's step as ablate.loss.rules defines it
+(the README's "Conventions: what lambda multiplies" and "Center-update rules"); slow on purpose.
 """
 
 import torch
 
 from ablate.loss.conventions import convention_scale
+from ablate.loss.rules import RULES
 
 
-def reference_loss(features, labels, centers, convention: str = "mean") -> torch.Tensor:
+def reference_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, convention: str = "mean"
+                   ) -> torch.Tensor:
     """sum_i ||x_i - c_{y_i}||^2 times the convention's factor, in float64.
 
     features (B, D), labels (B,), centers (C, D). Differentiable (for gradcheck).
@@ -21,7 +25,8 @@ def reference_loss(features, labels, centers, convention: str = "mean") -> torch
     return total * convention_scale(convention, x.shape[0])
 
 
-def reference_grads(features, labels, centers, convention: str = "mean"):
+def reference_grads(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, convention: str = "mean"
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form gradients in float64: dL/dx_i = 2s (x_i - c_{y_i}), dL/dc_j = 2s sum_{y_i=j} (c_j - x_i).
 
     Returns (grad_features (B, D), grad_centers (C, D)); s is the convention's factor.
@@ -37,26 +42,18 @@ def reference_grads(features, labels, centers, convention: str = "mean"):
     return grad_x, grad_c
 
 
-def reference_update(centers, features, labels, *, alpha: float, rule: str, convention: str = "mean") -> torch.Tensor:
+def reference_update(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: str,
+                     convention: str = "mean") -> torch.Tensor:
     """The centers after one step of `rule`, in float64, every delta taken from the centers before the step.
 
-    paper: c_j -= alpha * sum_{y_i=j} (c_j - x_i) / (1 + n_j)          (Eq. 4)
-    sgd:   c_j -= alpha * dL/dc_j under `convention`                     (plain SGD, lr alpha)
-    ema:   c_{y_i} -= alpha * (c_{y_i} - x_i) for every sample, summed  (moving average)
-    Returns a new (C, D) tensor.
+    centers (C, D), features (B, D), labels (B,) -> a new (C, D) tensor; each class's step is the rule's
+    `reference` (ablate.loss.rules) on its center and its samples' rows.
     """
+    reference = RULES.get(rule).reference
     x, old = features.double(), centers.double()
+    scale = convention_scale(convention, x.shape[0])
     new = old.clone()
-    classes = sorted({int(y) for y in labels})
-    for j in classes:
-        members = [i for i in range(x.shape[0]) if int(labels[i]) == j]
-        delta = sum(old[j] - x[i] for i in members)
-        if rule == "paper":
-            new[j] = old[j] - alpha * delta / (1 + len(members))
-        elif rule == "sgd":
-            new[j] = old[j] - alpha * 2 * convention_scale(convention, x.shape[0]) * delta
-        elif rule == "ema":
-            new[j] = old[j] - alpha * delta
-        else:
-            raise ValueError(f"unknown rule {rule!r}")
+    for j in sorted({int(y) for y in labels}):
+        members = [x[i] for i in range(x.shape[0]) if int(labels[i]) == j]
+        new[j] = reference(old[j], members, alpha, scale)
     return new

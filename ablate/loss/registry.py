@@ -1,197 +1,114 @@
 """The variant registry: everything about each way of computing center loss, in one entry.
 
-An entry holds the loss, the update it fuses (and for which rules), where it runs, whether its time there
-measures it, its byte model and peak memory, and how the listing describes it. CLI choices, grid cells, the
-bench suites and cost model, the report and the tests read the registry; a variant's name appears in no other
-module's logic. Installed packages add variants through the entry-point group "ablate.variants" (see
-ablate.loss.plugins); they are loaded on the first look-up.
+An entry (ablate.loss.variant.Variant) holds the loss, the update it fuses (and for which rules), where it runs,
+whether its time there measures it, its byte model and peak memory, and how the listing describes it. CLI
+choices, grid cells, the bench suites and cost model, the report and the tests read the registry; a variant's
+name appears in no other module's logic. Installed packages add variants through the entry-point group
+"ablate.variants" (see ablate.loss.plugins), loaded on the first look-up.
+
+Reading the registry imports no torch: the built-ins name their functions with `lazy("module:attribute")`, and
+their availability on the CPU is decided without it (`available_variants("cpu")`, `ablate variants`).
 """
 
-import os
-from dataclasses import dataclass
-from typing import Callable, Optional
+from __future__ import annotations
 
-import torch
+import importlib.util
+import os
+import shutil
+from typing import TYPE_CHECKING
 
 from ablate.kernels import FUSED_RULES
-from ablate.loss.compiled import compile_available, compiled_bytes, compiled_center_loss
-from ablate.loss.gather import gather_bytes, gather_center_loss
-from ablate.loss.naive import naive_bytes, naive_center_loss, naive_peak_bytes
-from ablate.loss.updates import torch_update_bytes
-from ablate.traffic import element_sizes
+from ablate.loss.devices import device_present, device_type
+from ablate.loss.plugins import as_variant
+from ablate.loss.variant import Variant
+from ablate.registry import Registry, lazy
+
+if TYPE_CHECKING:
+    import torch
 
 
-def runs_anywhere(device: torch.device) -> bool:
-    return True
-
-
-def few_rows_peak_bytes(mode: str, batch: int, classes: int, dim: int, dtype: torch.dtype) -> int:
-    """A generous estimate of the memory beyond its inputs of a variant that holds a few (B, D) temporaries."""
-    return int(6 * batch * dim * element_sizes(dtype)[1])
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A way of computing center loss, and everything the suite needs to know about it.
-
-    loss(features (B, D), labels (B,), centers (C, D), convention) -> 0-dim tensor.
-    loss_bytes(mode, batch, classes, dim, dtype) -> bytes one loss call moves in mode forward | backward | full
-    (ablate.traffic says how to count); None: no byte model (its GB/s is left blank).
-    update(centers, features, labels, alpha, rule, convention) -> None, in place, for the rules in update_rules;
-    the other rules run the torch rows of ablate.loss.updates. update_bytes(batch, classes, dim, dtype): its bytes.
-    available(device): it can run there; runs_on says what that needs, in words.
-    timed(device): its time there measures the variant itself (an interpreted kernel measures Python).
-    peak_bytes(mode, batch, classes, dim, dtype): memory one loss call needs beyond its inputs (cells over budget
-    skip).
-    compiles: its first call builds code (seconds), so the quick suite leaves it out.
-    baseline: the variant the bench report divides the others' times by.
-    """
-
-    name: str
-    loss: Callable
-    work: str
-    memory: str
-    loss_bytes: Optional[Callable] = None
-    available: Callable = runs_anywhere
-    runs_on: str = "any device"
-    timed: Callable = runs_anywhere
-    update: Optional[Callable] = None
-    update_rules: tuple = ()
-    update_bytes: Optional[Callable] = None
-    peak_bytes: Callable = few_rows_peak_bytes
-    compiles: bool = False
-    baseline: bool = False
-    source: str = "built-in"  # or the distribution and entry point it came from
-
-    def fuses(self, rule: str) -> bool:
-        """True if this variant's own update implements `rule`."""
-        return self.update is not None and rule in self.update_rules
-
-    def bytes_moved(self, mode: str, batch: int, classes: int, dim: int, dtype: torch.dtype,
-                    rule: str = "paper") -> Optional[int]:
-        """Bytes one call in `mode` (forward, backward, full, update by `rule`) moves; None without a model."""
-        if mode == "update":
-            if not self.fuses(rule):
-                return torch_update_bytes(batch, classes, dim, dtype)
-            return None if self.update_bytes is None else int(self.update_bytes(batch, classes, dim, dtype))
-        return None if self.loss_bytes is None else int(self.loss_bytes(mode, batch, classes, dim, dtype))
-
-    def peak_memory(self, mode: str, batch: int, classes: int, dim: int, dtype: torch.dtype) -> int:
-        """A generous estimate of the memory one call in `mode` needs beyond its inputs (an update holds rows)."""
-        if mode == "update":
-            return few_rows_peak_bytes(mode, batch, classes, dim, dtype)
-        return int(self.peak_bytes(mode, batch, classes, dim, dtype))
-
-
-def triton_available(device: torch.device) -> bool:
+def triton_available(kind: str) -> bool:
     """Triton kernels run on CUDA with Triton installed, or on the CPU under TRITON_INTERPRET=1."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("triton") is None:
         return False
-    if device.type == "cuda":
-        return torch.cuda.is_available()
-    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+    if kind == "cuda":
+        return device_present("cuda")
+    return kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def on_cuda(device: torch.device) -> bool:
-    return device.type == "cuda"
+def compile_available(kind: str) -> bool:
+    """True where torch.compile can generate code: a C++ compiler on the CPU (inductor's C++ backend), Triton on
+    CUDA. A Python that dynamo refuses still fails at the first call, with torch's own error."""
+    if kind == "cpu":
+        return any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
+    if kind == "cuda":
+        import torch._dynamo
+        from torch.utils._triton import has_triton
+
+        return torch._dynamo.is_dynamo_supported() and has_triton()
+    return False
 
 
-# The fused variant's module imports Triton, an optional dependency: reach it only when the variant is used.
-def _fused_loss(features, labels, centers, convention):
-    from ablate.kernels.fused import fused_center_loss
-
-    return fused_center_loss(features, labels, centers, convention)
+def on_cuda(kind: str) -> bool:
+    return kind == "cuda"
 
 
-def _fused_update(centers, features, labels, alpha, rule, convention):
-    from ablate.kernels.fused import fused_update_centers
-
-    fused_update_centers(centers, features, labels, alpha=alpha, rule=rule, convention=convention)
-
-
-def _fused_bytes(mode, batch, classes, dim, dtype):
-    from ablate.kernels.fused import fused_bytes
-
-    return fused_bytes(mode, batch, classes, dim, dtype)
-
-
-def _fused_update_bytes(batch, classes, dim, dtype):
-    return _fused_bytes("update", batch, classes, dim, dtype)
-
-
-REGISTRY = {
-    v.name: v
-    for v in (
-        Variant("naive", naive_center_loss, "O(B*C*D)", "O(B*C) temporaries", naive_bytes,
-                peak_bytes=naive_peak_bytes, baseline=True),
-        Variant("gather", gather_center_loss, "O(B*D)", "O(B*D) temporaries", gather_bytes),
-        Variant("fused", _fused_loss, "O(B*D), one pass", "O(B) saved", _fused_bytes, available=triton_available,
-                runs_on="CUDA with Triton, or the CPU under TRITON_INTERPRET=1", timed=on_cuda,
-                update=_fused_update, update_rules=FUSED_RULES, update_bytes=_fused_update_bytes, compiles=True),
-        Variant("compiled", compiled_center_loss, "O(B*D)", "O(B*D), fused by inductor", compiled_bytes,
-                available=compile_available, runs_on="where torch.compile can build code (a C++ compiler; Triton on "
-                "CUDA)", compiles=True),
-    )
-}
+VARIANTS: Registry[Variant] = Registry("variant", entry_point_group="ablate.variants", from_entry_point=as_variant)
+VARIANTS.register(Variant(
+    "naive", lazy("ablate.loss.naive:naive_center_loss"), "O(B*C*D)", "O(B*C) temporaries",
+    lazy("ablate.loss.naive:naive_bytes"), peak_bytes=lazy("ablate.loss.naive:naive_peak_bytes"), baseline=True))
+VARIANTS.register(Variant(
+    "gather", lazy("ablate.loss.gather:gather_center_loss"), "O(B*D)", "O(B*D) temporaries",
+    lazy("ablate.loss.gather:gather_bytes")))
+VARIANTS.register(Variant(  # Triton, an optional dependency, is imported only when the variant is used
+    "fused", lazy("ablate.loss.fused:fused_loss"), "O(B*D), one pass", "O(B) saved",
+    lazy("ablate.kernels.fused:fused_bytes"), available=triton_available,
+    runs_on="CUDA with Triton, or the CPU under TRITON_INTERPRET=1", timed=on_cuda,
+    update=lazy("ablate.loss.fused:fused_update"), update_rules=FUSED_RULES,
+    update_bytes=lazy("ablate.loss.fused:fused_update_bytes"), compiles=True))
+VARIANTS.register(Variant(
+    "compiled", lazy("ablate.loss.compiled:compiled_center_loss"), "O(B*D)", "O(B*D), fused by inductor",
+    lazy("ablate.loss.compiled:compiled_bytes"), available=compile_available,
+    runs_on="where torch.compile can build code (a C++ compiler; Triton on CUDA)", compiles=True))
 DEFAULT_VARIANT = "gather"
+PLUGIN_ERRORS = VARIANTS.plugin_errors  # entry-point name -> "ErrorType: message", and availability checks raised
 
 
 def register_variant(variant: Variant) -> Variant:
     """Add `variant` to the registry; a name already taken is an error."""
     if not isinstance(variant, Variant):
         raise TypeError(f"expected an ablate.loss.Variant, got {type(variant).__name__}")
-    if variant.name in REGISTRY:
-        raise ValueError(f"a variant named {variant.name!r} is already registered ({REGISTRY[variant.name].source})")
-    REGISTRY[variant.name] = variant
-    return variant
+    return VARIANTS.register(variant)
 
 
-def variant_names() -> tuple:
+def variant_names() -> tuple[str, ...]:
     """Every registered variant's name, built-ins first, then installed plugins in load order."""
-    from ablate.loss.plugins import load_plugins
-
-    load_plugins()
-    return tuple(REGISTRY)
+    return VARIANTS.names()
 
 
 def get_variant(name: str) -> Variant:
     """The registered variant called `name`; a ValueError lists the valid names otherwise."""
-    names = variant_names()
-    if name not in REGISTRY:
-        raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(names)}")
-    return REGISTRY[name]
+    return VARIANTS.get(name)
 
 
-def device_present(device: torch.device) -> bool:
-    """Whether torch can compute on `device` here: the CPU, CUDA or MPS when torch sees one; never meta (shapes
-    only) nor a device type whose backend is not installed (xla, ...)."""
-    backends = {"cpu": lambda: True, "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-    return backends.get(device.type, lambda: False)()
-
-
-def available_variants(device="cpu") -> tuple:
-    """The names of the variants that can run on `device` (a string or torch.device). A plugin whose
-    availability check raises is taken as unavailable, its error kept in PLUGIN_ERRORS."""
-    from ablate.loss.plugins import PLUGIN_ERRORS
-
-    device = torch.device(device)
-    if not device_present(device):
+def available_variants(device: str | torch.device = "cpu") -> tuple[str, ...]:
+    """The names of the variants that can run on `device` (a name such as "cpu" or "cuda:1", or a torch.device).
+    A plugin whose availability check raises is taken as unavailable, its error kept in PLUGIN_ERRORS."""
+    kind = device_type(device)
+    if not device_present(kind):
         return ()
     names = []
-    for name in variant_names():
-        variant = REGISTRY[name]
+    for variant in VARIANTS:
         try:
-            if variant.available(device):
-                names.append(name)
+            if variant.available(kind):
+                names.append(variant.name)
         except Exception as exc:
             if variant.source == "built-in":
                 raise
-            PLUGIN_ERRORS[name] = f"available({device}) raised {type(exc).__name__}: {exc}"
+            PLUGIN_ERRORS[variant.name] = f"available({kind}) raised {type(exc).__name__}: {exc}"
     return tuple(names)
 
 
 def baseline_variant() -> str:
     """The name of the variant marked baseline (the popular form the others are measured against)."""
-    return next(name for name in variant_names() if REGISTRY[name].baseline)
+    return next(variant.name for variant in VARIANTS if variant.baseline)

@@ -1,59 +1,24 @@
-"""Center-update rules, in torch, touching only the rows named by the batch's labels.
+"""The center-update rules of ablate.loss.rules, in torch, touching only the rows named by the batch's labels.
 
-Every rule moves class j by a multiple of delta_j = sum_{i: y_i = j} (c_j - x_i), all deltas taken
-from the centers before the step:
-    paper  c_j -= alpha * delta_j / (1 + n_j)        Eq. 4 / Algorithm 1
-    sgd    c_j -= alpha * 2 * s * delta_j            plain SGD (lr alpha) on dL_C/dc_j, s the convention's factor
-    ema    c_j -= alpha * delta_j                    FaceNet's moving average, alpha = 1 - decay
 Cost O(B*D + B log B) (a sort of the labels); nothing of size C*D is read or written.
-
-Stability: with n_j samples of class j in a batch, c_j's error (its distance to the mean of those samples)
-is multiplied by (1 - step_j * n_j) per step; it grows once step_j * n_j > 2. Over n_j = 1..B that is
-    paper  alpha * n_j / (1 + n_j) < alpha <= 1            always stable
-    sgd    2 * alpha * s * n_j <= 2 * alpha * s * B        stable for alpha <= 1 / (s * B): 1 under mean, 2 under
-                                                           half_mean, 2 / B under half_sum
-    ema    alpha * n_j <= alpha * B                        stable for alpha <= 2 / B
-`check_stable` refuses a setting that can grow, whatever the labels of a batch. B is the batch the centers step
-on: the global batch when several processes train (ablate.train.config passes batch_size x nproc).
 """
 
 import torch
 
 from ablate.loss.conventions import convention_scale
+from ablate.loss.rules import RULES
 from ablate.traffic import LABEL_BYTES, element_sizes, expected_distinct_classes, total
-
-RULES = ("paper", "sgd", "ema")
 
 
 def row_step_sizes(rule: str, alpha: float, counts: torch.Tensor, convention: str, batch_size: int) -> torch.Tensor:
-    """The multiplier of delta_j for each present class; counts (U,) -> (U, 1) float64."""
-    counts = counts.to(torch.float64).unsqueeze(1)
-    if rule == "paper":
-        return alpha / (1.0 + counts)
-    if rule == "sgd":
-        return torch.full_like(counts, alpha * 2.0 * convention_scale(convention, batch_size))
-    if rule == "ema":
-        return torch.full_like(counts, alpha)
-    raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
+    """The multiplier of delta_j for each present class, by the rule's step; counts (U,) -> (U, 1) float64."""
+    counts = counts.to(torch.float64).unsqueeze(1)  # (U, 1)
+    step = RULES.get(rule).step(alpha, counts, convention_scale(convention, batch_size))
+    return step if isinstance(step, torch.Tensor) else torch.full_like(counts, step)  # a step the same for every n_j
 
 
-def check_stable(rule: str, alpha: float, convention: str, batch_size: int) -> None:
-    """Refuse (ValueError, with the reason and the largest stable alpha) a rule whose center error can grow: when
-    step_j * n_j > 2 for a class that fills the whole batch (n_j = batch_size), the worst case of any batch."""
-    worst = float(row_step_sizes(rule, alpha, torch.tensor([batch_size]), convention, batch_size)[0, 0]) * batch_size
-    if worst <= 2:
-        return
-    per_alpha = worst / alpha  # step_j * n_j is proportional to alpha under sgd and ema
-    raise ValueError(
-        f"rule {rule!r} with alpha {alpha:g} is unstable at batch_size {batch_size} (convention {convention!r}): a "
-        f"class with n_j samples in a batch has its center's error multiplied by (1 - s * n_j) per step, here with "
-        f"s = {per_alpha / batch_size:g} * alpha, and the error grows once s * n_j > 2; a batch of one class "
-        f"(n_j = {batch_size}) gives s * n_j = {worst:g}. Use alpha <= {2 / per_alpha:.4g}, a smaller batch, or "
-        "rule 'paper' (stable for alpha <= 1).")
-
-
-def torch_updated_rows(centers, features, labels, *, alpha: float, rule: str, convention: str,
-                       batch_size: int = None):
+def torch_updated_rows(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float,
+                       rule: str, convention: str, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The new values of the touched rows, without writing them.
 
     centers (C, D), features (B, D), labels (B,) -> (classes (U,), rows (U, D) in the centers' dtype).

@@ -1,7 +1,5 @@
 """Shape, dtype and device checks shared by every variant; each error names what was expected."""
 
-import math
-
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -52,11 +50,3 @@ def all_finite(t: torch.Tensor) -> bool:
     """
     accumulate = torch.promote_types(t.dtype, torch.float32)
     return bool(torch.isfinite(t.sum(dtype=accumulate))) or bool(torch.isfinite(t).all())
-
-
-def check_alpha(alpha: float, rule: str) -> None:
-    """alpha must be finite and >= 0; the paper's Eq. 4 and the moving average also need alpha <= 1."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    if rule in ("paper", "ema") and alpha > 1:
-        raise ValueError(f"alpha for rule {rule!r} must lie in [0, 1], got {alpha}")

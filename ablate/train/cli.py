@@ -16,9 +16,9 @@ from ablate.train.config import CellConfig, key_name, option_choices
 
 def _click_type(f):
     if isinstance(f.metadata["choices"], Registry):
-        return f.metadata["choices"].choice()  # read when the command runs: later registrations are choices too
-    if option_choices(f) is not None:
-        return click.Choice(option_choices(f))
+        return f.metadata["choices"].choice()  # read when checked: later registrations are choices too
+    if (choices := option_choices(f)) is not None:
+        return click.Choice(choices)
     if f.name == "data_dir":
         return click.Path(file_okay=False)
     unset_or = [t for t in typing.get_args(f.type) if t is not type(None)]  # float | None: a float, or unset

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
 from ablate.limits import INT64_MAX, check_int_option
-from ablate.loss import CONVENTIONS, DEFAULT_VARIANT, RULES, variant_names
-from ablate.loss.updates import check_stable
-from ablate.loss.validation import check_alpha
+from ablate.loss.conventions import CONVENTIONS, conventions_help
+from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS
+from ablate.loss.rules import RULES, rules_help
 from ablate.models import MODELS
 from ablate.objectives import (
     DEFAULT_HEAD,
@@ -29,8 +29,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def _option(default, help_text: str, choices=None):
-    """A dataclass field carrying its CLI help and, for a choice, the valid values (a tuple, a Registry, or a function
-    that returns them when asked: the variants, which installed plugins and registrations extend)."""
+    """A dataclass field carrying its CLI help and, for a choice, the valid values: a Registry (read when a value
+    is checked, so that installed plugins and later registrations are choices too), a tuple, or a function that
+    returns them when asked."""
     return field(default=default, metadata={"help": help_text, "choices": choices})
 
 
@@ -55,11 +56,9 @@ class CellConfig:
                                          "(default /usr/share/datasets/fashion-mnist).")
     model: str = _recipe_option("Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
     feat_dim: int = _option(2, "Feature (embedding) dimension.")
-    variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).",
-                           variant_names)
-    rule: str = _option("paper", "Center-update rule.", RULES)
-    convention: str = _recipe_option("Loss normalization: mean = sum/B, half_mean = sum/2B, half_sum = sum/2.",
-                                     CONVENTIONS)
+    variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).", VARIANTS)
+    rule: str = _option("paper", f"Center-update rule: {rules_help()}.", RULES)
+    convention: str = _recipe_option(f"Loss normalization: {conventions_help()}.", CONVENTIONS)
     lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).")
     alpha: float = _option(0.5, "Center learning rate.")
     epochs: int = _recipe_option("Training epochs.")
@@ -103,12 +102,11 @@ class CellConfig:
                 object.__setattr__(self, name, value)
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(f.metadata["choices"], Registry):
-                f.metadata["choices"].check(value)
-                continue
-            choices = option_choices(f)
-            if choices is not None and value not in choices:
-                raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(choices)}")
+            choices = f.metadata["choices"]
+            if isinstance(choices, Registry):
+                choices.check(value)  # "unknown rule 'x'; expected one of ...", the registry's own message
+            elif (allowed := option_choices(f)) is not None and value not in allowed:
+                raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(allowed)}")
             if f.type is int:
                 object.__setattr__(self, f.name, _as_int(f.name, value))
             elif f.type is float:
@@ -122,8 +120,8 @@ class CellConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "CellConfig":
-        """A config from grid/record keys ("lambda", not "lambda_"); unknown keys raise a ValueError listing the valid
-        ones."""
+        """A config from grid/record keys ("lambda", not "lambda_"); unknown keys raise a ValueError listing the
+        valid ones."""
         valid = [key_name(f.name) for f in fields(cls)]
         unknown = [key for key in values if key not in valid]
         if unknown:
@@ -136,7 +134,7 @@ class CellConfig:
         return {key_name(name): value for name, value in asdict(self).items()}
 
 
-def option_choices(f) -> tuple:
+def option_choices(f) -> tuple | None:
     """The valid values of the CellConfig field `f` (None: any value of its type)."""
     choices = f.metadata["choices"]
     if isinstance(choices, Registry):
@@ -189,14 +187,15 @@ def _check_ranges(c: CellConfig) -> None:
         raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
-    check_alpha(c.alpha, c.rule)
+    rule = RULES.get(c.rule)
+    rule.check_alpha(c.alpha)
     classes = DATASETS.get(c.dataset).class_count(c.num_classes)
     if c.holdout_classes and not 2 <= c.holdout_classes <= classes - 2:
         raise ValueError(f"holdout_classes must be 0 (closed set) or lie in [2, {classes - 2}] for {c.dataset} with "
                          f"{classes} classes (two held out to compare, two left to train on), got {c.holdout_classes}")
     # the centers take one step per global batch (every rank's slice: ablate.distributed), so that is the B
     try:
-        check_stable(c.rule, c.alpha, c.convention, c.batch_size * c.nproc)
+        rule.check_stable(c.alpha, c.convention, c.batch_size * c.nproc)
     except ValueError as error:
         if c.nproc == 1:
             raise
