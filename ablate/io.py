@@ -80,7 +80,8 @@ def check_writable(path, *, folder: bool = False) -> Path:
         raise ValueError(f"{path} is a link to {os.readlink(path)}, which does not exist; expected "
                          f"{'a folder' if folder else 'a file name'}")
     if path.exists() and path.is_dir() != folder:
-        raise ValueError(f"{path} is a {'file' if folder else 'folder'}; expected {'a folder' if folder else 'a file name'}")
+        expected = "a folder" if folder else "a file name"
+        raise ValueError(f"{path} is a {'file' if folder else 'folder'}; expected {expected}")
     nearest = path if folder and path.exists() else path.parent
     while not nearest.exists():
         nearest = nearest.parent

@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--no-default-browser-check",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-         "--disable-dev-shm-usage", "--remote-debugging-port=0")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage", "--remote-debugging-port=0")
 IMAGES_JS = """Promise.all(Array.from(document.images).map(img => img.decode().then(
     () => ({alt: img.alt, width: img.naturalWidth, height: img.naturalHeight, error: ""}),
     e => ({alt: img.alt, width: img.naturalWidth, height: img.naturalHeight, error: String(e)}))))"""

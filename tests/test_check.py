@@ -4,10 +4,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from support import ROOT
 
 from ablate.cli import main
 from ablate.loss import available_variants
-from support import ROOT
 
 TARGETS = ROOT / "tests" / "check_targets.py"
 

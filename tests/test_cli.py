@@ -63,7 +63,6 @@ def test_help_and_version_import_neither_torch_nor_any_subcommand(args):
     assert loaded(modules, ("torch", "numpy", "pandas", "sklearn", *SUBCOMMAND_MODULES)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="ablate.loss.registry imports torch until the registry is lazy")
 def test_variants_on_the_cpu_imports_neither_torch_nor_any_subcommand():
     assert loaded(imported_modules("variants"), ("torch", *SUBCOMMAND_MODULES)) == []
 

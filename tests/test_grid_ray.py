@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from support import require
 
 from ablate.grid import run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import SerialExecutor, make_executor
 from ablate.grid.spec import GridSpec
-from support import require
 
 
 @pytest.mark.slow  # starts its own Ray (about 20 s); the tests below share one
@@ -43,7 +43,8 @@ def test_ray_tasks_fill_the_same_run_folder_as_local_cells(local_ray, tmp_path):
     assert local_ray.is_initialized()  # the executor used the running Ray and left it running
     assert on_ray.status_counts() == {"ok": 4} and on_ray.records.keys() == local.records.keys()
     for i, record in on_ray.records.items():
-        assert (tmp_path / "ray" / "cells" / f"{i}.json").exists() and (tmp_path / "ray" / "cells" / f"{i}.npz").exists()
+        cells = tmp_path / "ray" / "cells"
+        assert (cells / f"{i}.json").exists() and (cells / f"{i}.npz").exists()
         # Same config and seed in another process with other thread settings: see test_grid_run's
         # serial-vs-workers test for why 1e-4 bounds the float32 reordering.
         np.testing.assert_allclose(record["curve_softmax_loss"], local.records[i]["curve_softmax_loss"], rtol=1e-4)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from support import ROOT
 
 from ablate.cli import main
-from support import ROOT
 
 HOSTILE = ROOT / "tests" / "hostile_check_targets.py"
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import ROOT
 
 GRACE_S = 15  # for the main process to clean up and the forkserver and tracker to notice it is gone

@@ -11,11 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from ablate.cli import main
+from ablate.models import build_model
 from ablate.objectives import HEADS, PAIR_LOSSES, describe_objective
 from ablate.train import CellConfig
 from ablate.train.heads import TrainingObjective
 from ablate.train.loop import make_optimizer
-from ablate.models import build_model
 
 CLASSES, DIM = 4, 3
 # float64 throughout: pml computes in the features' dtype, so the paper's values are met to rounding (1e-12).

@@ -16,11 +16,13 @@ CONTRACT_KEYS = [
     "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
     "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "device",
     "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "nproc", "distributed", "holdout_classes",
-    "head", "margin", "scale", "pair_loss", "pair_weight", "pair_margin", "objective", "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
+    "head", "margin", "scale", "pair_loss", "pair_weight", "pair_margin", "objective", "test_accuracy",
+    "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
     "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
     "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
     "map_at_r",
-    "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance", "split_seed", "held_out_classes",
+    "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance", "split_seed",
+    "held_out_classes",
     "train_samples_per_s", "train_time_s",
     "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
@@ -36,7 +38,8 @@ TINY = dict(dataset="synthetic", num_classes=4, synthetic_dim=6, samples_per_cla
 def test_config_dict_round_trip_uses_the_key_lambda():
     config = CellConfig(lambda_=0.003, alpha=0.2, seed=3)
     as_dict = config.to_dict()
-    assert list(as_dict) == CONTRACT_KEYS[:CONTRACT_KEYS.index("objective")] and as_dict["lambda"] == 0.003 and "lambda_" not in as_dict
+    assert list(as_dict) == CONTRACT_KEYS[:CONTRACT_KEYS.index("objective")]
+    assert as_dict["lambda"] == 0.003 and "lambda_" not in as_dict
     assert CellConfig.from_dict(as_dict) == config
 
 
@@ -260,7 +263,8 @@ def test_an_output_folder_without_write_permission_is_refused(tmp_path, monkeypa
     import os
 
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
+    monkeypatch.setattr(os, "access",
+                        lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
     result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "cell.json"), "--no-progress"])
     assert result.exit_code == 2 and f"no write permission in {tmp_path}" in result.output
 

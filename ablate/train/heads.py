@@ -10,7 +10,6 @@ from torch import nn
 
 from ablate.objectives import HEADS, PAIR_LOSSES
 
-
 # pml takes a head's angle as acos(clamp(cos, -1, 1)), whose gradient is infinite at |cos| = 1: with 2-D features
 # a float32 cosine reaches 1.0 within the first epoch and the cell diverges. The angle is taken at the cosine
 # clamped to +-(1 - ANGLE_EPS) instead (at most 1.4e-3 rad away; no gradient through a clamped cosine).

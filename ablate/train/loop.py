@@ -127,7 +127,8 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
             history.train_accuracy.append(accuracy)
             if objective.pair_module is not None:
                 history.pair_loss.append(pair_mean)
-            bar.set_postfix(epoch=epoch, softmax=f"{softmax_mean:.3f}", center=f"{center_mean:.3f}", acc=f"{accuracy:.3f}")
+            bar.set_postfix(epoch=epoch, softmax=f"{softmax_mean:.3f}", center=f"{center_mean:.3f}",
+                            acc=f"{accuracy:.3f}")
             if scheduler is not None:
                 scheduler.step()
     return history

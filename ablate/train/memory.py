@@ -60,7 +60,8 @@ def memory_floor(config) -> int:
     """A lower bound of cell_memory's total, in Python integers (no overflow whatever the sizes): the data, the
     centers and the test features. Checked first, so that sizes far beyond any machine never build a model."""
     examples, input_shape, classes = _sizes(config)
-    return (DATA_COPIES * examples * math.prod(input_shape) + (3 * classes + 2 * examples) * config.feat_dim) * FLOAT_BYTES
+    data = DATA_COPIES * examples * math.prod(input_shape)
+    return (data + (3 * classes + 2 * examples) * config.feat_dim) * FLOAT_BYTES
 
 
 def check_fits(config, device: torch.device) -> None:
