@@ -30,9 +30,9 @@ data:
 		echo "and pass it as --data-dir (or put them in $(FASHION_DIR))."; \
 	fi
 
-# CI's fast lane: everything but the tests marked slow, spread over the cores (pytest-xdist). At most 5 minutes
-# on 2 cores.
-test: install
+# CI's fast lane: the lint first (below), then everything but the tests marked slow, spread over the cores
+# (pytest-xdist). At most 5 minutes on 2 cores.
+test: lint
 	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 # ruff (style and imports), mypy (the core API's types) and import-linter (the layers of the README's Layout).
