@@ -3,6 +3,7 @@
 import importlib
 import os
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,16 @@ def require(module: str, why: str):
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message, allow_module_level=True)
+
+
+@contextmanager
+def registered(*pairs):
+    """Register each (registry, entry) of `pairs` for the `with` block, and unregister them after it."""
+    done = []
+    try:
+        for registry, entry in pairs:
+            done.append((registry, registry.register(entry)))
+        yield
+    finally:
+        for registry, entry in reversed(done):
+            registry.unregister(entry.name)

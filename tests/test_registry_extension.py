@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from support import registered as registrations
 
 from ablate.cli import main
 from ablate.grid import expand, load_spec, run_grid
@@ -46,11 +47,8 @@ HALVED = Rule("halved", "c_j -= alpha * delta_j / (2 (1 + n_j))", "Eq. 4 at half
 
 @pytest.fixture
 def registered():
-    VARIANTS.register(ROWWISE)
-    RULES.register(HALVED)
-    yield
-    VARIANTS.unregister(ROWWISE.name)
-    RULES.unregister(HALVED.name)
+    with registrations((VARIANTS, ROWWISE), (RULES, HALVED)):
+        yield
 
 
 def test_the_new_variant_and_rule_compute_what_they_define(registered):

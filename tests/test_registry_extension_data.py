@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from support import registered as registrations
 from support import write_toml
 
 from ablate.data import DATASETS, DataOptions, Dataset, DatasetSource, Recipe, load_dataset, split_dataset
@@ -45,11 +46,8 @@ CENTER_NORM = Metric("mean_center_norm", "mean center norm", None, False, mean_c
 
 @pytest.fixture
 def registered():
-    DATASETS.register(BLOBS)
-    METRICS.register(CENTER_NORM)
-    yield
-    DATASETS.unregister(BLOBS.name)
-    METRICS.unregister(CENTER_NORM.name)
+    with registrations((DATASETS, BLOBS), (METRICS, CENTER_NORM)):
+        yield
     load_dataset.cache_clear()  # no cached split of a dataset that is gone
 
 

@@ -70,6 +70,6 @@ class RankContext:
 
     def wrap_criterion(self, criterion: nn.Module, lambda_: float) -> nn.Module:
         """Replicated centers that learn by their gradient (rule sgd, lambda > 0) go in a DDP of their own."""
-        if self.form == "replicated" and criterion.rule == "sgd" and lambda_ > 0:
+        if self.form == "replicated" and criterion.learns_by_gradient and lambda_ > 0:
             return DistributedDataParallel(criterion, process_group=self._criterion_group)
         return criterion

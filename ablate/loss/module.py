@@ -12,7 +12,8 @@ from ablate.loss.rules import RULES
 
 
 class CenterLoss(nn.Module):
-    """Center loss with its own centers (C, D): a Parameter for rule "sgd", a buffer otherwise.
+    """Center loss with its own centers (C, D): a Parameter for a rule that is a gradient step ("sgd"), a buffer
+    otherwise.
 
     One training step with softmax + lambda * center loss (rule "paper", the paper's Algorithm 1)::
 
@@ -60,10 +61,16 @@ class CenterLoss(nn.Module):
         # (C, D), or this rank's rows of it
         centers = initial_centers(num_classes, feat_dim, self.class_range, dtype=dtype, device=device)
         self.centers: torch.Tensor
-        if rule == "sgd":
+        if self.learns_by_gradient:
             self.centers = nn.Parameter(centers)
         else:
             self.register_buffer("centers", centers)
+
+    @property
+    def learns_by_gradient(self) -> bool:
+        """The rule is SGD on dL_C/dc (`Rule.gradient_step`): the centers are a Parameter, and an optimizer of their
+        own may take the step from their gradient."""
+        return RULES.get(self.rule).gradient_step
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """features (B, D), labels (B,) -> 0-dim loss under this module's convention."""

@@ -42,6 +42,8 @@ class Rule:
     definition rather than from `step`: old (D,) the center before the step, members its n_j samples' rows, each
     (D,) -> the new center (D,).
     max_alpha: alpha must lie in [0, max_alpha].
+    gradient_step: the step is plain SGD (lr alpha) on dL_C/dc, so the centers are a Parameter, and an optimizer of
+    their own may take the step from their gradient instead of `CenterLoss.update` (ablate.train.loop).
     """
 
     name: str
@@ -50,6 +52,7 @@ class Rule:
     step: Callable[[float, Any, float], Any]
     reference: Callable[[Any, Sequence[Any], float, float], Any]
     max_alpha: float = math.inf
+    gradient_step: bool = False
 
     def check_alpha(self, alpha: float) -> None:
         """alpha must be finite and in [0, max_alpha] (the paper's Eq. 4 and the moving average need alpha <= 1)."""
@@ -96,7 +99,8 @@ RULES.register(Rule("paper", "c_j -= alpha * delta_j / (1 + n_j)", "Eq. 4 / Algo
                     step=lambda alpha, counts, scale: alpha / (1.0 + counts), reference=_paper_reference,
                     max_alpha=1.0))
 RULES.register(Rule("sgd", "c_j -= alpha * 2 * s * delta_j", "plain SGD on dL_C/dc_j, lr alpha",
-                    step=lambda alpha, counts, scale: alpha * 2.0 * scale, reference=_sgd_reference))
+                    step=lambda alpha, counts, scale: alpha * 2.0 * scale, reference=_sgd_reference,
+                    gradient_step=True))
 RULES.register(Rule("ema", "c_j -= alpha * delta_j", "FaceNet's moving average, alpha = 1 - decay",
                     step=lambda alpha, counts, scale: alpha, reference=_ema_reference, max_alpha=1.0))
 

@@ -41,7 +41,7 @@ def make_optimizer(config: CellConfig, model: nn.Module) -> torch.optim.Optimize
 class CenterStep:
     """Moves the centers after each model step, by the configured rule.
 
-    Rule "sgd" with lambda > 0 does what the popular implementation does: the centers are a
+    A gradient rule ("sgd") with lambda > 0 does what the popular implementation does: the centers are a
     Parameter with their own SGD (lr alpha), their gradient (lambda * dL_C/dc) multiplied by 1/lambda
     before the step (and by 1/world for a shard, whose gradient no DDP averages; see
     ablate.distributed.centers). With lambda = 0 no gradient reaches them, so CenterLoss.update takes the same
@@ -51,7 +51,7 @@ class CenterStep:
     def __init__(self, criterion: CenterLoss, lambda_: float):
         self.criterion, self.lambda_ = criterion, lambda_
         self.optimizer = None
-        if criterion.rule == "sgd" and lambda_ > 0:
+        if criterion.learns_by_gradient and lambda_ > 0:
             self.optimizer = torch.optim.SGD([criterion.centers], lr=criterion.alpha)
 
     def zero_grad(self) -> None:
