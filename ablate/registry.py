@@ -16,7 +16,7 @@ that a registry can be read (names, descriptions) without importing torch.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -103,22 +103,22 @@ class Registry(Generic[T]):
             except Exception as exc:  # someone else's code: recorded, never raised
                 self.plugin_errors[entry_point.name] = f"{type(exc).__name__}: {exc}".strip()
 
-    def choice(self) -> RegistryChoice:
+    def choice(self) -> LazyChoice:
         """A click parameter type whose choices are this registry's names when the command runs."""
-        return RegistryChoice(self)
+        return LazyChoice(self.names)
 
 
-class RegistryChoice(click.Choice):
-    """click.Choice over a registry, read when a value is checked or help is shown (not when the option is
-    declared), so that entries registered after the command's module was imported are choices too."""
+class LazyChoice(click.Choice):
+    """click.Choice over names read when a value is checked or help is shown (not when the option is declared),
+    so that entries registered after the command's module was imported are choices too."""
 
-    def __init__(self, registry: Registry):
-        self.registry = registry
+    def __init__(self, names: Callable[[], Sequence[str]]):
+        self.names = names
         self.case_sensitive = True
 
     @property
     def choices(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.registry.names()
+        return tuple(self.names())
 
 
 class Lazy:

@@ -5,11 +5,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from support import registered
 
 from ablate.cli import main
 from ablate.loss import CenterLoss, update_centers
+from ablate.loss.devices import DEVICES, DeviceKind, training_devices
 from ablate.metrics import features as metric_functions
 from ablate.train import CellConfig, run_cell
+from ablate.train.cell import resolve_device
 from ablate.train.loop import CenterStep
 
 CONTRACT_KEYS = [
@@ -170,7 +173,7 @@ def test_run_cell_raises_on_missing_data_and_missing_cuda(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
         run_cell(CellConfig(dataset="fashion-mnist", data_dir=str(tmp_path), device="cpu"))
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA device"):
+        with pytest.raises(ValueError, match="torch sees no cuda device here"):
             run_cell(CellConfig(**{**TINY, "device": "cuda"}))
 
 
@@ -330,3 +333,15 @@ def test_train_says_how_long_an_epoch_took():
     result = CliRunner().invoke(main, ["train", *args, "--no-progress"])
     assert result.exit_code == 0, result.output
     assert re.search(r"trained in [0-9.]+ s \([0-9.]+ s an epoch,", result.output), result.output
+
+
+def test_a_cells_device_choices_are_the_device_kinds_that_train():
+    assert training_devices() == ("auto", "cpu", "cuda") and "mps" in DEVICES  # mps: listed, not trained on
+    with registered((DEVICES, DeviceKind("xpu", lambda: False))):
+        assert "xpu" in training_devices() and CellConfig(device="xpu").device == "xpu"
+        result = CliRunner().invoke(main, ["train", "--device", "xpu", "--no-progress"])
+        assert result.exit_code != 0 and "torch sees no xpu device here" in result.output
+        with pytest.raises(ValueError, match="torch sees no xpu device here; use 'cpu' or 'auto'"):
+            resolve_device("xpu")
+    with pytest.raises(ValueError, match="unknown device 'xpu'; expected one of auto, cpu, cuda"):
+        CellConfig(device="xpu")

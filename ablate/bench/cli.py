@@ -17,6 +17,7 @@ from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
 from ablate.limits import INT64_MAX, check_int_option
+from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.rules import RULES
 from ablate.train.cell import resolve_device
 
@@ -132,7 +133,7 @@ def _moved_to_subcommand(new_form: str):
 @bench_command.command("run")
 @click.option("--suite", type=SUITES.choice(), default=None,
               help="Declared study: quick, cpu (make bench) or gpu (make bench-gpu). Default: cpu or gpu by device.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(training_devices()), default=AUTO, show_default=True)
 @click.option("--variants", callback=_comma_list(), help="Comma list of variants (default: all that run on the device; "
               "an interpreted kernel (fused on the CPU) only when named, since it times Python, not the kernel).")
 @click.option("--mode", "modes", callback=_comma_list(), help="Comma list of forward, backward, full, update.")

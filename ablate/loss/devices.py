@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DeviceKind:
-    """A torch device type; present() says whether torch can compute on one here."""
+    """A torch device type; present() says whether torch can compute on one here. trains: a training cell and the
+    bench run on it (a choice of their --device); a kind without it serves `ablate variants` and `ablate check`."""
 
     name: str
     present: Callable[[], bool]
+    trains: bool = True
 
 
 def always() -> bool:
@@ -43,7 +45,7 @@ def mps_present() -> bool:
 DEVICES: Registry[DeviceKind] = Registry("device")
 DEVICES.register(DeviceKind("cpu", always))
 DEVICES.register(DeviceKind("cuda", cuda_present))  # NVIDIA GPUs, and AMD ones under ROCm builds of torch
-DEVICES.register(DeviceKind("mps", mps_present))  # Apple GPUs through Metal
+DEVICES.register(DeviceKind("mps", mps_present, trains=False))  # Apple GPUs through Metal
 
 
 def device_type(device: str | torch.device) -> str:
@@ -67,3 +69,11 @@ def device_present(device: str | torch.device) -> bool:
     device type whose backend is not installed (xla, ...)."""
     kind = device_type(device)
     return kind in DEVICES and DEVICES.get(kind).present()
+
+
+AUTO = "auto"  # a cell's or the bench's device: CUDA when torch sees one, else the CPU
+
+
+def training_devices() -> tuple[str, ...]:
+    """The choices of a cell's and the bench's --device: "auto", then every kind they run on."""
+    return (AUTO, *(kind.name for kind in DEVICES if kind.trains))

@@ -11,6 +11,7 @@ from ablate.data import load_dataset
 from ablate.distributed.context import ONE_PROCESS
 from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
+from ablate.loss.devices import AUTO, device_present, device_type
 from ablate.metrics import computed_metrics
 from ablate.models import build_model
 from ablate.objectives import describe_objective
@@ -22,11 +23,12 @@ from ablate.train.memory import cell_memory, check_fits
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when present, else the CPU; "cuda" without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu' or 'auto'")
+    """"auto" -> CUDA when present, else the CPU; any other device kind must be one torch sees here."""
+    if name == AUTO:
+        return torch.device("cuda" if device_present("cuda") else "cpu")
+    if not device_present(name):
+        raise ValueError(f"device {name!r} was asked for but torch sees no {device_type(name)} device here; "
+                         "use 'cpu' or 'auto'")
     return torch.device(name)
 
 

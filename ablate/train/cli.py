@@ -9,15 +9,18 @@ import click
 from ablate.distributed.launch import RanksFailed
 from ablate.io import atomic_write_json, check_writable
 from ablate.metrics import TRAIN_SUMMARY, shown_in
-from ablate.registry import Registry
+from ablate.registry import LazyChoice, Registry
 from ablate.train.cell import run_cell
-from ablate.train.config import CellConfig, key_name, option_choices
+from ablate.train.config import CellConfig, key_name
 
 
 def _click_type(f):
-    if isinstance(f.metadata["choices"], Registry):
-        return f.metadata["choices"].choice()  # read when checked: later registrations are choices too
-    if (choices := option_choices(f)) is not None:
+    choices = f.metadata["choices"]
+    if isinstance(choices, Registry):
+        return choices.choice()  # read when checked: later registrations are choices too
+    if callable(choices):
+        return LazyChoice(choices)  # the same, for choices a function gives
+    if choices is not None:
         return click.Choice(choices)
     if f.name == "data_dir":
         return click.Path(file_okay=False)

@@ -7,6 +7,7 @@ from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
 from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss.conventions import CONVENTIONS, conventions_help
+from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS
 from ablate.loss.rules import RULES, rules_help
 from ablate.models import MODELS
@@ -25,7 +26,6 @@ from ablate.objectives import (
 from ablate.registry import Registry
 
 OPTIMIZERS = ("sgd", "adam")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _option(default, help_text: str, choices=None):
@@ -70,7 +70,7 @@ class CellConfig:
     lr_step: int = _recipe_option("Epochs between learning-rate decays (0 = constant).")
     lr_gamma: float = _recipe_option("Factor of each learning-rate decay.")
     seed: int = _option(0, "Seed of the weights, centers, batch order, train/test split and held-out classes.")
-    device: str = _option("auto", "Device; auto = CUDA when present.", DEVICES)
+    device: str = _option(AUTO, "Device; auto = CUDA when present.", training_devices)
     num_classes: int = _option(10, "Number of classes (synthetic data; the others have 10).")
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
     samples_per_class: int = _option(200, "Samples per class of the synthetic data.")
