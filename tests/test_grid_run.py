@@ -248,8 +248,8 @@ class InterruptingExecutor(SerialExecutor):
         super().__init__()
         self.cells = cells
 
-    def run(self, tasks):
-        for n, result in enumerate(super().run(tasks)):
+    def run(self, tasks, scratch=None):
+        for n, result in enumerate(super().run(tasks, scratch)):
             if n == self.cells:
                 raise KeyboardInterrupt
             yield result
@@ -321,7 +321,9 @@ def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):
     """)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "ablate", "grid", str(spec), "--out", str(run_dir), "--workers", "2", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    system_temp = tmp_path / "system-temp"  # what the grid's processes take for the system's temp folder
+    system_temp.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(system_temp)}
     expected = set(ids_of(load_spec(spec)))
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -340,6 +342,9 @@ def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):
     assert {Path(name).stem for name in after} == expected  # every cell, each once
     assert {name: after[name] for name in killed} == killed  # finished cells not recomputed
     assert not list(run_dir.rglob("*.tmp"))
+    # The killed run's cell folders were in the run folder's scratch, removed by the rerun; none in the system's
+    # (which keeps what multiprocessing and torch leave there).
+    assert not (run_dir / ".scratch").exists() and not list(system_temp.glob("ablate-*"))
     for i in expected:
         assert json.loads((run_dir / "cells" / f"{i}.json").read_text())["status"] == "ok"
         with np.load(run_dir / "cells" / f"{i}.npz") as npz:

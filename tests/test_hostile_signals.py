@@ -102,6 +102,7 @@ def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, sig, wo
                        "--out", str(tmp_path / "run")], tmp_path)
     seen = signal_when(job, workers, sig, delay)
     assert_nothing_left(job, seen, temp)
+    assert not (tmp_path / "run" / ".scratch").exists()  # where the cells' folders were
     assert job.returncode == 130
 
 

@@ -31,6 +31,7 @@ GRID_SPEC = "grid.toml"
 CELLS = "cells"
 PARTS = "parts"
 LOCK = ".lock"
+SCRATCH = ".scratch"  # the cells' temp folders while a grid runs; one a killed run left is removed at the next start
 
 # The grid keys of a schema-0 grid folder (the cell options of the ablate that wrote folders without run.json):
 # its records hold them, and its cell ids hash them.

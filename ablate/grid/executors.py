@@ -1,8 +1,9 @@
 """Where cells run: in this process, in N local worker processes, or as tasks on a Ray cluster.
 
-Each executor's `run(tasks)` takes (cell_id, config) pairs and yields a CellResult per cell as
+Each executor's `run(tasks, scratch)` takes (cell_id, config) pairs and yields a CellResult per cell as
 cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
-depend on where cells ran.
+depend on where cells ran. scratch: the folder local cells put their temp folders in (the run folder's, so
+that what a killed run leaves there is removed when it resumes; None: the system's temp folder).
 """
 
 import multiprocessing
@@ -27,9 +28,9 @@ class SerialExecutor:
     def __init__(self, cell_fn=train_cell):
         self.cell_fn = cell_fn
 
-    def run(self, tasks):
+    def run(self, tasks, scratch=None):
         for cell_id, config in tasks:
-            yield execute_cell(cell_id, config, self.cell_fn)
+            yield execute_cell(cell_id, config, self.cell_fn, scratch)
 
 
 WORKER_DIED = ("the worker process died while running this cell alone (killed for memory, or a crash in native "
@@ -60,8 +61,8 @@ class ProcessExecutor:
         return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                    initargs=(self.threads_per_worker,))
 
-    def run(self, tasks):
-        temp_root = tempfile.mkdtemp(prefix="ablate-grid-")
+    def run(self, tasks, scratch=None):
+        temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
         try:
             suspects = yield from self._run_pool(tasks, temp_root)
             yield from self._run_alone(suspects, temp_root)
@@ -141,7 +142,8 @@ class RayExecutor:
         check_answers(address)  # likewise: ray.init waits minutes on an address where nothing listens
         self.address, self.cell_fn = address, cell_fn
 
-    def run(self, tasks):
+    def run(self, tasks, scratch=None):
+        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:

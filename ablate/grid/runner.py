@@ -166,6 +166,8 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
             _run_cells(executor, store, outcome, stamp, log, quiet)
         except KeyboardInterrupt:
             outcome.interrupted = True
+        finally:
+            store.remove_scratch()
         _write_tables(run_dir, outcome)
         atomic_write_json(run_dir / schema.PROVENANCE,
                           {**run_info, "finished_at": provenance.now(), "cells_run": outcome.ran,
@@ -179,7 +181,7 @@ def _run_cells(executor, store: CellStore, outcome: GridOutcome, stamp: dict, lo
     keys = varying_keys([config for _, config in plan.cells])
     last_write = time.monotonic()
     with tqdm(total=len(plan.to_run), unit="cell", disable=quiet or not plan.to_run) as bar:
-        for result in executor.run(plan.to_run):
+        for result in executor.run(plan.to_run, store.scratch()):
             record = {**result.record, "cell_id": result.cell_id, "git_commit": stamp["git_commit"],
                       "git_dirty": stamp["git_dirty"], "finished_at": provenance.now()}
             store.save(result.cell_id, record, result.features)

@@ -5,6 +5,7 @@ The .npz is written before the .json, each atomically, so a record's presence me
 whole; a cell killed mid-way leaves at most a stale temp file, removed by `remove_temp_files`.
 """
 
+import shutil
 from pathlib import Path
 
 from ablate.analysis import manifest, readers, schema
@@ -45,8 +46,19 @@ class CellStore:
         atomic_write_json(self.record_path(cell_id), record)
 
     def remove_temp_files(self) -> int:
-        """Delete the temp files ablate.io left behind when a run was killed; returns how many."""
+        """Delete the temp files ablate.io left behind when a run was killed, and the cells' scratch folder;
+        returns how many temp files."""
+        self.remove_scratch()
         return remove_temp_files(self.cells_dir) + remove_temp_files(self.run_dir)
+
+    def remove_scratch(self) -> None:
+        shutil.rmtree(self.run_dir / schema.SCRATCH, ignore_errors=True)
+
+    def scratch(self) -> Path:
+        """The folder (made here) the cells' temp folders go in while this run goes on."""
+        path = self.run_dir / schema.SCRATCH
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def locked(self):
         """The run folder's lock (ablate.analysis.manifest.locked): one writer at a time."""
