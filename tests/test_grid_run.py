@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -311,7 +312,16 @@ def test_local_workers_give_the_serial_results(tmp_path):
         assert parallel[i]["torch_threads"] == max(1, serial[i]["torch_threads"] // 2)
 
 
-def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):
+@pytest.fixture
+def system_temp():
+    """A folder for the grid's processes to take as the system's temp folder (TMPDIR): a short path, since
+    multiprocessing's forkserver puts a socket there and a socket's path is limited to 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="ablate-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path, system_temp):
     spec = write_toml(tmp_path, """
         [axes]
         dataset = "digits"
@@ -321,8 +331,6 @@ def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path):
     """)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "ablate", "grid", str(spec), "--out", str(run_dir), "--workers", "2", "--quiet"]
-    system_temp = tmp_path / "system-temp"  # what the grid's processes take for the system's temp folder
-    system_temp.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(system_temp)}
     expected = set(ids_of(load_spec(spec)))
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
