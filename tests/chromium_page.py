@@ -126,9 +126,11 @@ def open_page(path, *, width: int = 1366, height: int = 850, timeout: float = 60
     page_url = Path(path).resolve().as_uri()
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True) as profile:
-        # Its own process group, so that stopping it also stops the renderer and helper processes it forked.
+        # Its own process group, so that stopping it also stops the renderer and helper processes it forked; its
+        # temp folder (where it keeps its singleton socket, left behind when it is stopped) inside the profile's.
         proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                env={**os.environ, "TMPDIR": profile}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             tools = _DevTools(_debugger_url(Path(profile), proc, deadline), timeout)
             try:
