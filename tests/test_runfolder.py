@@ -15,11 +15,12 @@ from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 from test_report import parse
 
-from ablate.analysis import features, manifest, readers, schema
-from ablate.analysis.runs import load_run
-from ablate.analysis.schema import RunFolderError
 from ablate.cli import main
 from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
+from ablate.runs import features, manifest, readers, schema
+from ablate.runs.folder import claim
+from ablate.runs.loading import load_run
+from ablate.runs.schema import RunFolderError
 
 
 @pytest.fixture(autouse=True)
@@ -167,10 +168,10 @@ def test_records_of_an_earlier_grid_are_left_out_when_tables_are_rebuilt(grid, t
 
 
 def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
-    manifest.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
+    claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
     assert manifest.run_kind(tmp_path / "g") == "grid"
     with pytest.raises(RunFolderError, match="holds a grid run .* choose another --out"):
-        manifest.claim(tmp_path / "g", "bench")
+        claim(tmp_path / "g", "bench")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "bench.parquet").write_bytes(b"")  # a bench folder from before run.json
     with pytest.raises(RunFolderError, match="holds a bench run"):
@@ -198,7 +199,7 @@ READERS_OF_RUN_JSON = {
     "schema_version": manifest.schema_version,
     "run_kind": manifest.run_kind,
     "check_kind": lambda run_dir: manifest.check_kind(run_dir, "grid"),
-    "claim": lambda run_dir: manifest.claim(run_dir, "grid", config_columns=["lambda", "seed"]),
+    "claim": lambda run_dir: claim(run_dir, "grid", config_columns=["lambda", "seed"]),
     "load_run": load_run,
 }
 

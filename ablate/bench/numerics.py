@@ -10,11 +10,11 @@ import math
 
 import torch
 
-from ablate.analysis.schema import ERROR_COLUMNS
 from ablate.bench.suites import DTYPES, NumericsSpec
 from ablate.bench.workloads import clustered_inputs
 from ablate.loss import center_loss
 from ablate.loss.reference import reference_grads, reference_loss
+from ablate.runs.schema import ERROR_COLUMNS
 
 
 def _rel_error(value: torch.Tensor, ref: torch.Tensor) -> float:

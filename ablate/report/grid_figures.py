@@ -7,12 +7,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ablate.analysis.configs import describe, format_label, varying
-from ablate.analysis.features import read_features
 from ablate.analysis.findings import marked_settings, setting_of
-from ablate.analysis.readers import holdout_of
-from ablate.analysis.runs import GridRun
-from ablate.analysis.schema import FEATURE_ARRAYS, RunFolderError
 from ablate.metrics import AGAINST_LAMBDA, HEATMAP, label, shown_in
 from ablate.report.blocks import Figure, Note
 from ablate.report.configs import reference_values, select, series_labels
@@ -26,6 +21,11 @@ from ablate.report.figures import (
     to_data_uri,
 )
 from ablate.report.metrics import CURVE_METRICS
+from ablate.runs.configs import describe, format_label, varying
+from ablate.runs.features import read_features
+from ablate.runs.loading import GridRun
+from ablate.runs.readers import holdout_of
+from ablate.runs.schema import FEATURE_ARRAYS, RunFolderError
 
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ablate.analysis.schema import (
+from ablate.io import UnreadableFile, check_regular_file
+from ablate.runs.schema import (
     DEFAULT_FEATURE_ROWS,
     FEATURE_ARRAYS,
     FEATURE_ROWS_ENV,
@@ -15,7 +16,6 @@ from ablate.analysis.schema import (
     PREDICTIONS,
     RunFolderError,
 )
-from ablate.io import UnreadableFile, check_regular_file
 
 
 def feature_row_limit() -> int:
