@@ -66,10 +66,12 @@ class GridRun:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""
         return features_path(self.path, cell_id)
 
-    def read_features(self, row: dict | pd.Series) -> dict[str, np.ndarray | None]:
-        """The test features of the cell of a results row, checked (ablate.runs.features.read_features); its
-        held-out classes are labels beyond its centers. RunFolderError when the file is missing or unusable."""
-        return read_features(self.features_path(row["cell_id"]), holdout_of(row))
+    def read_features(self, row: dict | pd.Series) -> dict[str, np.ndarray | None] | None:
+        """The test features of the cell of a results row, checked (ablate.runs.features.read_features; its
+        held-out classes are labels beyond its centers); None when the cell saved none. RunFolderError when the
+        file is unusable."""
+        path = self.features_path(row["cell_id"])
+        return read_features(path, holdout_of(row)) if path.exists() else None
 
     @classmethod
     def load(cls, run_dir: Path) -> "GridRun":
