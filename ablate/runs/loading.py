@@ -102,13 +102,9 @@ class BenchRun:
     @classmethod
     def load(cls, run_dir: Path) -> "BenchRun":
         notes: list = []
-        provenance = _provenance(run_dir, notes)
-        bench = _bench_table(run_dir, BENCH, BENCH_COLUMNS, notes)
-        return cls(path=run_dir, provenance=provenance,
-                   bench=bench if bench is not None else empty_table(BENCH_COLUMNS),
+        return cls(run_dir, _provenance(run_dir, notes), _table_or_empty(run_dir, BENCH, BENCH_COLUMNS, notes),
                    numerics=_bench_table(run_dir, NUMERICS, NUMERICS_COLUMNS, notes),
-                   train_step=_bench_table(run_dir, TRAIN_STEP, TRAIN_STEP_COLUMNS, notes),
-                   notes=notes)
+                   train_step=_bench_table(run_dir, TRAIN_STEP, TRAIN_STEP_COLUMNS, notes), notes=notes)
 
 
 @dataclass
@@ -123,9 +119,8 @@ class DistributedRun:
     @classmethod
     def load(cls, run_dir: Path) -> "DistributedRun":
         notes: list = []
-        provenance = _provenance(run_dir, notes)
-        table = _bench_table(run_dir, DISTRIBUTED, DISTRIBUTED_COLUMNS, notes)
-        return cls(run_dir, provenance, table if table is not None else empty_table(DISTRIBUTED_COLUMNS), notes)
+        return cls(run_dir, _provenance(run_dir, notes),
+                   _table_or_empty(run_dir, DISTRIBUTED, DISTRIBUTED_COLUMNS, notes), notes)
 
 
 def _provenance(run_dir: Path, notes: list) -> dict:
@@ -182,6 +177,12 @@ def _bench_table(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.Da
     except RunFolderError as exc:
         notes.append(f"Left out: {exc}")
         return None
+
+
+def _table_or_empty(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.DataFrame:
+    """The run's main table (_bench_table), or one of no rows with its columns when absent or unreadable."""
+    table = _bench_table(run_dir, name, columns, notes)
+    return table if table is not None else empty_table(columns)
 
 
 def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
