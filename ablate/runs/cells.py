@@ -45,10 +45,10 @@ class CellStore:
         atomic_write_json(self.record_path(cell_id), record)
 
     def remove_temp_files(self) -> int:
-        """Delete the temp files ablate.io left behind when a run was killed, and the cells' scratch folder;
-        returns how many temp files."""
+        """Delete the temp files ablate.io left in cells/ when a run was killed, and the cells' scratch folder;
+        returns how many temp files (the run folder's own: ablate.runs.folder)."""
         self.remove_scratch()
-        return remove_temp_files(self.cells_dir) + remove_temp_files(self.run_dir)
+        return remove_temp_files(self.cells_dir)
 
     def remove_scratch(self) -> None:
         shutil.rmtree(self.run_dir / schema.SCRATCH, ignore_errors=True)
