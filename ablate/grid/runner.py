@@ -154,7 +154,7 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
         run.note_provenance(cells=len(plan.cells), cells_to_run=len(plan.to_run),
                             cells_skipped=len(plan.finished) + len(plan.failed_before))
         outcome = GridOutcome(plan, _ordered(plan, store.records()[0]), ran=0)
-        _write_tables(run, outcome, columns)
+        run.write_tables(_tables(outcome, columns))
         try:
             _run_cells(executor, run, store, outcome, columns, log, quiet)
         except KeyboardInterrupt:
@@ -180,7 +180,7 @@ def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome,
             log(result_line(record, keys))
             bar.update()
             if time.monotonic() - last_write > TABLE_INTERVAL_S:
-                _write_tables(run, outcome, columns)
+                run.write_tables(_tables(outcome, columns))
                 last_write = time.monotonic()
 
 
@@ -192,10 +192,6 @@ def _tables(outcome: GridOutcome, columns: list) -> dict[str, pd.DataFrame]:
     """The tables of the grid's records so far, in grid order; none before the first record."""
     outcome.records = _ordered(outcome.plan, outcome.records)
     return tables.grid_tables(list(outcome.records.values()), columns) if outcome.records else {}
-
-
-def _write_tables(run: RunFolder, outcome: GridOutcome, columns: list) -> None:
-    run.write_tables(_tables(outcome, columns))
 
 
 def load_results(run_dir) -> pd.DataFrame:

@@ -8,8 +8,9 @@ its fields and curves declared once.
 
 The order of a dataclass's fields is the order of the record's keys, which the grid's results table keeps (its
 columns after the config are the records' keys in order of appearance); `config`, `metrics` and `curves` are
-spread into the flat record. The trainer (ablate.train.cell), the grid (ablate.grid) and the readers and the report
-read these declarations; nothing else spells a record key of its own.
+spread into the flat record. The trainer (ablate.train.cell) and the grid's executors build records only through
+these classes, the grid stamps them with `stamped`, and the tables, the readers and the report's curves read the
+declarations here.
 """
 
 from dataclasses import dataclass, fields
