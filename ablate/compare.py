@@ -14,9 +14,9 @@ def compare_command(run_a, run_b):
     metric's change with its simultaneous interval and adjusted p-value over seeds (ablate.analysis.stats), in
     numbers and in words. Paired over seeds when both runs ran the same seeds; a side with one seed is untestable
     (the change alone)."""
-    from ablate.analysis.configs import format_label
     from ablate.analysis.findings import DIVERGED_TEXT, method_text, power_sentence, run_findings
-    from ablate.analysis.runs import GridRun, load_run
+    from ablate.runs.configs import format_label
+    from ablate.runs.loading import GridRun, load_run
 
     runs = []
     for path in (run_a, run_b):

@@ -204,11 +204,6 @@ def parse_toml_text(text: str, where: str) -> dict:
     return document
 
 
-def read_json_file(path, limit: int = MAX_TEXT_BYTES):
-    """The JSON value of a regular file of at most `limit` bytes (see parse_json_text)."""
-    return parse_json_text(read_regular_text(path, limit), str(path))
-
-
 def read_toml_file(path, limit: int = MAX_TEXT_BYTES) -> dict:
     """The TOML document of a regular file of at most `limit` bytes (see parse_toml_text)."""
     return parse_toml_text(read_regular_text(path, limit), str(path))

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablate.analysis import manifest
-from ablate.analysis.schema import cell_id
-from ablate.grid.store import CellStore
-from ablate.grid.tables import config_columns, write_tables
+from ablate.grid.spec import config_columns
+from ablate.runs.cells import CellStore
+from ablate.runs.folder import claim, write_tables
+from ablate.runs.schema import cell_id
+from ablate.runs.tables import grid_tables
 from ablate.train import CellConfig
 
 PROVENANCE = {"git_commit": "0" * 40, "git_dirty": False, "python": "3.12.0", "torch": "2.13.0", "host": "test-host",
@@ -64,7 +65,7 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
     last epoch), written with the grid's own store and tables."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest.claim(run_dir, "grid", config_columns=config_columns())
+    claim(run_dir, "grid", config_columns=config_columns())
     store = CellStore(run_dir)
     rng = np.random.default_rng(0)
     records = []
@@ -90,7 +91,7 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
         store.save(record["cell_id"], record, npz)
         records.append(record)
     (run_dir / "provenance.json").write_text(json.dumps(PROVENANCE))
-    write_tables(run_dir, records)
+    write_tables(run_dir, grid_tables(records, config_columns()))
     return run_dir
 
 
@@ -100,7 +101,7 @@ def make_bench_run(run_dir, *, variants=("naive", "gather", "compiled"), device=
     naive O(B*C*D) and the others O(B*D); on cuda with roof fractions."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest.claim(run_dir, "bench")
+    claim(run_dir, "bench")
     (run_dir / "provenance.json").write_text(json.dumps({**PROVENANCE, "device_type": device}))
     dim = 128
     points = [(mode, 256, c) for mode in ("forward", "full") for c in classes] + [("full", b, 1000) for b in batches]

@@ -13,10 +13,11 @@ from click.testing import CliRunner
 from ablate.analysis.numerics import FLOAT32_TOLERANCE, float32_failures
 from ablate.bench import runner
 from ablate.bench.numerics import numerics_case
-from ablate.bench.runner import BENCH_COLUMNS, PartStore, bench_table, measure_point, numerics_table, run_suite
+from ablate.bench.runner import BENCH_COLUMNS, bench_table, measure_point, numerics_table, run_suite
 from ablate.bench.suites import NumericsSpec, Point, resolve_suite
 from ablate.cli import main
 from ablate.loss.registry import VARIANTS
+from ablate.runs.parts import PartStore
 
 CPU = torch.device("cpu")
 NUMERICS_COLUMNS = ["variant", "dtype", "convention", "batch", "classes", "dim", "feature_norm", "loss_rel_error",

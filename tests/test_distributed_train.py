@@ -10,6 +10,7 @@ from pathlib import Path
 
 import distributed_ranks as ranks
 import pytest
+import torch
 from support import ROOT
 
 from ablate.distributed.launch import RanksFailed, run_ranks
@@ -33,7 +34,7 @@ CLOSE_KEYS = ("intra_class_distance", "inter_class_distance", "inter_class_dista
 def test_two_ranks_of_32_train_what_one_process_of_64_trains(form, rule):
     common = dict(dataset="digits", epochs=2, rule=rule, seed=1)
     two = run_cell(CellConfig(**common, nproc=2, batch_size=32, distributed=form))
-    one = train_and_evaluate(CellConfig(**common, batch_size=64), None, False)
+    one = train_and_evaluate(CellConfig(**common, batch_size=64), torch.device("cpu"))
     assert (two["world_size"], two["distributed"], one["world_size"]) == (2, form, 1)
     for key in EXACT_KEYS:
         assert two[key] == one[key], key

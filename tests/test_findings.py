@@ -29,17 +29,18 @@ from ablate.analysis.findings import (
     run_findings,
     setting_of,
 )
-from ablate.analysis.manifest import claim
-from ablate.analysis.runs import load_run
-from ablate.analysis.schema import cell_id
 from ablate.analysis.stats import NO_DIFFERENCE, compare_sides, seeds_needed
-from ablate.analysis.summary import summary_table
 from ablate.cli import main
-from ablate.grid.store import CellStore
-from ablate.grid.tables import config_columns, write_tables
+from ablate.grid.spec import config_columns
 from ablate.metrics import METRICS
 from ablate.report import build_report
 from ablate.report.findings import findings_table
+from ablate.runs.cells import CellStore
+from ablate.runs.folder import claim, write_tables
+from ablate.runs.loading import load_run
+from ablate.runs.schema import cell_id
+from ablate.runs.summary import summary_table
+from ablate.runs.tables import grid_tables
 from ablate.train import CellConfig
 from ablate.train.evaluate import evaluate
 
@@ -84,7 +85,7 @@ def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0
             store.save(record["cell_id"], record, buffer.getvalue())
             records.append(record)
     (run_dir / "provenance.json").write_text(json.dumps({"command": "test"}))
-    write_tables(run_dir, records)
+    write_tables(run_dir, grid_tables(records, config_columns()))
     return run_dir
 
 

@@ -21,14 +21,14 @@ from click.testing import CliRunner
 from scipy import stats
 from support import ROOT, write_toml
 
-from ablate.analysis.schema import cell_id
 from ablate.cli import main
 from ablate.grid import expand, load_results, load_spec, run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import ProcessExecutor, SerialExecutor, make_executor
-from ablate.grid.spec import GridSpec
-from ablate.grid.store import CellStore, RunLockedError
-from ablate.grid.tables import config_columns
+from ablate.grid.spec import GridSpec, config_columns
+from ablate.runs.cells import CellStore
+from ablate.runs.folder import locked
+from ablate.runs.schema import RunLockedError, cell_id
 
 TINY = {"dataset": ["digits"], "epochs": [1]}
 
@@ -237,7 +237,7 @@ def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):
         path.write_text("mine")
     run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
     assert sorted(p.name for p in [*cells.glob("*.tmp"), *tmp_path.glob("*.tmp")]) == sorted(p.name for p in users)
-    with CellStore(tmp_path).locked():
+    with locked(tmp_path):
         with pytest.raises(RunLockedError, match="another `ablate` run is writing"):
             run_grid(tiny_spec(), tmp_path, SerialExecutor(), quiet=True)
 

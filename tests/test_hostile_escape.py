@@ -8,9 +8,9 @@ import tomllib
 import pandas as pd
 import pytest
 
-from ablate.analysis import readers, schema
 from ablate.grid.spec import expand, load_spec, parse_set_option
 from ablate.io import atomic_write_json, atomic_write_table
+from ablate.runs import readers, schema
 
 CONTROLS = "".join(map(chr, range(32))) + chr(127)
 NON_BMP = "\U0001F600\U00010348"

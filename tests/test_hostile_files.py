@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from report_fixture_runs import make_grid_run
 
-from ablate.analysis import features, manifest, readers, schema, tables
 from ablate.cli import main
 from ablate.data import load_dataset
 from ablate.data.fashion_mnist import FILES
 from ablate.grid.spec import load_spec
 from ablate.io import MAX_INT_DIGITS, MAX_NESTING
+from ablate.runs import features, manifest, readers, schema, tables
 
 
 def _fashion_folder(folder, images_header: bytes, body: bytes = bytes(100), trailer_size: int | None = None):

@@ -66,7 +66,7 @@ def test_a_ray_address_where_nothing_listens_fails_fast_before_the_folder_is_cla
 
 
 def test_bench_run_takes_the_run_folder_lock_that_grid_takes(tmp_path):
-    from ablate.analysis.manifest import locked
+    from ablate.runs.folder import locked
 
     out = tmp_path / "b"
     with locked(out):  # as a running `ablate grid` or `ablate bench` holds it

@@ -9,10 +9,10 @@ import torch
 from click.testing import CliRunner
 from report_fixture_runs import make_grid_run
 
-from ablate.analysis import readers, schema
 from ablate.cli import main
 from ablate.io import check_writable
 from ablate.loss import CenterLoss, center_loss, update_centers
+from ablate.runs import readers, schema
 
 
 @pytest.mark.parametrize("call", [

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from report_fixture_runs import PROVENANCE
 
-from ablate.analysis import manifest
 from ablate.analysis.objective_findings import center_findings, objective_findings, reference_objective
-from ablate.analysis.schema import cell_id
-from ablate.grid.store import CellStore
-from ablate.grid.tables import config_columns, write_tables
+from ablate.grid.spec import config_columns
 from ablate.report.build import build_report, load_runs
+from ablate.runs.cells import CellStore
+from ablate.runs.folder import claim, write_tables
+from ablate.runs.schema import cell_id
+from ablate.runs.tables import grid_tables
 from ablate.train import CellConfig
 
 SEEDS = range(6)
@@ -38,13 +39,13 @@ def _record(head, lam, seed, rng) -> dict:
 @pytest.fixture(scope="module")
 def objectives_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("objectives")
-    manifest.claim(run_dir, "grid", config_columns=config_columns())
+    claim(run_dir, "grid", config_columns=config_columns())
     store, rng = CellStore(run_dir), np.random.default_rng(0)
     records = [_record(head, lam, seed, rng) for head, lam in OBJECTIVES for seed in SEEDS]
     for record in records:
         store.save(record["cell_id"], record, None)
     (run_dir / "provenance.json").write_text(json.dumps(PROVENANCE))
-    write_tables(run_dir, records)
+    write_tables(run_dir, grid_tables(records, config_columns()))
     return run_dir
 
 

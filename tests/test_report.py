@@ -17,12 +17,12 @@ from PIL import Image
 from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 
-from ablate.analysis.runs import load_run
 from ablate.cli import main
 from ablate.report import bench_figures, build_report, grid_figures, sections
 from ablate.report.bench_figures import speedup_table, sweep_panels
 from ablate.report.grid_figures import set_lambda_scale
 from ablate.report.grid_tables import best_cells, summary_frames, variant_agreement
+from ablate.runs.loading import load_run
 
 VOID_ELEMENTS = {"meta", "img", "br", "hr", "link", "input", "col", "wbr", "source"}
 

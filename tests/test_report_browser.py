@@ -13,9 +13,9 @@ import pytest
 from chromium_page import chromium_binary, open_page
 from report_fixture_runs import make_bench_run, make_grid_run
 
-from ablate.analysis import manifest, schema
-from ablate.grid.store import CellStore
 from ablate.report import build_report
+from ablate.runs import manifest, schema
+from ablate.runs.cells import CellStore
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,11 +16,13 @@ from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 from test_report import parse
 
-from ablate.analysis import features, manifest, readers, schema
-from ablate.analysis.runs import load_run
-from ablate.analysis.schema import RunFolderError
 from ablate.cli import main
 from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
+from ablate.runs import features, manifest, readers, schema
+from ablate.runs.folder import claim
+from ablate.runs.loading import load_run
+from ablate.runs.record import CellRecord, FailedRecord
+from ablate.runs.schema import RunFolderError
 
 
 @pytest.fixture(autouse=True)
@@ -167,10 +170,10 @@ def test_records_of_an_earlier_grid_are_left_out_when_tables_are_rebuilt(grid, t
 
 
 def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
-    manifest.claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
+    claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
     assert manifest.run_kind(tmp_path / "g") == "grid"
     with pytest.raises(RunFolderError, match="holds a grid run .* choose another --out"):
-        manifest.claim(tmp_path / "g", "bench")
+        claim(tmp_path / "g", "bench")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "bench.parquet").write_bytes(b"")  # a bench folder from before run.json
     with pytest.raises(RunFolderError, match="holds a bench run"):
@@ -198,7 +201,7 @@ READERS_OF_RUN_JSON = {
     "schema_version": manifest.schema_version,
     "run_kind": manifest.run_kind,
     "check_kind": lambda run_dir: manifest.check_kind(run_dir, "grid"),
-    "claim": lambda run_dir: manifest.claim(run_dir, "grid", config_columns=["lambda", "seed"]),
+    "claim": lambda run_dir: claim(run_dir, "grid", config_columns=["lambda", "seed"]),
     "load_run": load_run,
 }
 
@@ -308,3 +311,20 @@ def test_rows_of_results_with_an_unknown_status_are_left_out_with_a_note(grid, t
     results.to_parquet(grid / "results.parquet")
     notes = notes_of(grid, tmp_path)
     assert "1 row(s) left out with an unknown status (running)" in notes and "3 cells: 3 ok." in notes
+
+
+def test_a_cell_record_is_flat_in_its_declared_order_and_keeps_only_measured_optional_curves():
+    curves = {"softmax_loss": [2.0, 1.0], "center_loss": [0.5, 0.2], "train_accuracy": [0.5, 0.9], "pair_loss": []}
+    trained = CellRecord(config={"dataset": "digits", "lambda": 0.1}, objective="softmax",
+                         metrics={"test_accuracy": 0.9}, split_seed=0, held_out_classes="", train_samples_per_s=10.0,
+                         train_time_s=1.0, wall_time_s=2.0, status="ok", diverged_epoch=None, resolved_device="cpu",
+                         torch_threads=1, world_size=1, curves=curves)
+    assert list(trained.to_dict()) == [
+        "dataset", "lambda", "objective", "test_accuracy", "split_seed", "held_out_classes", "train_samples_per_s",
+        "train_time_s", "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
+        "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy"]  # no pair loss measured: no curve_pair_loss
+    with_pairs = replace(trained, curves={**curves, "pair_loss": [0.3, 0.1]}).to_dict()
+    assert with_pairs["curve_pair_loss"] == [0.3, 0.1] and list(with_pairs)[-1] == "curve_pair_loss"
+    failed = FailedRecord({"dataset": "digits", "lambda": 0.1}, error="ValueError: x", wall_time_s=0.5).to_dict()
+    assert failed == {"dataset": "digits", "lambda": 0.1, "status": "failed", "error": "ValueError: x",
+                      "wall_time_s": 0.5} and list(failed)[2:] == ["status", "error", "wall_time_s"]

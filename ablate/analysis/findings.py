@@ -20,8 +20,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.analysis.configs import describe, format_label, group_key, setting_key, varying
-from ablate.analysis.runs import GridRun
 from ablate.analysis.stats import (
     DIFFERENT,
     NO_DIFFERENCE,
@@ -33,6 +31,8 @@ from ablate.analysis.stats import (
     seeds_needed,
 )
 from ablate.metrics import POINTS, RATIO, Metric, headline_metrics, label, primary_metrics, secondary_metrics
+from ablate.runs.configs import describe, format_label, group_key, setting_key, varying
+from ablate.runs.loading import GridRun
 
 SECONDARY = "secondary"
 # The last sentence of every findings table's method: why a setting is left uncompared.

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from ablate.analysis.schema import ERROR_COLUMNS
+from ablate.runs.schema import ERROR_COLUMNS
 
 # float32 has unit roundoff 6e-8; naive's cancellation amplifies it by ||x||^2 / ||x - c||^2 = 1 / spread^2
 # (100 at the default spread 0.1), and sums over B*D terms add a few more ulps: under 1e-5. 1e-4 leaves

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ablate.analysis.configs import varying
 from ablate.analysis.findings import Findings, adjusted_findings, compare_cells
-from ablate.analysis.runs import GridRun
 from ablate.objectives import DEFAULT_HEAD, HEADS, NO_PAIR_LOSS, OBJECTIVE_KEYS, describe_objective
+from ablate.runs.configs import varying
+from ablate.runs.loading import GridRun
 
 OBJECTIVE = "objective"
 # The keys that name an objective with the head's and pair loss's (describe_objective): center loss's own.

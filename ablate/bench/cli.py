@@ -7,10 +7,7 @@ import click
 import pandas as pd
 import torch
 
-from ablate.analysis.manifest import RunLockedError, check_kind
 from ablate.analysis.numerics import FLOAT32_TOLERANCE, float32_failures
-from ablate.analysis.readers import read_provenance
-from ablate.analysis.schema import ERROR_COLUMNS
 from ablate.bench.gate_cli import baseline_command, counts_command, gate_command
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
@@ -19,6 +16,9 @@ from ablate.io import check_writable
 from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.rules import RULES
+from ablate.runs.manifest import check_kind
+from ablate.runs.readers import read_provenance
+from ablate.runs.schema import ERROR_COLUMNS, RunLockedError
 from ablate.train.cell import resolve_device
 
 VERSION_KEYS = ("gpu", "driver", "cuda", "cpu", "torch", "triton", "copy_gb_per_s")

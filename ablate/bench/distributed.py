@@ -24,16 +24,14 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from ablate.analysis.manifest import claim, locked
-from ablate.analysis.schema import DISTRIBUTED, DISTRIBUTED_COLUMNS, PROVENANCE
 from ablate.bench.allocator import fix_malloc_thresholds
 from ablate.bench.timer import quantiles_ms
 from ablate.distributed.centers import FORMS, form_placement
 from ablate.distributed.groups import all_sum_, count_traffic
 from ablate.distributed.launch import check_world, run_ranks
-from ablate.io import atomic_write_json, atomic_write_table
 from ablate.loss import CenterLoss
-from ablate.provenance import collect, now
+from ablate.runs.folder import RunFolder
+from ablate.runs.schema import DISTRIBUTED, DISTRIBUTED_COLUMNS
 
 MODES = ("update", "full")
 DENSE = "dense"  # the replicated update by an all-reduce of a dense (C, D) delta
@@ -177,20 +175,12 @@ def run_world_bench(worlds, run_dir, *, forms=(*FORMS, DENSE), modes=MODES, batc
     per_rank = 4 * max(classes) * max(dim) * torch.empty((), dtype=getattr(torch, dtype)).element_size()
     for world in worlds:
         check_world(world, device, per_rank, option="--world")
-    with locked(run_dir):
-        return _run_worlds(worlds, run_dir, forms, modes, batch, classes, dim, dtype, steps, device, threads)
-
-
-def _run_worlds(worlds, run_dir, forms, modes, batch, classes, dim, dtype, steps, device, threads) -> pd.DataFrame:
-    claim(run_dir, "distributed")  # after every argument is checked: a refused run leaves no folder
-    started_at = now()
-    rows = []
-    for world in worlds:
-        points = world_points(forms, modes, batch, classes, dim, dtype)
-        rows += run_ranks(bench_ranks, world, (points, steps, str(device)), device=device, threads=threads)[0]
-    table = pd.DataFrame(rows, columns=list(DISTRIBUTED_COLUMNS))
-    atomic_write_table(table, Path(run_dir) / DISTRIBUTED)
-    atomic_write_json(Path(run_dir) / PROVENANCE, {**collect(), "started_at": started_at, "finished_at": now(),
-                                                          "device_type": torch.device(device).type, "steps": steps,
-                                                          "threads_per_rank": threads})
-    return table
+    # the folder is claimed after every argument is checked: a refused run leaves no folder
+    with RunFolder.writing(run_dir, "distributed") as run:
+        rows = []
+        for world in worlds:
+            points = world_points(forms, modes, batch, classes, dim, dtype)
+            rows += run_ranks(bench_ranks, world, (points, steps, str(device)), device=device, threads=threads)[0]
+        run.tables[DISTRIBUTED] = pd.DataFrame(rows, columns=list(DISTRIBUTED_COLUMNS))
+        run.provenance.update(device_type=torch.device(device).type, steps=steps, threads_per_rank=threads)
+    return run.tables[DISTRIBUTED]

@@ -10,11 +10,11 @@ import math
 
 import torch
 
-from ablate.analysis.schema import ERROR_COLUMNS
 from ablate.bench.suites import DTYPES, NumericsSpec
 from ablate.bench.workloads import clustered_inputs
 from ablate.loss import center_loss
 from ablate.loss.reference import reference_grads, reference_loss
+from ablate.runs.schema import ERROR_COLUMNS
 
 
 def _rel_error(value: torch.Tensor, ref: torch.Tensor) -> float:
@@ -25,7 +25,7 @@ def _rel_error(value: torch.Tensor, ref: torch.Tensor) -> float:
 
 def numerics_case(variants, dtype: str, convention: str, feature_norm: float, spec: NumericsSpec, device) -> list:
     """One row per variant for one dtype, convention and feature norm (columns: NUMERICS_COLUMNS of
-    ablate.analysis.schema)."""
+    ablate.runs.schema)."""
     features, labels, centers = clustered_inputs(spec.batch, spec.classes, spec.dim, DTYPES[dtype], device,
                                                  feature_norm=feature_norm, spread=spec.spread)
     x64, y_cpu, c64 = features.to("cpu", torch.float64), labels.cpu(), centers.to("cpu", torch.float64)

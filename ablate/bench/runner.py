@@ -7,7 +7,7 @@
     RUN_DIR/provenance.json          ablate.provenance.collect(), times, the suite, copy bandwidth
     RUN_DIR/parts/<stage>/<key>.json each finished unit while the run is under way: a rerun into
                                      RUN_DIR after an interruption resumes; a finished run removes them
-File names and columns are declared in ablate.analysis.schema.
+File names and columns are declared in ablate.runs.schema; the folder is written through ablate.runs.folder.
 A row that could not be measured keeps NaN timings and says why in `note`: over the memory budget
 (checked before its inputs are allocated),
 out of the time budget, or the error it raised (out of memory, a dtype the variant refuses, a
@@ -15,78 +15,26 @@ kernel that fails to compile). One variant's error at one point never stops the 
 summary prints every note.
 """
 
-import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ablate.analysis import schema
-from ablate.analysis.manifest import claim, locked
-from ablate.analysis.readers import read_json
-from ablate.analysis.schema import BENCH_COLUMNS, NUMERICS_COLUMNS, TRAIN_STEP_COLUMNS, RunFolderError
 from ablate.bench.cost import bytes_moved, memory_skip_note
 from ablate.bench.numerics import numerics_case
 from ablate.bench.suites import DTYPES, Point, Suite, sweep_variants
 from ablate.bench.timer import copy_bandwidth_gb_per_s, peak_memory_bytes, quantiles_ms, time_interleaved, warm_up
 from ablate.bench.train_step import train_step_case, workload_cases
 from ablate.bench.workloads import call, clustered_inputs, input_bytes
-from ablate.io import atomic_write_json, atomic_write_table
-from ablate.provenance import collect, now
-
-
-class PartStore:
-    """Finished units of a run, one JSON list of rows per unit under RUN_DIR/parts/<stage>/<key>.json.
-
-    parts/manifest.json names what the units were measured for (the suite with its timing, the device, the
-    code's commit): parts left by a different study are discarded, never mixed into this one.
-    """
-
-    def __init__(self, run_dir: Path, measured_for: dict):
-        self.root = Path(run_dir) / schema.PARTS
-        self.measured_for = json.loads(json.dumps(measured_for, default=str))  # as it reads back from JSON
-        self.discarded = 0
-
-    def open(self) -> "PartStore":
-        """Keep the parts of an interrupted run of the same study; discard any other (counted in `discarded`)."""
-        manifest = self.root / "manifest.json"
-        if self.root.exists() and (not manifest.exists() or self._read(manifest, dict) != self.measured_for):
-            self.discarded = sum(1 for _ in self.root.glob("*/*.json"))
-            self.clear()
-        if not manifest.exists():
-            atomic_write_json(manifest, self.measured_for)
-        return self
-
-    @staticmethod
-    def _read(path: Path, expected: type):
-        """The JSON in a part file, or None (with a line saying why) when it is not a valid `expected`."""
-        try:
-            value = read_json(path, expected)
-            if expected is list and not (value and all(isinstance(row, dict) for row in value)):
-                raise RunFolderError(f"{path}: expected a non-empty array of row objects")
-            return value
-        except RunFolderError as exc:
-            tqdm.write(f"{exc}; measured again")
-            return None
-
-    def rows(self, stage: str, key: str, measure) -> list:
-        """The stored rows of this unit, or measure() them and store them atomically (also when the stored
-        file is not a valid list of rows)."""
-        path = self.root / stage / f"{key}.json"
-        if path.exists() and (stored := self._read(path, list)) is not None:
-            return stored
-        rows = measure()
-        atomic_write_json(path, rows)
-        return rows
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+from ablate.failures import error_note
+from ablate.runs import schema
+from ablate.runs.folder import RunFolder
+from ablate.runs.parts import PartStore
+from ablate.runs.schema import BENCH_COLUMNS, NUMERICS_COLUMNS, TRAIN_STEP_COLUMNS
 
 
 def memory_budget_bytes(device: torch.device, fraction: float) -> float:
@@ -95,12 +43,6 @@ def memory_budget_bytes(device: torch.device, fraction: float) -> float:
     else:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return fraction * total
-
-
-def error_note(exc: BaseException) -> str:
-    """The error's type and the first line of its message, for a note."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _free(device: torch.device) -> None:
@@ -214,33 +156,22 @@ def run_suite(suite: Suite, device: torch.device, run_dir, *, progress: bool = T
 
     Units stored under run_dir/parts by an interrupted run are reused, so it resumes where it stopped.
     """
-    run_dir = Path(run_dir)
-    with locked(run_dir):
-        return _run_suite(suite, device, run_dir, progress)
-
-
-def _run_suite(suite: Suite, device: torch.device, run_dir: Path, progress: bool) -> dict:
-    claim(run_dir, "bench")
-    store = PartStore(run_dir, {"suite": asdict(suite), "device": str(device), "git_commit": collect()["git_commit"]})
-    if store.open().discarded and progress:
-        tqdm.write(f"{run_dir}: discarded {store.discarded} stored parts of a different study (suite, device or code)")
-    started_at, started = now(), time.monotonic()
-    tables = {}
-    if suite.numerics is not None:
-        tables[schema.NUMERICS] = numerics_table(suite, device, store, progress=progress)
-    copy = math.nan
-    if device.type == "cuda":
-        measured = store.rows("copy", "bandwidth",
-                              lambda: [{"copy_gb_per_s": copy_bandwidth_gb_per_s(device, suite.timing)}])
-        copy = measured[0]["copy_gb_per_s"]
-    tables[schema.BENCH] = bench_table(suite, device, store, copy, started=started, progress=progress)
-    if suite.train_step is not None:
-        tables[schema.TRAIN_STEP] = train_step_table(suite, device, store, progress=progress)
-    for name, table in tables.items():
-        atomic_write_table(table, run_dir / name)
-    atomic_write_json(run_dir / schema.PROVENANCE, {
-        **collect(), "started_at": started_at, "finished_at": now(), "device_type": device.type, "suite": asdict(suite),
-        "copy_gb_per_s": copy, "memory_budget_bytes": memory_budget_bytes(device, suite.memory_fraction),
-    })
-    store.clear()  # the run is whole: a later run into run_dir measures afresh
-    return tables
+    with RunFolder.writing(run_dir, "bench") as run:
+        store = run.parts({"suite": asdict(suite), "device": str(device), "git_commit": run.stamp["git_commit"]})
+        if store.discarded and progress:
+            tqdm.write(f"{run.path}: discarded {store.discarded} stored parts of a different study (suite, device or "
+                       "code)")
+        started = time.monotonic()
+        if suite.numerics is not None:
+            run.tables[schema.NUMERICS] = numerics_table(suite, device, store, progress=progress)
+        copy = math.nan
+        if device.type == "cuda":
+            measured = store.rows("copy", "bandwidth",
+                                  lambda: [{"copy_gb_per_s": copy_bandwidth_gb_per_s(device, suite.timing)}])
+            copy = measured[0]["copy_gb_per_s"]
+        run.tables[schema.BENCH] = bench_table(suite, device, store, copy, started=started, progress=progress)
+        if suite.train_step is not None:
+            run.tables[schema.TRAIN_STEP] = train_step_table(suite, device, store, progress=progress)
+        run.provenance.update(device_type=device.type, suite=asdict(suite), copy_gb_per_s=copy,
+                              memory_budget_bytes=memory_budget_bytes(device, suite.memory_fraction))
+    return run.tables

@@ -10,10 +10,10 @@ from typing import Optional
 
 import torch
 
-from ablate.bench.runner import error_note
 from ablate.bench.suites import Timing
 from ablate.bench.timer import quantiles_ms, time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
+from ablate.failures import error_note
 from ablate.loss.conventions import convention_scale
 from ablate.loss.naive import CLAMP_MIN
 from ablate.loss.reference import reference_grads, reference_loss

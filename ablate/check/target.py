@@ -114,7 +114,7 @@ def run_target(target, features, labels, centers) -> Outcome:
     """Loss of the target on its device and, by autograd, its gradients w.r.t. the features and (if they get one)
     the centers, back on the CPU in float64. The target gets copies of the inputs; one it changed in place is a
     failed call (the reference is computed from the originals)."""
-    from ablate.bench.runner import error_note
+    from ablate.failures import error_note
 
     features_in = features.detach().clone().to(target.device).requires_grad_(True)
     labels_in, centers_in = labels.clone().to(target.device), centers.clone().to(target.device)

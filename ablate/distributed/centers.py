@@ -36,11 +36,13 @@ counts, read on the host, the global B of the replicated loss, and the size of t
 import torch
 
 from ablate.distributed.groups import all_sum, gather_batch, gather_rows, rank_and_world, shard_range
-from ablate.loss.conventions import convention_scale
+from ablate.loss.conventions import Convention
 from ablate.loss.local import check_features_finite, nonfinite_step_error, squared_distance_sum, step_centers
 from ablate.loss.placement import LOCAL, Placement
+from ablate.loss.rules import Rule
 from ablate.loss.updates import torch_updated_rows
 from ablate.loss.validation import all_finite, check_inputs
+from ablate.loss.variant import Variant
 
 
 def _check_local(features: torch.Tensor, labels: torch.Tensor, centers_dtype: torch.dtype,
@@ -74,18 +76,18 @@ class Replicated(Placement):
     def centers_grad_multiplier(self) -> int:
         return 1  # DDP averages the ranks' W * (their part of dL/dc): dL/dc
 
-    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: str,
-             convention: str, validate: bool) -> torch.Tensor:
+    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: Variant,
+             convention: Convention, validate: bool) -> torch.Tensor:
         """The loss of the global batch under `convention`, the same value on every rank."""
         rank_and_world(self.group)
         if validate:
             _check_local(features, labels, centers.dtype, centers.device, centers.shape[0])
         local = squared_distance_sum(variant, features, labels.long(), centers)
         totals = all_sum(torch.stack([local, local.new_tensor(features.shape[0])]), self.group, differentiable=True)
-        return totals[0] * convention_scale(convention, int(totals[1]))
+        return totals[0] * convention.scale(int(totals[1]))
 
-    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: str,
-               convention: str, variant: str, validate: bool) -> None:
+    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: Rule,
+               convention: Convention, variant: Variant, validate: bool) -> None:
         """Every rank takes the one-process step of the gathered global batch, in place: the tables stay equal."""
         rank_and_world(self.group)
         if validate:
@@ -141,8 +143,8 @@ class Sharded(Placement):
     def centers_grad_multiplier(self) -> int:
         return rank_and_world(self.group)[1]  # a shard is in no DDP: its own optimizer divides W * dL/dc by W
 
-    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: str,
-             convention: str, validate: bool) -> torch.Tensor:
+    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: Variant,
+             convention: Convention, validate: bool) -> torch.Tensor:
         """The loss of the global batch, the same value on every rank, each rank summing the terms it owns."""
         lo, hi = self._own_shard(centers) if validate else self._range()
         if validate:
@@ -151,10 +153,10 @@ class Sharded(Placement):
         owned = ((all_labels >= lo) & (all_labels < hi)).nonzero().squeeze(1)  # (b_own,)
         local = squared_distance_sum(variant, all_features.index_select(0, owned), all_labels[owned] - lo, centers)
         total = all_sum(local.unsqueeze(0), self.group, differentiable=True)[0]
-        return total * convention_scale(convention, sum(counts))
+        return total * convention.scale(sum(counts))
 
-    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: str,
-               convention: str, variant: str, validate: bool) -> None:
+    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: Rule,
+               convention: Convention, variant: Variant, validate: bool) -> None:
         """Each rank steps the rows it owns by `rule` on the gathered global batch, in place.
 
         validate: non-finite features or a non-finite result anywhere are refused by all ranks together (an

@@ -6,15 +6,14 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from ablate.analysis.manifest import check_kind
-from ablate.analysis.schema import CELLS, STATUSES
-from ablate.analysis.summary import mean_ci_text
 from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
-from ablate.io import check_writable
 from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
+from ablate.runs.folder import check_can_write
+from ablate.runs.schema import STATUSES
+from ablate.runs.summary import mean_ci_text
 
 
 def _set_options(ctx, param, values) -> dict:
@@ -103,9 +102,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
     if executor == "ray" and workers != 1:
         raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
     try:
-        check_writable(run_dir, folder=True)
-        check_writable(Path(run_dir) / CELLS, folder=True)
-        check_kind(run_dir, "grid")
+        check_can_write(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides)
         if executor == "local":
             configs = expand(spec, max_cells)

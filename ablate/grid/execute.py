@@ -11,7 +11,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-ERROR_LINES = 8  # the last lines of a traceback kept in a failed cell's record
+from ablate.failures import error_tail
+from ablate.runs.record import FailedRecord
 
 
 @dataclass
@@ -30,13 +31,9 @@ def train_cell(config: dict, features_path: Path) -> dict:
     return run_cell(CellConfig.from_dict(config), features_path=features_path)
 
 
-def error_tail(text: str) -> str:
-    return "\n".join(text.rstrip().splitlines()[-ERROR_LINES:])
-
-
 def failed_record(config: dict, error: str, wall_time_s: float | None = None) -> dict:
-    """A failed cell: its config, status "failed" and the error's last lines."""
-    return {**config, "status": "failed", "error": error_tail(error), "wall_time_s": wall_time_s}
+    """A failed cell: its config, status "failed" and the error's last lines (ablate.runs.record.FailedRecord)."""
+    return FailedRecord(config, error=error_tail(error), wall_time_s=wall_time_s).to_dict()
 
 
 def execute_cell(cell_id: str, config: dict, cell_fn=train_cell, temp_root=None) -> CellResult:

@@ -2,26 +2,25 @@
 
     RUN_DIR/grid.toml, provenance.json, cells/<id>.json|.npz, results/curves/summary tables
 
-A rerun of the same RUN_DIR skips finished cells ("ok" or "diverged"), and failed ones unless
-retry_failed; force reruns every cell. Cells of an earlier spec that the current one no longer
-holds stay in cells/ but not in the tables.
+The folder is written through ablate.runs (RunFolder: the lock, run.json, the cell store, the tables and
+provenance); this module decides which cells run and in what order. A rerun of the same RUN_DIR skips finished
+cells ("ok" or "diverged"), and failed ones unless retry_failed; force reruns every cell. Cells of an earlier spec
+that the current one no longer holds stay in cells/ but not in the tables.
 """
 
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
-from ablate import provenance
-from ablate.analysis import schema
-from ablate.analysis.manifest import check_kind, claim
-from ablate.grid.spec import MAX_CELLS, GridSpec, expand
-from ablate.grid.store import CellStore
-from ablate.grid.tables import config_columns, write_tables
-from ablate.io import atomic_write_json, atomic_write_text
+from ablate.grid.spec import MAX_CELLS, GridSpec, config_columns, expand
 from ablate.loss import DEFAULT_VARIANT, available_variants, get_variant
+from ablate.runs import schema, tables
+from ablate.runs.cells import CellStore
+from ablate.runs.folder import RunFolder
+from ablate.runs.record import stamped
 from ablate.train.cell import resolve_device
 
 TABLE_INTERVAL_S = 10.0  # rewrite the tables at most this often while cells finish, and at the end
@@ -145,52 +144,43 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     outcome returned with interrupted=True.
     """
     cells = grid_cells(spec, max_cells)  # before touching run_dir, so that a bad spec leaves nothing behind
-    run_dir = Path(run_dir)
-    check_kind(run_dir, "grid")
     columns = config_columns()
-    store = CellStore(run_dir, columns)
-    with store.locked():
-        claim(run_dir, "grid", config_columns=columns)
-        store.remove_temp_files()
+    with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
+        store = run.cells(columns)
         plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
         log = (lambda text: None) if quiet else tqdm.write
         log(plan_line(plan))
-        atomic_write_text(run_dir / schema.GRID_SPEC, spec.to_toml())
-        stamp = provenance.collect()
-        run_info = {**stamp, "started_at": provenance.now(), "finished_at": None, "cells": len(plan.cells),
-                    "cells_to_run": len(plan.to_run), "cells_skipped": len(plan.finished) + len(plan.failed_before)}
-        atomic_write_json(run_dir / schema.PROVENANCE, run_info)
+        run.write_spec(spec.to_toml())
+        run.note_provenance(cells=len(plan.cells), cells_to_run=len(plan.to_run),
+                            cells_skipped=len(plan.finished) + len(plan.failed_before))
         outcome = GridOutcome(plan, _ordered(plan, store.records()[0]), ran=0)
-        _write_tables(run_dir, outcome)
+        run.write_tables(_tables(outcome, columns))
         try:
-            _run_cells(executor, store, outcome, stamp, log, quiet)
+            _run_cells(executor, run, store, outcome, columns, log, quiet)
         except KeyboardInterrupt:
             outcome.interrupted = True
-        finally:
-            store.remove_scratch()
-        _write_tables(run_dir, outcome)
-        atomic_write_json(run_dir / schema.PROVENANCE,
-                          {**run_info, "finished_at": provenance.now(), "cells_run": outcome.ran,
-                           "interrupted": outcome.interrupted, "status_counts": dict(outcome.status_counts())})
-        return outcome
+        run.tables = _tables(outcome, columns)
+        run.provenance.update(cells_run=outcome.ran, interrupted=outcome.interrupted,
+                              status_counts=dict(outcome.status_counts()))
+    return outcome
 
 
-def _run_cells(executor, store: CellStore, outcome: GridOutcome, stamp: dict, log, quiet: bool) -> None:
+def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome, columns: list, log,
+               quiet: bool) -> None:
     """Run outcome.plan.to_run, saving each cell as it finishes; the tables every TABLE_INTERVAL_S."""
     plan = outcome.plan
     keys = varying_keys([config for _, config in plan.cells])
     last_write = time.monotonic()
     with tqdm(total=len(plan.to_run), unit="cell", disable=quiet or not plan.to_run) as bar:
         for result in executor.run(plan.to_run, store.scratch()):
-            record = {**result.record, "cell_id": result.cell_id, "git_commit": stamp["git_commit"],
-                      "git_dirty": stamp["git_dirty"], "finished_at": provenance.now()}
+            record = stamped(result.record, result.cell_id, run.stamp)
             store.save(result.cell_id, record, result.features)
             outcome.records[result.cell_id] = record
             outcome.ran += 1
             log(result_line(record, keys))
             bar.update()
             if time.monotonic() - last_write > TABLE_INTERVAL_S:
-                _write_tables(store.run_dir, outcome)
+                run.write_tables(_tables(outcome, columns))
                 last_write = time.monotonic()
 
 
@@ -198,8 +188,13 @@ def _ordered(plan: GridPlan, records: dict) -> dict:
     return {i: records[i] for i, _ in plan.cells if i in records}
 
 
-def _write_tables(run_dir, outcome: GridOutcome) -> None:
+def _tables(outcome: GridOutcome, columns: list) -> dict[str, pd.DataFrame]:
     """The tables of the grid's records so far, in grid order; none before the first record."""
     outcome.records = _ordered(outcome.plan, outcome.records)
-    if outcome.records:
-        write_tables(run_dir, list(outcome.records.values()))
+    return tables.grid_tables(list(outcome.records.values()), columns) if outcome.records else {}
+
+
+def load_results(run_dir) -> pd.DataFrame:
+    """RUN_DIR/results.parquet, or rebuilt from the cell records when it is missing or older than one of them
+    (see ablate.runs.tables.load_results)."""
+    return tables.load_results(run_dir, config_columns())[0]

@@ -167,6 +167,12 @@ def _scalar(token: str):
     return value if isinstance(value, SCALAR_TYPES) else token
 
 
+def config_columns() -> list:
+    """The grid keys, in CellConfig's field order ("lambda", not "lambda_"): the config columns of every table and
+    the keys a cell's id hashes."""
+    return list(CellConfig().to_dict())
+
+
 def expand(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
     """The grid's cells as resolved configs (every option, defaults filled, "lambda" key), in spec order.
 

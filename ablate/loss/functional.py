@@ -1,9 +1,11 @@
 """The public functions: `center_loss` and `update_centers`.
 
 Both take the centers as a placement holds them (`placement`, default `LOCAL`: the whole (C, D) table in this
-process; ablate.distributed.centers: across ranks). Choices are checked on every call (no host
+process; ablate.distributed.centers: across ranks). Choices are given by name and resolved here, once per call,
+into registry entries (Variant, Rule, Convention) that the placement and its local steps take (no host
 synchronization); `validate=False` skips the checks of the tensors (shapes, dtypes, devices, label range,
 finiteness), the only host synchronizations the suite adds: for a hot loop whose inputs are known good.
+`CenterLoss` resolves its choices once, when it is built, and calls its placement directly.
 """
 
 import torch
@@ -26,10 +28,10 @@ def center_loss(features: torch.Tensor, labels: torch.Tensor, centers: torch.Ten
     and the value is the loss of the global batch; see there for the gradients.
     validate: False skips the tensor checks (and their host synchronizations; see the module docstring).
     """
-    CONVENTIONS.check(convention)
-    get_variant(variant)
-    check_placement(placement)
-    return placement.loss(features, labels, centers, variant=variant, convention=convention, validate=validate)
+    convention_entry = CONVENTIONS.get(convention)
+    variant_entry = get_variant(variant)
+    return check_placement(placement).loss(features, labels, centers, variant=variant_entry,
+                                           convention=convention_entry, validate=validate)
 
 
 @torch.no_grad()
@@ -45,9 +47,9 @@ def update_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.
     validate: False skips the tensor checks, the finiteness checks included (a variant's fused update still
     checks its own result).
     """
-    RULES.get(rule).check_alpha(alpha)
-    CONVENTIONS.check(convention)
-    get_variant(variant)
-    check_placement(placement)
-    placement.update(centers, features.detach(), labels, alpha=alpha, rule=rule, convention=convention,
-                     variant=variant, validate=validate)
+    rule_entry = RULES.get(rule)
+    rule_entry.check_alpha(alpha)
+    convention_entry = CONVENTIONS.get(convention)
+    variant_entry = get_variant(variant)
+    check_placement(placement).update(centers, features.detach(), labels, alpha=alpha, rule=rule_entry,
+                                      convention=convention_entry, variant=variant_entry, validate=validate)

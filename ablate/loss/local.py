@@ -1,18 +1,20 @@
 """The steps of center loss on the rows one process holds: what every placement is built from.
 
-These take choices already checked (variant, rule, convention, alpha) and inputs already validated or
-trusted; the public functions (ablate.loss.functional) and the placements (ablate.loss.placement,
-ablate.distributed.centers) decide what to check, once per call.
+These take choices already resolved into registry entries (Variant, Rule, Convention) and checked (alpha), and
+inputs already validated or trusted; the public functions (ablate.loss.functional), `CenterLoss` and the
+placements (ablate.loss.placement, ablate.distributed.centers) decide what to resolve and check, once.
 """
 
 import torch
 
-from ablate.loss.registry import get_variant
+from ablate.loss.conventions import Convention
+from ablate.loss.rules import Rule
 from ablate.loss.updates import torch_updated_rows
 from ablate.loss.validation import all_finite
+from ablate.loss.variant import Variant
 
 
-def squared_distance_sum(variant: str, features: torch.Tensor, labels: torch.Tensor,
+def squared_distance_sum(variant: Variant, features: torch.Tensor, labels: torch.Tensor,
                          centers: torch.Tensor) -> torch.Tensor:
     """sum_i ||x_i - c_{y_i}||^2 through the variant (its half_sum loss, doubled: exact in floating point).
 
@@ -23,7 +25,7 @@ def squared_distance_sum(variant: str, features: torch.Tensor, labels: torch.Ten
     acc = torch.promote_types(features.dtype, torch.float32)
     if features.shape[0] == 0:
         return (features - centers.index_select(0, labels)).sum(dtype=acc)
-    return (get_variant(variant).loss(features, labels, centers, "half_sum") * 2).to(acc)
+    return (variant.loss(features, labels, centers, "half_sum") * 2).to(acc)
 
 
 def check_features_finite(features: torch.Tensor) -> None:
@@ -32,14 +34,14 @@ def check_features_finite(features: torch.Tensor) -> None:
         raise ValueError("features must be finite to update the centers; the centers were left untouched")
 
 
-def nonfinite_step_error(rule: str, alpha: float, where: str = "") -> ValueError:
+def nonfinite_step_error(rule: Rule, alpha: float, where: str = "") -> ValueError:
     """The error of a step whose new centers are not all finite (the centers are then left untouched)."""
-    return ValueError(f"the {rule!r} step with alpha={alpha} gave non-finite centers{where}; "
+    return ValueError(f"the {rule.name!r} step with alpha={alpha} gave non-finite centers{where}; "
                       "the centers were left untouched")
 
 
-def step_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: str,
-                 convention: str, variant: str, validate: bool = True) -> None:
+def step_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: Rule,
+                 convention: Convention, variant: Variant, validate: bool = True) -> None:
     """One step of `rule` on the rows of centers (C, D) named by labels (B,) int64, from features (B, D), in place.
 
     The variant's own update where it fuses the rule (it checks its result's finiteness itself), else the torch
@@ -48,10 +50,9 @@ def step_centers(centers: torch.Tensor, features: torch.Tensor, labels: torch.Te
     """
     if validate:
         check_features_finite(features)
-    impl = get_variant(variant)
-    fused = impl.update if impl.fuses(rule) else None
-    if fused is not None:
-        fused(centers, features, labels, alpha, rule, convention)
+    fused = variant.update if variant.fuses(rule.name) else None
+    if fused is not None:  # a variant's own functions take names: they are its extension interface
+        fused(centers, features, labels, alpha, rule.name, convention.name)
         return
     classes, rows = torch_updated_rows(centers, features, labels, alpha=alpha, rule=rule, convention=convention)
     if validate and not all_finite(rows):

@@ -1,14 +1,15 @@
-"""`CenterLoss`: an nn.Module that owns the centers and knows its variant, convention, rule and placement."""
+"""`CenterLoss`: an nn.Module that owns the centers and knows its variant, convention, rule and placement, resolved
+from their names once, when it is built."""
 
 import torch
 from torch import nn
 
-from ablate.loss.conventions import CONVENTIONS
-from ablate.loss.functional import center_loss, update_centers
+from ablate.loss.conventions import CONVENTIONS, Convention
 from ablate.loss.initial import initial_centers
 from ablate.loss.placement import LOCAL, Placement, check_placement
 from ablate.loss.registry import DEFAULT_VARIANT, get_variant
-from ablate.loss.rules import RULES
+from ablate.loss.rules import RULES, Rule
+from ablate.loss.variant import Variant
 
 
 class CenterLoss(nn.Module):
@@ -36,8 +37,10 @@ class CenterLoss(nn.Module):
     ablate.distributed.centers). Replicated centers under rule "sgd" with their own optimizer belong in
     a DistributedDataParallel, whose average of the ranks' gradients is the one-process gradient.
 
-    Every choice is checked here, at construction. validate=False: forward and update skip the checks of the
-    tensors and their host synchronizations (see ablate.loss.functional).
+    Every choice is resolved and checked here, at construction: `variant`, `convention` and `rule` are then the
+    registry entries (ablate.loss.Variant, Convention, Rule) that forward and update hand to the placement.
+    validate=False: forward and update skip the checks of the tensors and their host synchronizations (see
+    ablate.loss.functional).
     """
 
     def __init__(self, num_classes: int, feat_dim: int, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
@@ -48,13 +51,14 @@ class CenterLoss(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         # Every choice fails here, not at the first forward or update.
-        get_variant(variant)
-        CONVENTIONS.check(convention)
-        RULES.get(rule).check_alpha(alpha)
+        self.variant: Variant = get_variant(variant)
+        self.convention: Convention = CONVENTIONS.get(convention)
+        self.rule: Rule = RULES.get(rule)
+        self.rule.check_alpha(alpha)
         check_placement(placement)
         if not isinstance(validate, bool):
             raise TypeError(f"validate must be True or False, got {validate!r}")
-        self.variant, self.convention, self.rule, self.alpha = variant, convention, rule, alpha
+        self.alpha = alpha
         self.num_classes, self.placement, self.validate = num_classes, placement, validate
         self.class_range = placement.held_classes(num_classes)
         self.centers_grad_multiplier = placement.centers_grad_multiplier()
@@ -70,18 +74,18 @@ class CenterLoss(nn.Module):
     def learns_by_gradient(self) -> bool:
         """The rule is SGD on dL_C/dc (`Rule.gradient_step`): the centers are a Parameter, and an optimizer of their
         own may take the step from their gradient."""
-        return RULES.get(self.rule).gradient_step
+        return self.rule.gradient_step
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """features (B, D), labels (B,) -> 0-dim loss under this module's convention."""
-        return center_loss(features, labels, self.centers, variant=self.variant, convention=self.convention,
-                           placement=self.placement, validate=self.validate)
+        return self.placement.loss(features, labels, self.centers, variant=self.variant, convention=self.convention,
+                                   validate=self.validate)
 
+    @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached."""
-        update_centers(self.centers.data, features.detach(), labels, alpha=self.alpha, rule=self.rule,
-                       convention=self.convention, variant=self.variant, placement=self.placement,
-                       validate=self.validate)
+        self.placement.update(self.centers.data, features.detach(), labels, alpha=self.alpha, rule=self.rule,
+                              convention=self.convention, variant=self.variant, validate=self.validate)
 
     def full_centers(self) -> torch.Tensor:
         """The whole (C, D) table, detached: gathered from every rank's shard when sharded (a collective)."""
@@ -89,5 +93,6 @@ class CenterLoss(nn.Module):
 
     def extra_repr(self) -> str:
         held = "" if self.class_range == (0, self.num_classes) else f", classes={self.class_range}"
-        return (f"{self.num_classes}, {self.centers.shape[1]}, variant={self.variant}, convention={self.convention}, "
-                f"rule={self.rule}, alpha={self.alpha}, placement={self.placement!r}{held}")
+        return (f"{self.num_classes}, {self.centers.shape[1]}, variant={self.variant.name}, "
+                f"convention={self.convention.name}, rule={self.rule.name}, alpha={self.alpha}, "
+                f"placement={self.placement!r}{held}")

@@ -7,16 +7,19 @@ local steps (ablate.loss.local).
 
 validate (every method that takes inputs): True checks shapes, dtypes, devices and the label range, and refuses
 non-finite features or a non-finite step (host synchronizations: on CUDA each waits for the device); False trusts
-the inputs and adds no synchronization of its own. Choices (variant, rule, convention, alpha) arrive checked.
+the inputs and adds no synchronization of its own. Choices arrive resolved, as registry entries (Variant, Rule,
+Convention), and checked (alpha): the public functions and `CenterLoss` resolve names once, at their entry.
 """
 
 from abc import ABC, abstractmethod
 
 import torch
 
+from ablate.loss.conventions import Convention
 from ablate.loss.local import step_centers
-from ablate.loss.registry import get_variant
+from ablate.loss.rules import Rule
 from ablate.loss.validation import check_inputs
+from ablate.loss.variant import Variant
 
 
 class Placement(ABC):
@@ -39,14 +42,14 @@ class Placement(ABC):
         ...
 
     @abstractmethod
-    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: str,
-             convention: str, validate: bool) -> torch.Tensor:
+    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: Variant,
+             convention: Convention, validate: bool) -> torch.Tensor:
         """features (b, D), labels (b,), centers as held (hi - lo, D) -> 0-dim loss of the whole batch."""
         ...
 
     @abstractmethod
-    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: str,
-               convention: str, variant: str, validate: bool) -> None:
+    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: Rule,
+               convention: Convention, variant: Variant, validate: bool) -> None:
         """One step of `rule` of the whole batch on the centers as held (hi - lo, D), in place."""
         ...
 
@@ -65,16 +68,16 @@ class Local(Placement):
     def centers_grad_multiplier(self) -> int:
         return 1
 
-    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: str,
-             convention: str, validate: bool) -> torch.Tensor:
+    def loss(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *, variant: Variant,
+             convention: Convention, validate: bool) -> torch.Tensor:
         if validate:
             check_inputs(features, labels, centers)
         labels = labels.long()  # any integer dtype in; the variants index with int64 (a no-op for int64)
-        loss = get_variant(variant).loss(features, labels, centers, convention)
+        loss = variant.loss(features, labels, centers, convention.name)  # a variant's functions take names
         return loss.to(torch.promote_types(features.dtype, torch.float32))
 
-    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: str,
-               convention: str, variant: str, validate: bool) -> None:
+    def update(self, centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float, rule: Rule,
+               convention: Convention, variant: Variant, validate: bool) -> None:
         if validate:
             check_inputs(features, labels, centers)
         step_centers(centers, features, labels.long(), alpha=alpha, rule=rule, convention=convention, variant=variant,

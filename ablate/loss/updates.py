@@ -5,21 +5,23 @@ Cost O(B*D + B log B) (a sort of the labels); nothing of size C*D is read or wri
 
 import torch
 
-from ablate.loss.conventions import convention_scale
-from ablate.loss.rules import RULES
+from ablate.loss.conventions import Convention
+from ablate.loss.rules import Rule
 from ablate.traffic import LABEL_BYTES, element_sizes, expected_distinct_classes, total
 
 
-def row_step_sizes(rule: str, alpha: float, counts: torch.Tensor, convention: str, batch_size: int) -> torch.Tensor:
+def row_step_sizes(rule: Rule, alpha: float, counts: torch.Tensor, convention: Convention,
+                   batch_size: int) -> torch.Tensor:
     """The multiplier of delta_j for each present class, by the rule's step; counts (U,) -> (U, 1) float64."""
     counts = counts.to(torch.float64).unsqueeze(1)  # (U, 1)
-    step = RULES.get(rule).step(alpha, counts, convention_scale(convention, batch_size))
+    step = rule.step(alpha, counts, convention.scale(batch_size))
     return step if isinstance(step, torch.Tensor) else torch.full_like(counts, step)  # a step the same for every n_j
 
 
 def torch_updated_rows(centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, *, alpha: float,
-                       rule: str, convention: str, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The new values of the touched rows, without writing them.
+                       rule: Rule, convention: Convention, batch_size: int | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The new values of the touched rows, without writing them (rule and convention: registry entries).
 
     centers (C, D), features (B, D), labels (B,) -> (classes (U,), rows (U, D) in the centers' dtype).
     batch_size: the B of the convention's factor when these rows are part of a larger batch (default B).

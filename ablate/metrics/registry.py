@@ -6,7 +6,7 @@ reported but never ranked), whether it is unchanged when every feature is scaled
 it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
 headline metric) and how a change of it is said, which test samples it is measured on in an open-set cell, and
 whether it is one of the primary metrics (the family the findings' opening sentence and their adjustment speak of).
-The record (ablate.train.evaluate), the summary table (ablate.analysis.summary), the command-line summaries and the
+The record (ablate.train.evaluate), the summary table (ablate.runs.summary), the command-line summaries and the
 report read these entries; no other module names a metric in its logic. An installed package adds a metric through
 the entry-point group "ablate.metrics" (`name = "pkg.module:METRIC"`, a Metric; the entry point's name becomes its
 name); one that fails to load is left out and kept in METRICS.plugin_errors. This module imports nothing heavy, so

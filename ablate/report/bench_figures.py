@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullLocator
 
-from ablate.analysis.runs import BenchRun
 from ablate.loss.registry import baseline_variant
 from ablate.report.blocks import Figure, Note
 from ablate.report.figures import panel_grid, plot_band, report_style, series_colors, shared_legend, to_data_uri
+from ablate.runs.loading import BenchRun
 
 SIZE_AXES = {"classes": "classes C", "batch": "batch B", "dim": "feature dim D"}
 POINT_KEYS = ["mode", "rule", "dtype", "batch", "classes", "dim"]

@@ -3,9 +3,9 @@
 import numpy as np
 
 from ablate.analysis.numerics import FLOAT32_TOLERANCE
-from ablate.analysis.runs import BenchRun
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
+from ablate.runs.loading import BenchRun
 
 ERROR_LABELS = {"loss_rel_error": "loss", "grad_features_rel_error": "grad features",
                 "grad_centers_rel_error": "grad centers"}

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ablate.analysis.runs import DEFAULT_REFERENCE, GridRun, load_run
 from ablate.io import atomic_write_text
 from ablate.provenance import now
 from ablate.report.html import render_page
 from ablate.report.sections import empty_section, section_steps
+from ablate.runs.loading import DEFAULT_REFERENCE, GridRun, load_run
 
 
 def load_runs(run_dirs, reference: tuple = DEFAULT_REFERENCE) -> list:

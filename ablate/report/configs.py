@@ -1,12 +1,12 @@
 """The reference slice a figure fixes (one value per key it does not show), and series labels.
 
-Which keys vary and how a setting is written: ablate.analysis.configs.
+Which keys vary and how a setting is written: ablate.runs.configs.
 """
 
 import pandas as pd
 
-from ablate.analysis.configs import describe, format_label
 from ablate.loss.registry import DEFAULT_VARIANT
+from ablate.runs.configs import describe, format_label
 
 # The paper's settings, fixed when a figure must hold a key at one value (alpha=0.5 as in its
 # lambda figure), and the default variant; a key without a preference takes its smallest value.

@@ -4,10 +4,10 @@ world size, memory per rank of the sharded and replicated centers, the raw rows.
 import numpy as np
 import pandas as pd
 
-from ablate.analysis.runs import DistributedRun
 from ablate.report.blocks import Figure, Note, Table
 from ablate.report.figures import panel_grid, plot_band, report_style, series_colors, shared_legend, to_data_uri
 from ablate.report.styling import plain_table, render
+from ablate.runs.loading import DistributedRun
 
 MB = 1e6
 

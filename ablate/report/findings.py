@@ -7,7 +7,6 @@ worse cell coloured, with the method in the caption; and the open-set summary.
 
 import pandas as pd
 
-from ablate.analysis.configs import format_label, varying
 from ablate.analysis.findings import (
     DIVERGED_TEXT,
     Findings,
@@ -17,12 +16,13 @@ from ablate.analysis.findings import (
     method_text,
     power_sentence,
 )
-from ablate.analysis.runs import GridRun
 from ablate.analysis.stats import DIFFERENT, SIGNIFICANCE, UNTESTABLE
-from ablate.analysis.summary import mean_ci_text
 from ablate.metrics import METRICS, SEEN, headline_metrics, primary_metrics
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import render
+from ablate.runs.configs import format_label, varying
+from ablate.runs.loading import GridRun
+from ablate.runs.summary import mean_ci_text
 
 BETTER_CSS = "background-color: #cfe8d5;"
 WORSE_CSS = "background-color: #f6d5d5;"

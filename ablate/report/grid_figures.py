@@ -1,18 +1,16 @@
 """The grid report's figures: heatmaps over lambda x alpha, metrics against lambda with 95% CI bands,
 2-D feature scatter per lambda with the learned centers, training curves."""
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ablate.analysis.configs import describe, format_label, varying
-from ablate.analysis.features import read_features
 from ablate.analysis.findings import marked_settings, setting_of
-from ablate.analysis.readers import holdout_of
-from ablate.analysis.runs import GridRun
-from ablate.analysis.schema import FEATURE_ARRAYS, RunFolderError
 from ablate.metrics import AGAINST_LAMBDA, HEATMAP, label, shown_in
 from ablate.report.blocks import Figure, Note
 from ablate.report.configs import reference_values, select, series_labels
@@ -25,7 +23,10 @@ from ablate.report.figures import (
     spread_subset,
     to_data_uri,
 )
-from ablate.report.metrics import CURVE_METRICS
+from ablate.runs.configs import describe, format_label, varying
+from ablate.runs.loading import GridRun
+from ablate.runs.record import PLOTTED_CURVES
+from ablate.runs.schema import FEATURE_ARRAYS, RunFolderError
 
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4
@@ -181,45 +182,74 @@ def _to_2d(features, centers) -> tuple:
     return pca.transform(features), pca.transform(centers), float(pca.explained_variance_ratio_.sum())
 
 
+@dataclass
+class ScatterPanel:
+    """One cell's test features for a scatter panel: features (N, D), labels (N,), centers (C, D)."""
+
+    lam: float
+    cell: pd.Series
+    features: np.ndarray
+    labels: np.ndarray
+    centers: np.ndarray
+
+
 def feature_scatter_blocks(run: GridRun) -> list:
     """Test features of one cell per lambda, coloured by class, with the learned centers as crosses."""
+    cells, fixed = _scatter_cells(run)
+    panels, unreadable = _read_panels(run, cells)
+    if not panels:
+        return [*unreadable, Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
+    uri, kept = _plot_scatter(panels)
+    return [*unreadable, Figure("Features per lambda", uri, caption=_scatter_caption(fixed, panels, kept))]
+
+
+def _scatter_cells(run: GridRun) -> tuple[list, dict]:
+    """One finished ("ok") cell per lambda of the reference slice, at most MAX_LAMBDA_PANELS lambdas spread over
+    the range, in lambda order; and the values the slice fixes."""
     cells, fixed = _reference_cells(run, free_keys=("lambda",))
     cells = cells[cells["status"] == "ok"].sort_values("lambda")
     lambdas = spread_subset(cells["lambda"].unique(), MAX_LAMBDA_PANELS)
+    return [cells[cells["lambda"] == lam].iloc[0] for lam in lambdas], fixed
+
+
+def _read_panels(run: GridRun, cells: list) -> tuple[list, list]:
+    """(a ScatterPanel per cell that saved finite features, a Note per cell whose file could not be used)."""
     panels, unreadable = [], []
-    for lam in lambdas:
-        cell = cells[cells["lambda"] == lam].iloc[0]
+    for cell in cells:
         try:
-            path = run.features_path(cell["cell_id"])
-            if not path.exists():
-                continue
-            arrays = read_features(path, holdout_of(cell))
+            arrays = run.read_features(cell)
         except RunFolderError as exc:
-            unreadable.append(Note(f"Feature scatter of lambda = {lam:g} left out: {exc}"))
+            unreadable.append(Note(f"Feature scatter of lambda = {cell['lambda']:g} left out: {exc}"))
+            continue
+        if arrays is None:
             continue
         features, labels, centers = (arrays[k] for k in FEATURE_ARRAYS)
         if np.isfinite(features).all() and np.isfinite(centers).all():
-            panels.append((lam, cell, features, labels, centers))
-    if not panels:
-        return [*unreadable, Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
+            panels.append(ScatterPanel(cell["lambda"], cell, features, labels, centers))
+    return panels, unreadable
+
+
+def _plot_scatter(panels: list) -> tuple[str, list]:
+    """The panels drawn side by side, classes coloured alike in every panel; (the PNG's data URI, per panel the
+    share of the variance its 2-D projection keeps)."""
     # open set: the held-out classes' labels lie beyond the centers
-    num_classes = max(max(centers.shape[0], int(labels.max(initial=-1)) + 1) for _, _, _, labels, centers in panels)
+    num_classes = max(max(p.centers.shape[0], int(p.labels.max(initial=-1)) + 1) for p in panels)
     palette = sns.color_palette("tab10" if num_classes <= 10 else "husl", num_classes)
     rng = np.random.default_rng(0)
     kept = []
     with report_style():
         fig, axes = panel_grid(len(panels), columns=len(panels) if len(panels) <= 5 else 4, panel=(3.3, 3.3))
-        for ax, (lam, cell, features, labels, centers) in zip(axes, panels):
-            xy, centers_xy, share = _to_2d(features, centers)
+        for ax, panel in zip(axes, panels):
+            xy, centers_xy, share = _to_2d(panel.features, panel.centers)
             kept.append(share)
             shown = rng.choice(len(xy), size=min(len(xy), MAX_SCATTER_POINTS), replace=False)
-            ax.scatter(xy[shown, 0], xy[shown, 1], c=[palette[c] for c in labels[shown]], s=4, alpha=0.6,
+            ax.scatter(xy[shown, 0], xy[shown, 1], c=[palette[c] for c in panel.labels[shown]], s=4, alpha=0.6,
                        linewidths=0)
             ax.scatter(centers_xy[:, 0], centers_xy[:, 1], c=palette[:len(centers_xy)], marker="X", s=80,
                        edgecolors="black", linewidths=0.9)
             ax.set_aspect("equal", adjustable="datalim")
-            accuracy = cell.get("test_accuracy", np.nan)
-            ax.set_title(f"lambda = {lam:g}, test acc {accuracy:.3f}")
+            accuracy = panel.cell.get("test_accuracy", np.nan)
+            ax.set_title(f"lambda = {panel.lam:g}, test acc {accuracy:.3f}")
             ax.tick_params(labelsize=7)
         if num_classes <= 10:
             handles = [Line2D([], [], marker="o", linestyle="", color=palette[c], label=str(c))
@@ -228,13 +258,16 @@ def feature_scatter_blocks(run: GridRun) -> list:
                                   markersize=9, label="center"))
             fig.legend(handles=handles, title="class", loc="outside lower center", ncols=len(handles),
                        frameon=False)
-        uri = to_data_uri(fig)
+        return to_data_uri(fig), kept
+
+
+def _scatter_caption(fixed: dict, panels: list, kept: list) -> str:
     caption = (f"Test features of one cell per lambda ({describe(fixed) or 'the only configuration'}); crosses: "
                "the learned centers. Axes are each panel's own.")
     if min(kept) < 1.0:
-        caption += (f" feat_dim {panels[0][2].shape[1]} > 2: PCA to 2-D, keeping {min(kept):.0%} to "
+        caption += (f" feat_dim {panels[0].features.shape[1]} > 2: PCA to 2-D, keeping {min(kept):.0%} to "
                     f"{max(kept):.0%} of the variance.")
-    return [*unreadable, Figure("Features per lambda", uri, caption=caption)]
+    return caption
 
 
 def curve_blocks(run: GridRun) -> list:
@@ -252,7 +285,7 @@ def curve_blocks(run: GridRun) -> list:
         return [Note(f"Training curves left out: no finished cell at {describe(fixed)} recorded curves.")]
     data["lambda_label"] = data["lambda"].map(format_label)
     hue_order = [format_label(v) for v in lambdas]
-    metrics = [m for m in CURVE_METRICS if m in set(data["metric"])]
+    metrics = [m for m in PLOTTED_CURVES if m in set(data["metric"])]
     several_seeds = data["seed"].nunique() > 1
     with report_style():
         fig, axes = panel_grid(len(metrics), columns=3, panel=(4.2, 3.0))
@@ -262,7 +295,7 @@ def curve_blocks(run: GridRun) -> list:
                          errorbar=("pi", 100) if several_seeds else None, ax=ax, legend=i == 0)
             if metric == "center_loss" and (values["value"] > 0).all():
                 ax.set_yscale("log")
-            ax.set(title=CURVE_METRICS[metric], ylabel=CURVE_METRICS[metric])
+            ax.set(title=PLOTTED_CURVES[metric], ylabel=PLOTTED_CURVES[metric])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axes[0].get_legend() is not None:
             axes[0].get_legend().set_title("lambda")

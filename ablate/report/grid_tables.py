@@ -3,13 +3,13 @@
 import numpy as np
 import pandas as pd
 
-from ablate.analysis.configs import describe, varying
-from ablate.analysis.runs import GridRun
-from ablate.analysis.schema import STATUSES
-from ablate.analysis.summary import mean_ci_text
 from ablate.metrics import AGREEMENT, METRICS, label, shown_in
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
+from ablate.runs.configs import describe, varying
+from ablate.runs.loading import GridRun
+from ablate.runs.schema import STATUSES
+from ablate.runs.summary import mean_ci_text
 
 
 def status_blocks(run: GridRun) -> list:

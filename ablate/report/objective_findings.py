@@ -7,7 +7,6 @@ every objective on accuracy against compactness.
 
 import numpy as np
 
-from ablate.analysis.configs import format_label
 from ablate.analysis.findings import Findings
 from ablate.analysis.objective_findings import (
     OBJECTIVE,
@@ -19,12 +18,13 @@ from ablate.analysis.objective_findings import (
     setting_keys,
     varies_objective,
 )
-from ablate.analysis.runs import GridRun
 from ablate.metrics import get_metric
 from ablate.objectives import HEADS
 from ablate.report.blocks import Figure, Note, Table
 from ablate.report.figures import panel_grid, report_style, series_colors, to_data_uri
 from ablate.report.findings import findings_table, method_caption
+from ablate.runs.configs import format_label
+from ablate.runs.loading import GridRun
 
 # The figure: test accuracy against compactness on unit features (the angle-based heads normalize the features, so
 # raw distances would compare scales, not compactness).

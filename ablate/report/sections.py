@@ -1,6 +1,5 @@
 """One report section per run: the blocks of a grid run or of a bench run, in reading order."""
 
-from ablate.analysis.runs import DistributedRun, GridRun
 from ablate.report.bench_figures import roof_blocks, speedup_blocks, time_blocks
 from ablate.report.bench_tables import numerics_blocks, raw_blocks, skipped_blocks, train_step_blocks
 from ablate.report.blocks import Note, Section, Text
@@ -9,6 +8,7 @@ from ablate.report.findings import findings_blocks, open_set_blocks
 from ablate.report.grid_figures import curve_blocks, feature_scatter_blocks, heatmap_blocks, lambda_line_blocks
 from ablate.report.grid_tables import status_blocks, summary_blocks, variant_agreement_blocks
 from ablate.report.objective_findings import objective_blocks
+from ablate.runs.loading import DistributedRun, GridRun
 
 
 def reading_notes(run) -> list:

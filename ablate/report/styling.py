@@ -7,7 +7,7 @@ value read from a run folder (a grid value, a cell's error, a bench note) can pu
 import pandas as pd
 from markupsafe import Markup
 
-from ablate.analysis.configs import format_label
+from ablate.runs.configs import format_label
 
 BEST_CSS = "font-weight: bold; background-color: #cfe8d5;"
 

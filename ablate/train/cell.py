@@ -1,6 +1,5 @@
 """`run_cell`: train and evaluate one cell, and return its flat record."""
 
-import io
 import math
 import time
 
@@ -15,6 +14,8 @@ from ablate.loss.devices import AUTO, device_present, device_type
 from ablate.metrics import computed_metrics
 from ablate.models import build_model
 from ablate.objectives import describe_objective
+from ablate.runs.features import features_npz
+from ablate.runs.record import CellRecord
 from ablate.train.config import CellConfig
 from ablate.train.evaluate import evaluate, features_and_predictions
 from ablate.train.heads import TrainingObjective
@@ -39,57 +40,64 @@ def _synchronize(device: torch.device) -> None:
 
 def write_features(path, features: np.ndarray, labels: np.ndarray, centers: np.ndarray,
                    predictions: np.ndarray) -> None:
-    """An .npz with features (N, D) float32, labels (N,) int64, centers (C, D) float32 and predictions (N,) int64,
-    written atomically. In an open-set cell the labels >= C are the held-out classes (no center, never predicted)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, features=features.astype(np.float32), labels=labels.astype(np.int64),
-                        centers=centers.astype(np.float32), predictions=predictions.astype(np.int64))
-    atomic_write_bytes(path, buffer.getvalue())
+    """The cell's test features as an .npz (ablate.runs.features.features_npz), written atomically to `path`."""
+    atomic_write_bytes(path, features_npz(features, labels, centers, predictions))
+
+
+def check_runnable(config: CellConfig, device: torch.device) -> None:
+    """Refuse (ValueError) a cell whose variant cannot run on `device`, or that this machine's memory cannot hold."""
+    if config.variant not in available_variants(device):
+        raise ValueError(f"variant {config.variant!r} cannot run on {device}; "
+                         f"available there: {', '.join(available_variants(device))}")
+    check_fits(config, device)
 
 
 def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> dict:
-    """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record.
+    """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record
+    (ablate.runs.record.CellRecord.to_dict()).
 
-    The record holds every config key ("lambda", not "lambda_"), the metrics (None when the cell
-    diverged, or where a metric is undefined on the test set), timings, status ("ok" | "diverged"), diverged_epoch,
-    resolved_device, torch_threads, world_size, the objective in words (ablate.objectives.describe_objective) and the
-    per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy (and curve_pair_loss with a pair
-    loss). A
+    The record holds every config key ("lambda", not "lambda_"), the objective in words
+    (ablate.objectives.describe_objective), the metrics (None when the cell diverged, or where a metric is undefined
+    on the test set), the split seed and held-out classes, timings, status ("ok" | "diverged"), diverged_epoch,
+    resolved_device, torch_threads, world_size and the per-epoch curves (ablate.runs.record.CURVES_OF_EPOCHS:
+    curve_softmax_loss, curve_center_loss, curve_train_accuracy, and curve_pair_loss with a pair loss). A
     non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
     machine's memory raise (before anything is allocated). With features_path, the test features, labels,
     learned centers and predictions are saved there (.npz), also for a diverged cell.
     config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
-    RanksFailed (a RuntimeError) once all ranks have been ended.
+    RanksFailed (a RuntimeError) once all ranks have been ended. The device is resolved and the cell checked
+    here, once, before any rank starts.
 
     With holdout_classes K (open set) the model and the centers know only C - K classes (the K held out are drawn
     by the seed, ablate.data): it trains on their samples, and is evaluated on every test sample
     (ablate.metrics.features.split_evaluations). The record holds split_seed and held_out_classes.
     """
-    if config.nproc == 1:
-        return train_and_evaluate(config, features_path, progress)
-    from ablate.distributed.launch import check_world, run_ranks
-
-    device = resolve_device(config.device)
-    check_fits(config, device)  # first: a size far beyond this machine is refused before it is estimated per rank
-    check_world(config.nproc, device, cell_memory(config)["host"], option="--nproc")
-    return run_ranks(train_rank, config.nproc, (config, features_path), device=device)[0]
-
-
-def train_rank(rank: int, world_size: int, config: CellConfig, features_path) -> dict | None:
-    """Rank `rank`'s part of a multi-process cell: its slice of every batch; rank 0 evaluates and returns the record."""
-    from ablate.distributed.context import RankContext
-
-    return train_and_evaluate(config, features_path if rank == 0 else None, False, RankContext(config.distributed))
-
-
-def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=ONE_PROCESS) -> dict | None:
-    """`run_cell` in this process, alone or as one of several ranks (then only rank 0 evaluates and returns)."""
     started = time.perf_counter()
     device = resolve_device(config.device)
-    if config.variant not in available_variants(device):
-        raise ValueError(f"variant {config.variant!r} cannot run on {device}; "
-                         f"available there: {', '.join(available_variants(device))}")
-    check_fits(config, device)
+    check_runnable(config, device)  # first: a size far beyond this machine is refused before it is estimated per rank
+    if config.nproc == 1:
+        return train_and_evaluate(config, device, features_path, progress, started=started)
+    from ablate.distributed.launch import check_world, run_ranks
+
+    check_world(config.nproc, device, cell_memory(config)["host"], option="--nproc")
+    return run_ranks(train_rank, config.nproc, (config, device, features_path), device=device)[0]
+
+
+def train_rank(rank: int, world_size: int, config: CellConfig, device: torch.device, features_path) -> dict | None:
+    """Rank `rank`'s part of a multi-process cell: its slice of every batch; rank 0 evaluates and returns the record.
+    `device` as run_cell resolved it (on CUDA, "cuda" is this rank's own GPU, which the launcher made current)."""
+    from ablate.distributed.context import RankContext
+
+    return train_and_evaluate(config, device, features_path if rank == 0 else None, False,
+                              RankContext(config.distributed))
+
+
+def train_and_evaluate(config: CellConfig, device: torch.device, features_path=None, progress: bool = False,
+                       ranks=ONE_PROCESS, started: float | None = None) -> dict | None:
+    """`run_cell` in this process, alone or as one of several ranks (then only rank 0 evaluates and returns), on
+    `device` (resolved and checked by run_cell). started: the perf_counter the record's wall time counts from
+    (default: now)."""
+    started = time.perf_counter() if started is None else started
     data = load_dataset(config.dataset, config.data_dir, seed=config.seed, holdout_classes=config.holdout_classes,
                         test_fraction=config.test_fraction,
                         num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
@@ -129,22 +137,11 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     if features_path is not None:
         write_features(features_path, features, data.y_test, centers, predictions)
 
-    return {
-        **config.to_dict(),
-        "objective": describe_objective(config.to_dict()),
-        **metrics,
-        "split_seed": config.seed,  # the train/test split (and held-out classes) this cell was drawn with
-        "held_out_classes": ",".join(map(str, data.held_out)),  # the dataset's ids of the classes held out
-        "train_samples_per_s": history.samples / train_time if train_time > 0 else None,
-        "train_time_s": train_time,
-        "wall_time_s": time.perf_counter() - started,
-        "status": "ok" if history.diverged_epoch is None else "diverged",
-        "diverged_epoch": history.diverged_epoch,
-        "resolved_device": str(device),
-        "torch_threads": torch.get_num_threads(),  # float sums, and so the trajectory, depend on it (per rank)
-        "world_size": ranks.world_size,
-        "curve_softmax_loss": history.softmax_loss,
-        "curve_center_loss": history.center_loss,
-        "curve_train_accuracy": history.train_accuracy,
-        **({"curve_pair_loss": history.pair_loss} if history.pair_loss else {}),
-    }
+    return CellRecord(
+        config=config.to_dict(), objective=describe_objective(config.to_dict()), metrics=metrics,
+        split_seed=config.seed, held_out_classes=",".join(map(str, data.held_out)),
+        train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
+        wall_time_s=time.perf_counter() - started, status="ok" if history.diverged_epoch is None else "diverged",
+        diverged_epoch=history.diverged_epoch, resolved_device=str(device), torch_threads=torch.get_num_threads(),
+        world_size=ranks.world_size, curves=history.curves(),
+    ).to_dict()

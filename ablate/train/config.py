@@ -100,11 +100,12 @@ class CellConfig:
         for name, value in recipe(self.dataset).options().items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        entries = {}  # the registry entry each registry-backed option names, looked up once
         for f in fields(self):
             value = getattr(self, f.name)
             choices = f.metadata["choices"]
             if isinstance(choices, Registry):
-                choices.check(value)  # "unknown rule 'x'; expected one of ...", the registry's own message
+                entries[f.name] = choices.get(value)  # else "unknown rule 'x'; expected one of ..."
             elif (allowed := option_choices(f)) is not None and value not in allowed:
                 raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(allowed)}")
             if f.type is int:
@@ -116,7 +117,7 @@ class CellConfig:
         if self.data_dir is not None and any(0xD800 <= ord(c) <= 0xDFFF for c in self.data_dir):
             raise ValueError(f"data_dir must be a path that is valid UTF-8 (every table and record is), got "
                              f"{self.data_dir!r}")
-        _check_ranges(self)
+        _check_ranges(self, entries)
 
     @classmethod
     def from_dict(cls, values: dict) -> "CellConfig":
@@ -172,8 +173,9 @@ def _as_float(name: str, value) -> float:
     return float(value)
 
 
-def _check_ranges(c: CellConfig) -> None:
-    """Each numeric option in its valid range; the error names the option, the range and the value."""
+def _check_ranges(c: CellConfig, entries: dict) -> None:
+    """Each numeric option in its valid range; the error names the option, the range and the value. entries: the
+    registry entries of the options that name one (dataset, rule, ...)."""
     minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2, "nproc": 1,
                "synthetic_dim": 1, "samples_per_class": 2, "lambda_": 0.0, "weight_decay": 0.0}
     for name, low in minimum.items():
@@ -187,9 +189,9 @@ def _check_ranges(c: CellConfig) -> None:
         raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
-    rule = RULES.get(c.rule)
+    rule = entries["rule"]
     rule.check_alpha(c.alpha)
-    classes = DATASETS.get(c.dataset).class_count(c.num_classes)
+    classes = entries["dataset"].class_count(c.num_classes)
     if c.holdout_classes and not 2 <= c.holdout_classes <= classes - 2:
         raise ValueError(f"holdout_classes must be 0 (closed set) or lie in [2, {classes - 2}] for {c.dataset} with "
                          f"{classes} classes (two held out to compare, two left to train on), got {c.holdout_classes}")

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ablate.distributed.context import ONE_PROCESS
 from ablate.loss import CenterLoss
+from ablate.runs.record import CURVES_OF_EPOCHS
 from ablate.train.config import CellConfig
 from ablate.train.heads import TrainingObjective
 
@@ -29,6 +30,10 @@ class TrainingHistory:
     pair_loss: list = field(default_factory=list)
     diverged_epoch: int | None = None
     samples: int = 0
+
+    def curves(self) -> dict:
+        """The per-epoch curves by name, as the record declares them (ablate.runs.record.CURVES_OF_EPOCHS)."""
+        return {curve.name: getattr(self, curve.name) for curve in CURVES_OF_EPOCHS}
 
 
 def make_optimizer(config: CellConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -1,5 +1,9 @@
-"""A run folder loaded whole, through its checked readers: a grid run, a bench run or a distributed bench run
-(`ablate bench --world`).
+"""A run folder loaded whole, through its checked readers: one reader per kind, `load_run` for any.
+
+    GridRun.load(path)          a grid run (`ablate grid`): results, summary, curves, the cells' features on demand
+    BenchRun.load(path)         a bench run (`ablate bench`): the timing, numerics and training-step tables
+    DistributedRun.load(path)   a distributed bench run (`ablate bench --world`)
+    load_run(path)              whichever kind run.json (or, schema 0, the files) says the folder holds
 
 A file that cannot be read is left out with a note (GridRun.notes, BenchRun.notes, DistributedRun.notes) instead
 of stopping the report; only a folder that holds no run at all, or one of a newer schema, is refused.
@@ -8,11 +12,14 @@ of stopping the report; only a folder that holds no run at all, or one of a newe
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ablate.analysis.manifest import read_manifest, run_kind
-from ablate.analysis.readers import empty_table, read_provenance, read_records, read_table
-from ablate.analysis.schema import (
+from ablate.io import UnreadableFile, read_regular_bytes
+from ablate.runs.features import read_features
+from ablate.runs.manifest import read_manifest, run_kind
+from ablate.runs.readers import empty_table, holdout_of, read_provenance, read_records, read_table
+from ablate.runs.schema import (
     BENCH,
     BENCH_COLUMNS,
     CURVE_COLUMNS,
@@ -30,9 +37,8 @@ from ablate.analysis.schema import (
     features_path,
     table_path,
 )
-from ablate.analysis.summary import summary_table
-from ablate.analysis.tables import curves_table, load_results
-from ablate.io import UnreadableFile, read_regular_bytes
+from ablate.runs.summary import summary_table
+from ablate.runs.tables import curves_table, load_results
 
 # The setting every other is compared with in a grid's findings (ablate.analysis.findings): softmax alone.
 DEFAULT_REFERENCE = ("lambda", 0.0)
@@ -60,6 +66,27 @@ class GridRun:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""
         return features_path(self.path, cell_id)
 
+    def read_features(self, row: dict | pd.Series) -> dict[str, np.ndarray | None] | None:
+        """The test features of the cell of a results row, checked (ablate.runs.features.read_features; its
+        held-out classes are labels beyond its centers); None when the cell saved none. RunFolderError when the
+        file is unusable."""
+        path = self.features_path(row["cell_id"])
+        return read_features(path, holdout_of(row)) if path.exists() else None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "GridRun":
+        """The run's tables as the grid writes them; results and summary rebuilt from cells/ for a run that
+        was interrupted before writing them (or wrote them before its last cells)."""
+        notes: list = []
+        provenance = _provenance(run_dir, notes)
+        columns = _config_columns(read_manifest(run_dir))
+        results, problems = load_results(run_dir, columns)
+        notes += [f"Left out: {p}" for p in problems]
+        return cls(path=run_dir, provenance=provenance, results=results,
+                   summary=summary_table(results, columns), curves=_curves(run_dir, results, notes),
+                   config_columns=[c for c in columns if c != "seed"],
+                   grid_spec=_grid_spec_text(run_dir / GRID_SPEC, notes), notes=notes)
+
 
 @dataclass
 class BenchRun:
@@ -72,6 +99,13 @@ class BenchRun:
     train_step: pd.DataFrame | None
     notes: list = field(default_factory=list)
 
+    @classmethod
+    def load(cls, run_dir: Path) -> "BenchRun":
+        notes: list = []
+        return cls(run_dir, _provenance(run_dir, notes), _table_or_empty(run_dir, BENCH, BENCH_COLUMNS, notes),
+                   numerics=_bench_table(run_dir, NUMERICS, NUMERICS_COLUMNS, notes),
+                   train_step=_bench_table(run_dir, TRAIN_STEP, TRAIN_STEP_COLUMNS, notes), notes=notes)
+
 
 @dataclass
 class DistributedRun:
@@ -81,6 +115,12 @@ class DistributedRun:
     provenance: dict
     distributed: pd.DataFrame
     notes: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "DistributedRun":
+        notes: list = []
+        return cls(run_dir, _provenance(run_dir, notes),
+                   _table_or_empty(run_dir, DISTRIBUTED, DISTRIBUTED_COLUMNS, notes), notes)
 
 
 def _provenance(run_dir: Path, notes: list) -> dict:
@@ -126,20 +166,6 @@ def _grid_spec_text(path: Path, notes: list) -> str | None:
         return None
 
 
-def load_grid_run(run_dir: Path) -> GridRun:
-    """The run's tables as the grid writes them; results and summary rebuilt from cells/ for a run that
-    was interrupted before writing them (or wrote them before its last cells)."""
-    notes: list = []
-    provenance = _provenance(run_dir, notes)
-    columns = _config_columns(read_manifest(run_dir))
-    results, problems = load_results(run_dir, columns)
-    notes += [f"Left out: {p}" for p in problems]
-    return GridRun(path=run_dir, provenance=provenance, results=results,
-                   summary=summary_table(results, columns), curves=_curves(run_dir, results, notes),
-                   config_columns=[c for c in columns if c != "seed"],
-                   grid_spec=_grid_spec_text(run_dir / GRID_SPEC, notes), notes=notes)
-
-
 def _bench_table(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.DataFrame | None:
     """A bench table checked against its columns; None when absent, None and a note when unreadable."""
     path = table_path(run_dir, name)
@@ -153,23 +179,10 @@ def _bench_table(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.Da
         return None
 
 
-def load_bench_run(run_dir: Path) -> BenchRun:
-    notes: list = []
-    provenance = _provenance(run_dir, notes)
-    bench = _bench_table(run_dir, BENCH, BENCH_COLUMNS, notes)
-    return BenchRun(path=run_dir, provenance=provenance,
-                    bench=bench if bench is not None else empty_table(BENCH_COLUMNS),
-                    numerics=_bench_table(run_dir, NUMERICS, NUMERICS_COLUMNS, notes),
-                    train_step=_bench_table(run_dir, TRAIN_STEP, TRAIN_STEP_COLUMNS, notes),
-                    notes=notes)
-
-
-def load_distributed_run(run_dir: Path) -> DistributedRun:
-    notes: list = []
-    provenance = _provenance(run_dir, notes)
-    table = _bench_table(run_dir, DISTRIBUTED, DISTRIBUTED_COLUMNS, notes)
-    return DistributedRun(run_dir, provenance, table if table is not None else empty_table(DISTRIBUTED_COLUMNS),
-                          notes)
+def _table_or_empty(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.DataFrame:
+    """The run's main table (_bench_table), or one of no rows with its columns when absent or unreadable."""
+    table = _bench_table(run_dir, name, columns, notes)
+    return table if table is not None else empty_table(columns)
 
 
 def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
@@ -179,11 +192,11 @@ def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
         raise RunFolderError(f"run folder {run_dir} does not exist")
     kind = run_kind(run_dir)
     if kind == "grid":
-        return load_grid_run(run_dir)
+        return GridRun.load(run_dir)
     if kind == "bench" and table_path(run_dir, BENCH).exists():
-        return load_bench_run(run_dir)
+        return BenchRun.load(run_dir)
     if kind == "distributed":
-        return load_distributed_run(run_dir)
+        return DistributedRun.load(run_dir)
     raise RunFolderError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
                          "from `ablate grid`), bench.parquet (a bench run, from `ablate bench`) or "
                          "distributed.parquet (from `ablate bench --world`)")

@@ -7,15 +7,16 @@
                   features), results and summary (.parquet, .csv), curves.parquet
     bench:        bench, numerics, train_step (.parquet, .csv); parts/<stage>/<key>.json while a run is under way
     distributed:  distributed (.parquet, .csv), from `ablate bench --world`
+    RUN_DIR/.lock             held by the one process writing the folder (ablate.runs.folder)
 
-Schema versions (run.json's "schema"; ablate.analysis.manifest reads it and refuses a newer one):
+Schema versions (run.json's "schema"; ablate.runs.manifest reads it and refuses a newer one):
 
     0   no run.json (folders written before it): the kind is read off the files, a grid's config columns are
         SCHEMA_0_CONFIG_COLUMNS
     1   run.json with kind and schema, and a grid's config columns
 
-Every file read from a run folder is untrusted: the readers of ablate.analysis check it and raise RunFolderError
-naming the file and what is wrong.
+Every file read from a run folder is untrusted: the readers of ablate.runs check it and raise RunFolderError
+naming the file and what is wrong. A cell record's keys are declared in ablate.runs.record.
 """
 
 import hashlib
@@ -45,9 +46,8 @@ STATUSES = (*FINISHED, "failed")
 
 # grid tables
 RESULTS, SUMMARY, CURVES = "results", "summary", "curves"
-CURVE_PREFIX = "curve_"
 CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
-RECORD_TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # must be strings where present
+PARQUET_ONLY = (CURVES,)  # every other table is written as .parquet and .csv
 FEATURE_ARRAYS = ("features", "labels", "centers")  # in every cell's .npz
 PREDICTIONS = "predictions"  # (N,) also in a cell's .npz; files written before cells saved it lack it
 
@@ -79,6 +79,10 @@ COLUMN_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 class RunFolderError(ValueError):
     """A file of a run folder that cannot be used; the message names the file and what is wrong."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing to the run folder."""
 
 
 def cell_id(config: dict) -> str:

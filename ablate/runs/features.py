@@ -1,12 +1,14 @@
-"""A cell's test features (RUN_DIR/cells/<id>.npz), read and checked: shapes, dtypes, label ranges, and the sizes
-the file claims checked before anything is loaded."""
+"""A cell's test features (RUN_DIR/cells/<id>.npz): encoded (features_npz) and read back checked (read_features:
+shapes, dtypes, label ranges, and the sizes the file claims checked before anything is loaded)."""
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ablate.analysis.schema import (
+from ablate.io import UnreadableFile, check_regular_file
+from ablate.runs.schema import (
     DEFAULT_FEATURE_ROWS,
     FEATURE_ARRAYS,
     FEATURE_ROWS_ENV,
@@ -15,7 +17,16 @@ from ablate.analysis.schema import (
     PREDICTIONS,
     RunFolderError,
 )
-from ablate.io import UnreadableFile, check_regular_file
+
+
+def features_npz(features: np.ndarray, labels: np.ndarray, centers: np.ndarray, predictions: np.ndarray) -> bytes:
+    """The .npz of a cell's test features (N, D) as float32, labels (N,) int64, centers (C, D) float32 and
+    predictions (N,) int64, compressed. In an open-set cell the labels >= C are the held-out classes (no center,
+    never predicted)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, features=features.astype(np.float32), labels=labels.astype(np.int64),  # FEATURE_ARRAYS
+                        centers=centers.astype(np.float32), predictions=predictions.astype(np.int64))  # PREDICTIONS
+    return buffer.getvalue()
 
 
 def feature_row_limit() -> int:

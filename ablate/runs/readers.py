@@ -1,7 +1,7 @@
 """Checked readers of a run folder's files: JSON (provenance, cell records), parquet tables, the grid spec.
 
 Every file is untrusted: a reader checks what it reads and raises RunFolderError naming the file and what is
-wrong (run.json: ablate.analysis.manifest; a cell's features: ablate.analysis.features).
+wrong (run.json: ablate.runs.manifest; a cell's features: ablate.runs.features).
 """
 
 import math
@@ -10,18 +10,18 @@ from typing import Any, TypeVar, overload
 
 import pandas as pd
 
-from ablate.analysis.schema import (
+from ablate.io import UnreadableFile, check_regular_file, parse_json_text, read_regular_text, read_toml_file
+from ablate.runs import record as cell_record
+from ablate.runs.schema import (
     CELLS,
     GRID_SPEC,
     MAX_TABLE_BYTES,
     PROVENANCE,
-    RECORD_TEXT_FIELDS,
     STATUSES,
     TEXT_COLUMNS,
     RunFolderError,
     cell_id,
 )
-from ablate.io import UnreadableFile, check_regular_file, parse_json_text, read_regular_text, read_toml_file
 
 # --- JSON --------------------------------------------------------------------------------------------------------
 
@@ -66,7 +66,7 @@ def check_record(record: dict, path: Path, config_columns: list | tuple | None =
     status = record.get("status")
     if status not in STATUSES:
         raise RunFolderError(f"{path}: unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-    for key in RECORD_TEXT_FIELDS:
+    for key in cell_record.TEXT_FIELDS:
         if record.get(key) is not None and not isinstance(record[key], str):
             raise RunFolderError(f"{path}: {key} must be a string, got {record[key]!r}")
     if record.get("cell_id") != path.stem:

@@ -1,5 +1,5 @@
-"""The cell files of a run folder (layout in ablate.analysis.schema, checks in ablate.analysis.readers):
-cells/<id>.json (the record) and <id>.npz (its features).
+"""A grid's cell files (layout in ablate.runs.schema, checks in ablate.runs.readers): cells/<id>.json (the record)
+and <id>.npz (its test features), and the cells' scratch folder.
 
 The .npz is written before the .json, each atomically, so a record's presence means the cell is
 whole; a cell killed mid-way leaves at most a stale temp file, removed by `remove_temp_files`.
@@ -8,15 +8,14 @@ whole; a cell killed mid-way leaves at most a stale temp file, removed by `remov
 import shutil
 from pathlib import Path
 
-from ablate.analysis import manifest, readers, schema
-from ablate.analysis.manifest import RunLockedError  # noqa: F401 (raised by locked(), imported from here by callers)
 from ablate.io import atomic_write_bytes, atomic_write_json, remove_temp_files
+from ablate.runs import readers, schema
 
 
 class CellStore:
     """The cells of RUN_DIR; `config_columns` (the grid keys) let each record be checked against its id."""
 
-    def __init__(self, run_dir, config_columns=None):
+    def __init__(self, run_dir: str | Path, config_columns: list | tuple | None = None):
         self.run_dir = Path(run_dir)
         self.cells_dir = self.run_dir / schema.CELLS
         self.config_columns = config_columns
@@ -32,7 +31,7 @@ class CellStore:
         path = self.record_path(cell_id)
         return readers.read_record(path, self.config_columns) if path.exists() else None
 
-    def records(self) -> tuple:
+    def records(self) -> tuple[dict, list]:
         """({cell id: record} of every valid record in cells/, [why each other file was left out])."""
         return readers.read_records(self.run_dir, self.config_columns)
 
@@ -46,10 +45,10 @@ class CellStore:
         atomic_write_json(self.record_path(cell_id), record)
 
     def remove_temp_files(self) -> int:
-        """Delete the temp files ablate.io left behind when a run was killed, and the cells' scratch folder;
-        returns how many temp files."""
+        """Delete the temp files ablate.io left in cells/ when a run was killed, and the cells' scratch folder;
+        returns how many temp files (the run folder's own: ablate.runs.folder)."""
         self.remove_scratch()
-        return remove_temp_files(self.cells_dir) + remove_temp_files(self.run_dir)
+        return remove_temp_files(self.cells_dir)
 
     def remove_scratch(self) -> None:
         shutil.rmtree(self.run_dir / schema.SCRATCH, ignore_errors=True)
@@ -59,7 +58,3 @@ class CellStore:
         path = self.run_dir / schema.SCRATCH
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    def locked(self):
-        """The run folder's lock (ablate.analysis.manifest.locked): one writer at a time."""
-        return manifest.locked(self.run_dir)

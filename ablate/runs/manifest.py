@@ -1,26 +1,22 @@
-"""run.json: the kind of run a folder holds and the schema version it was written in; the folder's writer lock.
+"""run.json read: the kind of run a folder holds and the schema version it was written in (ablate.runs.folder
+writes it).
 
     read_manifest(run_dir)        run.json checked, None for a schema-0 folder (no run.json); a newer schema refused
     schema_version(run_dir)       0 without run.json, else the version run.json records
     run_kind(run_dir)             "grid", "bench" or "distributed", recorded or read off the files; None: no run
-    claim(run_dir, kind)          write run.json, refusing a folder that holds a run of another kind
-    locked(run_dir)               one writer at a time
+    check_kind(run_dir, kind)     refuse a folder that holds a run of another kind (writes nothing)
 """
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from ablate.analysis.readers import read_json
-from ablate.analysis.schema import (
+from ablate.runs.readers import read_json
+from ablate.runs.schema import (
     BENCH,
     CELLS,
     COLUMN_NAME,
     DISTRIBUTED,
     GRID_SPEC,
     KINDS,
-    LOCK,
     MANIFEST,
     PARTS,
     RESULTS,
@@ -28,7 +24,6 @@ from ablate.analysis.schema import (
     RunFolderError,
     table_path,
 )
-from ablate.io import atomic_write_json
 
 
 def _check_newer(manifest: dict, path: Path) -> None:
@@ -99,30 +94,3 @@ def check_kind(run_dir: str | Path, kind: str) -> None:
     if found is not None and found != kind:
         raise RunFolderError(f"{run_dir} holds a {found} run (from `ablate {found}`); `ablate {kind}` would mix "
                              f"its files into it: choose another --out")
-
-
-def claim(run_dir: str | Path, kind: str, **fields: object) -> None:
-    """Mark RUN_DIR as a run of `kind` (run.json, at schema SCHEMA), refusing a folder that holds a run of the other
-    kind."""
-    run_dir = Path(run_dir)
-    check_kind(run_dir, kind)
-    atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
-
-
-class RunLockedError(RuntimeError):
-    """Another process is writing to the run folder."""
-
-
-@contextmanager
-def locked(run_dir: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on RUN_DIR while writing it: one writer (`ablate grid`, `ablate bench`) at a time.
-    The operating system drops the lock when the process ends, killed or not."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(f"another `ablate` run is writing to {run_dir}; wait for it to end or use another "
-                                 "--out") from None
-        yield

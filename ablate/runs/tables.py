@@ -1,8 +1,10 @@
-"""The grid's results and curves tables: built from the cell records, and read back (or rebuilt) checked.
+"""The grid's tables: built from the cell records, and read back (or rebuilt) checked.
 
-    results   one row per cell: cell_id, the config columns (grid keys), then metrics, status, timings
-    curves    long format: cell_id, epoch (1-based), metric, value
-    (summary: ablate.analysis.summary)
+    results   one row per cell: cell_id, the config columns (grid keys), then the records' other keys in order of
+              appearance (metrics, status, timings; ablate.runs.record declares them)
+    curves    long format: cell_id, epoch (1-based), metric (a curve's name: softmax_loss | center_loss |
+              train_accuracy, and pair_loss in a cell with a pair loss), value
+    summary   one row per configuration with a finished cell (ablate.runs.summary)
 """
 
 import math
@@ -10,17 +12,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.analysis.readers import in_grid, read_grid_axes, read_records, read_table
-from ablate.analysis.schema import (
+from ablate.runs.readers import in_grid, read_grid_axes, read_records, read_table
+from ablate.runs.record import CURVE_PREFIX
+from ablate.runs.schema import (
     CELLS,
     CURVE_COLUMNS,
-    CURVE_PREFIX,
+    CURVES,
     GRID_SPEC,
     RESULTS,
     STATUSES,
+    SUMMARY,
     RunFolderError,
     table_path,
 )
+from ablate.runs.summary import summary_table
 
 
 def results_table(records: list, config_columns: list | tuple) -> pd.DataFrame:
@@ -42,6 +47,12 @@ def curves_table(records: list) -> pd.DataFrame:
             for epoch, value in enumerate(values, start=1)]
     # typed also when empty (every cell failed), so that the table reads back as numeric
     return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype({"epoch": "int64", "value": "float64"})
+
+
+def grid_tables(records: list, config_columns: list | tuple) -> dict[str, pd.DataFrame]:
+    """{results, curves, summary} of the records (one flat dict per cell, in grid order), as the grid writes them."""
+    results = results_table(records, config_columns)
+    return {RESULTS: results, CURVES: curves_table(records), SUMMARY: summary_table(results, config_columns)}
 
 
 def _number(value: object) -> float:
