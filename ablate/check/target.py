@@ -156,12 +156,18 @@ def owned_centers(module: nn.Module, shape) -> torch.Tensor:
     return next(iter(found.values()))
 
 
-def _import(location: str):
+def import_location(location: str):
+    """The module at `location`: path/to/file.py (imported under a name of its own, once: a step in the target's
+    own file shares its module) or pkg.mod."""
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
             raise TargetError(f"no such file {location!r}; expected path/to/file.py:attr or pkg.mod:attr")
-        spec = importlib.util.spec_from_file_location(f"ablate_check_target_{path.stem}", path)
+        name = f"ablate_check_target_{path.stem}"
+        loaded = sys.modules.get(name)
+        if loaded is not None and Path(loaded.__file__ or "").resolve() == path.resolve():
+            return loaded
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
         spec.loader.exec_module(module)
@@ -181,7 +187,7 @@ def load_target(text: str, init: Optional[dict] = None) -> Target:
                               f"({', '.join(variant_names())}), got {text!r}")
         return Target(text, "variant", fn=lambda x, y, c: center_loss(x, y, c, variant=text))
     try:
-        module = _import(location)
+        module = import_location(location)
     except TargetError:
         raise
     except Exception as exc:
