@@ -15,7 +15,7 @@ One module is built for the whole plan (STEP_PLAN: duplicate labels, absent clas
 two lambdas), its centers set once to known values and then left to the step: the centers after one step are the
 centers before the next, as in training. The step runs in the module's own dtype and on the target's device; the
 observations come back in float64 on the CPU. StepSession runs where the target lives (ablate.check.isolated's child
-process); `observe_steps` drives it from the checks' side through the runner's start_steps and step.
+process); `start_plan` and `observe_steps` drive it from the checks' side through the runner's start_steps and step.
 """
 
 import inspect
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ablate.bench.runner import error_note
-from ablate.check.target import Target, TargetError, import_location, owned_centers
+from ablate.check.target import Target, TargetError, find_centers, import_location
 
 BUILT_IN_STEPS = ("forward", "update")
 STEP_CLASSES = 6
@@ -109,22 +109,6 @@ def load_step(spec: str) -> Callable:
     return fn
 
 
-def find_centers(module: nn.Module, attr: Optional[str], shape) -> torch.Tensor:
-    """The module's (C, D) centers: the attribute `attr` names (dotted for a submodule's), else the one (C, D) tensor
-    it owns (ablate.check.target.owned_centers)."""
-    if attr is None:
-        return owned_centers(module, shape)
-    found = module
-    for part in attr.split("."):
-        if not hasattr(found, part):
-            raise TargetError(f"--centers {attr}: {type(module).__name__} has no attribute {attr!r}")
-        found = getattr(found, part)
-    if not isinstance(found, torch.Tensor) or tuple(found.shape) != tuple(shape):
-        what = tuple(found.shape) if isinstance(found, torch.Tensor) else type(found).__name__
-        raise TargetError(f"--centers {attr}: expected a {tuple(shape)} tensor of centers, found {what}")
-    return found
-
-
 def _read(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().to("cpu", torch.float64).clone()
 
@@ -137,6 +121,7 @@ class StepSession:
             raise TargetError(f"--step judges the centers a module owns; {target.name} is a {target.kind}, expected "
                               "an nn.Module class built as Cls(num_classes=C, feat_dim=D)")
         self.target, self.spec, self.centers_attr = target, spec, centers_attr
+        target.centers_attr = centers_attr  # the loss calls that identify the convention find the same tensor
         self.step_fn = load_step(spec)
         self.module: Optional[nn.Module] = None
 
@@ -152,8 +137,9 @@ class StepSession:
             owned = find_centers(module, self.centers_attr, centers.shape)
             with torch.no_grad():
                 owned.copy_(centers.to(owned.device, owned.dtype))
-        except TargetError:
-            raise
+        except TargetError as exc:
+            hint = "; name the centers with --centers NAME" if self.centers_attr is None else ""
+            raise TargetError(f"{exc}{hint}") from None
         except Exception as exc:  # the module's own code (a .to or .train of its own): a usage error, not a finding
             raise TargetError(f"setting the centers of {self.target.name} for the steps failed: "
                               f"{error_note(exc)}") from None
@@ -222,11 +208,16 @@ def describe_step(index: int) -> str:
     return f"step {index + 1} of {len(STEP_PLAN)} (B={len(labels)}, lambda {lam:g})"
 
 
-def observe_steps(runner, spec: str, centers_attr: Optional[str]) -> list:
-    """Every StepObservation of STEP_PLAN, through `runner` (LocalSteps, or ablate.check.isolated's TargetProcess);
-    the plan stops at a step that fails."""
+def start_plan(runner, spec: str, centers_attr: Optional[str]) -> list:
+    """Load STEP and build the module through `runner` (LocalSteps, or ablate.check.isolated's TargetProcess), its
+    centers set to the plan's initial ones; returns the plan's batches [(features, labels, lam)] for observe_steps."""
     centers, batches = plan_inputs()
     runner.start_steps(spec, centers_attr, centers)
+    return batches
+
+
+def observe_steps(runner, batches) -> list:
+    """The StepObservation of each batch of a started plan, in order; the plan stops at a step that fails."""
     observations = []
     for index, (features, labels, lam) in enumerate(batches):
         observation = runner.step(f"the training {describe_step(index)}", features, labels, lam)

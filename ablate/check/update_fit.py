@@ -17,7 +17,7 @@ are tried from the simplest (the order of hypotheses()), and the first level any
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -212,12 +212,15 @@ class UpdateFit:
     """Every hypothesis fitted: `named` the first that fits in the order of hypotheses() (None: none does),
     `shown_by_rule` each rule's first fit that fits, else its plainest; separation: for a named rule whose duplicates
     are summed, the largest step's distance between its summed and one-after-another motions at the fitted alpha, in
-    rounding floors (above 2, an observation within the floor of one is outside the floor of the other)."""
+    rounding floors (above 2, an observation within the floor of one is outside the floor of the other); equivalent:
+    the other rules' fits at the same level as `named`, rules whose motion is a multiple of its own (sgd under sum/2
+    and ema; a rule registered as Eq. 4 at half the step and Eq. 4)."""
 
     fits: list
     named: Optional[Fit]
     shown_by_rule: dict
     separation: Optional[float] = None
+    equivalent: list = field(default_factory=list)
 
     @property
     def closest(self) -> Fit:
@@ -243,7 +246,8 @@ def fit_update(observations, convention: str) -> UpdateFit:
     """Fit every hypothesis to the observations (each with `after`); sgd's gradient is scaled by `convention`.
 
     Among hypotheses that fit at the same level, a gradient-step rule (Rule.gradient_step) is named when the centers
-    held a gradient after the steps and another rule when they did not (under sum/2 sgd and ema move alike)."""
+    held a gradient after the steps and another rule when they did not (under sum/2 sgd and ema move alike), then
+    the first in the registry's order."""
     data = Observations(observations, convention)
     fits: dict = {}
     for hypothesis in hypotheses():
@@ -254,15 +258,18 @@ def fit_update(observations, convention: str) -> UpdateFit:
             fits[hypothesis] = data.fit_linear(hypothesis)
     got_gradient = any(o.got_gradient for o in data.steps)
     fitting = [f for f in fits.values() if f.fits]
-    named = None
+    named, equivalent = None, []
     if fitting:
         level = min(f.hypothesis.level for f in fitting)
         tied = [f for f in fitting if f.hypothesis.level == level]
-        named = min(tied, key=lambda f: (RULES.get(f.hypothesis.rule).gradient_step != got_gradient, f.worst))
+        order = RULES.names()
+        named = min(tied, key=lambda f: (RULES.get(f.hypothesis.rule).gradient_step != got_gradient,
+                                         order.index(f.hypothesis.rule)))
+        equivalent = [f for f in tied if f is not named]
     shown = {rule.name: _shown([f for f in fits.values() if f.hypothesis.rule == rule.name]) for rule in RULES}
     separation = None
     if named is not None and not named.hypothesis.sequential:
         separation = max(float((data.one_after_another(named.hypothesis.rule, t, named.alphas[o.lam]) -
                                 named.alphas[o.lam] * data.basis(named.hypothesis.rule, t)).norm()) / data.floors[t]
                          for t, o in enumerate(data.steps))
-    return UpdateFit(list(fits.values()), named, shown, separation)
+    return UpdateFit(list(fits.values()), named, shown, separation, equivalent)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ablate.check.step import describe_step, observe_steps
+from ablate.check.step import describe_step, observe_steps, start_plan
 from ablate.check.suite import Finding, identify_convention
 from ablate.check.update_fit import UpdateFit, fit_update, motion, rounding_floor
 from ablate.loss.rules import RULES
@@ -29,6 +29,13 @@ def _number(value: float) -> str:
 
 def _alphas(alphas: dict) -> str:
     return ", ".join(f"{_number(a)} at lambda {lam:g}" for lam, a in alphas.items())
+
+
+def _alpha_text(fit) -> str:
+    """'alpha 0.5', or 'alpha 0.5 at lambda 1, 0.05 at lambda 0.1' when it depends on lambda."""
+    if fit.hypothesis.lambda_form == "independent":
+        return f"alpha {_number(next(iter(fit.alphas.values())))}"
+    return f"alpha {_alphas(fit.alphas)}"
 
 
 @dataclass
@@ -122,9 +129,11 @@ def _describe(update: UpdateFit, observations, convention: str, convention_known
     else:
         h = fit.hypothesis
         name = h.rule + (", one sample after another" if h.sequential else "")
+        same = "".join(f"; moves exactly as {f.hypothesis.rule} at {_alpha_text(f)}"
+                       for f in update.equivalent)
         findings.append(Finding("update", "rule", name, not h.sequential,
                                 f"{_rule_text(h.rule, convention, convention_known)}; residual {fit.residual:.2g} of "
-                                f"the motion, {fit.worst:.2g} of what rounding allows"))
+                                f"the motion, {fit.worst:.2g} of what rounding allows{same}"))
         findings.append(_alpha_finding(fit, convention))
         if h.sequential:
             duplicates = Finding("update", "duplicate labels", "one after another", False,
@@ -168,7 +177,7 @@ def _describe(update: UpdateFit, observations, convention: str, convention_known
         h = shown.hypothesis
         form = ", ".join([h.lambda_form, *h.extras] + (["one after another"] if h.sequential else []))
         findings.append(Finding("fit", rule, f"residual {shown.residual:.2g}", None,
-                                f"alpha {_alphas(shown.alphas)} ({form}); {shown.worst:.3g} times rounding"))
+                                f"{_alpha_text(shown)} ({form}); {shown.worst:.3g} times rounding"))
     consistent = (fit is not None and all(f.passed is not False for f in findings if f.section == "update"))
     return findings, facts, consistent
 
@@ -189,13 +198,14 @@ def _summary(spec: str, findings, consistent: bool) -> str:
 def judge_update(runner, spec: str, centers_attr: Optional[str]) -> UpdateVerdict:
     """Run the step harness through `runner` (ablate.check.step.LocalSteps or ablate.check.isolated.TargetProcess)
     and judge it. The loss's convention is identified first (ablate.check.suite), since sgd's alpha is read under
-    it."""
+    it, once the session has started (so that --centers also names the centers of the loss calls)."""
+    batches = start_plan(runner, spec, centers_attr)
     found, _ = identify_convention(runner)
     convention = found.name if found is not None else FALLBACK_CONVENTION
     findings = [Finding("convention", "loss", found.name if found else "none", None,
                         "sgd's alpha is read under it" if found else
                         f"the loss matched no convention; sgd's alpha is read under {FALLBACK_CONVENTION}")]
-    observations = observe_steps(runner, spec, centers_attr)
+    observations = observe_steps(runner, batches)
     failed = next((k for k, o in enumerate(observations) if o.error), None)
     if failed is not None:
         findings.append(Finding("update", "rule", "step raises", False,
@@ -209,10 +219,18 @@ def judge_update(runner, spec: str, centers_attr: Optional[str]) -> UpdateVerdic
         return UpdateVerdict(False, f"{spec}: the centers turn non-finite", findings, found and found.name,
                              observations, facts={"moves": None})
     if all(float(motion(o).norm()) <= rounding_floor(o) for o in observations):
-        findings.append(Finding("update", "rule", "centers never move", False,
-                                f"no step of {len(observations)} moved them beyond rounding: the centers are in no "
-                                "optimizer, or their update never runs"))
-        return UpdateVerdict(False, f"{spec}: centers never move", findings, found and found.name, observations,
+        largest = max(float(motion(o).norm()) for o in observations)
+        if largest == 0:
+            row = Finding("update", "rule", "centers never move", False,
+                          f"no step of {len(observations)} changed them: the centers are in no optimizer, or their "
+                          "update never runs")
+        else:
+            row = Finding("update", "rule", "motion within rounding", False,
+                          f"the largest step moved them by {largest:.2g}, no more than rounding in "
+                          f"{observations[0].dtype} can: too little to tell a rule (a rate this small barely moves "
+                          "them)")
+        findings.append(row)
+        return UpdateVerdict(False, f"{spec}: {row.verdict}", findings, found and found.name, observations,
                              facts={"moves": False})
     update = fit_update(observations, convention)
     rows, facts, consistent = _describe(update, observations, convention, found is not None)
