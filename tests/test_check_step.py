@@ -90,7 +90,7 @@ def test_facenets_moving_average_is_ema_with_its_rate():
     assert rows["rule"].verdict == "ema"
     alpha = float(rows["alpha"].verdict.split(",")[0])
     assert alpha == pytest.approx(1 - CENTER_LOSS_ALFA, rel=ALPHA_RTOL)
-    assert f"decay {CENTER_LOSS_ALFA:g}" in rows["alpha"].detail
+    assert "alpha = 1 - decay" in rows["rule"].detail  # the registry's words for the rule
     assert verdict.convention is None  # its loss, a mean over B x D, is none of the conventions; ema needs none
 
 

@@ -135,6 +135,9 @@ class StepSession:
             module.to(self.target.device)
             module.train()
             owned = find_centers(module, self.centers_attr, centers.shape)
+            if not owned.is_floating_point():
+                raise TargetError(f"the centers of {self.target.name} are {owned.dtype}; expected a floating-point "
+                                  "(C, D) tensor")
             with torch.no_grad():
                 owned.copy_(centers.to(owned.device, owned.dtype))
         except TargetError as exc:

@@ -2,7 +2,8 @@
 the registry (ablate.loss.rules), by least squares.
 
 Given a step's batch, each rule moves the centers by alpha times a known (C, D) table G (the rule's float64 reference
-at alpha = 1, minus the centers before the step), so alpha is a linear least-squares coefficient. A hypothesis is a
+at alpha = 1, minus the centers before the step; every rule's step is alpha times a function of n_j and the
+convention), so alpha is a linear least-squares coefficient. A hypothesis is a
 rule and a form of the step around it, all linear given the observations:
     lambda form   alpha independent of lambda; alpha = k * lambda (the centers' gradients not divided by lambda);
                   one alpha per lambda

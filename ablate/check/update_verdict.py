@@ -73,113 +73,115 @@ def _fit_json(fit) -> dict:
 
 
 def _absent_motion(observations) -> tuple:
-    """(the largest motion of absent classes over their step's floor, the smallest floor per norm of absent centers
-    and of their previous motion: about the weakest weight decay and momentum the plan would see)."""
+    """(the largest motion of classes absent from a step, in units of its floor; about the weakest weight decay and
+    momentum the plan would show: the smallest floor per norm of absent centers, and of their previous motion)."""
     moved, decay_limit, momentum_limit = 0.0, float("inf"), float("inf")
-    previous = None
-    for o in observations:
+    for t, o in enumerate(observations):
         absent = torch.ones(o.before.shape[0], dtype=torch.bool)
         absent[o.labels] = False
+        if not absent.any():
+            continue
         floor = rounding_floor(o)
         moved = max(moved, float(motion(o)[absent].norm()) / floor)
-        decay_limit = min(decay_limit, floor / max(float(o.before[absent].norm()), 1e-300))
-        if previous is not None:
-            momentum_limit = min(momentum_limit, floor / max(float(previous[absent].norm()), 1e-300))
-        previous = motion(o)
+        decay_limit = min(decay_limit, floor / float(o.before[absent].norm()))
+        carried = float(motion(observations[t - 1])[absent].norm()) if t else 0.0
+        if carried > 0:
+            momentum_limit = min(momentum_limit, floor / carried)
     return moved, decay_limit, momentum_limit
 
 
-def _rule_text(rule: str, convention: str, convention_known: bool) -> str:
-    entry = RULES.get(rule)
-    text = f"{entry.formula} ({entry.origin})"
-    if entry.gradient_step:
+def _rule_rows(update: UpdateFit, convention: str, convention_known: bool) -> list:
+    """The rule, its alpha and how it treats duplicate labels, for a named fit."""
+    fit = update.named
+    h, rule = fit.hypothesis, RULES.get(fit.hypothesis.rule)
+    text = f"{rule.formula} ({rule.origin})"
+    if rule.gradient_step:
         text += f" under {convention}" + ("" if convention_known else ", assumed: the loss matched no convention")
-    return text
-
-
-def _alpha_finding(fit, convention: str) -> Finding:
-    rule, form = RULES.get(fit.hypothesis.rule), fit.hypothesis.lambda_form
+    same = "".join(f"; moves exactly as {f.hypothesis.rule} at {_alpha_text(f)}" for f in update.equivalent)
+    rows = [Finding("update", "rule", h.rule + (", one sample after another" if h.sequential else ""),
+                    not h.sequential, f"{text}; residual {fit.residual:.2g} of the motion, {fit.worst:.2g} of what "
+                    f"rounding allows{same}")]
     in_range = fit.alpha_in_range()
     range_note = "" if in_range else f"; outside the rule's range [0, {rule.max_alpha:g}]"
-    if form == "independent":
-        alpha = next(iter(fit.alphas.values()))
-        meaning = {"paper": "Eq. 4's alpha",
-                   "sgd": f"the centers' own learning rate (lr_cent) on dL_C/dc under {convention}, their gradient "
-                          "divided by lambda",
-                   "ema": f"decay {_number(1 - alpha)}"}.get(rule.name, f"{rule.name}'s alpha")
-        return Finding("update", "alpha", f"{_number(alpha)}, independent of lambda", in_range, meaning + range_note)
-    if form == "proportional":
-        return Finding("update", "alpha", f"{_number(fit.per_lambda)} x lambda, lambda-dependent", False,
-                       f"{_alphas(fit.alphas)}: the centers' rate changes with the loss weight"
-                       + (", their gradient not divided by lambda" if rule.gradient_step else "") + range_note)
-    return Finding("update", "alpha", "lambda-dependent", False, _alphas(fit.alphas) + range_note)
+    if h.lambda_form == "independent":
+        meaning = (f"the centers' own learning rate (lr_cent) on dL_C/dc under {convention}, their gradient divided "
+                   "by lambda" if rule.gradient_step else f"alpha of {rule.formula}")
+        rows.append(Finding("update", "alpha", f"{_number(next(iter(fit.alphas.values())))}, independent of lambda",
+                            in_range, meaning + range_note))
+    elif h.lambda_form == "proportional":
+        rows.append(Finding("update", "alpha", f"{_number(fit.per_lambda)} x lambda, lambda-dependent", False,
+                            f"{_alphas(fit.alphas)}: the centers' rate changes with the loss weight"
+                            + (", their gradient not divided by lambda" if rule.gradient_step else "") + range_note))
+    else:
+        rows.append(Finding("update", "alpha", "lambda-dependent", False, _alphas(fit.alphas) + range_note))
+    if h.sequential:
+        rows.append(Finding("update", "duplicate labels", "one after another", False,
+                            "each sample moves its center from where the previous one left it; the rule takes every "
+                            "delta from the centers before the step"))
+    elif update.separation is not None and update.separation > SEPARATION_FLOORS:
+        rows.append(Finding("update", "duplicate labels", "summed from the old centers", True,
+                            f"one after another would differ by {update.separation:.3g} times rounding"))
+    else:
+        rows.append(Finding("update", "duplicate labels", "cannot tell", None,
+                            "at this alpha, summing and one after another differ by less than rounding"))
+    return rows
+
+
+def _pull_rows(update: UpdateFit, observations) -> list:
+    """Absent classes, weight decay and momentum: what moves the centers besides the rule."""
+    fit = update.named
+    extras = fit.hypothesis.extras if fit is not None else ()
+    moved, decay_limit, momentum_limit = _absent_motion(observations)
+    if moved <= 1.0:
+        rows = [Finding("update", "absent classes", "stay put", True, "no step moved a class not in its batch")]
+    else:
+        causes = [e for e in ("weight decay", "momentum") if e in extras]
+        rows = [Finding("update", "absent classes", "move", False, f"by {' and '.join(causes)}" if causes else
+                        f"by {moved:.3g} times rounding, by no weight decay or momentum")]
+    if fit is None:
+        return rows
+    if fit.weight_decay is not None:
+        rows.append(Finding("update", "weight decay", f"{_number(fit.weight_decay)} per step", False,
+                            "every center shrinks toward 0 by this share of itself each step (lr x weight_decay), in "
+                            "the batch or not: give the centers weight_decay=0"))
+    else:
+        rows.append(Finding("update", "weight decay", "none", True,
+                            f"none above rounding (a pull of about {decay_limit:.1g} x center per step would show)"))
+    if fit.momentum is not None:
+        rows.append(Finding("update", "momentum", _number(fit.momentum), False,
+                            "each step carries this share of the previous one: a center keeps moving after its class "
+                            "has left the batch; give the centers an optimizer without momentum"))
+    else:
+        rows.append(Finding("update", "momentum", "none", True,
+                            f"none above rounding (about {momentum_limit:.1g} of the previous step would show)"))
+    return rows
 
 
 def _describe(update: UpdateFit, observations, convention: str, convention_known: bool) -> tuple:
     """(findings, facts, consistent) from the fit of steps that moved the centers."""
     fit = update.named
-    absent_moved, decay_limit, momentum_limit = _absent_motion(observations)
-    findings, facts = [], {"moves": True}
+    facts: dict = {"moves": True}
     if fit is None:
         closest = update.closest
-        findings.append(Finding("update", "rule", "none of the known rules", False,
-                                f"closest: {closest.hypothesis.rule}, residual {closest.residual:.3g} of the motion "
-                                f"({closest.worst:.3g} times what rounding allows)"))
+        rows = [Finding("update", "rule", "none of the known rules", False,
+                        f"closest: {closest.hypothesis.rule}, residual {closest.residual:.3g} of the motion "
+                        f"({closest.worst:.3g} times what rounding allows)")]
         facts.update(rule=None, residual=closest.residual)
     else:
+        rows = _rule_rows(update, convention, convention_known)
         h = fit.hypothesis
-        name = h.rule + (", one sample after another" if h.sequential else "")
-        same = "".join(f"; moves exactly as {f.hypothesis.rule} at {_alpha_text(f)}"
-                       for f in update.equivalent)
-        findings.append(Finding("update", "rule", name, not h.sequential,
-                                f"{_rule_text(h.rule, convention, convention_known)}; residual {fit.residual:.2g} of "
-                                f"the motion, {fit.worst:.2g} of what rounding allows{same}"))
-        findings.append(_alpha_finding(fit, convention))
-        if h.sequential:
-            duplicates = Finding("update", "duplicate labels", "one after another", False,
-                                 "each sample moves its center from where the previous one left it; the rule takes "
-                                 "every delta from the centers before the step")
-        elif update.separation is not None and update.separation > SEPARATION_FLOORS:
-            duplicates = Finding("update", "duplicate labels", "summed from the old centers", True,
-                                 f"one after another would differ by {update.separation:.3g} times rounding")
-        else:
-            duplicates = Finding("update", "duplicate labels", "cannot tell", None,
-                                 "at this alpha, summing and one after another differ by less than rounding")
-        findings.append(duplicates)
         facts.update(rule=h.rule, sequential=h.sequential, lambda_form=h.lambda_form,
                      alpha={f"{lam:g}": a for lam, a in fit.alphas.items()}, alpha_per_lambda=fit.per_lambda,
                      weight_decay=fit.weight_decay, momentum=fit.momentum, residual=fit.residual,
-                     duplicates=duplicates.verdict)
-    extras = fit.hypothesis.extras if fit is not None else ()
-    if absent_moved <= 1.0:
-        findings.append(Finding("update", "absent classes", "stay put", True, "no step moved a class not in its batch"))
-    else:
-        causes = [e for e in ("weight decay", "momentum") if e in extras]
-        findings.append(Finding("update", "absent classes", "move", False,
-                                f"by {' and '.join(causes)}" if causes else
-                                f"by {absent_moved:.3g} times rounding, by no weight decay or momentum"))
-    if fit is not None and fit.weight_decay is not None:
-        findings.append(Finding("update", "weight decay", f"{_number(fit.weight_decay)} per step", False,
-                                "every center shrinks toward 0 by this share of itself each step (lr x weight_decay), "
-                                "in the batch or not: give the centers weight_decay=0"))
-    elif fit is not None:
-        findings.append(Finding("update", "weight decay", "none", True,
-                                f"none above rounding (a pull of about {decay_limit:.1g} x center per step would "
-                                "show)"))
-    if fit is not None and fit.momentum is not None:
-        findings.append(Finding("update", "momentum", _number(fit.momentum), False,
-                                "each step carries this share of the previous one: a center keeps moving after its "
-                                "class has left the batch; give the centers an optimizer without momentum"))
-    elif fit is not None:
-        findings.append(Finding("update", "momentum", "none", True,
-                                f"none above rounding (about {momentum_limit:.1g} of the previous step would show)"))
+                     duplicates=rows[-1].verdict)
+    rows += _pull_rows(update, observations)
     for rule, shown in update.shown_by_rule.items():
         h = shown.hypothesis
         form = ", ".join([h.lambda_form, *h.extras] + (["one after another"] if h.sequential else []))
-        findings.append(Finding("fit", rule, f"residual {shown.residual:.2g}", None,
-                                f"{_alpha_text(shown)} ({form}); {shown.worst:.3g} times rounding"))
-    consistent = (fit is not None and all(f.passed is not False for f in findings if f.section == "update"))
-    return findings, facts, consistent
+        rows.append(Finding("fit", rule, f"residual {shown.residual:.2g}", None,
+                            f"{_alpha_text(shown)} ({form}); {shown.worst:.3g} times rounding"))
+    consistent = fit is not None and all(f.passed is not False for f in rows if f.section == "update")
+    return rows, facts, consistent
 
 
 def _summary(spec: str, findings, consistent: bool) -> str:
