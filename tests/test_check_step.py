@@ -140,6 +140,18 @@ def test_adam_is_none_of_the_known_rules_with_the_residual():
     assert verdict.fit.closest.residual > 0.01  # far outside rounding, not a near miss
 
 
+def test_a_step_that_raises_is_a_finding_naming_the_step():
+    verdict, rows = judged("calls_a_missing_update.py:train_step")
+    assert not verdict.consistent and rows["rule"].verdict == "step raises"
+    assert rows["rule"].detail.startswith("step 1 of 6 (B=8, lambda 1): AttributeError:"), rows["rule"].detail
+
+
+def test_centers_turned_nan_by_absent_classes_are_named():
+    verdict, rows = judged("mean_over_every_class.py:train_step")
+    assert not verdict.consistent and rows["rule"].verdict == "non-finite centers"
+    assert "after step 1 of 6" in rows["rule"].detail and len(verdict.observations) == 1  # the plan stops there
+
+
 def test_a_module_that_moves_its_centers_in_forward():
     from check_steps.moves_in_forward import ALPHA
 
@@ -219,5 +231,5 @@ def test_options_that_do_not_go_with_step_are_refused_before_any_work(options, h
 
 def test_a_step_that_hangs_is_stopped_and_named():
     code, output = check(POPULAR, "--init", "use_gpu=False", "--step", f"{STEPS / 'never_returns.py'}:never_returns",
-                         "--timeout", "2")
-    assert code == 1 and "hung in the training step 1 of 6 (B=8, lambda 1)" in output, output
+                         "--timeout", "3")
+    assert code == 1 and "hung in the training step 1 of 6 (B=8, lambda 1)" in output and "3 s" in output, output
