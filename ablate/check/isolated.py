@@ -1,7 +1,8 @@
 """The target in a child process of its own, so that nothing it does can fool or hang `ablate check`.
 
-    TargetProcess(text, init, device, timeout)   loads TARGET in the child; .call(what, x, y, c) -> Outcome and
-                                                 .timing(variants, classes) -> rows run there
+    TargetProcess(text, init, device, timeout)   loads TARGET in the child; .call(what, x, y, c) -> Outcome,
+                                                 .timing(variants, classes) -> rows, and the training steps of
+                                                 --step (.start_steps, .step -> StepObservation) run there
 
 A call that does not return within `timeout` seconds, and a child that ends (sys.exit at import or in the loss, a
 crash in native code), raise TargetAborted naming the call; the child is then ended. Requests and replies travel
@@ -34,6 +35,7 @@ def _serve(conn, text: str, init: dict, device: str) -> None:
         return
     target.device = torch.device(device)
     conn.send_bytes(pickle.dumps(("ok", target.kind)))
+    steps = None  # the module and step function of --step, kept from one step to the next
     while True:
         try:
             kind, args = pickle.loads(conn.recv_bytes())
@@ -42,6 +44,13 @@ def _serve(conn, text: str, init: dict, device: str) -> None:
         try:
             if kind == "call":
                 reply = ("ok", run_target(target, *args))
+            elif kind == "start_steps":
+                from ablate.check.step import LocalSteps
+
+                steps = LocalSteps(target)
+                reply = ("ok", steps.start_steps(*args))
+            elif kind == "step":
+                reply = ("ok", steps.step(*args))
             else:
                 from ablate.check.suite import timing_rows
 
@@ -77,6 +86,14 @@ class TargetProcess:
     def timing(self, variants, classes: int) -> list:
         """suite.timing_rows in the child, for one class count."""
         return self._request(f"timing at C={classes}", "timing", (variants, self.device, (classes,)))
+
+    def start_steps(self, spec: str, centers_attr, centers) -> None:
+        """ablate.check.step.LocalSteps.start_steps in the child: load STEP, build the module, set its centers."""
+        self._request(f"loading --step {spec} and building the module", "start_steps", (spec, centers_attr, centers))
+
+    def step(self, what: str, features, labels, lam: float):
+        """One training step in the child: its StepObservation, `what` naming it should it hang or end the process."""
+        return self._request(what, "step", (what, features, labels, lam))
 
     def _request(self, what: str, kind: str, args):
         try:

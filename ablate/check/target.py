@@ -56,6 +56,7 @@ class Target:
     cls: Optional[type] = None
     init: dict = field(default_factory=dict)
     device: torch.device = torch.device("cpu")  # where it runs: every input is moved there
+    centers_attr: Optional[str] = None  # a module's attribute holding its centers (--centers), else find the one
 
     def bind(self, centers: torch.Tensor, centers_grad: bool = True):
         """(loss_fn(features (B, D), labels (B,)) -> loss, the centers tensor gradients reach or None).
@@ -68,7 +69,7 @@ class Target:
             return (lambda features, labels: self.fn(features, labels, own)), (own if centers_grad else None)
         module = self.build(*centers.shape)
         module.to(centers.device)
-        owned = owned_centers(module, centers.shape)
+        owned = find_centers(module, self.centers_attr, centers.shape)
         with torch.no_grad():
             owned.data = centers.detach().clone()
         if not centers_grad:
@@ -156,12 +157,34 @@ def owned_centers(module: nn.Module, shape) -> torch.Tensor:
     return next(iter(found.values()))
 
 
-def _import(location: str):
+def find_centers(module: nn.Module, attr: Optional[str], shape) -> torch.Tensor:
+    """The module's (C, D) centers: the attribute `attr` names (dotted for a submodule's), else the one (C, D) tensor
+    it owns (owned_centers)."""
+    if attr is None:
+        return owned_centers(module, shape)
+    found = module
+    for part in attr.split("."):
+        if not hasattr(found, part):
+            raise TargetError(f"--centers {attr}: {type(module).__name__} has no attribute {attr!r}")
+        found = getattr(found, part)
+    if not isinstance(found, torch.Tensor) or tuple(found.shape) != tuple(shape):
+        what = tuple(found.shape) if isinstance(found, torch.Tensor) else type(found).__name__
+        raise TargetError(f"--centers {attr}: expected a {tuple(shape)} tensor of centers, found {what}")
+    return found
+
+
+def import_location(location: str):
+    """The module at `location`: path/to/file.py (imported under a name of its own, once: a step in the target's
+    own file shares its module) or pkg.mod."""
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
             raise TargetError(f"no such file {location!r}; expected path/to/file.py:attr or pkg.mod:attr")
-        spec = importlib.util.spec_from_file_location(f"ablate_check_target_{path.stem}", path)
+        name = f"ablate_check_target_{path.stem}"
+        loaded = sys.modules.get(name)
+        if loaded is not None and Path(loaded.__file__ or "").resolve() == path.resolve():
+            return loaded
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
         spec.loader.exec_module(module)
@@ -181,7 +204,7 @@ def load_target(text: str, init: Optional[dict] = None) -> Target:
                               f"({', '.join(variant_names())}), got {text!r}")
         return Target(text, "variant", fn=lambda x, y, c: center_loss(x, y, c, variant=text))
     try:
-        module = _import(location)
+        module = import_location(location)
     except TargetError:
         raise
     except Exception as exc:
