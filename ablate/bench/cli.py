@@ -50,6 +50,17 @@ def _device(name: str) -> torch.device:
         raise click.BadParameter(str(exc), param_hint="--device") from None
 
 
+def _checked_run_dir(run_dir: Path | None, setup: str, kind: str) -> Path:
+    """--out, or runs/bench/<setup>-<time>; refused (naming --out) if not writable or a run of another kind."""
+    run_dir = run_dir or Path("runs/bench") / f"{setup}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    try:
+        check_writable(run_dir, folder=True)
+        check_kind(run_dir, kind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    return run_dir
+
+
 def _print_notes(title: str, table: pd.DataFrame) -> None:
     noted = table[table["note"] != ""]
     if not noted.empty:
@@ -119,12 +130,7 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
                                  dtypes=dtypes, rule=rule, quick=quick)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    run_dir = run_dir or Path("runs/bench") / f"{name}-{dev.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
-    try:
-        check_writable(run_dir, folder=True)
-        check_kind(run_dir, "bench")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--out") from None
+    run_dir = _checked_run_dir(run_dir, f"{name}-{dev.type}", "bench")
     click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
     started = time.monotonic()
     try:
@@ -171,12 +177,7 @@ def world_command(worlds, device, modes, batch, classes, dim, dtype, quick, run_
     dev = _device(device)
     sizes = {"modes": modes, "batch": batch, "classes": classes, "dim": dim}
     options = {key: value for key, value in sizes.items() if value is not None}
-    run_dir = run_dir or Path("runs/bench") / f"world-{dev.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
-    try:
-        check_writable(run_dir, folder=True)
-        check_kind(run_dir, "distributed")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--out") from None
+    run_dir = _checked_run_dir(run_dir, f"world-{dev.type}", "distributed")
     click.echo(f"distributed center loss on {dev}, world {', '.join(map(str, worlds))} -> {run_dir}")
     try:
         table = run_world_bench(worlds, run_dir, dtype=dtype, steps=3 if quick else 20, device=dev, **options)

@@ -1,4 +1,4 @@
-"""`ablate bench --world N`: time, bytes communicated and peak memory per step of center loss across ranks.
+"""`ablate bench world --world N`: time, bytes communicated and peak memory per step of center loss across ranks.
 
 For each world size W (ranks started by ablate.distributed.launch), form and class count, one point per mode:
     update  one center update (rule paper) of the global batch of B rows, B/W on each rank
