@@ -51,11 +51,11 @@ test-all: install
 GATE_AGAINST ?= HEAD~1
 GATE_FLAGS ?= --threshold 0.25 --law-slack 1.5
 gate: install
-	$(BIN)/python -m ablate bench gate $(if $(GATE_AGAINST),--against $(GATE_AGAINST)) $(GATE_FLAGS)
+	$(BIN)/python -m ablate gate run $(if $(GATE_AGAINST),--against $(GATE_AGAINST)) $(GATE_FLAGS)
 
-# Rewrites ablate/bench/expected_counts.json from this tree; commit it with the reason for the change.
+# Rewrites ablate/gate/expected_counts.json from this tree; commit it with the reason for the change.
 counts: install
-	$(BIN)/python -m ablate bench counts --write
+	$(BIN)/python -m ablate gate counts --write
 
 # The fused Triton kernels compiled and run on CUDA, on the GPU machine (no venv); CI runs the same
 # tests on the CPU under Triton's interpreter.
@@ -67,21 +67,21 @@ test-fused-gpu:
 # join the numerics (correctness only); it is not timed on the CPU.
 .PHONY: bench bench-gpu bench-baseline
 bench: install
-	TRITON_INTERPRET=1 $(BIN)/python -m ablate bench --suite cpu --device cpu --out runs/bench
+	TRITON_INTERPRET=1 $(BIN)/python -m ablate bench run --suite cpu --device cpu --out runs/bench
 	$(BIN)/python -m ablate report runs/bench --out reports/bench.html
 
 # The GPU study, on a machine with its own torch and no package registry: no venv, no install.
 # Under 8 minutes on one H200. Rerun with the same GPU_RUN to resume an interrupted run.
 GPU_RUN ?= runs/gpu/$(shell date +%Y%m%d-%H%M%S)
 bench-gpu:
-	PYTHONPATH=. python3 -m ablate bench --suite gpu --device cuda --out $(GPU_RUN)
+	PYTHONPATH=. python3 -m ablate bench run --suite gpu --device cuda --out $(GPU_RUN)
 
-# Records this machine's entry in ablate/bench/baseline.json: time ratios that inform, never fail.
+# Records this machine's entry in ablate/gate/baseline.json: time ratios that inform, never fail.
 bench-baseline: install
 	@echo "Refresh the baseline only when a change is meant to change speed (a new algorithm, an accepted"
 	@echo "trade-off) or the reference machine changed; never to silence an unexplained slowdown."
-	@echo "Commit ablate/bench/baseline.json with the reason in the message."
-	$(BIN)/python -m ablate bench baseline
+	@echo "Commit ablate/gate/baseline.json with the reason in the message."
+	$(BIN)/python -m ablate gate baseline
 
 # The HTML report of the standard ablation run (runs/ablation), written to reports/ablation.html; prints its path.
 # REPORT_RUNS adds run folders to it, e.g. REPORT_RUNS=runs/bench.

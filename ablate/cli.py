@@ -25,10 +25,12 @@ class LazyCommand(NamedTuple):
 # ablate.grid, scikit-learn) and `ablate --help` loads none of them.
 LAZY_COMMANDS = {
     "bench": LazyCommand("ablate.bench.cli:bench_command",
-                         "Time center-loss variants (run, the default), gate a change's..."),
+                         "Time center-loss variants (run) or the distributed placements..."),
     "check": LazyCommand("ablate.check.cli:check_command", "Check TARGET against the float64 reference and print a..."),
     "compare": LazyCommand("ablate.compare:compare_command",
                            "Compare every configuration RUN_A and RUN_B both hold (every..."),
+    "gate": LazyCommand("ablate.gate.cli:gate_command",
+                        "Gate a change's speed: A/B against a base revision and the..."),
     "grid": LazyCommand("ablate.grid.cli:grid_command", "Train every cell of GRID (a bundled grid name or a .toml..."),
     "report": LazyCommand("ablate.report.cli:report_command",
                           "Write an HTML report of RUN_DIRS (grid runs from `ablate..."),
@@ -37,9 +39,64 @@ LAZY_COMMANDS = {
 }
 
 
+class Moved(NamedTuple):
+    """Where an old spelling of a command went: `to`, typed after `ablate`; `works`: the old spelling still runs
+    (saying the new one on stderr), or it is refused in one line naming the new one (what it meant has moved)."""
+
+    to: str
+    works: bool
+
+
+# Every old spelling, in one map (as timm's _registry declares its deprecated model names). A key is what was typed
+# after `ablate`: words, then "[OPTIONS]" for any option right after them or "--name" for that option anywhere after.
+MOVED = {
+    "bench [OPTIONS]": Moved("bench run [OPTIONS]", works=True),
+    "bench gate": Moved("gate run", works=True),
+    "bench counts": Moved("gate counts", works=True),
+    "bench baseline": Moved("gate baseline", works=True),
+    "bench run --world": Moved("bench world --world N", works=False),
+    "bench run --gate": Moved("gate run [--against REV]", works=False),
+    "bench run --write-baseline": Moved("gate baseline", works=False),
+}
+HELP_OPTIONS = ("-h", "--help")
+
+
+def _matches(old: str, args: list) -> int:
+    """How many leading words of `args` the old spelling `old` (a key of MOVED) replaces; 0 when it does not match."""
+    *words, last = old.split()
+    n = len(words)
+    if args[:n] != words:
+        return 0
+    if last == "[OPTIONS]":
+        return n if len(args) > n and args[n].startswith("-") and args[n] not in HELP_OPTIONS else 0
+    if last.startswith("--"):
+        return n if any(arg == last or arg.startswith(last + "=") for arg in args[n:]) else 0
+    return n + 1 if args[n:n + 1] == [last] else 0
+
+
+def respell(args: list, note=lambda line: click.echo(line, err=True)) -> list:
+    """`args` (what follows `ablate`) with every old spelling in MOVED replaced by its new one, each replacement
+    then told through `note`; a click.UsageError naming the new spelling for one that no longer works."""
+    args, notes = list(args), []
+    for old, moved in MOVED.items():
+        matched = _matches(old, args)
+        if not matched:
+            continue
+        if not moved.works:
+            raise click.UsageError(f"`ablate {old}` is now `ablate {moved.to}`")
+        notes.append(f"note: `ablate {old}` is now `ablate {moved.to}`; the old spelling still works for now")
+        args = [*(word for word in moved.to.split() if word != "[OPTIONS]"), *args[matched:]]
+    for line in notes:
+        note(line)
+    return args
+
+
 class LazyGroup(click.Group):
     """A Click group whose LAZY_COMMANDS are imported only when invoked; its help lists them by their declared
-    short help."""
+    short help. Old spellings of commands are replaced (or refused) first, as MOVED declares."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, args if ctx.resilient_parsing else respell(args))
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])

@@ -21,16 +21,18 @@ import torch
 from click.testing import CliRunner
 from support import ROOT
 
-from ablate.bench import ab, expected_counts, gate, scaling
-from ablate.bench import instructions as ab_instructions
-from ablate.bench.counting import count_work
 from ablate.bench.workloads import UPDATE_ALPHA, call, clustered_inputs
 from ablate.cli import main
+from ablate.gate import ab, baseline, expected_counts, scaling, verdicts
+from ablate.gate import instructions as ab_instructions
+from ablate.gate.cases import CASES as GATE_CASES
+from ablate.gate.counting import count_work
+from ablate.gate.sides import GateError, head_tree
 from ablate.gitrepo import git
 from ablate.loss import update_centers
 from ablate.loss.reference import reference_grads
 
-CASES = {case.name: case for case in gate.CASES}
+CASES = {case.name: case for case in GATE_CASES}
 LAWS = {law.name: law for law in scaling.LAWS}
 # CI's threshold for the A/B against the parent commit, looser than a user's default (ab.DEFAULT_THRESHOLD):
 # identical code, 20 runs x 3 cases on an AMD EPYC 2-core machine at load average 10-13, never failed at 0.10
@@ -43,13 +45,13 @@ GIT = shutil.which("git")
 def one_thread():
     """Time on one thread, as the gate does: steadier on a shared 2-core machine."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(gate.GATE_TIMING.threads)
+    torch.set_num_threads(baseline.GATE_TIMING.threads)
     yield
     torch.set_num_threads(threads)
 
 
 @pytest.mark.benchmark(max_time=0.5, min_rounds=5)
-@pytest.mark.parametrize("case", gate.CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize("case", GATE_CASES, ids=lambda case: case.name)
 def test_benchmark_case_and_check_what_it_computed(benchmark, one_thread, case):
     features, labels, centers = clustered_inputs(case.batch, case.classes, case.dim, torch.float32, "cpu")
     before = centers.clone()
@@ -133,7 +135,7 @@ def test_slack_loosens_each_kind_of_bound_and_never_tightens():
 
 def test_work_counts_match_the_committed_expected_counts():
     """Exact on every machine with this torch: any change of an op's calls, FLOPs, bytes or peak above 1%, or a
-    new op, fails here; `ablate bench counts --write` refreshes the file when a change is meant."""
+    new op, fails here; `ablate gate counts --write` refreshes the file when a change is meant."""
     expected = expected_counts.load()
     assert set(expected["cases"]) == set(CASES)
     assert expected_counts.check(expected, expected_counts.measure()) == []
@@ -151,7 +153,7 @@ def test_an_extra_copy_on_the_public_path_is_named_by_case_op_and_bytes(monkeypa
     before = expected[case.name]["bytes"]
     assert f"{case.name}: new op aten.clone.default (1 calls)" in lines
     assert f"{case.name}: bytes {before:,} -> {before + copy:,} ({copy / before:+.1%})" in lines
-    verdict, moved = ab.counts_verdict(expected[case.name], expected_counts.measure_case(case))
+    verdict, moved = verdicts.counts_verdict(expected[case.name], expected_counts.measure_case(case))
     assert verdict == "fail" and f"bytes {before:,} -> {before + copy:,}" in moved
 
 
@@ -173,11 +175,11 @@ def test_counts_see_ops_flops_views_and_the_peak():
 def test_counts_that_move_either_way_differ_and_only_more_work_fails():
     base = {"ops": {"aten.a": 10, "aten.b": 1}, "flops": 0, "bytes": 1000, "peak_bytes": 500}
     same = {**base, "bytes": 1009}  # within 1%
-    assert expected_counts.changes(base, same) == [] and ab.counts_verdict(base, same) == ("pass", "")
+    assert expected_counts.changes(base, same) == [] and verdicts.counts_verdict(base, same) == ("pass", "")
     less = {**base, "ops": {"aten.a": 10}, "bytes": 800}
-    verdict, moved = ab.counts_verdict(base, less)
+    verdict, moved = verdicts.counts_verdict(base, less)
     assert verdict == "less" and moved == "op aten.b gone (was 1 calls); bytes 1,000 -> 800 (-20.0%)"
-    assert ab.counts_verdict(base, {**base, "peak_bytes": 600})[0] == "fail"
+    assert verdicts.counts_verdict(base, {**base, "peak_bytes": 600})[0] == "fail"
     assert expected_counts.check({"torch": "0.0", "cases": {}}, {})[0].startswith(
         "the expected counts were recorded with torch 0.0")
 
@@ -186,7 +188,7 @@ def test_a_malformed_expected_counts_file_is_named(tmp_path):
     path = tmp_path / "expected_counts.json"
     for text in ("[]", '{"torch": "2", "cases": {"a": {"ops": 3}}}', "not json"):
         path.write_text(text)
-        with pytest.raises(ValueError, match=f"{path} is not an expected-counts file.*ablate bench counts --write"):
+        with pytest.raises(ValueError, match=f"{path} is not an expected-counts file.*ablate gate counts --write"):
             expected_counts.load(path)
 
 
@@ -204,9 +206,9 @@ def _rounds(factor: float, seed: int, rounds: int = 15):
 @pytest.mark.parametrize("factor, expected", [(1.0, "pass"), (1.05, "pass"), (2.0, "fail"), (0.5, "faster")])
 def test_decision_on_paired_rounds(factor, expected):
     for seed in range(20):
-        ratio, low, high = ab.ratio_interval(*_rounds(factor, seed))
+        ratio, low, high = verdicts.ratio_interval(*_rounds(factor, seed))
         assert low <= ratio <= high
-        assert ab.verdict(low, high, ab.DEFAULT_THRESHOLD) == expected, (seed, ratio, low, high)
+        assert verdicts.wall_verdict(low, high, ab.DEFAULT_THRESHOLD) == expected, (seed, ratio, low, high)
 
 
 # --- the A/B gate on real revisions ----------------------------------------------------------------------
@@ -233,7 +235,7 @@ def test_working_tree_is_not_slower_than_its_parent_commit():
     why_not = _has_parent(ROOT)
     if why_not:
         pytest.skip(f"A/B against the parent commit skipped: {why_not}")
-    table, sides = ab.compare(ROOT, "HEAD~1", threshold=CI_THRESHOLD, allow_dirty=True)
+    table, sides = ab.compare(ROOT, "HEAD~1", signals=ab.Signals(threshold=CI_THRESHOLD), allow_dirty=True)
     assert set(table["verdict"]) <= {"pass", "faster", "new"}, f"{sides}\n{table.to_string()}"
 
 
@@ -296,7 +298,7 @@ def test_ab_fails_a_2x_slowdown_passes_a_5_percent_one_and_calls_an_unrunnable_b
     _append(scratch_repo, "ablate/loss/gather.py", SLOWER_GATHER)
     _append(scratch_repo, "ablate/loss/updates.py", SLIGHTLY_SLOWER_UPDATE)
     _git(scratch_repo, "commit", "--quiet", "-am", "naive back; gather twice as slow; the update 5% slower")
-    table, _ = ab.compare(scratch_repo, "HEAD~1", signals=("wall",))
+    table, _ = ab.compare(scratch_repo, "HEAD~1", signals=ab.Signals(names=("wall",)))
     rows = table.set_index("case")
     gather = rows.loc["gather_full_vs_copy"]
     assert gather["wall"] == "fail" and 1 + ab.DEFAULT_THRESHOLD < gather["ci_low"] <= gather["ratio"] <= \
@@ -310,7 +312,7 @@ def test_a_base_without_the_public_api_is_a_clear_error(scratch_repo):
     (scratch_repo / "ablate/loss/__init__.py").write_text('"""No public API yet."""\n')
     _git(scratch_repo, "commit", "--quiet", "-am", "base without the public API")
     _git(scratch_repo, "revert", "--no-edit", "--quiet", "HEAD")
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(scratch_repo),
+    result = CliRunner().invoke(main, ["gate", "run", "--against", "HEAD~1", "--repo", str(scratch_repo),
                                        "--no-laws", "--no-baseline"])
     assert result.exit_code == 1
     message = result.output.strip().splitlines()[-1]
@@ -320,7 +322,7 @@ def test_a_base_without_the_public_api_is_a_clear_error(scratch_repo):
 
 @needs_git
 def test_an_unknown_revision_is_a_clear_error():
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "no-such-revision", "--repo", str(ROOT),
+    result = CliRunner().invoke(main, ["gate", "run", "--against", "no-such-revision", "--repo", str(ROOT),
                                        "--allow-dirty", "--no-laws", "--no-baseline"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error: unknown revision 'no-such-revision'" in result.output
@@ -329,47 +331,42 @@ def test_an_unknown_revision_is_a_clear_error():
 def test_a_dirty_tree_is_refused_unless_allowed(scratch_repo):
     with open(scratch_repo / "README.md", "a") as f:
         f.write("an uncommitted line\n")
-    with pytest.raises(ab.GateError, match=r"uncommitted changes to 1 tracked file\(s\) \(README.md\).*--allow-dirty"):
+    with pytest.raises(GateError, match=r"uncommitted changes to 1 tracked file\(s\) \(README.md\).*--allow-dirty"):
         ab.compare(scratch_repo, "HEAD")
-    assert ab.head_tree(scratch_repo, allow_dirty=True).description.endswith("+ uncommitted changes)")
+    assert head_tree(scratch_repo, allow_dirty=True).description.endswith("+ uncommitted changes)")
 
 
 def test_no_checkout_and_no_git_are_clear_errors(tmp_path, monkeypatch):
     if GIT is not None:
-        with pytest.raises(ab.GateError, match="is not inside a git checkout"):
+        with pytest.raises(GateError, match="is not inside a git checkout"):
             ab.compare(tmp_path, "HEAD")
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ab.GateError, match="needs git on PATH"):
+    with pytest.raises(GateError, match="needs git on PATH"):
         ab.compare(tmp_path, "HEAD")
 
 
-def test_too_few_rounds_for_an_interval_is_refused():
+def test_too_few_rounds_for_an_interval_and_unknown_signals_are_refused():
     with pytest.raises(ValueError, match="rounds must be at least 5"):
-        ab.compare(ROOT, "HEAD", rounds=3)
+        ab.Signals(rounds=3)
+    with pytest.raises(ValueError, match="unknown signal.*expected some of counts, instructions, wall"):
+        ab.Signals(names=("counts", "speed"))
 
 
-# --- the old flags, and baselines that inform ----------------------------------------------------------
-
-@pytest.mark.parametrize("flag, new_form", [("--gate", "ablate bench gate"),
-                                            ("--write-baseline", "ablate bench baseline")])
-def test_old_gate_flags_name_the_new_subcommand(flag, new_form):
-    result = CliRunner().invoke(main, ["bench", flag])
-    assert result.exit_code == 2 and f"{flag} is now a subcommand: use `{new_form}" in result.output
-
+# --- baselines that inform ------------------------------------------------------------------------------
 
 def test_baselines_are_kept_per_machine_and_compared_only_on_the_same_one(tmp_path):
     path = tmp_path / "baseline.json"
     other = "Some Other CPU | 64 cores | torch 0.0"
-    gate.write_baseline({"a": 2.0}, path)
-    machines = gate.load_baselines(path)
+    baseline.write_baseline({"a": 2.0}, path)
+    machines = baseline.load_baselines(path)
     machines[other] = {"ratios": {"a": 9.0}}
     path.write_text(json.dumps({"machines": machines}))
-    gate.write_baseline({"a": 3.0}, path)  # this machine's entry replaced, the other kept
-    machines = gate.load_baselines(path)
-    assert machines[gate.fingerprint()]["ratios"] == {"a": 3.0} and machines[other]["ratios"] == {"a": 9.0}
-    table = gate.compare_with_baseline({"a": 3.3}, machines, gate.fingerprint())
+    baseline.write_baseline({"a": 3.0}, path)  # this machine's entry replaced, the other kept
+    machines = baseline.load_baselines(path)
+    assert machines[baseline.fingerprint()]["ratios"] == {"a": 3.0} and machines[other]["ratios"] == {"a": 9.0}
+    table = baseline.compare_with_baseline({"a": 3.3}, machines, baseline.fingerprint())
     assert table["change"].iloc[0] == pytest.approx(0.1)
-    assert gate.compare_with_baseline({"a": 3.3}, {other: machines[other]}, gate.fingerprint()) is None
+    assert baseline.compare_with_baseline({"a": 3.3}, {other: machines[other]}, baseline.fingerprint()) is None
 
 
 def test_a_malformed_baseline_file_is_named(tmp_path):
@@ -377,18 +374,18 @@ def test_a_malformed_baseline_file_is_named(tmp_path):
     for text in ("[]", '{"ratios": {"a": 1}}', '{"machines": {"x": {"ratios": 3}}}', "not json"):
         path.write_text(text)
         with pytest.raises(ValueError, match=f"{path} is not a gate baseline file"):
-            gate.load_baselines(path)
-    assert gate.load_baselines(tmp_path / "absent.json") == {}
+            baseline.load_baselines(path)
+    assert baseline.load_baselines(tmp_path / "absent.json") == {}
 
 
 def test_committed_baselines_cover_every_case():
-    machines = gate.load_baselines()
+    machines = baseline.load_baselines()
     assert machines and all(set(entry["ratios"]) == set(CASES) for entry in machines.values())
 
 
 def test_gate_without_a_baseline_for_this_machine_prints_a_note(monkeypatch):
-    monkeypatch.setattr(gate, "fingerprint", lambda: "A CPU nobody measured | 3 cores | torch 0.0")
-    result = CliRunner().invoke(main, ["bench", "gate", "--no-laws"])
+    monkeypatch.setattr(baseline, "fingerprint", lambda: "A CPU nobody measured | 3 cores | torch 0.0")
+    result = CliRunner().invoke(main, ["gate", "run", "--no-laws"])
     assert result.exit_code == 0, result.output
     assert "no baseline for this machine (A CPU nobody measured | 3 cores | torch 0.0)" in result.output
     assert "never fail" in result.output
@@ -411,7 +408,7 @@ def _failing_gate(repo, path: str, change: str, message: str, *options) -> tuple
     returns (result, the output from 'performance gate failed' on)."""
     _append(repo, path, change)
     _git(repo, "commit", "--quiet", "-am", message)
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "HEAD~1", "--repo", str(repo), *options,
+    result = CliRunner().invoke(main, ["gate", "run", "--against", "HEAD~1", "--repo", str(repo), *options,
                                        "--no-laws", "--no-baseline"])
     assert result.exit_code == 1, result.output
     return result, result.output[result.output.index("performance gate failed"):]
@@ -466,10 +463,7 @@ def test_a_three_times_slower_update_fails_by_instructions_and_wall_clock(scratc
 
 @needs_git
 def test_a_revision_string_past_any_ref_name_is_one_line_error():
-    for rev in ("a" * 3_000_000, "HEAD\n~1", "HEAD\x00"):
-        with pytest.raises(ab.GateError, match=r"is not a revision name: expected at most 256 printable"):
-            ab.resolve_revision(ROOT, rev)
-    result = CliRunner().invoke(main, ["bench", "gate", "--against", "x" * 100_000, "--repo", str(ROOT),
+    result = CliRunner().invoke(main, ["gate", "run", "--against", "x" * 100_000, "--repo", str(ROOT),
                                        "--allow-dirty", "--no-laws", "--no-baseline"])
     assert result.exit_code == 1 and "Traceback" not in result.output and len(result.output) < 500
 
@@ -513,7 +507,7 @@ def test_sigterm_or_sighup_at_any_moment_leaves_no_process_worktree_or_temp_fold
         mark = f"ABLATE_GATE_SIGNAL_TEST_{os.getpid()}_{n}"
         sig = signal.SIGHUP if n == 2 else signal.SIGTERM
         process = subprocess.Popen(
-            [sys.executable, "-m", "ablate", "bench", "gate", "--against", "HEAD", "--repo", str(scratch_repo),
+            [sys.executable, "-m", "ablate", "gate", "run", "--against", "HEAD", "--repo", str(scratch_repo),
              "--signal", "counts", "--signal", "wall", "--no-laws", "--no-baseline"],
             cwd=ROOT, env={**os.environ, "TMPDIR": str(temp), mark: "1"}, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)

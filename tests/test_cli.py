@@ -1,5 +1,6 @@
 """The top-level command line."""
 
+import itertools
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ablate.cli import LAZY_COMMANDS, LazyGroup, main
+from ablate.cli import LAZY_COMMANDS, MOVED, LazyGroup, main, respell
 from ablate.loss import available_variants, get_variant, variant_names
 from ablate.registry import lazy
 
@@ -40,7 +41,8 @@ def test_variants_refuses_an_unknown_device_and_lists_nothing_on_a_missing_gpu()
 
 # --- what the top level imports -------------------------------------------------------------------------------
 
-SUBCOMMAND_MODULES = ("ablate.train", "ablate.grid", "ablate.bench", "ablate.report", "ablate.check", "ablate.compare")
+SUBCOMMAND_MODULES = ("ablate.train", "ablate.grid", "ablate.bench", "ablate.gate", "ablate.report", "ablate.check",
+                      "ablate.compare")
 
 
 def imported_modules(*args: str) -> set:
@@ -87,9 +89,55 @@ def test_the_listing_is_clicks_with_every_command_imported(monkeypatch):
     assert all(f"\n  {name} " in lazy_listing for name in main.list_commands(None))
 
 
-@pytest.mark.parametrize("name", ["bench", "check", "compare", "grid", "report", "train", "variants"])
+@pytest.mark.parametrize("name", ["bench", "check", "compare", "gate", "grid", "report", "train", "variants"])
 def test_each_command_shows_its_own_help(name):
     assert name in main.list_commands(None)
     result = CliRunner().invoke(main, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"Usage: main {name} ") and "Options:" in result.output
+
+
+# --- old spellings (MOVED) ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, new", [
+    (["bench", "--world", "2"], "ablate bench world --world N"),
+    (["bench", "run", "--quick", "--world=1,2"], "ablate bench world --world N"),
+    (["bench", "--gate"], "ablate gate run [--against REV]"),
+    (["bench", "run", "--write-baseline"], "ablate gate baseline"),
+])
+def test_an_old_spelling_whose_meaning_moved_is_refused_naming_the_new_command(args, new, tmp_path):
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and error[0].endswith(f"is now `{new}`"), result.output
+    assert not (tmp_path / "run").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("args, new", [
+    (["bench", "gate", "--against", "HEAD"], ["gate", "run", "--against", "HEAD"]),
+    (["bench", "counts", "--write"], ["gate", "counts", "--write"]),
+    (["bench", "baseline"], ["gate", "baseline"]),
+    (["bench", "--suite", "quick"], ["bench", "run", "--suite", "quick"]),
+    (["bench", "run", "--suite", "quick"], ["bench", "run", "--suite", "quick"]),
+    (["bench", "--help"], ["bench", "--help"]),
+    (["gate", "counts"], ["gate", "counts"]),
+])
+def test_an_old_spelling_that_still_works_becomes_the_new_one_and_says_so(args, new):
+    notes = []
+    assert respell(args, note=notes.append) == new
+    assert len(notes) == (args != new)
+    if notes:
+        assert notes[0].startswith("note: `ablate bench") and f"is now `ablate {new[0]} {new[1]}" in notes[0]
+
+
+def test_a_forwarded_spelling_runs_the_new_command():
+    result = CliRunner().invoke(main, ["bench", "gate", "--help"])
+    assert result.exit_code == 0 and "Usage: main gate run [OPTIONS]" in result.output, result.output
+    assert "note: `ablate bench gate` is now `ablate gate run`" in result.output
+
+
+def test_every_new_spelling_is_a_command():
+    for moved in MOVED.values():
+        words = list(itertools.takewhile(str.isalpha, moved.to.split()))  # the command's words, then options
+        result = CliRunner().invoke(main, [*words, "--help"])
+        assert result.exit_code == 0 and f"Usage: main {' '.join(words)} " in result.output, (moved, result.output)

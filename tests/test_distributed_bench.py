@@ -1,4 +1,4 @@
-"""`ablate bench --world N`: bytes per step from the collectives' sizes, memory per rank, the report section."""
+"""`ablate bench world --world N`: bytes per step from the collectives' sizes, memory per rank, the report section."""
 
 import pandas as pd
 import pytest
@@ -15,8 +15,8 @@ E, LABEL = 4, 8  # bytes of a float32 and of an int64 label
 
 
 def run_world(out, worlds: str):
-    result = CliRunner().invoke(main, ["bench", "--world", worlds, "--batch", str(B), "--classes", str(C), "--dim",
-                                       str(D), "--quick", "--out", str(out)])
+    result = CliRunner().invoke(main, ["bench", "world", "--world", worlds, "--batch", str(B), "--classes", str(C),
+                                       "--dim", str(D), "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return pd.read_csv(out / "distributed.csv")
 
@@ -92,6 +92,6 @@ def test_the_dense_update_it_times_is_eq_4(tmp_path):
                                            (["--world", "2", "--mode", "forward"], "unknown mode(s) forward"),
                                            (["--world", "two"], "comma-separated list of ints")])
 def test_bad_world_options_are_refused_before_anything_runs(tmp_path, args, message):
-    result = CliRunner().invoke(main, ["bench", *args, "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(main, ["bench", "world", *args, "--out", str(tmp_path / "run")])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()

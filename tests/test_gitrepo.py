@@ -1,5 +1,6 @@
-"""ablate.gitrepo.git: git's answer as a CompletedProcess, and git with everything it started killed when the call
-is cut short (a timeout, or SIGTERM under ablate.signals.termination_raises as in the A/B gate)."""
+"""ablate.gitrepo: git's answer as a CompletedProcess, and git with everything it started killed when the call is
+cut short (a timeout, or SIGTERM under ablate.signals.termination_raises as in the A/B gate); checkouts, revisions,
+uncommitted files and temporary worktrees, each failure one GitError line."""
 
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.gitrepo import git
+from ablate.gitrepo import GitError, git, resolve_revision, toplevel, uncommitted, worktree
 from ablate.signals import termination_raises
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git on PATH")
@@ -91,3 +92,43 @@ def test_sigterm_mid_call_kills_git_and_what_it_started(hanging_git, tmp_path):
         git(tmp_path, "worktree", "add", timeout=60)
     sender.join()
     assert _gone(_child_pid(hanging_git))
+
+
+@needs_git
+def test_toplevel_revisions_and_uncommitted_files(tmp_path):
+    root = tmp_path / "repo"
+    (root / "sub").mkdir(parents=True)
+    git(root, "init", "--quiet", timeout=60)
+    (root / "file.txt").write_text("one\n")
+    git(root, "add", "file.txt", timeout=60)
+    git(root, "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "--quiet", "-m", "one", timeout=60)
+    assert toplevel(root / "sub").resolve() == root.resolve()
+    head = resolve_revision(root, "HEAD")
+    assert len(head) == 40 and resolve_revision(root, head[:8]) == head
+    assert uncommitted(root) == []
+    (root / "file.txt").write_text("two\n")
+    (root / "untracked.txt").write_text("not git's\n")
+    assert uncommitted(root) == ["file.txt"]  # tracked files only
+
+    with worktree(root, head, prefix="ablate-test-") as folder:
+        assert folder.name.startswith("ablate-test-") and (folder / "file.txt").read_text() == "one\n"
+    assert not folder.exists() and len(git(root, "worktree", "list", timeout=60).stdout.splitlines()) == 1
+
+
+@needs_git
+def test_each_git_failure_is_one_line_naming_what_is_wrong(tmp_path, monkeypatch):
+    with pytest.raises(GitError, match=f"{tmp_path} is not inside a git checkout"):
+        toplevel(tmp_path)
+    git(tmp_path, "init", "--quiet", timeout=60)
+    with pytest.raises(GitError, match="unknown revision 'no-such-revision'.*expected a commit, branch or tag"):
+        resolve_revision(tmp_path, "no-such-revision")
+    for rev in ("a" * 3_000_000, "HEAD\n~1", "HEAD\x00"):  # past any ref name, or not printable: git never sees it
+        with pytest.raises(GitError, match=r"is not a revision name: expected at most 256 printable") as raised:
+            resolve_revision(tmp_path, rev)
+        assert "\n" not in str(raised.value) and len(str(raised.value)) < 300
+    with pytest.raises(GitError, match="could not check 0{40} out into a temporary worktree"):
+        with worktree(tmp_path, "0" * 40):
+            pass
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(GitError, match="`git rev-parse` needs git on PATH"):
+        toplevel(tmp_path)

@@ -35,14 +35,15 @@ def test_a_feat_dim_beyond_any_machine_or_int64_is_one_line(value):
 
 def test_bench_world_beyond_the_cores_is_refused_before_the_folder_is_claimed(tmp_path):
     out = tmp_path / "w"
-    code, output = run("bench", "run", "--world", "1000", "--quick", "--out", str(out))
+    code, output = run("bench", "world", "--world", "1000", "--quick", "--out", str(out))
     assert code == 1 and "--world 1000 is over the limit" in output and not out.exists(), output
 
 
 def test_bench_world_memory_per_rank_is_estimated(tmp_path, monkeypatch):
     monkeypatch.setenv(PROCESSES_ENV, "2")
     out = tmp_path / "w"
-    code, output = run("bench", "run", "--world", "2", "--classes", "100000000000", "--dim", "1000", "--out", str(out))
+    code, output = run("bench", "world", "--world", "2", "--classes", "100000000000", "--dim", "1000",
+                       "--out", str(out))
     assert code == 1 and "--world 2 needs about" in output and "GB per process" in output and not out.exists(), output
 
 

@@ -109,6 +109,6 @@ def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, sig, wo
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_bench_world_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path, sig):
-    job, temp = start(["bench", "run", "--world", "2", "--classes", "1000", "--out", str(tmp_path / "w")], tmp_path)
+    job, temp = start(["bench", "world", "--world", "2", "--classes", "1000", "--out", str(tmp_path / "w")], tmp_path)
     seen = signal_when(job, 2, sig, 1.0)
     assert_nothing_left(job, seen, temp)

@@ -172,8 +172,11 @@ def test_records_of_an_earlier_grid_are_left_out_when_tables_are_rebuilt(grid, t
 def test_a_folder_records_its_kind_and_refuses_the_other(tmp_path):
     claim(tmp_path / "g", "grid", config_columns=["lambda", "seed"])
     assert manifest.run_kind(tmp_path / "g") == "grid"
-    with pytest.raises(RunFolderError, match="holds a grid run .* choose another --out"):
+    with pytest.raises(RunFolderError, match=r"holds a grid run \(from `ablate grid`\); `ablate bench run` would mix "
+                                             ".* choose another --out"):
         claim(tmp_path / "g", "bench")
+    with pytest.raises(RunFolderError, match=r"`ablate bench world` would mix"):  # the command that writes each kind
+        manifest.check_kind(tmp_path / "g", "distributed")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "bench.parquet").write_bytes(b"")  # a bench folder from before run.json
     with pytest.raises(RunFolderError, match="holds a bench run"):

@@ -40,11 +40,13 @@ WRITERS_ELSEWHERE = {
     "distributed/launch.py": "each rank's result and error, in the launcher's own temp folder",
     "grid/executors.py": "removes its own temp folder (made in the scratch folder ablate.runs lends it)",
     "bench/distributed.py": "/proc/self/clear_refs (resets the peak resident set), no file",
-    "bench/gate.py": "ablate/bench/baseline.json (`ablate bench baseline`)",
-    "bench/expected_counts.py": "ablate/bench/expected_counts.json (`ablate bench counts --write`)",
-    "bench/instructions.py": "valgrind's spec and log, in its own temp folder",
-    "bench/ab.py": "removes the gate's own git worktree of the base revision",
-    "bench/ab_worker.py": "the A/B worker's result file and its reply pipe, paths its parent gives",
+    "gate/baseline.py": "ablate/gate/baseline.json (`ablate gate baseline`)",
+    "gate/expected_counts.py": "ablate/gate/expected_counts.json (`ablate gate counts --write`)",
+    "gate/instructions.py": "valgrind's spec and log, in its own temp folder",
+    "gate/ab.py": "each gate case's inputs (.pt), in the gate's own temp folder",
+    "gate/sides.py": "the request pipe to a worker process",
+    "gate/worker.py": "the A/B worker's result file and its reply pipe, paths its parent gives",
+    "gitrepo.py": "removes a temporary git worktree it made (the gate's base revision)",
 }
 
 WRITING_NAMES = {"atomic_write_with", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",

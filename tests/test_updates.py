@@ -7,9 +7,9 @@ for these sizes; 1e-5.
 
 import pytest
 import torch
-import torch.utils.benchmark as benchmark
 from numerics import absent_classes, normwise_error
 
+from ablate.gate.counting import count_work
 from ablate.loss import CONVENTIONS, RULES, CenterLoss, available_variants, center_loss, get_variant, update_centers
 from ablate.loss.reference import reference_update
 
@@ -82,20 +82,39 @@ def test_sgd_rule_equals_popular_optimizer_path(convention):
     assert torch.allclose(centers, param.detach(), rtol=1e-12, atol=1e-12)
 
 
-def test_update_cost_does_not_grow_with_classes():
-    """Only the labelled rows are touched: a step at C=100,000 costs about what it costs at C=10.
+def _update_work(classes: int, step=update_centers, **kwargs) -> dict:
+    """The counted work (ablate.gate.counting: ATen ops, FLOPs, bytes allocated, peak) of one update of the same
+    batch (250 rows, 10 classes, D = 64) with `classes` centers, after one warm-up step, as the gate counts."""
+    centers, features, labels = batch(torch.float32, labels=tuple(range(10)) * 25, classes=classes, dim=64)
+    step(centers, features, labels, alpha=0.5, **kwargs)
+    return count_work(lambda: step(centers, features, labels, alpha=0.5, **kwargs))
 
-    Both timed in this process; an O(C*D) step (a clone or a dense gradient of 100,000 x 64
-    floats, 25.6 MB) would be tens of times slower. Margin 3x for noise.
-    """
-    def median_seconds(classes):
-        centers, features, labels = batch(torch.float32, labels=tuple(range(10)) * 25, classes=classes, dim=64)
-        timer = benchmark.Timer("update_centers(c, x, y, alpha=0.5, rule='paper')",
-                                globals={"update_centers": update_centers, "c": centers, "x": features, "y": labels})
-        return timer.blocked_autorange(min_run_time=0.3).median
 
-    small, large = median_seconds(10), median_seconds(100_000)
-    assert large < 3 * small, f"update at C=100000 took {large / small:.1f}x the time at C=10"
+@pytest.mark.parametrize("rule", RULES.names())
+@pytest.mark.parametrize("variant", UPDATE_VARIANTS)
+def test_update_work_does_not_grow_with_classes(variant, rule):
+    """Only the labelled rows are touched: a step at C=100,000 dispatches the same ATen ops, FLOPs and bytes as at
+    C=10, exactly. An O(C*D) step (a clone, a dense delta or gradient: 100,000 x 64 floats, 25.6 MB) allocates
+    C x D more (the test below shows the counts see it). What an in-place op reads is not counted: a dense in-place
+    step over every row is the gate's scaling law update_cost_follows_rows to catch, by time (`make gate`)."""
+    assert _update_work(100_000, rule=rule, variant=variant) == _update_work(10, rule=rule, variant=variant)
+
+
+def dense_paper_update(centers, features, labels, alpha):
+    """Eq. 4 computed right but densely: a (C, D) delta and a step over every row."""
+    delta = torch.zeros_like(centers).index_add_(0, labels, centers[labels] - features)  # (C, D)
+    counts = torch.bincount(labels, minlength=centers.shape[0]).unsqueeze(1)  # (C, 1)
+    centers.sub_(alpha * delta / (1 + counts))
+
+
+def test_the_counted_work_of_a_dense_update_grows_with_classes():
+    centers, features, labels = batch(torch.float64)
+    expected = reference_update(centers, features, labels, alpha=0.5, rule="paper")
+    dense_paper_update(centers, features, labels, alpha=0.5)
+    assert normwise_error(centers, expected) <= TOL[torch.float64]  # right values: only its cost is wrong
+    small, large = _update_work(10, dense_paper_update), _update_work(100_000, dense_paper_update)
+    assert small["ops"] == large["ops"]  # the same ops, on larger tensors
+    assert large["bytes"] - small["bytes"] >= (100_000 - 10) * 64 * 4  # at least one more (C, D) float32 tensor
 
 
 def test_update_refuses_non_finite_features_and_leaves_centers():

@@ -7,12 +7,12 @@ pages freed to the heap stay resident. Setting a threshold fixes it (and stops t
 
 One mechanism, mallopt, called by the process that measures, rather than the MALLOC_MMAP_THRESHOLD_ and
 MALLOC_TRIM_THRESHOLD_ environment variables: the variables reach only a process started with them (exec), after
-they are set; the ranks of `ablate bench --world` are forks of torch's forkserver, which may have started before
+they are set; the ranks of `ablate bench world` are forks of torch's forkserver, which may have started before
 and would keep its own environment, and setting them in the parent would leak into every process it starts
 later. mallopt acts on the process that calls it, however it was started, from that call on: every measured
 allocation comes after it. Where the C library is not glibc, nothing is set and the caller is told.
 
-This module imports nothing from ablate: the A/B gate's workers load it by path (ablate/bench/ab_worker.py),
+This module imports nothing from ablate: the A/B gate's workers load it by path (ablate/gate/worker.py),
 whichever revision they import.
 """
 

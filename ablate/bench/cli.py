@@ -1,4 +1,5 @@
-"""`ablate bench`: the command group, and `ablate bench run`, a declared benchmark suite into RUN_DIR."""
+"""`ablate bench`: `run`, a declared benchmark suite into RUN_DIR, and `world`, the distributed placements timed
+across processes into RUN_DIR."""
 
 import time
 from pathlib import Path
@@ -8,13 +9,13 @@ import pandas as pd
 import torch
 
 from ablate.analysis.numerics import FLOAT32_TOLERANCE, float32_failures
-from ablate.bench.gate_cli import baseline_command, counts_command, gate_command
 from ablate.bench.runner import run_suite
 from ablate.bench.suites import SUITES, resolve_suite
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
 from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss.devices import AUTO, training_devices
+from ablate.loss.dtypes import DTYPES
 from ablate.loss.rules import RULES
 from ablate.runs.manifest import check_kind
 from ablate.runs.readers import read_provenance
@@ -47,6 +48,17 @@ def _device(name: str) -> torch.device:
         return resolve_device(name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
+
+
+def _checked_run_dir(run_dir: Path | None, setup: str, kind: str) -> Path:
+    """--out, or runs/bench/<setup>-<time>; refused (naming --out) if not writable or a run of another kind."""
+    run_dir = run_dir or Path("runs/bench") / f"{setup}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
+    try:
+        check_writable(run_dir, folder=True)
+        check_kind(run_dir, kind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    return run_dir
 
 
 def _print_notes(title: str, table: pd.DataFrame) -> None:
@@ -83,51 +95,9 @@ def _print_summary(tables: dict) -> None:
         _print_notes("training step", steps)
 
 
-class _BenchGroup(click.Group):
-    """`ablate bench [OPTIONS]` with no subcommand runs a suite, as it did before the subcommands existed."""
-
-    def parse_args(self, ctx, args):
-        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-def _run_world(worlds, device, modes, batch, classes, dim, dtypes, quick, run_dir) -> None:
-    from ablate.bench.distributed import run_world_bench  # spawns ranks: only when asked for
-
-    if dtypes is not None and len(dtypes) != 1:
-        raise click.BadParameter("--world takes one dtype", param_hint="--dtype")
-    sizes = {"modes": modes, "batch": batch, "classes": classes, "dim": dim}
-    options = {key: value for key, value in sizes.items() if value is not None}
-    run_dir = run_dir or Path("runs/bench") / f"world-{device.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
-    try:
-        check_writable(run_dir, folder=True)
-        check_kind(run_dir, "distributed")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--out") from None
-    click.echo(f"distributed center loss on {device}, world {', '.join(map(str, worlds))} -> {run_dir}")
-    try:
-        table = run_world_bench(worlds, run_dir, dtype=(dtypes or ("float32",))[0], steps=3 if quick else 20,
-                                device=device, **options)
-    except (ValueError, RanksFailed, RunLockedError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
-                                                                   "centers_bytes_per_rank", "peak_mem_bytes"]]
-    click.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
-    click.echo(f"wrote distributed (.parquet, .csv) and provenance.json to {run_dir}")
-
-
-@click.group("bench", cls=_BenchGroup)
+@click.group("bench")
 def bench_command():
-    """Time center-loss variants (run, the default), gate a change's speed (gate), check the gate cases' work
-    counts (counts), record a baseline (baseline)."""
-
-
-def _moved_to_subcommand(new_form: str):
-    def refuse(ctx, param, value):
-        if value:
-            raise click.UsageError(f"{param.opts[0]} is now a subcommand: use `{new_form}`")
-    return refuse
+    """Time center-loss variants (run) or the distributed placements of the centers across processes (world)."""
 
 
 @bench_command.command("run")
@@ -140,19 +110,12 @@ def _moved_to_subcommand(new_form: str):
 @click.option("--batch", callback=_comma_list(int), help="Comma list of batch sizes B.")
 @click.option("--classes", callback=_comma_list(int), help="Comma list of class counts C.")
 @click.option("--dim", callback=_comma_list(int), help="Comma list of feature dims D.")
-@click.option("--dtype", "dtypes", callback=_comma_list(), help="Comma list of float32, bfloat16, float16, float64.")
+@click.option("--dtype", "dtypes", callback=_comma_list(), help=f"Comma list of {', '.join(DTYPES)}.")
 @click.option("--rule", type=RULES.choice(), default=None, help="Center-update rule for mode update (default paper).")
 @click.option("--quick", is_flag=True, help="One short round per measurement: a smoke run, not a result.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="RUN_DIR for the tables (default runs/bench/<suite>-<device>-<time>); rerun into it to resume.")
-@click.option("--world", "worlds", callback=_comma_list(int),
-              help="Comma list of process counts: time, bytes and memory per step of the distributed forms instead "
-                   "(modes update, full; B 256, C 100000,1000000, D 128 unless given).")
-@click.option("--gate", is_flag=True, hidden=True, expose_value=False,
-              callback=_moved_to_subcommand("ablate bench gate [--against REV]"))
-@click.option("--write-baseline", is_flag=True, hidden=True, expose_value=False,
-              callback=_moved_to_subcommand("ablate bench baseline"))
-def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir, worlds):
+def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rule, quick, run_dir):
     """Time center-loss variants per size, mode and dtype; check their numerics; time training steps.
 
     Writes RUN_DIR/bench, numerics and train_step as .parquet and .csv, and provenance.json.
@@ -161,21 +124,13 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
     Exits with status 1 if a variant's float32 results disagree with the float64 reference.
     """
     dev = _device(device)
-    if worlds is not None:
-        _run_world(worlds, dev, modes, batch, classes, dim, dtypes, quick, run_dir)
-        return
     name = suite or ("gpu" if dev.type == "cuda" else "cpu")
     try:
         resolved = resolve_suite(name, dev, variants=variants, modes=modes, batch=batch, classes=classes, dim=dim,
                                  dtypes=dtypes, rule=rule, quick=quick)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    run_dir = run_dir or Path("runs/bench") / f"{name}-{dev.type}-{pd.Timestamp.now():%Y%m%d-%H%M%S}"
-    try:
-        check_writable(run_dir, folder=True)
-        check_kind(run_dir, "bench")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--out") from None
+    run_dir = _checked_run_dir(run_dir, f"{name}-{dev.type}", "bench")
     click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
     started = time.monotonic()
     try:
@@ -197,6 +152,38 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
         click.echo(f"float32 check passed: every variant within {FLOAT32_TOLERANCE:g} of the float64 reference")
 
 
-bench_command.add_command(gate_command)
-bench_command.add_command(baseline_command)
-bench_command.add_command(counts_command)
+
+@bench_command.command("world")
+@click.option("--world", "worlds", callback=_comma_list(int), required=True,
+              help="Comma list of process counts (world sizes) to measure, e.g. 1,2.")
+@click.option("--device", type=click.Choice(training_devices()), default=AUTO, show_default=True,
+              help="cpu: gloo, one thread per rank; cuda: nccl, one GPU per rank.")
+@click.option("--mode", "modes", callback=_comma_list(), help="Comma list of update, full (default both).")
+@click.option("--batch", callback=_comma_list(int), help="Comma list of global batch sizes B (default 256).")
+@click.option("--classes", callback=_comma_list(int), help="Comma list of class counts C (default 100000,1000000).")
+@click.option("--dim", callback=_comma_list(int), help="Comma list of feature dims D (default 128).")
+@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float32", show_default=True)
+@click.option("--quick", is_flag=True, help="3 steps per measurement instead of 20: a smoke run, not a result.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="RUN_DIR for the table (default runs/bench/world-<device>-<time>).")
+def world_command(worlds, device, modes, batch, classes, dim, dtype, quick, run_dir):
+    """Time the distributed forms of the centers (replicated, sharded, and a dense all-reduce for the update) per
+    step at each world size: the slowest rank's time, bytes received per rank, centers and peak memory per rank.
+
+    Writes RUN_DIR/distributed as .parquet and .csv, and provenance.json.
+    """
+    from ablate.bench.distributed import run_world_bench  # spawns ranks: only when asked for
+
+    dev = _device(device)
+    sizes = {"modes": modes, "batch": batch, "classes": classes, "dim": dim}
+    options = {key: value for key, value in sizes.items() if value is not None}
+    run_dir = _checked_run_dir(run_dir, f"world-{dev.type}", "distributed")
+    click.echo(f"distributed center loss on {dev}, world {', '.join(map(str, worlds))} -> {run_dir}")
+    try:
+        table = run_world_bench(worlds, run_dir, dtype=dtype, steps=3 if quick else 20, device=dev, **options)
+    except (ValueError, RanksFailed, RunLockedError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
+                                                                   "centers_bytes_per_rank", "peak_mem_bytes"]]
+    click.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"wrote distributed (.parquet, .csv) and provenance.json to {run_dir}")

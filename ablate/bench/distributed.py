@@ -1,4 +1,4 @@
-"""`ablate bench --world N`: time, bytes communicated and peak memory per step of center loss across ranks.
+"""`ablate bench world --world N`: time, bytes communicated and peak memory per step of center loss across ranks.
 
 For each world size W (ranks started by ablate.distributed.launch), form and class count, one point per mode:
     update  one center update (rule paper) of the global batch of B rows, B/W on each rank
@@ -30,6 +30,7 @@ from ablate.distributed.centers import FORMS, form_placement
 from ablate.distributed.groups import all_sum_, count_traffic
 from ablate.distributed.launch import check_world, run_ranks
 from ablate.loss import CenterLoss
+from ablate.loss.dtypes import DTYPES
 from ablate.runs.folder import RunFolder
 from ablate.runs.schema import DISTRIBUTED, DISTRIBUTED_COLUMNS
 
@@ -169,8 +170,8 @@ def run_world_bench(worlds, run_dir, *, forms=(*FORMS, DENSE), modes=MODES, batc
         unknown = [v for v in values if v not in valid]
         if unknown:
             raise ValueError(f"unknown {name}(s) {', '.join(unknown)} for --world; expected among {', '.join(valid)}")
-    if dtype not in ("float32", "float64", "float16", "bfloat16"):
-        raise ValueError(f"unknown dtype {dtype!r} for --world; expected float32, float64, float16 or bfloat16")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} for --world; expected one of {', '.join(DTYPES)}")
     # every rank holds a replicated (C, D) table, its gradient or delta and the update's temporaries
     per_rank = 4 * max(classes) * max(dim) * torch.empty((), dtype=getattr(torch, dtype)).element_size()
     for world in worlds:

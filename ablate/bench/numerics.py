@@ -10,9 +10,10 @@ import math
 
 import torch
 
-from ablate.bench.suites import DTYPES, NumericsSpec
+from ablate.bench.suites import NumericsSpec
 from ablate.bench.workloads import clustered_inputs
 from ablate.loss import center_loss
+from ablate.loss.dtypes import DTYPES
 from ablate.loss.reference import reference_grads, reference_loss
 from ablate.runs.schema import ERROR_COLUMNS
 

@@ -26,11 +26,12 @@ from tqdm import tqdm
 
 from ablate.bench.cost import bytes_moved, memory_skip_note
 from ablate.bench.numerics import numerics_case
-from ablate.bench.suites import DTYPES, Point, Suite, sweep_variants
+from ablate.bench.suites import Point, Suite, sweep_variants
 from ablate.bench.timer import copy_bandwidth_gb_per_s, peak_memory_bytes, quantiles_ms, time_interleaved, warm_up
 from ablate.bench.train_step import train_step_case, workload_cases
 from ablate.bench.workloads import call, clustered_inputs, input_bytes
 from ablate.failures import error_note
+from ablate.loss.dtypes import DTYPES
 from ablate.runs import schema
 from ablate.runs.folder import RunFolder
 from ablate.runs.parts import PartStore

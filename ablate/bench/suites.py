@@ -12,10 +12,10 @@ from typing import Any, Optional
 import torch
 
 from ablate.loss import DEFAULT_VARIANT, RULES, available_variants, get_variant
+from ablate.loss.dtypes import DTYPES
 from ablate.registry import Registry
 
 MODES = ("forward", "backward", "full", "update")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 WORKLOADS = ("lenetpp", "large_head")
 
 

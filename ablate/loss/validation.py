@@ -2,7 +2,7 @@
 
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from ablate.loss.dtypes import DTYPES
 
 
 def check_inputs(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> None:
@@ -14,8 +14,8 @@ def check_inputs(features: torch.Tensor, labels: torch.Tensor, centers: torch.Te
         raise ValueError(f"features must be 2-D (B, D), got shape {tuple(features.shape)}")
     if centers.dim() != 2:
         raise ValueError(f"centers must be 2-D (C, D), got shape {tuple(centers.shape)}")
-    if features.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"features must be a floating dtype (one of {FLOAT_DTYPES}), got {features.dtype}")
+    if features.dtype not in DTYPES.values():
+        raise TypeError(f"features must be a floating dtype (one of {', '.join(DTYPES)}), got {features.dtype}")
     if centers.dtype != features.dtype:
         raise TypeError(f"centers dtype {centers.dtype} must match features dtype {features.dtype}")
     if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:

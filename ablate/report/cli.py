@@ -18,7 +18,7 @@ from ablate.report.build import load_runs, write_report
               help="The setting a grid's findings compare every other against.")
 def report_command(run_dirs, out, title, reference):
     """Write an HTML report of RUN_DIRS (grid runs from `ablate grid`, bench runs from `ablate bench`, distributed
-    bench runs from `ablate bench --world`).
+    bench runs from `ablate bench world`).
 
     The file is self-contained: figures are embedded PNGs, styles inline, no scripts, no network.
     """

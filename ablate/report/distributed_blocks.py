@@ -1,4 +1,4 @@
-"""The report's part for a distributed bench run (`ablate bench --world`): time and bytes per step against
+"""The report's part for a distributed bench run (`ablate bench world`): time and bytes per step against
 world size, memory per rank of the sharded and replicated centers, the raw rows."""
 
 import numpy as np

@@ -2,7 +2,7 @@
 
     GridRun.load(path)          a grid run (`ablate grid`): results, summary, curves, the cells' features on demand
     BenchRun.load(path)         a bench run (`ablate bench`): the timing, numerics and training-step tables
-    DistributedRun.load(path)   a distributed bench run (`ablate bench --world`)
+    DistributedRun.load(path)   a distributed bench run (`ablate bench world`)
     load_run(path)              whichever kind run.json (or, schema 0, the files) says the folder holds
 
 A file that cannot be read is left out with a note (GridRun.notes, BenchRun.notes, DistributedRun.notes) instead
@@ -109,7 +109,7 @@ class BenchRun:
 
 @dataclass
 class DistributedRun:
-    """A distributed bench run (`ablate bench --world`): one row per world x form x mode x size."""
+    """A distributed bench run (`ablate bench world`): one row per world x form x mode x size."""
 
     path: Path
     provenance: dict
@@ -199,4 +199,4 @@ def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
         return DistributedRun.load(run_dir)
     raise RunFolderError(f"{run_dir} is not a run folder: expected cells/ or results.parquet (a grid run, "
                          "from `ablate grid`), bench.parquet (a bench run, from `ablate bench`) or "
-                         "distributed.parquet (from `ablate bench --world`)")
+                         "distributed.parquet (from `ablate bench world`)")

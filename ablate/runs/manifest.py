@@ -16,6 +16,7 @@ from ablate.runs.schema import (
     COLUMN_NAME,
     DISTRIBUTED,
     GRID_SPEC,
+    KIND_COMMANDS,
     KINDS,
     MANIFEST,
     PARTS,
@@ -92,5 +93,5 @@ def check_kind(run_dir: str | Path, kind: str) -> None:
         return
     found = run_kind(run_dir)
     if found is not None and found != kind:
-        raise RunFolderError(f"{run_dir} holds a {found} run (from `ablate {found}`); `ablate {kind}` would mix "
-                             f"its files into it: choose another --out")
+        raise RunFolderError(f"{run_dir} holds a {found} run (from `{KIND_COMMANDS[found]}`); "
+                             f"`{KIND_COMMANDS[kind]}` would mix its files into it: choose another --out")

@@ -6,7 +6,7 @@
     grid:         grid.toml (the resolved spec), cells/<id>.json (one record per cell) and <id>.npz (its test
                   features), results and summary (.parquet, .csv), curves.parquet
     bench:        bench, numerics, train_step (.parquet, .csv); parts/<stage>/<key>.json while a run is under way
-    distributed:  distributed (.parquet, .csv), from `ablate bench --world`
+    distributed:  distributed (.parquet, .csv), from `ablate bench world`
     RUN_DIR/.lock             held by the one process writing the folder (ablate.runs.folder)
 
 Schema versions (run.json's "schema"; ablate.runs.manifest reads it and refuses a newer one):
@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 KINDS = ("grid", "bench", "distributed")
+KIND_COMMANDS = {"grid": "ablate grid", "bench": "ablate bench run", "distributed": "ablate bench world"}  # writers
 SCHEMA = 1  # the newest schema version this ablate writes and reads
 MANIFEST = "run.json"
 PROVENANCE = "provenance.json"
@@ -53,7 +54,7 @@ PREDICTIONS = "predictions"  # (N,) also in a cell's .npz; files written before 
 
 # bench tables
 BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
-DISTRIBUTED = "distributed"  # `ablate bench --world`
+DISTRIBUTED = "distributed"  # `ablate bench world`
 DISTRIBUTED_COLUMNS = ("world", "form", "mode", "batch", "classes", "dim", "dtype", "device", "time_ms_p20",
                        "time_ms_p50", "time_ms_p80", "bytes_per_step", "collectives_per_step",
                        "centers_bytes_per_rank", "peak_mem_bytes", "note")

@@ -1,13 +1,17 @@
-"""`ablate bench gate` (A/B against a base revision, scaling laws, this machine's baseline),
-`ablate bench counts` (the gate cases' work against the committed counts) and `ablate bench baseline`."""
+"""`ablate gate`: `run` (A/B against a base revision, the scaling laws, this machine's baseline), `counts` (the gate
+cases' work against the committed counts) and `baseline` (this machine's time ratios, recorded)."""
 
+import dataclasses
 import time
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from ablate.bench import ab, expected_counts, gate, instructions, scaling
+from ablate.gate import ab, baseline, expected_counts, instructions, scaling
+from ablate.gate.cases import CASES
+from ablate.gate.sides import GateError
+from ablate.gate.verdicts import SIGNALS
 
 
 def _format(table: pd.DataFrame) -> str:
@@ -51,20 +55,19 @@ def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     } for row in table.itertuples()])
 
 
-def _run_ab(repo: Path, rev: str, cases: tuple, threshold: float, rounds: int, round_ms: float, processes: int,
-            allow_dirty: bool, signals: tuple) -> list:
+def _run_ab(repo: Path, rev: str, cases: tuple, signals: ab.Signals, allow_dirty: bool) -> list:
     if "instructions" in signals and instructions.unavailable():
         click.echo(f"instruction gate skipped: {instructions.unavailable()}")
-        signals = tuple(signal for signal in signals if signal != "instructions")
-    click.echo(f"A/B on {', '.join(signals) or 'no signal'}: work counts fail above +{expected_counts.TOLERANCE:.0%} "
-               f"or on a new op; instructions above x{1 + instructions.THRESHOLD:g} ({instructions.CALLS} calls under "
-               f"callgrind per side); wall clock: {processes} processes per side, {rounds} interleaved rounds of "
-               f"{round_ms:g} ms, fails when the whole 95% interval of head/base lies above {1 + threshold:g}")
+        signals = dataclasses.replace(signals, names=tuple(name for name in signals.names if name != "instructions"))
+    click.echo(f"A/B on {', '.join(signals.names) or 'no signal'}: work counts fail above "
+               f"+{expected_counts.TOLERANCE:.0%} or on a new op; instructions above x{1 + instructions.THRESHOLD:g} "
+               f"({instructions.CALLS} calls under callgrind per side); wall clock: {signals.processes} processes per "
+               f"side, {signals.rounds} interleaved rounds of {signals.round_ms:g} ms, fails when the whole 95% "
+               f"interval of head/base lies above {1 + signals.threshold:g}")
     try:
-        table, sides = ab.compare(repo, rev, cases, rounds=rounds, round_ms=round_ms, processes=processes,
-                                  threshold=threshold, allow_dirty=allow_dirty, signals=signals,
+        table, sides = ab.compare(repo, rev, cases, signals, allow_dirty=allow_dirty,
                                   progress=lambda line: click.echo(f"  {line}", err=True))
-    except ab.GateError as exc:
+    except GateError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(sides)
     shown = side_by_side(table)
@@ -72,7 +75,7 @@ def _run_ab(repo: Path, rev: str, cases: tuple, threshold: float, rounds: int, r
     notes = table[table["note"].fillna("") != ""]
     for row in notes.itertuples():
         click.echo(f"  {row.case}: {row.note}")
-    return _ab_failures(table, threshold)
+    return _ab_failures(table, signals.threshold)
 
 
 def _run_laws(slack: float) -> list:
@@ -85,46 +88,52 @@ def _run_laws(slack: float) -> list:
 
 def _show_baseline() -> None:
     try:
-        baselines = gate.load_baselines()
+        baselines = baseline.load_baselines()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    machine = gate.fingerprint()
+    machine = baseline.fingerprint()
     if machine not in baselines:
         kept = "; ".join(baselines) or "none"
         click.echo(f"\nno baseline for this machine ({machine}); kept for: {kept}. Baselines inform, never fail: "
-                   "`ablate bench baseline` records one for this machine.")
+                   "`ablate gate baseline` records one for this machine.")
         return
-    table = gate.compare_with_baseline(gate.measure_ratios(), baselines, machine)
+    table = baseline.compare_with_baseline(baseline.measure_ratios(), baselines, machine)
     click.echo(f"\ntime ratios against this machine's baseline ({machine}; information, not a verdict):")
     click.echo(_format(table))
 
 
-@click.command("gate")
+@click.group("gate")
+def gate_command():
+    """Gate a change's speed: A/B against a base revision and the scaling laws (run), the gate cases' work counts
+    (counts), this machine's baseline (baseline)."""
+
+
+@gate_command.command("run")
 @click.option("--against", "rev", default=None,
               help="Base revision to compare the working tree with (e.g. origin/main, HEAD~1). Without it, only "
                    "the scaling laws run.")
 @click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
               show_default=True, help="The git checkout whose working tree is the head side.")
-@click.option("--case", "case_names", multiple=True, type=click.Choice([case.name for case in gate.CASES]),
+@click.option("--case", "case_names", multiple=True, type=click.Choice([case.name for case in CASES]),
               help="Compare only this case (repeatable; default: every gate case).")
 @click.option("--threshold", type=click.FloatRange(0.0, 10.0, min_open=True), default=ab.DEFAULT_THRESHOLD,
               show_default=True, help="A case fails when its whole interval of head/base lies above 1 + threshold.")
-@click.option("--rounds", type=click.IntRange(5, 1000), default=ab.DEFAULT_ROUNDS, show_default=True,
+@click.option("--rounds", type=click.IntRange(ab.MIN_ROUNDS, 1000), default=ab.DEFAULT_ROUNDS, show_default=True,
               help="Interleaved rounds per case (each side once per round).")
 @click.option("--round-ms", type=click.FloatRange(1.0, 60_000.0), default=ab.DEFAULT_ROUND_MS, show_default=True,
               help="Timing budget per process per round, in ms.")
 @click.option("--processes", type=click.IntRange(1, 16), default=ab.PROCESSES_PER_SIDE, show_default=True,
               help="Worker processes per side.")
 @click.option("--allow-dirty", is_flag=True, help="Measure a working tree with uncommitted changes as it is.")
-@click.option("--signal", "signals", multiple=True, type=click.Choice(ab.SIGNALS),
+@click.option("--signal", "signal_names", multiple=True, type=click.Choice(SIGNALS),
               help="Compare by this signal only (repeatable; default: counts, instructions and wall).")
 @click.option("--laws/--no-laws", default=True, show_default=True, help="Check the scaling laws.")
 @click.option("--law-slack", type=click.FloatRange(1.0, 100.0), default=1.0, show_default=True,
               help="Loosen each law's bound by this factor (CI uses 1.5 on shared machines).")
 @click.option("--baseline/--no-baseline", "show_baseline", default=True, show_default=True,
               help="Print this machine's ratios next to its own baseline, if it has one (never a failure).")
-def gate_command(rev, repo, case_names, threshold, rounds, round_ms, processes, allow_dirty, signals, laws, law_slack,
-                 show_baseline):
+def run_command(rev, repo, case_names, threshold, rounds, round_ms, processes, allow_dirty, signal_names, laws,
+                law_slack, show_baseline):
     """Fail on a real slowdown: A/B against a base revision on this machine, and the scaling laws.
 
     Exits with status 1 naming each failed case (its ratio and interval) or broken law.
@@ -132,9 +141,10 @@ def gate_command(rev, repo, case_names, threshold, rounds, round_ms, processes, 
     started = time.monotonic()
     failures = []
     if rev is not None:
-        cases = tuple(case for case in gate.CASES if not case_names or case.name in case_names)
-        failures += _run_ab(repo, rev, cases, threshold, rounds, round_ms, processes, allow_dirty,
-                            signals or ab.SIGNALS)
+        cases = tuple(case for case in CASES if not case_names or case.name in case_names)
+        signals = ab.Signals(names=tuple(signal_names) or SIGNALS, rounds=rounds, round_ms=round_ms,
+                             processes=processes, threshold=threshold)
+        failures += _run_ab(repo, rev, cases, signals, allow_dirty)
     if laws:
         failures += _run_laws(law_slack)
     if show_baseline:
@@ -147,16 +157,16 @@ def gate_command(rev, repo, case_names, threshold, rounds, round_ms, processes, 
     click.echo(f"\nperformance gate passed: {checked or 'nothing checked'} ({elapsed:.0f} s)")
 
 
-@click.command("baseline")
+@gate_command.command("baseline")
 def baseline_command():
     """Measure the gate cases' time ratios and store them as this machine's baseline (information only).
 
     Refresh it only when a change is meant to change speed or this machine's setup changed, and say why
     in the commit.
     """
-    measured = gate.measure_ratios()
-    path = gate.write_baseline(measured)
-    click.echo(f"wrote this machine's entry ({gate.fingerprint()}) to {path}:\n"
+    measured = baseline.measure_ratios()
+    path = baseline.write_baseline(measured)
+    click.echo(f"wrote this machine's entry ({baseline.fingerprint()}) to {path}:\n"
                + pd.Series(measured, name="ratio").to_string())
 
 
@@ -167,7 +177,7 @@ def counts_table(measured: dict) -> pd.DataFrame:
                          for case, c in measured.items()])
 
 
-@click.command("counts")
+@gate_command.command("counts")
 @click.option("--write", is_flag=True,
               help=f"Store the counts as the expected ones ({expected_counts.EXPECTED_PATH.name}); review its diff "
                    "and say why in the commit.")

@@ -70,14 +70,14 @@ def prepare_growth(law: ScalingLaw, make_call: Callable = call, timing: Timing =
     make_call(variant, mode, features, labels, centers, rule=...) -> a no-argument callable (workloads.call).
     """
     fns = {}
-    for size in (law.small, law.large):
+    for which, size in (("small", law.small), ("large", law.large)):
         features, labels, centers = clustered_inputs(law.batch, size, law.dim, torch.float32, DEVICE)
-        fns[size] = make_call(law.variant, law.mode, features, labels, centers, rule=law.rule)
-        warm_up(fns[size], DEVICE)
+        fns[which] = make_call(law.variant, law.mode, features, labels, centers, rule=law.rule)
+        warm_up(fns[which], DEVICE)
 
     def measure() -> float:
         times = time_interleaved(fns, DEVICE, timing)
-        return float(times[law.large].min() / times[law.small].min())
+        return float(times["large"].min() / times["small"].min())
     return measure
 
 

@@ -7,7 +7,7 @@ These are exact and the same on every machine with the same torch (for CPU tenso
     peak_bytes  the most bytes of those storages alive at once during the call
 
 This module imports only torch and the standard library: the A/B gate loads it by file path into a worker
-that imports another revision's `ablate`, so the base is counted with this same code (ablate/bench/ab_worker.py).
+that imports another revision's `ablate`, so the base is counted with this same code (ablate/gate/worker.py).
 """
 
 import weakref
@@ -17,15 +17,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-COUNTED = ("ops", "flops", "bytes", "peak_bytes")
-
 
 class AllocationCounter(TorchDispatchMode):
     """Counts the ops dispatched under it and the storages their outputs allocate; see the module docstring."""
 
     def __init__(self):
         super().__init__()
-        self.ops = Counter()
+        self.ops: Counter[str] = Counter()
         self.bytes = 0
         self.live = 0
         self.peak = 0

@@ -1,19 +1,18 @@
-"""The performance gate's cases, and the per-machine baselines that inform about them.
+"""Per-machine baselines of the gate cases' time ratios: information printed beside the gate, never a failure.
 
 What fails a gate is decided on the machine that runs it, from two things measured in the same run:
-the A/B comparison of the working tree with a base revision (ablate/bench/ab.py) and the scaling laws
-(ablate/bench/scaling.py). A time ratio against a fixed workload (a copy of the features, or the
+the A/B comparison of the working tree with a base revision (ablate/gate/ab.py) and the scaling laws
+(ablate/gate/scaling.py). A time ratio against a fixed workload (a copy of the features, or the
 matmul that dominates naive) is not a property of the code alone: the balance of compute, latency
 and bandwidth differs from one CPU to the next (an update that sorts and scatters waits on latency, a
 copy on bandwidth, so their ratio is the CPU's as much as the code's). So baselines of such ratios are
-kept per machine fingerprint (CPU model, core count, torch) and only ever printed next to a fresh
-measurement on a machine of the same fingerprint: they inform, never fail.
+kept per machine fingerprint (CPU model, core count, torch) in baseline.json and only ever printed next to
+a fresh measurement on a machine of the same fingerprint: they inform, never fail.
 """
 
 import json
 import os
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ import torch
 from ablate.bench.suites import Timing
 from ablate.bench.timer import time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
+from ablate.gate.cases import CASES, GateCase
 from ablate.io import atomic_write_json
 from ablate.provenance import collect, cpu_model, now
 
@@ -29,28 +29,6 @@ BASELINE_PATH = Path(__file__).with_name("baseline.json")
 GATE_TIMING = Timing(rounds=5, round_ms=40.0, threads=1)
 BASELINE_REPEATS = 5  # a baseline is the median of this many measurements, so it sits mid-noise
 DEVICE = torch.device("cpu")
-
-
-@dataclass(frozen=True)
-class GateCase:
-    """variant in mode at (batch, classes, dim), float32; `reference` ("copy" or "matmul") is the fixed
-    workload its baseline ratio is taken against."""
-
-    name: str
-    variant: str
-    mode: str
-    batch: int
-    classes: int
-    dim: int
-    reference: str
-    rule: str = "paper"
-
-
-CASES = (
-    GateCase("gather_full_vs_copy", "gather", "full", 4096, 1000, 128, "copy"),
-    GateCase("naive_full_vs_matmul", "naive", "full", 256, 2000, 128, "matmul"),
-    GateCase("update_paper_vs_copy", "gather", "update", 4096, 1000, 128, "copy"),
-)
 
 
 def _reference(kind: str, features: torch.Tensor, centers: torch.Tensor):

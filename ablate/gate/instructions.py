@@ -4,7 +4,7 @@ Instructions executed (callgrind's Ir, user space) barely depend on the machine'
 shared machine varies by tens of percent from one run to the next. So a case fails when the head
 executes more than THRESHOLD more instructions per call than the base, both counted here in the same run.
 
-The process runs ab_worker's source in the side's tree, started with instrumentation off, since importing
+The process runs ablate/gate/worker.py's source in the side's tree, started with instrumentation off, since importing
 torch instrumented costs minutes; the worker switches it on once its cases are built, then collects each
 case's CALLS calls (after a warm-up) into a dump of its own (torch's callgrind bindings, as
 torch.utils.benchmark.Timer.collect_callgrind uses them). Without valgrind the gate says so in one line
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from ablate.bench import ab_worker, allocator
+from ablate.bench import allocator
+from ablate.gate import worker
 
 CALLS = 10
 # Identical code counts the same instructions to a few parts in 10,000, whatever the load (head/base of
-# `ablate bench gate --against HEAD`); 2% leaves a margin for another host's allocator and libc, and a change that
+# `ablate gate run --against HEAD`); 2% leaves a margin for another host's allocator and libc, and a change that
 # repeats a step of the call still fails by far.
 THRESHOLD = 0.02
 TIMEOUT_S = 1800
@@ -52,7 +53,7 @@ def start(tree_path: Path, env: dict, cases, inputs: dict, folder: Path, calls: 
     log = open(folder / "valgrind.log", "w")
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / 'callgrind.out'}",
                "--instr-atstart=no", "--collect-atstart=no",
-               sys.executable, "-c", Path(ab_worker.__file__).read_text(), "callgrind", str(spec),
+               sys.executable, "-c", Path(worker.__file__).read_text(), "callgrind", str(spec),
                str(folder / "result.json"), allocator.__file__]
     with log:
         return subprocess.Popen(command, cwd=tree_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -76,8 +77,11 @@ def collect(process: subprocess.Popen, folder: Path, calls: int = CALLS) -> dict
         if "unavailable" in outcome:
             counts[name] = outcome["unavailable"]
             continue
-        dump = (folder / f"callgrind.out.{outcome['dump']}").read_text(errors="replace")
-        counts[name] = int(TOTALS.search(dump).group(1)) / calls
+        dump = folder / f"callgrind.out.{outcome['dump']}"
+        totals = TOTALS.search(dump.read_text(errors="replace"))
+        if totals is None:
+            raise RuntimeError(f"callgrind's dump {dump.name} for {name} has no totals line")
+        counts[name] = int(totals.group(1)) / calls
     return counts
 
 

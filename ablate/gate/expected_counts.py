@@ -1,9 +1,9 @@
 """The gate cases' work counts committed in expected_counts.json, and how two sets of counts are compared.
 
-Counts (ablate/bench/counting.py) are exact and the same on every machine with the same torch, so the fast
+Counts (ablate/gate/counting.py) are exact and the same on every machine with the same torch, so the fast
 test lane checks the committed file in seconds, and the A/B gate compares the base's counts with the head's.
 A change is a new op, an op gone, or an op count, FLOPs, bytes or peak bytes that moved by more than
-TOLERANCE. Refreshing the file is one command, `ablate bench counts --write` (`make counts`), whose diff a
+TOLERANCE. Refreshing the file is one command, `ablate gate counts --write` (`make counts`), whose diff a
 reviewer reads like any other.
 """
 
@@ -13,25 +13,25 @@ from pathlib import Path
 
 import torch
 
-from ablate.bench import ab_worker
-from ablate.bench.counting import count_work
-from ablate.bench.gate import CASES, GateCase
 from ablate.bench.workloads import clustered_inputs
+from ablate.gate import worker
+from ablate.gate.cases import CASES, GateCase
+from ablate.gate.counting import count_work
 from ablate.io import atomic_write_json
 from ablate.loss import center_loss, update_centers
 
 EXPECTED_PATH = Path(__file__).with_name("expected_counts.json")
 TOLERANCE = 0.01
 TOTALS = ("flops", "bytes", "peak_bytes")
-REFRESH = "`ablate bench counts --write` (make counts)"
+REFRESH = "`ablate gate counts --write` (make counts)"
 
 
 def measure_case(case: GateCase) -> dict:
     """One call of the case, as the gate's workers make it (the public API, after their warm-up), counted."""
     features, labels, centers = clustered_inputs(case.batch, case.classes, case.dim, torch.float32, "cpu")
-    fn = ab_worker._make_call((center_loss, update_centers), asdict(case),
+    fn = worker.make_call((center_loss, update_centers), asdict(case),
                               {"features": features, "labels": labels, "centers": centers})
-    for _ in range(ab_worker.WARMUP_CALLS):
+    for _ in range(worker.WARMUP_CALLS):
         fn()
     return count_work(fn)
 

@@ -4,7 +4,7 @@ The gate runs this file's source with `python -c` in a checked-out tree (cwd and
 tree), so `import ablate` resolves to that revision's code while this timing code is the same on both
 sides. It therefore imports nothing from ablate but the public API that every revision keeps:
 `ablate.loss.center_loss`, `update_centers` and `available_variants`; the work counting code
-(ablate/bench/counting.py, torch only) and the allocator's settings (ablate/bench/allocator.py, standard library
+(ablate/gate/counting.py, torch only) and the allocator's settings (ablate/bench/allocator.py, standard library
 only) are loaded from the head's files, whose paths the gate passes.
 
     python -c SOURCE REQUEST_FD REPLY_FD COUNTING_PY ALLOCATOR_PY          (timing and counting, the protocol below)
@@ -38,15 +38,17 @@ HEAP_BELOW_BYTES = 1 << 30
 
 
 def _load_head_module(name: str, path: str):
-    """One of the head's files (ablate/bench/counting.py, allocator.py) as a module of its own, whatever `ablate`
-    this process imports."""
+    """One of the head's files (ablate/gate/counting.py, ablate/bench/allocator.py) as a module of its own,
+    whatever `ablate` this process imports."""
     spec = importlib.util.spec_from_file_location(f"ablate_gate_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _make_call(api, case: dict, tensors: dict):
+def make_call(api, case: dict, tensors: dict):
     """A no-argument callable running one call of the case's variant in its mode through the public API."""
     center_loss, update_centers = api
     features, labels, centers = tensors["features"], tensors["labels"], tensors["centers"]
@@ -113,7 +115,7 @@ def serve(requests, reply, counting) -> None:
         if request["op"] == "prepare":
             case = request["case"]
             try:
-                fn = _make_call(api, case, torch.load(request["inputs"], weights_only=True))
+                fn = make_call(api, case, torch.load(request["inputs"], weights_only=True))
                 for _ in range(WARMUP_CALLS):
                     fn()
             except Exception as exc:  # this revision cannot run the case (a new variant, rule or mode)
@@ -140,7 +142,7 @@ def count_instructions(spec_path: str, result_path: str) -> None:
 
     with open(spec_path) as f:
         spec = json.load(f)
-    results = {}
+    results: dict[str, dict] = {}
     try:
         from ablate.loss import center_loss, update_centers
     except Exception as exc:
@@ -149,7 +151,7 @@ def count_instructions(spec_path: str, result_path: str) -> None:
     calls = {}
     for case in spec["cases"]:
         try:
-            calls[case["name"]] = _make_call((center_loss, update_centers), case,
+            calls[case["name"]] = make_call((center_loss, update_centers), case,
                                              torch.load(spec["inputs"][case["name"]], weights_only=True))
         except Exception as exc:
             results[case["name"]] = {"unavailable": f"{type(exc).__name__}: {exc}"}
