@@ -13,12 +13,12 @@ from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
 from ablate.loss.devices import AUTO, device_present, device_type
 from ablate.metrics import computed_metrics
-from ablate.models import build_model
+from ablate.models import EMBEDDING_NORMS, build_model
 from ablate.objectives import describe_objective
 from ablate.train.config import CellConfig
 from ablate.train.evaluate import evaluate, features_and_predictions
 from ablate.train.heads import TrainingObjective
-from ablate.train.loop import train
+from ablate.train.loop import in_center_space, train
 from ablate.train.memory import cell_memory, check_fits
 
 
@@ -54,7 +54,7 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     diverged, or where a metric is undefined on the test set), timings, status ("ok" | "diverged"), diverged_epoch,
     resolved_device, torch_threads, world_size, the objective in words (ablate.objectives.describe_objective) and the
     per-epoch curves curve_softmax_loss, curve_center_loss, curve_train_accuracy (and curve_pair_loss with a pair
-    loss). A
+    loss, curve_annealing_weight with SphereFace's annealing). A
     non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
     machine's memory raise (before anything is allocated). With features_path, the test features, labels,
     learned centers and predictions are saved there (.npz), also for a diverged cell.
@@ -98,8 +98,13 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
     trained_classes = data.num_classes - config.holdout_classes
     trained = data.y_train < trained_classes
 
+    if EMBEDDING_NORMS[config.embedding_norm].batch_statistics and int(trained.sum()) % config.batch_size == 1:
+        raise ValueError(f"embedding_norm {config.embedding_norm} needs at least 2 samples in every batch, and the "
+                         f"last batch of "
+                         f"{int(trained.sum())} training samples at batch_size {config.batch_size} holds one; choose "
+                         "another batch_size")
     torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
-    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes)
+    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes, config.embedding_norm)
     objective = TrainingObjective(config, trained_classes)  # after the model's weights: softmax cells draw as before
     model = objective.attach(model).to(device)
     criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
@@ -122,8 +127,9 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
     if history.diverged_epoch is None:
         # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
+        in_space = in_center_space(torch.from_numpy(features), config.center_space).numpy()  # the centers' space
         metrics = {name: None if math.isnan(value) else value
-                   for name, value in evaluate(features, predictions, data.y_test, centers).items()}
+                   for name, value in evaluate(features, predictions, data.y_test, centers, in_space).items()}
     else:
         metrics = dict.fromkeys(m.name for m in computed_metrics())
     if features_path is not None:
@@ -147,4 +153,5 @@ def train_and_evaluate(config: CellConfig, features_path, progress: bool, ranks=
         "curve_center_loss": history.center_loss,
         "curve_train_accuracy": history.train_accuracy,
         **({"curve_pair_loss": history.pair_loss} if history.pair_loss else {}),
+        **({"curve_annealing_weight": history.annealing_weight} if history.annealing_weight else {}),
     }
