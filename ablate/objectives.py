@@ -150,7 +150,7 @@ def _scale(default: float, library_name: str = "scale", to_library: Callable = f
            from_classes: bool = False) -> Parameter:
     """The scale s: the paper's `default`, or with from_classes the scale_bound at the cell's class count."""
     recipe = (lambda classes, feat_dim: scale_bound(classes)) if from_classes else None
-    text = f"CosFace's Eq. 8 bound at P = {TARGET_PROBABILITY:g} for the cell's classes" if from_classes else ""
+    text = f"CosFace's Eq. 8 bound for the trained classes at P = {TARGET_PROBABILITY:g}" if from_classes else ""
     return Parameter("scale", "s", default, 0.0, math.inf, library_name, low_open=True, to_library=to_library,
                      recipe=recipe, recipe_text=text)
 

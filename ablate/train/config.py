@@ -95,7 +95,7 @@ class CellConfig:
     head: str = _option(DEFAULT_HEAD, f"Classification head on the features ({papers_help(HEADS)}).", head_names)
     margin: float | None = _option(None, "Margin of the head, in its paper's unit; unset: the paper's value ("
                                          + parameter_help("margin") + ").")
-    scale: float | None = _option(None, "Scale s of the head's logits; unset: the paper's value ("
+    scale: float | None = _option(None, "Scale s of the head's logits; unset: the head's recipe ("
                                         + parameter_help("scale") + ").")
     pair_loss: str = _option(NO_PAIR_LOSS, "Pair loss added to the head's loss, on L2-normalized features ("
                                            + papers_help(PAIR_LOSSES) + ").", pair_loss_names)
