@@ -4,7 +4,14 @@
     lenetpp   LeNetPP: the paper's "LeNets++" for 1x28x28 images (MNIST, Fashion-MNIST)
     mlp       MLP: a small PReLU network for flat or small inputs (digits 8x8, synthetic vectors)
     auto      LeNet++ for 28x28 images, else the MLP
-    build_model(name, input_shape, feat_dim, num_classes) -> nn.Module
+    build_model(name, input_shape, feat_dim, num_classes, embedding_norm="none") -> nn.Module
+
+EMBEDDING_NORMS: what may follow a model's feature layer (its `embed` module), so that the features are its output:
+    none        nothing (the paper's LeNet++ features: PReLU of the last fc)
+    batchnorm   BatchNorm1d over the feat_dim features (ArcFace's "FC-BN" embedding): in training each feature
+                dimension is standardized over the batch, then scaled and shifted by learned weights; at test time by
+                the running statistics. It fixes the scale of the features, which a normalized head's gradient
+                (s / ||x||) otherwise blows up from the small norms a new model starts with.
 """
 
 import math
@@ -123,8 +130,36 @@ def resolve_model_name(name: str, input_shape: tuple) -> str:
     return model.name
 
 
-def build_model(name: str, input_shape: tuple, feat_dim: int, num_classes: int) -> nn.Module:
-    """The model called `name` (a MODELS entry) for examples of shape input_shape."""
-    build = MODELS.get(resolve_model_name(name, input_shape)).build
+@dataclass(frozen=True)
+class EmbeddingNorm:
+    """A layer that may follow a model's features: build(feat_dim) -> the layer (None: nothing); batch_statistics:
+    it normalizes by the training batch's own statistics, so that a batch of one sample cannot train."""
+
+    name: str
+    build: Callable[[int], nn.Module] | None
+    batch_statistics: bool = False
+
+
+EMBEDDING_NORMS = {norm.name: norm for norm in (
+    EmbeddingNorm("none", None),
+    EmbeddingNorm("batchnorm", nn.BatchNorm1d, batch_statistics=True),
+)}
+
+
+def build_model(name: str, input_shape: tuple, feat_dim: int, num_classes: int,
+                embedding_norm: str = "none") -> nn.Module:
+    """The model called `name` (a MODELS entry) for examples of shape input_shape, its features passed through the
+    EMBEDDING_NORMS entry `embedding_norm` (appended to the model's `embed` module, which every built-in model has)."""
+    if embedding_norm not in EMBEDDING_NORMS:
+        raise ValueError(f"unknown embedding_norm {embedding_norm!r}; expected one of {', '.join(EMBEDDING_NORMS)}")
+    resolved = resolve_model_name(name, input_shape)
+    build = MODELS.get(resolved).build
     assert build is not None  # resolve_model_name names a model that builds
-    return build(tuple(input_shape), feat_dim, num_classes)
+    model = build(tuple(input_shape), feat_dim, num_classes)
+    norm = EMBEDDING_NORMS[embedding_norm].build
+    if norm is not None:
+        if not isinstance(getattr(model, "embed", None), nn.Module):
+            raise ValueError(f"embedding_norm {embedding_norm} follows a model's `embed` module (inputs -> features), "
+                             f"and model {resolved!r} has none; use embedding_norm none")
+        model.embed = nn.Sequential(model.embed, norm(feat_dim))  # (B, ...) -> (B, feat_dim) -> (B, feat_dim)
+    return model

@@ -206,7 +206,7 @@ def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
 def test_the_families_are_the_primary_and_the_secondary_metrics_over_the_rows(known_grid):
     findings = grid_findings(load_run(known_grid))
     primary = [m for m in METRICS if m.primary]
-    assert [m.name for m in primary] == ["test_accuracy", "separation_ratio", "map_at_r"]
+    assert [m.name for m in primary] == ["test_accuracy", "separation_ratio", "cosine_map_at_r"]
     sizes = findings.family_sizes()
     assert sizes["primary"] == len(primary) * len(findings.rows)
     for r in findings.rows:
@@ -327,7 +327,7 @@ def test_open_set_metrics_appear_under_their_own_heading(tmp_path):
     run_dir = make_known_grid(tmp_path / "run", spreads={0.0: 1.5, 0.1: 0.5}, holdout=2)
     page = build_report([run_dir], tmp_path / "r.html", progress=False).read_text()
     assert "Open-set: metrics on classes held out of training" in page
-    assert "MAP@R (held out)" in page and "test accuracy (seen)" in page
+    assert "MAP@R (cosine) (held out)" in page and "test accuracy (seen)" in page
     assert "In open-set settings (holdout_classes &gt; 0)" in page  # said in the findings' caption, escaped
 
 

@@ -11,6 +11,9 @@ from click.testing import CliRunner
 
 from ablate.grid.cli import grid_command
 from ablate.metrics import (
+    CENTER_SPACE,
+    COSINE,
+    EUCLIDEAN,
     GRID_SUMMARY,
     HEATMAP,
     METRICS,
@@ -63,6 +66,8 @@ def test_raw_distances_are_reported_but_never_ranked():
     (dict(views=("sideways",)), "unknown views ['sideways']"),
     (dict(summarized=False, views=(HEATMAP,)), "not summarized over seeds"),
     (dict(primary=True), "is primary, so it must be a headline metric"),
+    (dict(geometry="manhattan"),
+     "unknown geometry 'manhattan'; expected one of ['Euclidean', 'cosine', 'center space']"),
 ])
 def test_a_malformed_metric_is_refused_with_what_was_expected(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -130,7 +135,36 @@ def test_an_installed_metric_joins_the_registry_and_a_broken_one_is_kept_with_it
 
 def test_the_primary_family_is_one_measure_per_quantity():
     primary = [m.name for m in METRICS if m.primary]
-    assert primary == ["test_accuracy", "separation_ratio", "map_at_r"]
+    assert primary == ["test_accuracy", "separation_ratio", "cosine_map_at_r"]
+    # retrieval on both geometries, cosine the primary one (Musgrave et al. 2020); the Euclidean one a secondary
+    # finding of its own
+    assert METRICS.get("map_at_r").headline and not METRICS.get("map_at_r").primary
     # the other measures of the separation ratio's quantity are reported, never a finding of their own
     assert not METRICS.get("relative_intra_class_distance").headline and not METRICS.get("fisher_ratio").headline
     assert METRICS.get("fisher_ratio").label.startswith("trace ratio")
+
+
+def test_every_metric_of_the_features_names_its_geometry_and_each_geometry_measures_what_it_says():
+    # Rotating every feature and center by one orthogonal matrix moves no distance and no cosine; moving them all by
+    # one offset moves the cosines only (Euclidean distances are translation-invariant, cosines are not).
+    x, y, centers = clustered(seed=1)
+    rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    offset = np.array([4.0, -2.0, 1.0])
+    predictions = np.roll(y, 1)
+    before = evaluate(x, predictions, y, centers)
+    rotated = evaluate(x @ rotation, predictions, y, centers @ rotation)
+    moved = evaluate(x + offset, predictions, y, centers + offset)
+    geometries = {m.name: m.geometry for m in computed_metrics()}
+    assert {name for name, geometry in geometries.items() if geometry is None} == {
+        "test_accuracy", "lowest_resolvable_far"}  # from the logits, and from pair counts
+    assert {geometries[name] for name in ("precision_at_1", "map_at_r")} == {EUCLIDEAN}
+    assert {geometries[name] for name in ("cosine_precision_at_1", "cosine_map_at_r", "verification_auc",
+                                          "tar_at_far_1e3", "unit_intra_class_distance")} == {COSINE}
+    for name, geometry in geometries.items():
+        assert rotated[name] == pytest.approx(before[name], rel=1e-9, nan_ok=True), name
+        if geometry in (EUCLIDEAN, CENTER_SPACE):
+            if name not in ("mean_feature_norm", "relative_intra_class_distance"):  # the two measured from the origin
+                assert moved[name] == pytest.approx(before[name], rel=1e-9, nan_ok=True), name
+    for name in ("cosine_map_at_r", "unit_intra_class_distance", "verification_auc"):
+        assert moved[name] != pytest.approx(before[name], rel=1e-6), name
+    assert all(f"({geometries[m]})" in METRICS.get(m).label for m in ("map_at_r", "cosine_map_at_r"))

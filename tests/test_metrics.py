@@ -61,11 +61,15 @@ def loop_silhouette(x, y, centers):
     return sum(scores) / len(scores)
 
 
-def loop_retrieval(x, y, centers):
-    """Both metrics over the queries with a same-class reference (a query without one can neither hit nor miss)."""
+def loop_retrieval(x, y, centers, geometry="euclidean"):
+    """Both metrics over the queries with a same-class reference (a query without one can neither hit nor miss);
+    neighbours by Euclidean distance, or by cosine similarity (the most similar first)."""
+    def dissimilarity(a, b):
+        return math.dist(a, b) if geometry == "euclidean" else -cosine(a, b)
+
     first_hits, average_precisions = 0, []
     for i in range(len(y)):
-        others = sorted((math.dist(x[i], x[j]), j) for j in range(len(y)) if j != i)
+        others = sorted((dissimilarity(x[i], x[j]), j) for j in range(len(y)) if j != i)
         r = sum(1 for j in range(len(y)) if j != i and y[j] == y[i])
         if r == 0:
             continue
@@ -78,6 +82,15 @@ def loop_retrieval(x, y, centers):
         average_precisions.append(total / r)
     return {"precision_at_1": first_hits / len(average_precisions),
             "map_at_r": sum(average_precisions) / len(average_precisions)}
+
+
+def loop_cosine_retrieval(x, y, centers):
+    return loop_retrieval(x, y, centers, geometry="cosine")
+
+
+def cosine_retrieval(x, y):
+    """What the registry's cosine retrieval metrics read: Evaluation.cosine_retrieval."""
+    return metrics.Evaluation(x, y, y, np.zeros((1, x.shape[1]))).cosine_retrieval
 
 
 def loop_fisher(x, y, centers):
@@ -113,6 +126,7 @@ CASES = {
     "silhouette": (metrics.silhouette, loop_silhouette, False),
     "fisher_ratio": (metrics.fisher_ratio, loop_fisher, False),
     "retrieval_metrics": (metrics.retrieval_metrics, loop_retrieval, False),
+    "cosine_retrieval": (cosine_retrieval, loop_cosine_retrieval, False),
     "verification_metrics": (metrics.verification_metrics, loop_verification, False),
 }
 
@@ -141,6 +155,32 @@ def test_metric_matches_a_plain_loop(name, seed):
         assert got == pytest.approx(expected, rel=RTOL)
 
 
+def test_the_cosine_and_euclidean_retrieval_differ_on_the_tiny_data():
+    # guards the cosine case above against ranking exactly as the Euclidean one on these data
+    x, y, _ = tiny_data(0)
+    assert cosine_retrieval(x, y) != metrics.retrieval_metrics(x, y)
+
+
+@pytest.mark.parametrize("geometry", ["euclidean", "cosine"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_retrieval_agrees_with_pytorch_metric_learning(geometry, seed):
+    # pml's AccuracyCalculator (Musgrave et al.'s own code for MAP@R): each sample a query against all the others,
+    # k = the largest class's size; its k-NN by torch (CustomKNN) on the same distance, in float64.
+    import torch
+    from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    x, y, _ = tiny_data(seed)
+    distance = CosineSimilarity() if geometry == "cosine" else LpDistance(normalize_embeddings=False)
+    calculator = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count",
+                                    knn_func=CustomKNN(distance))
+    theirs = calculator.get_accuracy(torch.tensor(x), torch.tensor(y))
+    ours = cosine_retrieval(x, y) if geometry == "cosine" else metrics.retrieval_metrics(x, y)
+    assert ours["precision_at_1"] == pytest.approx(theirs["precision_at_1"], rel=RTOL)
+    assert ours["map_at_r"] == pytest.approx(theirs["mean_average_precision_at_r"], rel=RTOL)
+
+
 def test_tar_at_far_is_not_always_zero_or_one_on_the_tiny_data():
     # guards the TAR comparison above against being trivially 0 == 0 or 1 == 1 on every seed
     tars = {metrics.verification_metrics(*tiny_data(seed)[:2])["tar_at_far_1e3"] for seed in range(3)}
@@ -153,7 +193,8 @@ def test_well_separated_classes_score_perfectly():
     directions = np.eye(3) * 10.0
     x = directions[y] + 0.01 * rng.normal(size=(30, 3))
     result = evaluate(x, y, y, directions)
-    for key in ("test_accuracy", "nearest_center_accuracy", "precision_at_1", "map_at_r", "verification_auc"):
+    for key in ("test_accuracy", "nearest_center_accuracy", "precision_at_1", "map_at_r", "cosine_precision_at_1",
+                "cosine_map_at_r", "verification_auc"):
         assert result[key] == 1.0, key
     # 300 different-class pairs resolve a FAR of 1/3 at best, not 1e-3: no TAR is reported
     assert np.isnan(result["tar_at_far_1e3"]) and result["lowest_resolvable_far"] == pytest.approx(100 / 300)
@@ -177,7 +218,8 @@ def test_evaluate_gives_every_computed_metric_of_the_registry_in_its_order():
         "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
         "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
         "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
-        "map_at_r", "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance",
+        "map_at_r", "cosine_precision_at_1", "cosine_map_at_r", "verification_auc", "tar_at_far_1e3",
+        "lowest_resolvable_far", "center_to_mean_distance",
     ]
 
 
@@ -222,3 +264,18 @@ def test_classes_collapsed_to_points_give_inf_and_nan_not_a_huge_ratio():
     one_point = evaluate(np.ones((12, 2)), y, y, points)
     assert np.isnan(one_point["separation_ratio"]) and np.isnan(one_point["fisher_ratio"])
 
+
+
+def test_the_center_metrics_compare_the_centers_with_the_features_in_their_own_space():
+    # Centers learned on L2-normalized features (a cell's center_space normalized) are compared with those, not with
+    # the raw features the other metrics read.
+    x, y, _ = tiny_data(0)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    unit_centers = np.stack([unit[y == c].mean(axis=0) for c in range(4)])
+    in_space = evaluate(10 * x, y, y, unit_centers, center_features=unit)
+    assert in_space["nearest_center_accuracy"] == pytest.approx(loop_nearest_center(unit, y, unit_centers), rel=RTOL)
+    assert in_space["center_to_mean_distance"] == pytest.approx(0.0, abs=1e-12)
+    raw = evaluate(10 * x, y, y, unit_centers)
+    assert raw["nearest_center_accuracy"] == pytest.approx(loop_nearest_center(10 * x, y, unit_centers), rel=RTOL)
+    assert raw["nearest_center_accuracy"] != in_space["nearest_center_accuracy"]
+    assert in_space["map_at_r"] == raw["map_at_r"]  # the other metrics read the features themselves

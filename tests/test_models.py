@@ -71,3 +71,36 @@ def test_a_registered_model_is_a_cell_option_and_builds():
         MODELS.unregister("linear")
     with pytest.raises(ValueError, match="unknown model 'linear'; expected one of auto, lenetpp, mlp"):
         CellConfig(model="linear")
+
+
+@pytest.mark.parametrize("name, input_shape", [("mlp", (1, 8, 8)), ("lenetpp", (1, 28, 28))])
+def test_a_batchnorm_embedding_standardizes_each_feature_over_the_training_batch(name, input_shape):
+    torch.manual_seed(0)
+    plain = build_model(name, input_shape, feat_dim=5, num_classes=3)
+    torch.manual_seed(0)
+    normed = build_model(name, input_shape, feat_dim=5, num_classes=3, embedding_norm="batchnorm")
+    inputs = torch.randn(16, *input_shape)
+    features, logits = normed(inputs)  # training mode: the batch's own statistics
+    raw, _ = plain(inputs)  # the same weights (the norm layer draws nothing): the features before the norm
+    expected = (raw - raw.mean(0)) / torch.sqrt(raw.var(0, unbiased=False) + 1e-5)
+    # float32: torch sums the batch statistics in another order than this line (a few ulps of 1e-7 apart)
+    torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits, normed.classifier(features))
+    assert sum(p.numel() for p in normed.parameters()) == sum(p.numel() for p in plain.parameters()) + 2 * 5
+
+
+def test_an_embedding_norm_needs_a_known_name_and_an_embed_module():
+    with pytest.raises(ValueError, match="unknown embedding_norm 'layer'; expected one of none, batchnorm"):
+        build_model("mlp", (1, 8, 8), 2, 10, embedding_norm="layer")
+
+    class Bare(nn.Module):
+        def forward(self, inputs):
+            return inputs, inputs
+
+    MODELS.register(Model("bare", build=lambda input_shape, feat_dim, num_classes: Bare()))
+    try:
+        assert isinstance(build_model("bare", (4,), 4, 2), Bare)  # without a norm: as registered
+        with pytest.raises(ValueError, match="model 'bare' has none; use embedding_norm none"):
+            build_model("bare", (4,), 4, 2, embedding_norm="batchnorm")
+    finally:
+        MODELS.unregister("bare")

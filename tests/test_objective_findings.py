@@ -24,29 +24,37 @@ OBJECTIVES = {("softmax", 0.0): (0.90, 1.0), ("arcface", 0.0): (0.95, 1.0), ("co
               ("softmax", 0.1): (0.90, 0.5), ("arcface", 0.1): (0.95, 0.5), ("cosface", 0.1): (0.90, 0.5)}
 
 
-def _record(head, lam, seed, rng) -> dict:
+# The heads at their papers' published values rather than their recipes' (ablate.objectives), so that the names
+# below read as the papers give them.
+PAPER_VALUES = {"arcface": {"scale": 64.0, "embedding_norm": "none"}, "cosface": {"scale": 64.0}}
+
+
+def _record(head, lam, seed, rng, options=PAPER_VALUES) -> dict:
     accuracy, spread = OBJECTIVES[(head, lam)]
     accuracy += 0.002 * rng.standard_normal()
     spread *= 1 + 0.01 * rng.standard_normal()
     config = CellConfig(dataset="synthetic", num_classes=4, feat_dim=2, epochs=2, head=head, lambda_=lam,
-                        seed=seed).to_dict()
+                        seed=seed, **options.get(head, {})).to_dict()
     return {**config, "cell_id": cell_id(config), "test_accuracy": accuracy, "separation_ratio": 3 / spread,
             "relative_intra_class_distance": spread / 3, "fisher_ratio": 9 / spread ** 2, "map_at_r": accuracy - 0.1,
             "verification_auc": accuracy, "tar_at_far_1e3": accuracy - 0.2, "unit_intra_class_distance": spread / 3,
             "status": "ok", "diverged_epoch": None, "resolved_device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def objectives_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("objectives")
+def _objectives_run(run_dir, options=PAPER_VALUES):
     claim(run_dir, "grid", config_columns=config_columns())
     store, rng = CellStore(run_dir), np.random.default_rng(0)
-    records = [_record(head, lam, seed, rng) for head, lam in OBJECTIVES for seed in SEEDS]
+    records = [_record(head, lam, seed, rng, options) for head, lam in OBJECTIVES for seed in SEEDS]
     for record in records:
         store.save(record["cell_id"], record, None)
     (run_dir / "provenance.json").write_text(json.dumps(PROVENANCE))
     write_tables(run_dir, grid_tables(records, config_columns()))
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def objectives_run(tmp_path_factory):
+    return _objectives_run(tmp_path_factory.mktemp("objectives"))
 
 
 def _verdicts(findings, metric: str) -> dict:
@@ -81,6 +89,14 @@ def test_the_reference_objective_is_chosen_by_head(objectives_run):
     findings = objective_findings(run)
     assert {r.against for r in findings.rows} == {"arcface m=0.5 rad s=64"}
     assert _verdicts(findings, "test_accuracy")["softmax"] == "worse"
+
+
+@pytest.mark.xfail(strict=True, reason="reference_objective names the head at its papers' values (s = 64, no "
+                   "embedding norm), not at the recipe its cells trained with (s from the class count, ArcFace's "
+                   "batchnorm): ablate.analysis.objective_findings should take the reference from the run's cells")
+def test_the_reference_head_at_its_recipe_is_found(tmp_path):
+    run = load_runs([_objectives_run(tmp_path, options={})], reference=("head", "arcface"))[0]
+    assert {r.against for r in objective_findings(run).rows} == {"arcface m=0.5 rad s=2.47188 embedding batchnorm"}
 
 
 def test_center_loss_is_compared_with_each_objective_alone(objectives_run):

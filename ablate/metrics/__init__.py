@@ -4,7 +4,11 @@ them from test features (features.py; scikit-learn and scipy, imported where a m
 from ablate.metrics.registry import (
     AGAINST_LAMBDA,
     AGREEMENT,
+    CENTER_SPACE,
+    COSINE,
     DIFFERENCE,
+    EUCLIDEAN,
+    GEOMETRIES,
     GRID_SUMMARY,
     HEATMAP,
     HELD_OUT,
@@ -26,6 +30,7 @@ from ablate.metrics.registry import (
     summarized_metrics,
 )
 
-__all__ = ["AGAINST_LAMBDA", "AGREEMENT", "DIFFERENCE", "GRID_SUMMARY", "HEATMAP", "HELD_OUT", "METRICS", "POINTS",
-           "RATIO", "SEEN", "TRAIN_SUMMARY", "VIEWS", "Metric", "computed_metrics", "get_metric", "headline_metrics",
-           "label", "primary_metrics", "register_metric", "secondary_metrics", "shown_in", "summarized_metrics"]
+__all__ = ["AGAINST_LAMBDA", "AGREEMENT", "CENTER_SPACE", "COSINE", "DIFFERENCE", "EUCLIDEAN", "GEOMETRIES",
+           "GRID_SUMMARY", "HEATMAP", "HELD_OUT", "METRICS", "POINTS", "RATIO", "SEEN", "TRAIN_SUMMARY", "VIEWS",
+           "Metric", "computed_metrics", "get_metric", "headline_metrics", "label", "primary_metrics",
+           "register_metric", "secondary_metrics", "shown_in", "summarized_metrics"]

@@ -113,6 +113,8 @@ def retrieval_per_query(features, labels) -> dict:
     """Each sample as a query against all others: first_hit (N,) whether its nearest neighbour (Euclidean) is of
     its class, average_precision (N,) its AP@R (Musgrave et al. 2020), and has_reference (N,) whether any other
     sample is of its class (R >= 1). A query without one can neither hit nor miss: both metrics leave it out.
+    On L2-normalized features (Evaluation.unit_features) the Euclidean order is the cosine order: ||u - v||^2 =
+    2 - 2 cos(u, v) (a zero feature stays at the origin, as far from every unit feature as an orthogonal one).
 
     AP@R: for a query with R other samples of its class, (1/R) sum_{k<=R} P(k) [k-th neighbour relevant].
     """
@@ -192,23 +194,29 @@ def verification_metrics(features, labels, max_pairs: int = MAX_VERIFICATION_PAI
 
 
 def _computed_once(function, with_centers: bool = False) -> cached_property:
-    """An Evaluation attribute: function(features, labels[, centers]), computed on first use and kept, so that the
-    metrics that read one result (mean and min inter-class distance, say) share its work."""
+    """An Evaluation attribute: function(features, labels) or, with_centers, function(center_features, labels,
+    centers), computed on first use and kept, so that the metrics that read one result (mean and min inter-class
+    distance, say) share its work."""
     def value(evaluation):
-        extra = (evaluation.centers,) if with_centers else ()
-        return function(evaluation.features, evaluation.labels, *extra)
+        if with_centers:
+            return function(evaluation.center_features, evaluation.labels, evaluation.centers)
+        return function(evaluation.features, evaluation.labels)
     return cached_property(value)
 
 
 class Evaluation:
     """What every metric is computed from: test features (N, D) float64, labels (N,), predicted classes (N,) and
-    learned centers (C, D) float64, as numpy arrays; and the results of this module's functions on them."""
+    learned centers (C, D) float64, as numpy arrays; and the results of this module's functions on them.
+    center_features (N, D): the features in the space the centers were learned in (a cell's center space: the
+    features themselves, or L2-normalized); the metrics of the centers compare those with them."""
 
-    def __init__(self, features, labels, predictions, centers):
+    def __init__(self, features, labels, predictions, centers, center_features=None):
         self.features = np.asarray(features, dtype=np.float64)  # (N, D)
         self.labels = np.asarray(labels)  # (N,)
         self.predictions = np.asarray(predictions)  # (N,)
         self.centers = np.asarray(centers, dtype=np.float64)  # (C, D)
+        self.center_features = (self.features if center_features is None
+                                else np.asarray(center_features, dtype=np.float64))  # (N, D)
 
     nearest_center_accuracy = _computed_once(nearest_center_accuracy, with_centers=True)
     center_to_mean_distance = _computed_once(center_to_mean_distance, with_centers=True)
@@ -238,7 +246,13 @@ class Evaluation:
 
     @cached_property
     def retrieval(self) -> dict:
+        """precision@1 and MAP@R on the raw features (Euclidean)."""
         return retrieval_metrics(self.features, self.labels, per_query=self.retrieval_per_query)
+
+    @cached_property
+    def cosine_retrieval(self) -> dict:
+        """precision@1 and MAP@R on the L2-normalized features (cosine similarity)."""
+        return retrieval_metrics(self.unit_features, self.labels)
 
     @cached_property
     def verification(self) -> dict:
@@ -281,12 +295,15 @@ def split_masks(labels, num_centers: int) -> dict:
     return {SEEN: trained, HELD_OUT: trained if trained.all() else ~trained}
 
 
-def split_evaluations(features, labels, predictions, centers) -> dict:
-    """{SEEN: Evaluation, HELD_OUT: Evaluation} of test features (N, D), labels (N,), predictions (N,) and centers
-    (C, D), over split_masks' samples; one Evaluation for both in a closed-set cell."""
+def split_evaluations(features, labels, predictions, centers, center_features=None) -> dict:
+    """{SEEN: Evaluation, HELD_OUT: Evaluation} of test features (N, D), labels (N,), predictions (N,), centers
+    (C, D) and the features in the centers' space (N, D; default the features), over split_masks' samples; one
+    Evaluation for both in a closed-set cell."""
+    center_features = features if center_features is None else center_features
     masks = split_masks(labels, len(centers))
     if masks[SEEN] is masks[HELD_OUT]:
-        evaluation = Evaluation(features, labels, predictions, centers)
+        evaluation = Evaluation(features, labels, predictions, centers, center_features)
         return {SEEN: evaluation, HELD_OUT: evaluation}
-    arrays = [np.asarray(a) for a in (features, labels, predictions)]
-    return {split: Evaluation(*(a[mask] for a in arrays), centers) for split, mask in masks.items()}
+    arrays = [np.asarray(a) for a in (features, labels, predictions, center_features)]
+    return {split: Evaluation(*(a[mask] for a in arrays[:3]), centers, arrays[3][mask])
+            for split, mask in masks.items()}

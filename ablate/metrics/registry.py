@@ -4,8 +4,10 @@ An entry says how the metric is computed (from an Evaluation of the test split, 
 training run measures itself), its label, its direction (higher is better, lower is better, or None:
 reported but never ranked), whether it is unchanged when every feature is scaled by one constant, whether
 it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
-headline metric) and how a change of it is said, which test samples it is measured on in an open-set cell, and
-whether it is one of the primary metrics (the family the findings' opening sentence and their adjustment speak of).
+headline metric) and how a change of it is said, which test samples it is measured on in an open-set cell,
+whether it is one of the primary metrics (the family the findings' opening sentence and their adjustment speak of),
+and the geometry of the features it measures (raw Euclidean, cosine on L2-normalized features, or the centers'
+space), so that every finding can say which one it uses.
 The record (ablate.train.evaluate), the summary table (ablate.runs.summary), the command-line summaries and the
 report read these entries; no other module names a metric in its logic. An installed package adds a metric through
 the entry-point group "ablate.metrics" (`name = "pkg.module:METRIC"`, a Metric; the entry point's name becomes its
@@ -36,6 +38,11 @@ CHANGES = (POINTS, RATIO, DIFFERENCE)
 SEEN = "seen"  # the trained classes: what needs the classifier or the centers
 HELD_OUT = "held out"  # the held-out classes: what needs the features alone (retrieval, verification, compactness)
 OPEN_SET_SPLITS = (SEEN, HELD_OUT)
+# The geometry of the features a metric measures (None: not the features' geometry: logits, times, counts).
+EUCLIDEAN = "Euclidean"  # distances between the raw features
+COSINE = "cosine"  # cosine similarity: distances between the L2-normalized features
+CENTER_SPACE = "center space"  # Euclidean distances in the space the centers were learned in (the cell's center_space)
+GEOMETRIES = (EUCLIDEAN, COSINE, CENTER_SPACE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class Metric:
     missing: what the findings say where its values are not finite (NaN, inf) on a side.
     change: how the findings say a change of it, one of CHANGES.
     open_set: the test samples it is measured on when classes are held out of training, one of OPEN_SET_SPLITS.
+    geometry: the geometry of the features it measures, one of GEOMETRIES, or None where it measures no distance
+    between features.
     """
 
     name: str
@@ -71,6 +80,7 @@ class Metric:
     open_set: str = HELD_OUT
     primary: bool = False
     missing: str = "not comparable"
+    geometry: str | None = None
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -89,6 +99,9 @@ class Metric:
         if self.headline and (self.higher_is_better is None or self.compute is None or not self.summarized):
             raise ValueError(f"metric {self.name!r} is a headline metric, so it needs a direction (higher_is_better "
                              "True or False), a compute and summarized=True")
+        if self.geometry is not None and self.geometry not in GEOMETRIES:
+            raise ValueError(f"metric {self.name!r}: unknown geometry {self.geometry!r}; expected one of "
+                             f"{list(GEOMETRIES)} or None")
         if self.primary and not self.headline:
             raise ValueError(f"metric {self.name!r} is primary, so it must be a headline metric (headline=True)")
 
@@ -158,45 +171,57 @@ for _metric in (
     Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy,
            views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=POINTS, open_set=SEEN, primary=True),
     Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY), open_set=SEEN),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), open_set=SEEN, geometry=CENTER_SPACE),
     # Raw distances shrink with the whole feature scale: reported, never ranked.
     Metric("intra_class_distance", "intra-class distance", None, False, lambda e: e.intra_class_distance,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT), geometry=EUCLIDEAN),
     Metric("inter_class_distance", "inter-class distance", None, False,
            lambda e: e.inter_class_distances["inter_class_distance"],
-           views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT)),
+           views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT), geometry=EUCLIDEAN),
     Metric("inter_class_distance_min", "min inter-class distance", None, False,
-           lambda e: e.inter_class_distances["inter_class_distance_min"]),
+           lambda e: e.inter_class_distances["inter_class_distance_min"], geometry=EUCLIDEAN),
     Metric("mean_feature_norm", "mean feature norm", None, False, lambda e: e.mean_feature_norm,
-           views=(TRAIN_SUMMARY, AGAINST_LAMBDA)),
+           views=(TRAIN_SUMMARY, AGAINST_LAMBDA), geometry=EUCLIDEAN),
     # Compactness and separation at the features' own scale. Separation ratio, intra / mean norm and the trace ratio
     # move together (|r| >= 0.988 across the cells of the default grid): one quantity, so one primary metric (the
     # separation ratio, which does not move with the origin) and the other two reported, not compared.
     Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=RATIO, primary=True),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=RATIO, primary=True,
+           geometry=EUCLIDEAN),
     Metric("relative_intra_class_distance", "intra / mean norm", False, True, lambda e: e.relative_intra_class_distance,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA)),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA), geometry=EUCLIDEAN),
     Metric("unit_intra_class_distance", "intra-class distance (unit features)", False, True,
-           lambda e: e.unit_intra_class_distance, views=(GRID_SUMMARY,)),
+           lambda e: e.unit_intra_class_distance, views=(GRID_SUMMARY,), geometry=COSINE),
     Metric("unit_inter_class_distance", "inter-class distance (unit features)", True, True,
-           lambda e: e.unit_inter_class_distance, views=(GRID_SUMMARY,)),
+           lambda e: e.unit_inter_class_distance, views=(GRID_SUMMARY,), geometry=COSINE),
     # Named fisher_ratio in records since before it was labelled for what it is: tr(S_B) / tr(S_W), the trace
     # ratio (Fisher's criterion is a ratio of projected variances, not of traces).
     Metric("fisher_ratio", "trace ratio tr(S_B)/tr(S_W)", True, True, lambda e: e.fisher_ratio,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY)),
-    Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,)),
-    Metric("precision_at_1", "precision@1", True, True, lambda e: e.retrieval["precision_at_1"]),
-    Metric("map_at_r", "MAP@R", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,),
-           headline=True, change=POINTS, primary=True),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), geometry=EUCLIDEAN),
+    Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,),
+           geometry=EUCLIDEAN),
+    # Retrieval on both geometries. Cosine is the primary one (Musgrave et al. 2020 retrieve on L2-normalized
+    # embeddings): Euclidean retrieval rewards what shrinks the raw distances (center loss) and penalizes the heads
+    # that classify directions. map_at_r and precision_at_1 are the Euclidean ones in every record since before the
+    # cosine ones existed.
+    Metric("precision_at_1", "precision@1 (Euclidean)", True, True, lambda e: e.retrieval["precision_at_1"],
+           geometry=EUCLIDEAN),
+    Metric("map_at_r", "MAP@R (Euclidean)", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,),
+           headline=True, change=POINTS, geometry=EUCLIDEAN),
+    Metric("cosine_precision_at_1", "precision@1 (cosine)", True, True, lambda e: e.cosine_retrieval["precision_at_1"],
+           views=(TRAIN_SUMMARY,), geometry=COSINE),
+    Metric("cosine_map_at_r", "MAP@R (cosine)", True, True, lambda e: e.cosine_retrieval["map_at_r"],
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), headline=True, change=POINTS, primary=True, geometry=COSINE),
     Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
-           views=(TRAIN_SUMMARY,), headline=True, change=POINTS),
+           views=(TRAIN_SUMMARY,), headline=True, change=POINTS, geometry=COSINE),
     # NaN where fewer than 100 / FAR different-class pairs resolve it (ablate.metrics.features.MIN_FALSE_ACCEPTS).
     Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.resolved_tar_at_far,
-           headline=True, change=POINTS, missing="not resolvable at this size (see lowest resolvable FAR)"),
+           headline=True, change=POINTS, missing="not resolvable at this size (see lowest resolvable FAR)",
+           geometry=COSINE),
     Metric("lowest_resolvable_far", "lowest resolvable FAR", None, True, lambda e: e.lowest_resolvable_far,
            views=(GRID_SUMMARY,)),
     Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance,
-           open_set=SEEN),
+           open_set=SEEN, geometry=CENTER_SPACE),
     # Measured by the training run itself (compute None).
     Metric("train_samples_per_s", "train samples/s", True, True),
     Metric("train_time_s", "train time (s)", False, True),

@@ -41,6 +41,8 @@ CURVES_OF_EPOCHS = (
     Curve("center_loss", "center loss"),  # the mean center loss, unweighted
     Curve("train_accuracy", "train accuracy"),
     Curve("pair_loss", "pair loss", plotted=False, optional=True),  # only in a cell with a pair loss
+    # SphereFace's annealing weight lambda at each epoch's end: only in a cell that anneals
+    Curve("annealing_weight", "annealing weight", plotted=False, optional=True),
 )
 PLOTTED_CURVES = {curve.name: curve.label for curve in CURVES_OF_EPOCHS if curve.plotted}
 

@@ -12,14 +12,14 @@ from ablate.io import atomic_write_bytes
 from ablate.loss import CenterLoss, available_variants
 from ablate.loss.devices import AUTO, device_present, device_type
 from ablate.metrics import computed_metrics
-from ablate.models import build_model
+from ablate.models import EMBEDDING_NORMS, build_model
 from ablate.objectives import describe_objective
 from ablate.runs.features import features_npz
 from ablate.runs.record import CellRecord
 from ablate.train.config import CellConfig
 from ablate.train.evaluate import evaluate, features_and_predictions
 from ablate.train.heads import TrainingObjective
-from ablate.train.loop import train
+from ablate.train.loop import in_center_space, train
 from ablate.train.memory import cell_memory, check_fits
 
 
@@ -106,8 +106,13 @@ def train_and_evaluate(config: CellConfig, device: torch.device, features_path=N
     trained_classes = data.num_classes - config.holdout_classes
     trained = data.y_train < trained_classes
 
+    if EMBEDDING_NORMS[config.embedding_norm].batch_statistics and int(trained.sum()) % config.batch_size == 1:
+        raise ValueError(f"embedding_norm {config.embedding_norm} needs at least 2 samples in every batch, and the "
+                         f"last batch of "
+                         f"{int(trained.sum())} training samples at batch_size {config.batch_size} holds one; choose "
+                         "another batch_size")
     torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
-    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes)
+    model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes, config.embedding_norm)
     objective = TrainingObjective(config, trained_classes)  # after the model's weights: softmax cells draw as before
     model = objective.attach(model).to(device)
     criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
@@ -130,8 +135,9 @@ def train_and_evaluate(config: CellConfig, device: torch.device, features_path=N
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
     if history.diverged_epoch is None:
         # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
+        in_space = in_center_space(torch.from_numpy(features), config.center_space).numpy()  # the centers' space
         metrics = {name: None if math.isnan(value) else value
-                   for name, value in evaluate(features, predictions, data.y_test, centers).items()}
+                   for name, value in evaluate(features, predictions, data.y_test, centers, in_space).items()}
     else:
         metrics = dict.fromkeys(m.name for m in computed_metrics())
     if features_path is not None:

@@ -10,13 +10,20 @@ from ablate.loss.conventions import CONVENTIONS, conventions_help
 from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS
 from ablate.loss.rules import RULES, rules_help
-from ablate.models import MODELS
+from ablate.models import EMBEDDING_NORMS, MODELS
 from ablate.objectives import (
+    CENTER_SPACES,
+    DEFAULT_CENTER_SPACE,
     DEFAULT_HEAD,
     DEFAULT_PAIR_WEIGHT,
     HEADS,
     NO_PAIR_LOSS,
     PAIR_LOSSES,
+    PARAMETER_KEYS,
+    center_spaces_help,
+    embedding_norm_help,
+    feat_dim_help,
+    head_entry,
     head_names,
     pair_loss_names,
     papers_help,
@@ -46,7 +53,8 @@ def _recipe_option(help_text: str, choices=None):
 @dataclass(frozen=True)
 class CellConfig:
     """One training cell. The defaults train a digits cell in a few seconds on 2 CPU cores; model, epochs,
-    batch_size, lr, lr_step, lr_gamma and convention left unset (None) take the dataset's recipe.
+    batch_size, lr, lr_step, lr_gamma and convention left unset (None) take the dataset's recipe; feat_dim,
+    embedding_norm and the head's parameters left unset take the head's recipe (ablate.objectives).
 
     In records, grids and the CLI the field lambda_ is called "lambda" (see KEY_NAMES).
     """
@@ -55,7 +63,7 @@ class CellConfig:
     data_dir: str | None = _option(None, "Folder of the fashion-mnist IDX .gz files "
                                          "(default /usr/share/datasets/fashion-mnist).")
     model: str = _recipe_option("Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
-    feat_dim: int = _option(2, "Feature (embedding) dimension.")
+    feat_dim: int = _option(None, "Feature (embedding) dimension; unset: the head's recipe (" + feat_dim_help() + ").")
     variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).", VARIANTS)
     rule: str = _option("paper", f"Center-update rule: {rules_help()}.", RULES)
     convention: str = _recipe_option(f"Loss normalization: {conventions_help()}.", CONVENTIONS)
@@ -87,7 +95,7 @@ class CellConfig:
     head: str = _option(DEFAULT_HEAD, f"Classification head on the features ({papers_help(HEADS)}).", head_names)
     margin: float | None = _option(None, "Margin of the head, in its paper's unit; unset: the paper's value ("
                                          + parameter_help("margin") + ").")
-    scale: float | None = _option(None, "Scale s of the head's logits; unset: the paper's value ("
+    scale: float | None = _option(None, "Scale s of the head's logits; unset: the head's recipe ("
                                         + parameter_help("scale") + ").")
     pair_loss: str = _option(NO_PAIR_LOSS, "Pair loss added to the head's loss, on L2-normalized features ("
                                            + papers_help(PAIR_LOSSES) + ").", pair_loss_names)
@@ -95,17 +103,35 @@ class CellConfig:
                                               "loss.")
     pair_margin: float | None = _option(None, "Margin of the pair loss; unset: the paper's value ("
                                               + parameter_help("pair_margin") + ").")
+    embedding_norm: str | None = _option(None, "Normalization of the embedding (the features), a layer after the "
+                                               "model's feature layer; unset: the head's recipe ("
+                                               + embedding_norm_help() + ").", tuple(EMBEDDING_NORMS))
+    center_space: str = _option(DEFAULT_CENTER_SPACE, f"Space center loss works in: {center_spaces_help()}.",
+                                tuple(CENTER_SPACES))
+    # SphereFace's annealing of its target logit (ablate.objectives.annealing_weight); unset: the paper's schedule.
+    anneal_base: float | None = _option(None, "SphereFace: the annealed weight's start lambda0 ("
+                                              + parameter_help("anneal_base") + ").")
+    anneal_gamma: float | None = _option(None, "SphereFace: gamma of lambda0 (1 + gamma t)^-power, t the training "
+                                               "step (" + parameter_help("anneal_gamma") + ").")
+    anneal_power: float | None = _option(None, "SphereFace: power of the annealing (" + parameter_help("anneal_power")
+                                               + ").")
+    anneal_min: float | None = _option(None, "SphereFace: the annealed weight's floor lambda_min ("
+                                             + parameter_help("anneal_min") + ").")
 
     def __post_init__(self):
         for name, value in recipe(self.dataset).options().items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        if self.feat_dim is None:
+            object.__setattr__(self, "feat_dim", head_entry(self.head).feat_dim)
         entries = {}  # the registry entry each registry-backed option names, looked up once
         for f in fields(self):
             value = getattr(self, f.name)
             choices = f.metadata["choices"]
             if isinstance(choices, Registry):
                 entries[f.name] = choices.get(value)  # else "unknown rule 'x'; expected one of ..."
+            elif value is None and f.default is None:
+                pass  # unset: its recipe fills it in below (resolve_objective)
             elif (allowed := option_choices(f)) is not None and value not in allowed:
                 raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(allowed)}")
             if f.type is int:
@@ -203,7 +229,8 @@ def _check_ranges(c: CellConfig, entries: dict) -> None:
             raise
         raise ValueError(f"{error} Under nproc {c.nproc} the batch is the global one: batch_size {c.batch_size} "
                          f"x nproc {c.nproc}.") from None
-    objective = resolve_objective(c.head, c.pair_loss, c.margin, c.scale, c.pair_margin, c.pair_weight,
-                                  batch_size=c.batch_size, classes=classes - c.holdout_classes, nproc=c.nproc)
+    objective = resolve_objective(c.head, c.pair_loss, {key: getattr(c, key) for key in PARAMETER_KEYS},
+                                  c.pair_weight, c.embedding_norm, batch_size=c.batch_size,
+                                  classes=classes - c.holdout_classes, feat_dim=c.feat_dim, nproc=c.nproc)
     for name, value in objective.items():
         object.__setattr__(c, name, value)

@@ -22,9 +22,11 @@ def features_and_predictions(model: nn.Module, x: torch.Tensor):
     return torch.cat(features).numpy(), torch.cat(predictions).numpy()
 
 
-def evaluate(features: np.ndarray, predictions: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> dict:
+def evaluate(features: np.ndarray, predictions: np.ndarray, labels: np.ndarray, centers: np.ndarray,
+             center_features: np.ndarray | None = None) -> dict:
     """{name: value} of every computed metric, in registry order, from test features (N, D), predictions (N,),
-    labels (N,) and centers (C, D); in an open-set cell (labels >= C: classes held out of training) each metric on
-    the test samples its registry entry names."""
-    evaluations = split_evaluations(features, labels, predictions, centers)
+    labels (N,) and centers (C, D); center_features (N, D): the features in the space the centers live in (the
+    cell's center space; default the features); in an open-set cell (labels >= C: classes held out of training)
+    each metric on the test samples its registry entry names."""
+    evaluations = split_evaluations(features, labels, predictions, centers, center_features)
     return {metric.name: float(metric.compute(evaluations[metric.open_set])) for metric in computed_metrics()}

@@ -2,13 +2,13 @@
 pytorch-metric-learning, which is imported only when a cell uses one of them.
 
     TrainingObjective(config, num_classes)   .attach(model), .head_sum(features, logits, labels),
-                                             .pair_loss(features, labels)
+                                             .pair_loss(features, labels), .annealing_weight()
 """
 
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.objectives import HEADS, PAIR_LOSSES
+from ablate.objectives import HEADS, PAIR_LOSSES, annealing_weight
 
 # pml takes a head's angle as acos(clamp(cos, -1, 1)), whose gradient is infinite at |cos| = 1: with 2-D features
 # a float32 cosine reaches 1.0 within the first epoch and the cell diverges. The angle is taken at the cosine
@@ -23,11 +23,37 @@ class FiniteAngleGradient:
         return super().get_angles(cosine_of_target_classes.clamp(-1 + ANGLE_EPS, 1 - ANGLE_EPS))
 
 
-def _head_class(library_class):
-    """pml's head class, with FiniteAngleGradient where it computes angles."""
-    if hasattr(library_class, "get_angles"):
-        return type(library_class.__name__, (FiniteAngleGradient, library_class), {})
-    return library_class
+class AnnealedTarget:
+    """Mixin for pml's SphereFaceLoss (whose target cosine becomes psi(theta_y)): the target's cosine becomes
+    (lambda cos theta_y + psi(theta_y)) / (1 + lambda), pml's logit scale (s ||x||) applied after, with lambda
+    annealed over the training steps by the paper's schedule (ablate.objectives.annealing_weight). Each loss
+    computation is one training step; the first is step 1, as in the paper's Caffe layer. The gradient is autograd's
+    of this target logit (the Caffe layer's backward rescales the pair of coefficients of x and W of the target to
+    unit length, an approximation of it)."""
+
+    def __init__(self, *args, anneal_base: float, anneal_gamma: float, anneal_power: float, anneal_min: float,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schedule = (anneal_base, anneal_gamma, anneal_power, anneal_min)
+        self.steps = 0  # training steps taken
+        self.weight = annealing_weight(0, *self.schedule)  # lambda of the last step (of step 0 before the first)
+
+    def compute_loss(self, *args, **kwargs):
+        self.steps += 1
+        self.weight = annealing_weight(self.steps, *self.schedule)
+        return super().compute_loss(*args, **kwargs)
+
+    def modify_cosine_of_target_classes(self, cosine_of_target_classes):
+        psi = super().modify_cosine_of_target_classes(cosine_of_target_classes)  # (B,)
+        return (self.weight * cosine_of_target_classes + psi) / (1.0 + self.weight)
+
+
+def _head_class(library_class, annealed: bool):
+    """pml's head class, with FiniteAngleGradient where it computes angles and AnnealedTarget for an annealed
+    head."""
+    mixins = ((AnnealedTarget,) if annealed else ()) + ((FiniteAngleGradient,) if hasattr(library_class, "get_angles")
+                                                          else ())
+    return type(library_class.__name__, (*mixins, library_class), {}) if mixins else library_class
 
 
 def _library_options(entry, config) -> dict:
@@ -58,9 +84,9 @@ class TrainingObjective:
         if head.library_class is not None or pair.library_class is not None:
             from pytorch_metric_learning import distances, losses, miners  # heavy: loaded for the cells that use it
         if head.library_class is not None:
-            loss = _head_class(getattr(losses, head.library_class))(num_classes=num_classes,
-                                                                    embedding_size=config.feat_dim,
-                                                                    **_library_options(head, config))
+            head_class = _head_class(getattr(losses, head.library_class), head.annealed)
+            loss = head_class(num_classes=num_classes, embedding_size=config.feat_dim,
+                              **_library_options(head, config))
             loss.W.requires_grad_(head.learned)  # a head with fixed class weights keeps its initial ones
             self.head_module = HeadLogits(loss)
         if pair.library_class is not None:
@@ -83,6 +109,11 @@ class TrainingObjective:
         if self.head_module is None:
             return F.cross_entropy(logits, labels, reduction="sum")
         return self.head_module.loss(features, labels) * len(labels)
+
+    def annealing_weight(self) -> float | None:
+        """The annealed head's lambda at its last training step (None for a head without annealing)."""
+        loss = self.head_module.loss if self.head_module is not None else None
+        return loss.weight if isinstance(loss, AnnealedTarget) else None
 
     def pair_loss(self, features, labels):
         """The pair loss of features (B, D) with labels (B,) (a scalar), None without one."""

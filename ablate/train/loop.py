@@ -1,15 +1,17 @@
-"""The training loop of a cell: the head's cross-entropy (+ pair_weight * a pair loss) + lambda * center loss,
-centers moved by their rule."""
+"""The training loop of a cell: the head's cross-entropy (+ pair_weight * a pair loss) + lambda * center loss in
+the cell's center space, centers moved by their rule."""
 
 import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from ablate.distributed.context import ONE_PROCESS
 from ablate.loss import CenterLoss
+from ablate.objectives import NORMALIZED
 from ablate.runs.record import CURVES_OF_EPOCHS
 from ablate.train.config import CellConfig
 from ablate.train.heads import TrainingObjective
@@ -18,7 +20,8 @@ from ablate.train.heads import TrainingObjective
 @dataclass
 class TrainingHistory:
     """Per finished epoch: mean softmax part (the head's cross-entropy, margin included), mean center part
-    (unweighted), train accuracy, and the mean pair loss (unweighted; empty without a pair loss).
+    (unweighted), train accuracy, the mean pair loss (unweighted; empty without a pair loss) and an annealed head's
+    lambda at the epoch's last step (empty without one).
 
     diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never);
     samples counts the examples trained on, including the diverged epoch's.
@@ -28,12 +31,19 @@ class TrainingHistory:
     center_loss: list = field(default_factory=list)
     train_accuracy: list = field(default_factory=list)
     pair_loss: list = field(default_factory=list)
+    annealing_weight: list = field(default_factory=list)
     diverged_epoch: int | None = None
     samples: int = 0
 
     def curves(self) -> dict:
         """The per-epoch curves by name, as the record declares them (ablate.runs.record.CURVES_OF_EPOCHS)."""
         return {curve.name: getattr(self, curve.name) for curve in CURVES_OF_EPOCHS}
+
+
+def in_center_space(features: torch.Tensor, center_space: str) -> torch.Tensor:
+    """features (B, D) in the space center loss works in (ablate.objectives.CENTER_SPACES): themselves, or each
+    divided by its norm (a zero feature stays zero)."""
+    return F.normalize(features, dim=1) if center_space == NORMALIZED else features
 
 
 def make_optimizer(config: CellConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -104,7 +114,8 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 features, logits = ddp_model(inputs)  # (b, D), (b, C): this rank's b of the batch's B rows
                 softmax_sum = objective.head_sum(features, logits, labels)
                 softmax_part = softmax_sum / (len(batch) / ranks.world_size)  # one process: the mean over B
-                center_part = center_loss(features, labels)  # the global batch's loss on every rank
+                centered = in_center_space(features, config.center_space)  # (b, D)
+                center_part = center_loss(centered, labels)  # the global batch's loss on every rank
                 loss = softmax_part + config.lambda_ * center_part
                 pair_part = objective.pair_loss(features, labels)
                 if pair_part is not None:
@@ -121,7 +132,7 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 center_step.zero_grad()
                 loss.backward()
                 optimizer.step()
-                center_step.step(features, labels)
+                center_step.step(centered, labels)
                 correct = (logits.argmax(1) == labels).sum()
                 totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(mine),
                                        pair_part.detach().double() * len(mine), correct])
@@ -132,6 +143,8 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
             history.train_accuracy.append(accuracy)
             if objective.pair_module is not None:
                 history.pair_loss.append(pair_mean)
+            if (weight := objective.annealing_weight()) is not None:
+                history.annealing_weight.append(weight)
             bar.set_postfix(epoch=epoch, softmax=f"{softmax_mean:.3f}", center=f"{center_mean:.3f}",
                             acc=f"{accuracy:.3f}")
             if scheduler is not None:
