@@ -165,6 +165,8 @@ def cell_text(difference: Difference) -> str:
     '+0.1 pts [-0.3, +0.5] p=1; no detectable difference (MDE 0.6 pts)', or the change with its verdict when there
     is no test."""
     verdict = difference.verdict
+    if not difference.comparable:
+        return difference.change_text()  # the metric's `missing` text
     if not difference.testable:
         return f"{difference.change_text()} {verdict}"
     if verdict in DIFFERENT:
@@ -219,7 +221,8 @@ def declared_effects(run: GridRun) -> dict:
 
 def effects_sentence(effects: dict) -> str:
     """'test accuracy 1 pts, MAP@R 1 pts' for the effects of interest of the primary metrics."""
-    return ", ".join(f"{m.label} {effect_text(m, effects[m.name])}" for m in primary_metrics() if m.name in effects)
+    return ", ".join(f"{m.label} {effect_text(m, effects[m.name])}" for m in primary_metrics()
+                     if math.isfinite(effects.get(m.name, math.nan)))
 
 
 def _dropped_text(sides: list, used: list, paired: bool) -> str:
