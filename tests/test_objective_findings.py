@@ -16,6 +16,7 @@ from ablate.analysis.objective_findings import (
     center_findings,
     objective_findings,
     ranking,
+    ranking_frame,
     reference_objective,
 )
 from ablate.analysis.schema import cell_id
@@ -182,6 +183,8 @@ def test_failures_are_counted_with_exact_intervals_and_compared_with_the_best_by
     assert arcface.failures_p == pytest.approx(p) and table.family_size == 2  # the MAP@R test and the failure test
     assert table.failures_p(arcface) == pytest.approx(min(1, 2 * p))
     assert table.failures_verdict(arcface) == "fails more often than the best"
+    assert ranking_frame(table)["in words"].iloc[1].endswith(f"; fails more often than the best (did not train: 6/10, "
+                                                            f"p = {min(1, 2 * p):.2g})")
 
 
 def test_a_planted_cell_below_chance_is_kept_out_of_the_comparison_and_the_mean(tmp_path):
@@ -200,3 +203,16 @@ def test_the_report_opens_with_the_family_and_the_ranking_then_the_exploratory_t
     assert family < first < html.index("Findings: every objective against softmax (exploratory)")
     assert first < html.index("Findings: each lambda against lambda=0 (exploratory)")
     assert "did not learn" in html and "failures against the best" in html
+
+
+def test_chance_is_one_over_the_classes_a_cell_trained_on_and_unknown_chance_judges_nothing():
+    import pandas as pd
+
+    from ablate.analysis.outcomes import DID_NOT_LEARN, TRAINED, chance_accuracy, learning_threshold, outcomes
+
+    cells = pd.DataFrame({"dataset": ["digits", "synthetic", "digits", "elsewhere"], "num_classes": [10, 4, 10, 10],
+                          "holdout_classes": [0, 0, 2, 0], "status": "ok", "test_accuracy": [0.27, 0.41, 0.31, 0.05]})
+    assert chance_accuracy(cells).iloc[:3].tolist() == pytest.approx([0.1, 0.25, 0.125])
+    assert np.isnan(chance_accuracy(cells).iloc[3])  # a dataset not registered here: not judged
+    assert learning_threshold(0.25) == pytest.approx(0.4)
+    assert outcomes(cells).tolist() == [DID_NOT_LEARN, TRAINED, TRAINED, TRAINED]  # 28%, 40%, 30% to beat

@@ -269,6 +269,18 @@ def _failures_text(ranking: Ranking, standing: Standing) -> str:
     return f"p={p:.2g}, {ranking.failures_verdict(standing)}" if math.isfinite(p) else "none on either side"
 
 
+def _words(ranking: Ranking, standing: Standing) -> str:
+    """The comparison with the best in words, and the failures' when they differ."""
+    if standing.row is None:
+        return "the best" if math.isfinite(standing.mean) else "not ranked: no seed trained"
+    failures = ranking.failures_verdict(standing)
+    if failures not in (MORE_FAILURES, FEWER_FAILURES):
+        return standing.row.words()
+    not_trained = standing.not_trained
+    return (f"{standing.row.words()}; {failures} (did not train: {not_trained.k}/{not_trained.n}, "
+            f"p = {ranking.failures_p(standing):.2g})")
+
+
 def ranking_frame(ranking: Ranking) -> pd.DataFrame:
     """One row per objective and setting, best first within each setting: rank, objective, finished cells, the
     rates of divergence and of not learning with their exact intervals, failures against the best, the ranking
@@ -286,7 +298,6 @@ def ranking_frame(ranking: Ranking) -> pd.DataFrame:
                   "against the best": "best" if s.row is None and math.isfinite(s.mean) else (
                       cell_text(difference) if difference is not None else "—"),
                   "seeds": s.row.seeds if s.row is not None else "",
-                  "in words": s.row.words() if s.row is not None else ("the best" if math.isfinite(s.mean) else
-                                                                       "not ranked: no seed trained")}
+                  "in words": _words(ranking, s)}
         records.append(record)
     return pd.DataFrame.from_records(records)
