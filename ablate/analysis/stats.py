@@ -260,7 +260,7 @@ class Difference:
             return f"{UNDERPOWERED} ({self.minimum_detectable_text()})"
         return NO_DIFFERENCE
 
-    @property
+    @cached_property
     def minimum_detectable(self) -> float:
         """The smallest true change (on the change scale, > 0) this comparison detects with probability POWER at
         its family's level, given the observed spread of one seed (inf where the test cannot reach the level);
