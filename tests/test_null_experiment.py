@@ -30,7 +30,7 @@ CELL = {"dataset": "digits", "lambda": 0.1, "epochs": 5, "device": "cpu"}
 # (n_a, n_b): balanced, at the edge of Welch's range (BALANCE), and unbalanced (the permutation test).
 DESIGNS = ((3, 3), (5, 5), (3, 6), (3, 30), (5, 50))
 # Welch's t with 3 or 5 seeds a side estimates its degrees of freedom from two small variances: conservative
-# (ablate.analysis.stats: about 3% on normal values, 2.3-2.5% on skewed ones); its rate may lie below 2%.
+# (ablate.analysis.stats: 3.4-4.5% on normal values, 2.3-2.5% on skewed ones); its rate may lie below 2%.
 CONSERVATIVE = ((3, 3), (5, 5))
 SHIFTS = (0, 1, 2)  # true shifts of side b, in standard deviations of one seed's value on the change scale
 LEVEL = 0.95  # of the Clopper-Pearson intervals

@@ -30,7 +30,6 @@ from ablate.data import DATASETS
 
 DID_NOT_LEARN_KAPPA = 0.2
 TRAINED, DIVERGED, DID_NOT_LEARN, FAILED = "trained", "diverged", "did not learn", "failed"
-NOT_TRAINED = (DIVERGED, DID_NOT_LEARN)  # the outcomes of a finished cell that did not train
 RATE_LEVEL = 0.95  # the confidence of a rate's exact interval
 ACCURACY = "test_accuracy"  # the record key did-not-learn is judged on (the head's own predictions)
 
