@@ -12,9 +12,10 @@ def compare_command(run_a, run_b):
     """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed, and but the options each run
     holds at one value of its own, such as lambda 0 in one and 0.1 in the other), B against A: each headline
     metric's change with its simultaneous interval and adjusted p-value over seeds (ablate.analysis.stats), in
-    numbers and in words. Paired over seeds when both runs ran the same seeds; a side with one seed is untestable
-    (the change alone)."""
-    from ablate.analysis.findings import DIVERGED_TEXT, method_text, power_sentence, run_findings
+    numbers and in words. Seeds both runs ran are paired on (the others left out, and said so), never taken as
+    independent draws; runs with no seed in common are compared unpaired. A side with one seed is untestable (the
+    change alone)."""
+    from ablate.analysis.findings import DROPPED_TEXT, method_text, pairing_sentence, power_sentence, run_findings
     from ablate.runs.configs import format_label
     from ablate.runs.loading import GridRun, load_run
 
@@ -43,7 +44,7 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(f"{what} {method_text(findings)} {DIVERGED_TEXT}")
+    click.echo(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}")
     power = power_sentence(findings)
     if power:
         click.echo(power)

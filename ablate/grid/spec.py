@@ -10,6 +10,10 @@ A spec has an optional `description`, an `[axes]` table and any number of `[[als
     variant = ["naive", "gather"]
     lambda = [0.1]
 
+An optional `effect_of_interest` declares the smallest change that matters to the findings (default: 1 point for
+every metric said in points): a number of points, or a table of metric = value (a factor for a ratio); a finding
+whose minimum detectable effect exceeds it is said to be underpowered (ablate.analysis.stats).
+
 The grid is the union of the products, without duplicates. Keys are the cell options of
 `ablate train` with underscores (`lambda`, `alpha`, `feat_dim`, ...); options not named keep their
 defaults. `variant = "*"` stands for every registered variant available on the cell's device here (`ablate
@@ -23,13 +27,14 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from ablate.analysis.stats import EFFECT_OF_INTEREST, effects_of_interest
 from ablate.escape import toml_comment, toml_key, toml_string, toml_value
 from ablate.io import UnreadableFile, parse_toml_text, read_regular_text
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
 from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
 
-SPEC_KEYS = ("description", "axes", "also")
+SPEC_KEYS = ("description", "axes", "also", EFFECT_OF_INTEREST)
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
@@ -45,13 +50,15 @@ def _axis_length(key: str, values: list) -> int:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'."""
+    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; effect of
+    interest: as the grid declares it (a number of points, a table of metric = value), None for the default."""
 
     axes: dict
     also: tuple = ()
     description: str = ""
     source: str = ""
     overrides: tuple = ()
+    effect_of_interest: float | dict | None = None
 
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
@@ -80,10 +87,15 @@ class GridSpec:
         header = f"resolved grid from {self.source or 'the command line'}"
         if self.overrides:
             header += f" with --set {' --set '.join(self.overrides)}"
-        lines = [*toml_comment(header), f"description = {toml_string(self.description)}", "", "[axes]",
-                 *_toml_lines(self.axes)]
+        lines = [*toml_comment(header), f"description = {toml_string(self.description)}"]
+        if isinstance(self.effect_of_interest, (int, float)):
+            lines.append(f"{EFFECT_OF_INTEREST} = {toml_value(self.effect_of_interest)}")
+        lines += ["", "[axes]", *_toml_lines(self.axes)]
         for extra in self.also:
             lines += ["", "[[also]]", *_toml_lines(extra)]
+        if isinstance(self.effect_of_interest, dict):
+            lines += ["", f"[{EFFECT_OF_INTEREST}]",
+                      *(f"{toml_key(k)} = {toml_value(v)}" for k, v in self.effect_of_interest.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -133,8 +145,10 @@ def _parse(text: str, source: str) -> GridSpec:
     also = document.get("also", [])
     if not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
         raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
+    effect = document.get(EFFECT_OF_INTEREST)
+    effects_of_interest(effect, f"grid {source}")  # a ValueError names the key and what it expects
     return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
-                    description=str(document.get("description", "")), source=source)
+                    description=str(document.get("description", "")), source=source, effect_of_interest=effect)
 
 
 def _axes(table: dict, source: str) -> dict:
