@@ -106,10 +106,9 @@ def test_the_reference_objective_is_chosen_by_head(objectives_run):
     assert _verdicts(findings, "test_accuracy")["softmax"] == "worse"
 
 
-@pytest.mark.xfail(strict=True, reason="reference_objective names the head at its papers' values (s = 64, no "
-                   "embedding norm), not at the recipe its cells trained with (s from the class count, ArcFace's "
-                   "batchnorm): ablate.analysis.objective_findings should take the reference from the run's cells")
 def test_the_reference_head_at_its_recipe_is_found(tmp_path):
+    """Cells trained by the head's recipe (s from the class count, ArcFace's batchnorm), not at its papers' values:
+    the reference is named from the run's own cells."""
     run = load_runs([_objectives_run(tmp_path, options={})], reference=("head", "arcface"))[0]
     assert {r.against for r in objective_findings(run).rows} == {"arcface m=0.5 rad s=2.47188 embedding batchnorm"}
 

@@ -68,12 +68,19 @@ def varies_objective(run: GridRun) -> bool:
 
 
 def reference_objective(run: GridRun) -> str:
-    """The name of the reference objective: the head of the run's reference setting (head=NAME) alone, at its
-    paper's parameters; softmax alone when the reference is set on another key."""
+    """The name of the reference objective: the head of the run's reference setting (head=NAME) alone, softmax alone
+    when the reference is set on another key. Its cells trained it by its recipe (a scale from the class count, an
+    embedding norm) or at other values: the run's own cells of that head alone name it, those at the paper's
+    parameters first where the run has several; the paper's parameters where it has none."""
     key, value = run.reference
     head = value if key == "head" and value in HEADS else DEFAULT_HEAD
-    return describe_objective({"head": head, **{p.key: p.default for p in HEADS[head].parameters},
-                               "pair_loss": NO_PAIR_LOSS, "lambda": 0.0})
+    at_paper = describe_objective({"head": head, **{p.key: p.default for p in HEADS[head].parameters},
+                                   "pair_loss": NO_PAIR_LOSS, "lambda": 0.0})
+    named = _named(run)
+    alone = named[(named[OBJECTIVE] == named["without center"])]
+    found = sorted({row[OBJECTIVE] for row in alone.to_dict("records")
+                    if row.get("head", DEFAULT_HEAD) == head and row.get("pair_loss", NO_PAIR_LOSS) == NO_PAIR_LOSS})
+    return at_paper if at_paper in found or not found else found[0]
 
 
 def _named(run: GridRun) -> pd.DataFrame:
