@@ -2,6 +2,7 @@
 
 import math
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,10 +17,11 @@ from ablate.models import EMBEDDING_NORMS, build_model
 from ablate.objectives import describe_objective
 from ablate.runs.features import features_npz
 from ablate.runs.record import CellRecord
-from ablate.train.config import CellConfig
+from ablate.train.config import INERT_AT_ZERO_LAMBDA, CellConfig, shared_training_key
 from ablate.train.evaluate import evaluate, features_and_predictions
+from ablate.train.followers import CenterFollower
 from ablate.train.heads import TrainingObjective
-from ablate.train.loop import in_center_space, train
+from ablate.train.loop import TrainingHistory, in_center_space, train
 from ablate.train.memory import cell_memory, check_fits
 
 
@@ -52,7 +54,8 @@ def check_runnable(config: CellConfig, device: torch.device) -> None:
     check_fits(config, device)
 
 
-def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> dict:
+def run_cell(config: CellConfig, features_path=None, progress: bool = False, *,
+             on_epoch: Callable[[int, int], object] | None = None) -> dict:
     """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record
     (ablate.runs.record.CellRecord.to_dict()).
 
@@ -71,12 +74,14 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False) -> 
     With holdout_classes K (open set) the model and the centers know only C - K classes (the K held out are drawn
     by the seed, ablate.data): it trains on their samples, and is evaluated on every test sample
     (ablate.metrics.features.split_evaluations). The record holds split_seed and held_out_classes.
+
+    on_epoch(epoch, epochs): called after every finished epoch (one process only: a grid's progress).
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
     check_runnable(config, device)  # first: a size far beyond this machine is refused before it is estimated per rank
     if config.nproc == 1:
-        return train_and_evaluate(config, device, features_path, progress, started=started)
+        return _train_and_evaluate(config, device, [features_path], progress, started=started, on_epoch=on_epoch)[0]
     from ablate.distributed.launch import check_world, run_ranks
 
     check_world(config.nproc, device, cell_memory(config)["host"], option="--nproc")
@@ -97,6 +102,37 @@ def train_and_evaluate(config: CellConfig, device: torch.device, features_path=N
     """`run_cell` in this process, alone or as one of several ranks (then only rank 0 evaluates and returns), on
     `device` (resolved and checked by run_cell). started: the perf_counter the record's wall time counts from
     (default: now)."""
+    return _train_and_evaluate(config, device, [features_path], progress, ranks, started)[0]
+
+
+def run_shared_cells(lead: CellConfig, followers: Sequence[CellConfig], features_paths: Sequence | None = None, *,
+                     on_epoch: Callable[[int, int], object] | None = None) -> list:
+    """Train `lead` once and return the records of it and of every follower, in that order: cells at lambda 0, in
+    one process, that differ from it only in ablate.train.config.INERT_AT_ZERO_LAMBDA (a ValueError otherwise).
+    Each follower's record is what `run_cell` would give it (ablate.train.followers); None for a follower the shared
+    training does not stand for (its own center loss went non-finite, or the lead diverged): train that one alone.
+    features_paths: one .npz path (or None) per cell, lead first. on_epoch as run_cell's."""
+    key = shared_training_key(lead.to_dict())
+    for follower in followers:
+        if key is None or shared_training_key(follower.to_dict()) != key:
+            raise ValueError(f"a cell shares the training of another only at lambda 0 in one process and when they "
+                             f"differ in {', '.join(INERT_AT_ZERO_LAMBDA)} alone: {follower.to_dict()} does not share "
+                             f"that of {lead.to_dict()}")
+    paths = list(features_paths) if features_paths is not None else [None] * (1 + len(followers))
+    if len(paths) != 1 + len(followers):
+        raise ValueError(f"expected {1 + len(followers)} features paths (the lead's, then each follower's), got "
+                         f"{len(paths)}")
+    started = time.perf_counter()
+    device = resolve_device(lead.device)
+    check_runnable(lead, device)
+    return _train_and_evaluate(lead, device, paths, started=started, followers=followers, on_epoch=on_epoch)
+
+
+def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths: list, progress: bool = False,
+                        ranks=ONE_PROCESS, started: float | None = None, followers: Sequence[CellConfig] = (),
+                        on_epoch: Callable[[int, int], object] | None = None) -> list:
+    """The records of `config`'s cell and of its followers (run_shared_cells), trained once; [None] on a rank but
+    0."""
     started = time.perf_counter() if started is None else started
     data = load_dataset(config.dataset, config.data_dir, seed=config.seed, holdout_classes=config.holdout_classes,
                         test_fraction=config.test_fraction,
@@ -115,39 +151,64 @@ def train_and_evaluate(config: CellConfig, device: torch.device, features_path=N
     model = build_model(config.model, data.input_shape, config.feat_dim, trained_classes, config.embedding_norm)
     objective = TrainingObjective(config, trained_classes)  # after the model's weights: softmax cells draw as before
     model = objective.attach(model).to(device)
+    centers_drawn_at = torch.get_rng_state()  # where every follower draws its initial centers too
     criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
                            rule=config.rule, alpha=config.alpha, device=device,
                            placement=ranks.placement(trained_classes))
+    trackers = [CenterFollower(f, trained_classes, device, centers_drawn_at) for f in followers]
     x_train = torch.tensor(data.x_train[trained], device=device)
     y_train = torch.tensor(data.y_train[trained], device=device)
 
+    def after_step(features: torch.Tensor, labels: torch.Tensor) -> None:
+        for tracker in trackers:
+            tracker.step(features, labels)
+
+    def after_epoch(epoch: int, history: TrainingHistory) -> None:
+        for tracker in trackers:
+            tracker.end_epoch(len(y_train))
+        if on_epoch is not None:
+            on_epoch(epoch, config.epochs)
+
     _synchronize(device)
     train_started = time.perf_counter()
-    history = train(model, criterion, x_train, y_train, config, progress=progress, ranks=ranks, objective=objective)
+    history = train(model, criterion, x_train, y_train, config, progress=progress, ranks=ranks, objective=objective,
+                    after_step=after_step if trackers else None, after_epoch=after_epoch)
     _synchronize(device)
     train_time = time.perf_counter() - train_started
 
     centers = criterion.full_centers().float().cpu().numpy()  # a collective when the centers are sharded
     if ranks.rank != 0:
-        return None
+        return [None]
     features, predictions = features_and_predictions(model, torch.tensor(data.x_test, device=device))
-    if history.diverged_epoch is None and not (np.isfinite(features).all() and np.isfinite(centers).all()):
+    if history.diverged_epoch is None and not np.isfinite(features).all():
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
-    if history.diverged_epoch is None:
-        # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
-        in_space = in_center_space(torch.from_numpy(features), config.center_space).numpy()  # the centers' space
-        metrics = {name: None if math.isnan(value) else value
-                   for name, value in evaluate(features, predictions, data.y_test, centers, in_space).items()}
-    else:
-        metrics = dict.fromkeys(m.name for m in computed_metrics())
-    if features_path is not None:
-        write_features(features_path, features, data.y_test, centers, predictions)
 
-    return CellRecord(
-        config=config.to_dict(), objective=describe_objective(config.to_dict()), metrics=metrics,
-        split_seed=config.seed, held_out_classes=",".join(map(str, data.held_out)),
-        train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
-        wall_time_s=time.perf_counter() - started, status="ok" if history.diverged_epoch is None else "diverged",
-        diverged_epoch=history.diverged_epoch, resolved_device=str(device), torch_threads=torch.get_num_threads(),
-        world_size=ranks.world_size, curves=history.curves(),
-    ).to_dict()
+    def record(cell: CellConfig, centers: np.ndarray, curves: dict, features_path) -> dict:
+        """The cell's record from the shared model's test outputs and its own centers."""
+        diverged_epoch = history.diverged_epoch
+        if diverged_epoch is None and not np.isfinite(centers).all():
+            diverged_epoch = config.epochs
+        if diverged_epoch is None:
+            # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
+            in_space = in_center_space(torch.from_numpy(features), cell.center_space).numpy()  # the centers' space
+            metrics = {name: None if math.isnan(value) else value
+                       for name, value in evaluate(features, predictions, data.y_test, centers, in_space).items()}
+        else:
+            metrics = dict.fromkeys(m.name for m in computed_metrics())
+        if features_path is not None:
+            write_features(features_path, features, data.y_test, centers, predictions)
+        return CellRecord(
+            config=cell.to_dict(), objective=describe_objective(cell.to_dict()), metrics=metrics,
+            split_seed=cell.seed, held_out_classes=",".join(map(str, data.held_out)),
+            train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
+            wall_time_s=time.perf_counter() - started, status="ok" if diverged_epoch is None else "diverged",
+            diverged_epoch=diverged_epoch, resolved_device=str(device), torch_threads=torch.get_num_threads(),
+            world_size=ranks.world_size, curves=curves,
+        ).to_dict()
+
+    records = [record(config, centers, history.curves(), features_paths[0])]
+    for tracker, path in zip(trackers, features_paths[1:]):
+        stands = tracker.stands_for_its_cell and history.diverged_epoch is None
+        records.append(record(tracker.config, tracker.centers().float().cpu().numpy(),
+                              {**history.curves(), "center_loss": tracker.center_loss}, path) if stands else None)
+    return records

@@ -34,6 +34,14 @@ from ablate.registry import Registry
 
 OPTIMIZERS = ("sgd", "adam")
 
+# The options that reach a cell's model only through lambda * center loss and the centers' own step: at lambda 0 the
+# loss is the head's + 0 * center loss, whose gradient is exactly 0, so these change none of the model's weights, only
+# the centers and what is measured on them (the center loss, nearest-center accuracy, center-to-mean distance).
+# Cells at lambda 0 that differ in them alone share one training (ablate.train.followers; tests/test_shared_training.py
+# trains such cells apart and compares them bit for bit). Not the variant: a variant is what a grid puts under test,
+# and what it does at lambda 0 (a NaN, a device it cannot run on) is its own cell's outcome.
+INERT_AT_ZERO_LAMBDA = ("rule", "convention", "alpha", "center_space")
+
 
 def _option(default, help_text: str, choices=None):
     """A dataclass field carrying its CLI help and, for a choice, the valid values: a Registry (read when a value
@@ -159,6 +167,16 @@ class CellConfig:
     def to_dict(self) -> dict:
         """The options by grid/record key, in field order ("lambda", not "lambda_")."""
         return {key_name(name): value for name, value in asdict(self).items()}
+
+
+def shared_training_key(config: dict) -> tuple | None:
+    """What the training of a cell (a resolved config by record key, as CellConfig.to_dict gives it) depends on: its
+    options but INERT_AT_ZERO_LAMBDA, at lambda 0 in one process; cells with equal keys train the same model. None
+    for a cell whose training no other shares: lambda above 0, or several processes (each rank steps its own
+    centers)."""
+    if config["lambda"] != 0 or config["nproc"] != 1:
+        return None
+    return tuple((key, repr(value)) for key, value in config.items() if key not in INERT_AT_ZERO_LAMBDA)
 
 
 def option_choices(f) -> tuple | None:

@@ -2,6 +2,7 @@
 the cell's center space, centers moved by their rule."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -84,8 +85,15 @@ class CenterStep:
 
 
 def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Tensor, config: CellConfig,
-          progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective) -> TrainingHistory:
+          progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective,
+          after_step: Callable[[torch.Tensor, torch.Tensor], object] | None = None,
+          after_epoch: Callable[[int, TrainingHistory], object] | None = None) -> TrainingHistory:
     """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss.
+
+    after_step(features, labels): called after every step that changed the weights, with this rank's features
+    (b, D) of the batch as the model gave them before the step (detached) and its labels (b,) (the cells that share
+    this training follow them: ablate.train.followers). after_epoch(epoch, history): called after every finished
+    epoch (progress).
 
     objective: the cell's head and pair loss, attached to the model already (a pml head's weights are then the
     model's parameters, so its optimizer trains them).
@@ -133,6 +141,8 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 loss.backward()
                 optimizer.step()
                 center_step.step(centered, labels)
+                if after_step is not None:
+                    after_step(features.detach(), labels)
                 correct = (logits.argmax(1) == labels).sum()
                 totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(mine),
                                        pair_part.detach().double() * len(mine), correct])
@@ -149,4 +159,6 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                             acc=f"{accuracy:.3f}")
             if scheduler is not None:
                 scheduler.step()
+            if after_epoch is not None:
+                after_epoch(epoch, history)
     return history
