@@ -1,8 +1,35 @@
-"""`ablate compare RUN_A RUN_B`: did a change move the results? The findings table between two grid runs."""
+"""`ablate compare RUN_A RUN_B`: did a change move the results? The findings between two grid runs, one block per
+configuration both hold: each headline metric on its own line, then the finding in words, wrapped to the terminal."""
 
+import shutil
+import textwrap
 from pathlib import Path
 
 import click
+
+ONE_CONFIGURATION = "the configuration both runs hold"  # the label of a comparison when no option varies
+MAX_WIDTH = 120
+
+
+def _wrapped(text: str, width: int, indent: str = "") -> str:
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+def row_lines(row, against: str, width: int) -> list:
+    """A comparison as a block: 'lambda=0.1 (against RUN_A; seeds: 3 paired)', a line per headline metric with its
+    change, interval, p-value and verdict, then the row in words."""
+    from ablate.analysis.findings import cell_text, column_label
+    from ablate.metrics import headline_metrics
+    from ablate.runs.configs import describe
+
+    lines = [_wrapped(f"{describe(row.setting) or ONE_CONFIGURATION} (against {against}; seeds: {row.seeds})",
+                      width)]
+    differences = [(m, row.differences.get(m.name)) for m in headline_metrics()]
+    label_width = max((len(column_label(m)) for m, d in differences if d is not None), default=0)
+    lines += [_wrapped(f"{column_label(m):<{label_width}}  {cell_text(d)}", width, "  ")
+              for m, d in differences if d is not None]
+    lines.append(_wrapped(f"in words: {row.words()}", width, "  "))
+    return lines
 
 
 @click.command("compare")
@@ -32,19 +59,17 @@ def compare_command(run_a, run_b):
     findings = run_findings(*runs)
     if not findings.rows:
         raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
-    frame = findings.frame()
-    click.echo(frame.drop(columns="in words").to_string(index=False))
-    click.echo("")
-    for setting, words in zip(frame["setting"], frame["in words"]):
-        click.echo(f"{setting}: {words}")
-    click.echo("")
+    width = min(shutil.get_terminal_size((MAX_WIDTH, 24)).columns, MAX_WIDTH)
+    for row in findings.rows:
+        click.echo("\n".join(row_lines(row, run_a.name, width)))
+        click.echo("")
     count = len(findings.rows)
     what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
     if findings.changed:
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}")
+    click.echo(_wrapped(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}", width))
     power = power_sentence(findings)
     if power:
-        click.echo(power)
+        click.echo(_wrapped(power, width))

@@ -4,6 +4,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -12,6 +13,25 @@ from pathlib import Path
 from ablate.gitrepo import git
 
 _REPO = Path(__file__).resolve().parent.parent
+
+# The environment variables that change what a run does or gets, besides every ABLATE_* one: which variants can run
+# (TRITON_INTERPRET=1 runs the Triton kernels on the CPU), the threads (and so the float sums) of torch, the GPUs seen.
+ENVIRONMENT = ("TRITON_INTERPRET", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED",
+               "CUBLAS_WORKSPACE_CONFIG", "TORCHINDUCTOR_COMPILE_THREADS")
+ENVIRONMENT_PREFIX = "ABLATE_"
+
+
+def environment() -> dict:
+    """{name: value} of the ENVIRONMENT variables (and every ABLATE_* one) set in this process, sorted by name."""
+    return {name: value for name, value in sorted(os.environ.items())
+            if name in ENVIRONMENT or name.startswith(ENVIRONMENT_PREFIX)}
+
+
+def command_line() -> str:
+    """This process's command as a shell would rerun it: the relevant environment first
+    ("TRITON_INTERPRET=1 ablate grid default ..."), each word quoted where a shell needs it."""
+    prefix = [f"{name}={shlex.quote(value)}" for name, value in environment().items()]
+    return " ".join([*prefix, shlex.join(sys.argv)])
 
 
 def _git(*args) -> str | None:
@@ -54,7 +74,8 @@ def now() -> str:
 
 
 def collect() -> dict:
-    """A flat dict: git commit and dirty flag, versions, CPU, GPU, CUDA, driver, host, command line."""
+    """A flat dict: git commit and dirty flag, versions, CPU, GPU, CUDA, driver, host, the relevant environment
+    variables (as NAME=value words) and the command line with them in front."""
     import torch  # here: `now` and cpu_model serve the report, which never loads torch
 
     commit = _git("rev-parse", "HEAD")
@@ -74,7 +95,8 @@ def collect() -> dict:
         "torch_threads": torch.get_num_threads(),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "command": " ".join(sys.argv),
+        "environment": " ".join(f"{k}={shlex.quote(v)}" for k, v in environment().items()),
+        "command": command_line(),
         "cuda": torch.version.cuda,
         "gpu": None,
         "driver": None,

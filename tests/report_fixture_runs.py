@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablate.grid.spec import config_columns
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import claim, write_tables
 from ablate.runs.schema import cell_id
 from ablate.runs.tables import grid_tables
 from ablate.train import CellConfig
+from ablate.train.config import config_columns
 
 PROVENANCE = {"git_commit": "0" * 40, "git_dirty": False, "python": "3.12.0", "torch": "2.13.0", "host": "test-host",
               "cpu": "test cpu", "cpu_count": 2, "command": "ablate grid", "started_at": "2025-01-01T00:00:00+00:00",

@@ -35,7 +35,8 @@ from ablate.analysis.findings import (
 )
 from ablate.analysis.stats import DIFFERENT, compare_sides, seeds_needed
 from ablate.cli import main
-from ablate.grid.spec import config_columns, load_spec
+from ablate.compare import ONE_CONFIGURATION
+from ablate.grid.spec import load_spec
 from ablate.metrics import METRICS
 from ablate.report import build_report
 from ablate.report.build import load_runs
@@ -47,6 +48,7 @@ from ablate.runs.schema import cell_id
 from ablate.runs.summary import summary_table
 from ablate.runs.tables import grid_tables
 from ablate.train import CellConfig
+from ablate.train.config import config_columns
 from ablate.train.evaluate import evaluate
 
 CLASSES, PER_CLASS, DIM = 5, 30, 3
@@ -326,15 +328,52 @@ def test_seeds_both_sides_ran_are_paired_on_and_the_others_said_to_be_dropped():
 
 # --- ablate compare ---------------------------------------------------------------------------------------
 
+def compare_blocks(output: str) -> dict:
+    """{setting: {"header": its line, <metric label>: its finding, "in words": the row in words}} of the blocks of
+    `ablate compare`'s output (every paragraph but the caption), each item unwrapped."""
+    blocks = {}
+    for text in output.strip().split("\n\n")[:-1]:
+        header, *items = re.split(r"\n(?=  \S)", text)  # an item starts with two spaces; its wrapped lines with four
+        block = {"header": " ".join(header.split())}
+        for item in items:
+            item = " ".join(line.strip() for line in item.splitlines())
+            if item.startswith("in words: "):
+                block["in words"] = item.removeprefix("in words: ")
+            else:
+                name, finding = re.split(r"\s{2,}", item, maxsplit=1)
+                block[name] = finding
+        blocks[block["header"].split(" (against ")[0]] = block
+    return blocks
+
+
+def compare_caption(output: str) -> str:
+    """The caption of `ablate compare` (its last paragraph), unwrapped."""
+    return " ".join(line.strip() for line in output.strip().split("\n\n")[-1].splitlines())
+
+
 def test_compare_finds_no_difference_between_copies_and_the_change_between_settings(tmp_path):
     a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5, 0.1: 1.5}, seeds=(0, 1, 2))
     b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5}, seeds=(0, 1, 2))
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
-    words = dict(line.split(": ", 1) for line in result.output.splitlines()
-                 if line.startswith("lambda=") and ": " in line)
+    blocks = compare_blocks(result.output)
+    words = {setting: block["in words"] for setting, block in blocks.items()}
     assert words["lambda=0"].startswith("identical") or "no detectable difference" in words["lambda=0"]
     assert "separation ratio x" in words["lambda=0.1"] and "better" in words["lambda=0.1"]
+    assert blocks["lambda=0.1"]["header"] == "lambda=0.1 (against a; seeds: 3 paired)"
+    assert blocks["lambda=0.1"]["separation ratio"].startswith("x")
+
+
+def test_compare_prints_no_line_wider_than_the_terminal_and_names_a_lone_configuration(tmp_path):
+    """Before: one row of six findings side by side (about 300 characters), and 'setting all' for the one
+    configuration two runs held."""
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5}, seeds=(0, 1, 2))
+    b = make_known_grid(tmp_path / "b", spreads={0.1: 0.5}, seeds=(0, 1, 2))
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 100
+    (setting,) = compare_blocks(result.output)
+    assert setting == ONE_CONFIGURATION and "setting" not in result.output.split("\n\n")[0]
 
 
 def test_compare_refuses_what_is_not_a_grid_run(tmp_path):
@@ -356,7 +395,7 @@ def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_
     b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5})
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
-    (caption,) = [line for line in result.output.splitlines() if line.startswith("b against a")]
+    caption = compare_caption(result.output)
     assert caption.startswith("b against a on the 2 configurations both hold. Seeds: paired on the seeds both runs "
                               "ran in 2 configurations (a seed in both runs is the same split and initialization, "
                               "never an independent draw")
@@ -416,8 +455,10 @@ def test_compare_pairs_on_the_seeds_both_runs_ran_and_says_so(tmp_path):
     assert row.words().startswith("identical in every other headline metric")
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
-    assert "5 paired; dropped: 10 run only in b" in result.output and "better" not in result.output.split("\n\n")[1]
-    assert "Seeds: paired on the seeds both runs ran in 1 configuration" in result.output
+    (block,) = compare_blocks(result.output).values()
+    assert block["header"].endswith("(against a; seeds: 5 paired; dropped: 10 run only in b)")
+    assert "better" not in block["in words"]
+    assert "Seeds: paired on the seeds both runs ran in 1 configuration" in compare_caption(result.output)
 
 
 def test_compare_of_two_single_seed_runs_is_untestable_and_exits_0(tmp_path):
@@ -426,7 +467,8 @@ def test_compare_of_two_single_seed_runs_is_untestable_and_exits_0(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
     assert "untestable with one seed" in result.output and "p=" not in result.output
-    assert "better" not in result.output.split("\n\n")[1]  # no verdict in words
+    (block,) = compare_blocks(result.output).values()
+    assert "better" not in block["in words"]  # no verdict in words
 
 
 # --- one family per report, power, the effect of interest ---------------------------------------------------

@@ -25,10 +25,11 @@ from ablate.cli import main
 from ablate.grid import expand, load_results, load_spec, run_grid
 from ablate.grid.cli import grid_command
 from ablate.grid.executors import ProcessExecutor, SerialExecutor, make_executor
-from ablate.grid.spec import GridSpec, config_columns
+from ablate.grid.spec import GridSpec
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import locked
 from ablate.runs.schema import RunLockedError, cell_id
+from ablate.train.config import config_columns
 
 TINY = {"dataset": ["digits"], "epochs": [1]}
 

@@ -18,7 +18,6 @@ from ablate.analysis.objective_findings import (
     ranking_frame,
     reference_objective,
 )
-from ablate.grid.spec import config_columns
 from ablate.metrics import get_metric
 from ablate.report.build import build_report, load_runs
 from ablate.runs.cells import CellStore
@@ -26,6 +25,7 @@ from ablate.runs.folder import claim, write_tables
 from ablate.runs.schema import cell_id
 from ablate.runs.tables import grid_tables
 from ablate.train import CellConfig
+from ablate.train.config import config_columns
 
 SEEDS = range(6)
 # (head, lambda) -> (accuracy, compactness): arcface +5 points, center loss halves the spread.

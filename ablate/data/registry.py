@@ -37,6 +37,17 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a cell on a dataset costs on the CPU, in CPU seconds of one torch thread (measured where
+    ablate.grid.estimate.MEASURED_ON says, by `python -m ablate.grid.calibrate`): epoch_s, model -> an epoch of the
+    training split at the recipe (softmax + center loss, gather, 2-D features); rest_s: the rest of a cell (loading
+    the data, evaluating on the test split)."""
+
+    epoch_s: dict
+    rest_s: float
+
+
+@dataclass(frozen=True)
 class DataOptions:
     """The options of a cell that shape its data (the CellConfig fields of the same names)."""
 
@@ -57,6 +68,7 @@ class DatasetSource:
     then draws the held-out classes and standardizes the inputs.
     size(options) -> (examples, input_shape): known without loading it (the memory estimate reads it).
     classes: its number of classes; None for a dataset that takes options.num_classes (synthetic).
+    cost: what its cells cost on the CPU (the time estimates of ablate.grid.estimate); None: not measured.
     """
 
     name: str
@@ -64,6 +76,7 @@ class DatasetSource:
     size: Callable[[DataOptions], tuple[int, tuple[int, ...]]]
     recipe: Recipe
     classes: int | None = None
+    cost: Cost | None = None
 
     def class_count(self, num_classes: int) -> int:
         """The classes a cell asking for `num_classes` trains on: the dataset's own, if it has a fixed number."""

@@ -7,8 +7,9 @@ import click
 import pandas as pd
 
 from ablate.grid.executors import EXECUTORS, make_executor
+from ablate.grid.preview import dry_run_lines, listing_lines
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
-from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
+from ablate.grid.spec import ALL_PRODUCTS, MAX_CELLS, SET_SCOPES, expand, load_spec, parse_set_option
 from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runs.folder import check_can_write
@@ -70,9 +71,17 @@ def check_workers(configs: list, workers: int) -> None:
 @click.command("grid")
 @click.argument("grid", required=False, default="default")
 @click.option("--set", "overrides", multiple=True, callback=_set_options, metavar="KEY=V1,V2,...",
-              help="Set an axis (any cell option, e.g. lambda=0,0.01 or epochs=2) in every product of the grid.")
+              help="Set an axis (any cell option, e.g. lambda=0,0.01 or epochs=2): in [axes] and, unless --set-scope "
+                   "main, in every [[also]] table too (replacing its values where it names the key); --dry-run "
+                   "says where each lands.")
+@click.option("--set-scope", type=click.Choice(SET_SCOPES), default=ALL_PRODUCTS, show_default=True,
+              help="Where each --set lands: every product of the grid, or its [axes] alone (each [[also]] table "
+                   "keeps its own values).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run folder; rerun it to resume.")
-@click.option("--list", "list_grids", is_flag=True, help="List the bundled grids and exit.")
+@click.option("--dry-run", is_flag=True, help="Say what the grid would run (its products, where each --set lands, "
+                                             "the cells per value, the trainings, an estimated time) and exit.")
+@click.option("--list", "list_grids", is_flag=True,
+              help="List the bundled grids with their cells and estimated times (with --workers), and exit.")
 @click.option("--retry-failed", is_flag=True, help="Rerun the cells that failed in an earlier run.")
 @click.option("--force", is_flag=True, help="Rerun every cell, finished or not.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -84,16 +93,26 @@ def check_workers(configs: list, workers: int) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or per-cell lines; only the final summary.")
 @click.option("--max-cells", type=click.IntRange(min=1), default=MAX_CELLS, show_default=True,
               help="Refuse a grid of more cells than this (counted from its axes, before anything runs).")
-def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, workers, executor, address, quiet,
-                 max_cells):
+def grid_command(grid, overrides, set_scope, run_dir, dry_run, list_grids, retry_failed, force, workers, executor,
+                 address, quiet, max_cells):
     """Train every cell of GRID (a bundled grid name or a .toml file; default: default) into RUN_DIR.
 
     The cells are the cartesian product of the grid's axes. Finished cells are kept as they end;
     rerunning the same command resumes. Exits 1 if any cell failed.
     """
     if list_grids:
-        for name, description in bundled_grids().items():
-            click.echo(f"{name:<12} {description}")
+        try:
+            click.echo("\n".join(listing_lines(workers)))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        return
+    if dry_run:
+        try:
+            base = load_spec(grid)
+            click.echo("\n".join(dry_run_lines(base.with_overrides(overrides, set_scope), base, overrides, set_scope,
+                                               workers, max_cells)))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
         return
     if run_dir is None:
         raise click.UsageError("--out RUN_DIR is required")
@@ -103,7 +122,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
     try:
         check_can_write(run_dir, "grid")
-        spec = load_spec(grid).with_overrides(overrides)
+        spec = load_spec(grid).with_overrides(overrides, set_scope)
         if executor == "local":
             configs = expand(spec, max_cells)
             check_runnable_here(configs)

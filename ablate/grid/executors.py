@@ -7,15 +7,18 @@ that what a killed run leaves there is removed when it resumes; None: the system
 """
 
 import multiprocessing
+import queue
 import shutil
 import socket
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from ablate.grid import progress
 from ablate.grid.execute import CellResult, execute_cell, failed_record, train_cell
 from ablate.signals import signals_deferred
 
@@ -46,28 +49,51 @@ class ProcessExecutor:
 
     Interrupted (SIGINT, or SIGTERM/SIGHUP as the CLI maps them), the workers are ended at once and the cells'
     temp folders, all under one folder of this executor's, removed with it.
+
+    The workers' epochs come back through a queue, relayed to this process's progress sink (ablate.grid.progress)
+    at least every RELAY_INTERVAL_S while cells run.
     """
 
     def __init__(self, workers: int, cell_fn=train_cell):
         self.workers, self.cell_fn = workers, cell_fn
         self.threads_per_worker = max(1, torch.get_num_threads() // workers)
+        self._context = multiprocessing.get_context("forkserver")
+        self._reports = None  # the queue of the run going on
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.
         # The server imports the training code once (no torch op runs there), so each worker starts
         # as a cheap fork instead of a fresh interpreter importing torch.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                                   initargs=(self.threads_per_worker,))
+        self._context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
+        return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_start_worker,
+                                   initargs=(self.threads_per_worker, self._reports))
 
     def run(self, tasks, scratch=None):
         temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
+        self._reports = self._context.Queue()
         try:
             suspects = yield from self._run_pool(tasks, temp_root)
             yield from self._run_alone(suspects, temp_root)
         finally:
             shutil.rmtree(temp_root, ignore_errors=True)
+            self._reports.close()
+            self._reports = None
+
+    def _as_completed(self, futures):
+        """The futures as they complete, the workers' reports relayed meanwhile."""
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=RELAY_INTERVAL_S, return_when=FIRST_COMPLETED)
+            self._relay()
+            yield from done
+
+    def _relay(self) -> None:
+        while True:
+            try:
+                report = self._reports.get_nowait()
+            except queue.Empty:
+                return
+            progress.relay(*report)
 
     def _run_pool(self, tasks, temp_root):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
@@ -77,7 +103,7 @@ class ProcessExecutor:
                 pool = self._pool(self.workers)
                 futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
                            for cell_id, config in tasks}
-            for future in as_completed(futures):
+            for future in self._as_completed(futures):
                 try:
                     yield future.result()
                 except BrokenProcessPool:
@@ -98,7 +124,7 @@ class ProcessExecutor:
                     pool = pool or self._pool(1)
                     future = pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root)
                 try:
-                    yield future.result()
+                    yield next(self._as_completed([future])).result()
                 except BrokenProcessPool:
                     yield CellResult(cell_id, failed_record(config, WORKER_DIED), None)
                     _end_pool(pool)
@@ -106,6 +132,21 @@ class ProcessExecutor:
         finally:
             if pool is not None:
                 _end_pool(pool)
+
+
+RELAY_INTERVAL_S = 0.5
+
+
+def _start_worker(threads: int, reports) -> None:
+    """A worker process's start: its share of torch's threads, its cells' epochs to the executor's queue (a worker
+    never waits at its exit for reports still buffered: they only move a progress bar)."""
+    torch.set_num_threads(threads)
+    reports.cancel_join_thread()
+    progress.report_to(partial(_put_report, reports))
+
+
+def _put_report(reports, cell_id: str, epoch: int, epochs: int) -> None:
+    reports.put((cell_id, epoch, epochs))
 
 
 def _end_pool(pool: ProcessPoolExecutor) -> None:

@@ -15,13 +15,19 @@ from dataclasses import dataclass, field
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ablate.grid.spec import MAX_CELLS, GridSpec, config_columns, expand
+from ablate.grid import progress
+from ablate.grid.estimate import task_costs
+from ablate.grid.execute import CellResult, failed_record, task_cells
+from ablate.grid.progress import CostBar
+from ablate.grid.sharing import shared_tasks, sharing_text
+from ablate.grid.spec import MAX_CELLS, GridSpec, expand
 from ablate.loss import DEFAULT_VARIANT, available_variants, get_variant
 from ablate.runs import schema, tables
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import RunFolder
 from ablate.runs.record import stamped
 from ablate.train.cell import resolve_device
+from ablate.train.config import config_columns
 
 TABLE_INTERVAL_S = 10.0  # rewrite the tables at most this often while cells finish, and at the end
 
@@ -121,8 +127,11 @@ def result_line(record: dict, keys: list) -> str:
     return f"{line}  {record['wall_time_s']:.1f}s"
 
 
-def plan_line(plan: GridPlan) -> str:
+def plan_line(plan: GridPlan, tasks: list) -> str:
+    """What the run will do: the cells to run and how many trainings they take, what it skips and sets aside."""
     line = f"{len(plan.cells)} cells: {len(plan.to_run)} to run"
+    if len(tasks) != len(plan.to_run):
+        line += f" in {len(tasks)} trainings ({sharing_text(tasks)})"
     if plan.finished:
         line += f", {len(plan.finished)} finished earlier (skipped)"
     if plan.failed_before:
@@ -148,15 +157,16 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
         store = run.cells(columns)
         plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
+        tasks = shared_tasks(plan.to_run)
         log = (lambda text: None) if quiet else tqdm.write
-        log(plan_line(plan))
+        log(plan_line(plan, tasks))
         run.write_spec(spec.to_toml())
-        run.note_provenance(cells=len(plan.cells), cells_to_run=len(plan.to_run),
+        run.note_provenance(cells=len(plan.cells), cells_to_run=len(plan.to_run), trainings_to_run=len(tasks),
                             cells_skipped=len(plan.finished) + len(plan.failed_before))
         outcome = GridOutcome(plan, _ordered(plan, store.records()[0]), ran=0)
         run.write_tables(_tables(outcome, columns))
         try:
-            _run_cells(executor, run, store, outcome, columns, log, quiet)
+            _run_cells(executor, run, store, outcome, tasks, columns, log, quiet)
         except KeyboardInterrupt:
             outcome.interrupted = True
         run.tables = _tables(outcome, columns)
@@ -165,23 +175,43 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     return outcome
 
 
-def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome, columns: list, log,
+def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome, tasks: list, columns: list, log,
                quiet: bool) -> None:
-    """Run outcome.plan.to_run, saving each cell as it finishes; the tables every TABLE_INTERVAL_S."""
-    plan = outcome.plan
-    keys = varying_keys([config for _, config in plan.cells])
+    """Run the tasks (ablate.grid.sharing) of outcome.plan.to_run, saving each cell as it finishes; the tables every
+    TABLE_INTERVAL_S. The bar weighs each task by its estimated cost and moves with its epochs (ablate.grid.progress).
+    """
+    keys = varying_keys([config for _, config in outcome.plan.cells])
     last_write = time.monotonic()
-    with tqdm(total=len(plan.to_run), unit="cell", disable=quiet or not plan.to_run) as bar:
-        for result in executor.run(plan.to_run, store.scratch()):
-            record = stamped(result.record, result.cell_id, run.stamp)
-            store.save(result.cell_id, record, result.features)
-            outcome.records[result.cell_id] = record
-            outcome.ran += 1
-            log(result_line(record, keys))
-            bar.update()
+    bar = CostBar([i for i, _ in tasks], task_costs(tasks), quiet)
+    bar.set_cells(len(outcome.plan.to_run))
+    progress.report_to(bar.epoch)
+    try:
+        for result in executor.run(tasks, store.scratch()):
+            results = _with_followers(result, dict(tasks))
+            for one in results:
+                record = stamped(one.record, one.cell_id, run.stamp)
+                store.save(one.cell_id, record, one.features)
+                outcome.records[one.cell_id] = record
+                outcome.ran += 1
+                log(result_line(record, keys))
+            bar.finished(result.cell_id, len(results))
             if time.monotonic() - last_write > TABLE_INTERVAL_S:
                 run.write_tables(_tables(outcome, columns))
                 last_write = time.monotonic()
+    finally:
+        progress.report_to(None)
+        bar.close()
+
+
+def _with_followers(result: CellResult, tasks: dict) -> list:
+    """The task's results, lead first: a follower whose result did not come back (its task failed as a whole, e.g.
+    its worker died) fails with the lead's error."""
+    _, followers = task_cells(tasks.get(result.cell_id, {}))
+    returned = {one.cell_id for one in result.followers}
+    lost = [CellResult(i, {**failed_record(c, result.record.get("error") or "its task ended without it"),
+                           "cell_id": i}, None)
+            for i, c in followers if i not in returned]
+    return [result, *result.followers, *lost]
 
 
 def _ordered(plan: GridPlan, records: dict) -> dict:

@@ -33,11 +33,15 @@ from ablate.io import UnreadableFile, parse_toml_text, read_regular_text
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
 from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
+from ablate.train.config import config_columns  # noqa: F401  the grid keys, where the grid's users import them
 
 SPEC_KEYS = ("description", "axes", "also", EFFECT_OF_INTEREST)
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
+# Where a --set lands (--set-scope): every product ([axes] and each [[also]]: the default), or [axes] alone.
+ALL_PRODUCTS, MAIN_PRODUCT = "all", "main"
+SET_SCOPES = (ALL_PRODUCTS, MAIN_PRODUCT)
 
 
 def _axis_length(key: str, values: list) -> int:
@@ -51,7 +55,8 @@ def _axis_length(key: str, values: list) -> int:
 @dataclass(frozen=True)
 class GridSpec:
     """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; effect of
-    interest: as the grid declares it (a number of points, a table of metric = value), None for the default."""
+    interest: as the grid declares it (a number of points, a table of metric = value), None for the default;
+    overrides, set_scope: the --set options that made it (for grid.toml's header)."""
 
     axes: dict
     also: tuple = ()
@@ -59,34 +64,70 @@ class GridSpec:
     source: str = ""
     overrides: tuple = ()
     effect_of_interest: float | dict | None = None
+    set_scope: str = ALL_PRODUCTS
 
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
         return [self.axes] + [{**self.axes, **extra} for extra in self.also]
 
+    def product_sizes(self) -> list:
+        """The cells of each product before duplicates are dropped: the product of its axis lengths. Computed from
+        the lengths alone, so that a grid too large to expand is measured without expanding it."""
+        return [math.prod(_axis_length(key, values) for key, values in product.items()) for product in self.products()]
+
     def cell_count(self) -> int:
-        """Cells before duplicates are dropped: the sum over products of the product of their axis lengths.
-        Computed from the lengths alone, so that a grid too large to expand is measured without expanding it."""
-        return sum(math.prod(_axis_length(key, values) for key, values in product.items())
-                   for product in self.products())
+        """Cells before duplicates are dropped: the sum of the products' sizes."""
+        return sum(self.product_sizes())
+
+    def product_texts(self) -> list:
+        """'lambda 5 x alpha 3 x seed 3' for each product: its axes of more than one value ('1' for none)."""
+        return [" x ".join(f"{k} {_axis_length(k, v)}" for k, v in p.items() if _axis_length(k, v) > 1) or "1"
+                for p in self.products()]
 
     def size_text(self) -> str:
         """'lambda 5 x alpha 3 x seed 3' per product, ' + ' between products."""
-        return " + ".join(" x ".join(f"{k} {_axis_length(k, v)}" for k, v in p.items() if _axis_length(k, v) > 1)
-                          or "1" for p in self.products())
+        return " + ".join(self.product_texts())
 
-    def with_overrides(self, overrides: dict) -> "GridSpec":
-        """The spec with each key of `overrides` (key -> list of values) set in [axes] and in every [[also]]."""
+    def with_overrides(self, overrides: dict, scope: str = ALL_PRODUCTS) -> "GridSpec":
+        """The spec with each key of `overrides` (key -> list of values) set in [axes] and, with scope "all", in
+        every [[also]] too (where a table names the key, its values are replaced; the others take it from [axes]).
+        With scope "main" the [[also]] tables keep what they had: a table that named the key keeps its values, one
+        that took it from [axes] keeps [axes]' old values; a key [axes] did not name is refused (the [[also]] tables
+        would have no value to keep but their defaults, which a grid file cannot write)."""
+        if scope not in SET_SCOPES:
+            raise ValueError(f"unknown --set scope {scope!r}; expected one of {', '.join(SET_SCOPES)}")
         axes = {**self.axes, **overrides}
-        also = tuple({k: overrides.get(k, v) for k, v in extra.items()} for extra in self.also)
+        if scope == ALL_PRODUCTS:
+            also = tuple({k: overrides.get(k, v) for k, v in extra.items()} for extra in self.also)
+        else:
+            unnamed = [k for k in overrides if k not in self.axes]
+            if unnamed and self.also:
+                raise ValueError(f"--set-scope {MAIN_PRODUCT}: {', '.join(unnamed)} is not an axis of the grid's "
+                                 "[axes], so its [[also]] tables have no value of it to keep; set it in every product "
+                                 f"(--set-scope {ALL_PRODUCTS}) or name it in the grid's [axes]")
+            also = tuple({**{k: self.axes[k] for k in overrides if k not in extra}, **extra} for extra in self.also)
         labels = tuple(f"{k}={','.join(map(str, v))}" for k, v in overrides.items())
-        return replace(self, axes=axes, also=also, overrides=self.overrides + labels)
+        return replace(self, axes=axes, also=also, overrides=self.overrides + labels,
+                       set_scope=scope if overrides else self.set_scope)
+
+    def reach(self, key: str) -> list:
+        """Where a --set of `key` lands with scope "all": '[axes]', then for each [[also]] table (numbered from 1)
+        'replaces <values> in [[also]] n' or 'reaches [[also]] n through [axes]'."""
+        where = ["[axes]"]
+        for n, extra in enumerate(self.also, 1):
+            if key in extra:
+                where.append(f"replaces {key}={','.join(map(str, extra[key]))} in [[also]] {n}")
+            else:
+                where.append(f"reaches [[also]] {n} through [axes]")
+        return where
 
     def to_toml(self) -> str:
         """The resolved spec as TOML, loadable again by `load_spec`; where it came from in a header comment."""
         header = f"resolved grid from {self.source or 'the command line'}"
         if self.overrides:
             header += f" with --set {' --set '.join(self.overrides)}"
+            if self.set_scope != ALL_PRODUCTS:
+                header += f" --set-scope {self.set_scope}"
         lines = [*toml_comment(header), f"description = {toml_string(self.description)}"]
         if isinstance(self.effect_of_interest, (int, float)):
             lines.append(f"{EFFECT_OF_INTEREST} = {toml_value(self.effect_of_interest)}")
@@ -179,12 +220,6 @@ def _scalar(token: str):
     except tomllib.TOMLDecodeError:
         return token
     return value if isinstance(value, SCALAR_TYPES) else token
-
-
-def config_columns() -> list:
-    """The grid keys, in CellConfig's field order ("lambda", not "lambda_"): the config columns of every table and
-    the keys a cell's id hashes."""
-    return list(CellConfig().to_dict())
 
 
 def expand(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from ablate.loss.conventions import CONVENTIONS, Convention
+from ablate.loss.devices import device_present, device_type
 from ablate.loss.initial import initial_centers
 from ablate.loss.placement import LOCAL, Placement, check_placement
-from ablate.loss.registry import DEFAULT_VARIANT, get_variant
+from ablate.loss.registry import DEFAULT_VARIANT, available_variants, get_variant
 from ablate.loss.rules import RULES, Rule
 from ablate.loss.variant import Variant
 
@@ -38,14 +39,20 @@ class CenterLoss(nn.Module):
     a DistributedDataParallel, whose average of the ranks' gradients is the one-process gradient.
 
     Every choice is resolved and checked here, at construction: `variant`, `convention` and `rule` are then the
-    registry entries (ablate.loss.Variant, Convention, Rule) that forward and update hand to the placement.
+    registry entries (ablate.loss.Variant, Convention, Rule) that forward and update hand to the placement. A
+    variant that cannot run on `device` here (fused on a CPU without TRITON_INTERPRET=1) is refused. The rule's
+    stability (ablate.loss.rules: the center error grows once a class's step times its count in the batch exceeds
+    2) depends on the batch: given batch_size, a rule and alpha unstable at it are refused here, as a grid refuses
+    the cell; whatever batch_size, `update` refuses a batch (its local rows) at which they are unstable, before it
+    moves any center. Across ranks the step is the global batch's: a training passes batch_size x ranks.
     validate=False: forward and update skip the checks of the tensors and their host synchronizations (see
     ablate.loss.functional).
     """
 
     def __init__(self, num_classes: int, feat_dim: int, *, variant: str = DEFAULT_VARIANT, convention: str = "mean",
                  rule: str = "paper", alpha: float = 0.5, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None, placement: Placement = LOCAL, validate: bool = True):
+                 device: torch.device | str | None = None, placement: Placement = LOCAL, validate: bool = True,
+                 batch_size: int | None = None):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -55,6 +62,15 @@ class CenterLoss(nn.Module):
         self.convention: Convention = CONVENTIONS.get(convention)
         self.rule: Rule = RULES.get(rule)
         self.rule.check_alpha(alpha)
+        self._stable_up_to = 0  # the largest batch the rule was found stable at
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+                raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            self._check_stable(alpha, batch_size)
+        kind = device_type(device if device is not None else torch.get_default_device())
+        if device_present(kind) and self.variant.name not in available_variants(kind):
+            raise ValueError(f"variant {self.variant.name!r} cannot run on {kind} here: it needs "
+                             f"{self.variant.runs_on}; available there: {', '.join(available_variants(kind))}")
         check_placement(placement)
         if not isinstance(validate, bool):
             raise TypeError(f"validate must be True or False, got {validate!r}")
@@ -81,9 +97,17 @@ class CenterLoss(nn.Module):
         return self.placement.loss(features, labels, self.centers, variant=self.variant, convention=self.convention,
                                    validate=self.validate)
 
+    def _check_stable(self, alpha: float, batch: int) -> None:
+        """Refuse (ValueError) a rule and alpha whose center error can grow at this batch (Rule.check_stable)."""
+        if batch > self._stable_up_to:
+            self.rule.check_stable(alpha, self.convention.name, batch)
+            self._stable_up_to = batch
+
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached."""
+        """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached. A batch at
+        which the rule is unstable is refused (ValueError) before any center moves."""
+        self._check_stable(self.alpha, len(labels))
         self.placement.update(self.centers.data, features.detach(), labels, alpha=self.alpha, rule=self.rule,
                               convention=self.convention, variant=self.variant, validate=self.validate)
 

@@ -39,6 +39,9 @@ class Variant:
     skip).
     compiles: its first call builds code (seconds), so the quick suite leaves it out.
     baseline: the variant the bench report divides the others' times by.
+    cpu_step_s, cpu_update_step_s, compile_s: what a training step on the CPU costs with it beyond one with gather,
+    and beyond that with its own update (the rules in update_rules), and its first call in a process, in CPU seconds
+    of one thread (ablate.grid.estimate; 0: not measured, as gather).
     """
 
     name: str
@@ -56,6 +59,9 @@ class Variant:
     compiles: bool = False
     baseline: bool = False
     source: str = "built-in"  # or the distribution and entry point it came from
+    cpu_step_s: float = 0.0
+    cpu_update_step_s: float = 0.0
+    compile_s: float = 0.0
 
     def fuses(self, rule: str) -> bool:
         """True if this variant's own update implements `rule`."""

@@ -8,6 +8,7 @@ from ablate.report.blocks import Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
 from ablate.runs.configs import describe, varying
 from ablate.runs.loading import GridRun
+from ablate.runs.record import SHARES_TRAINING_WITH
 from ablate.runs.schema import STATUSES
 from ablate.runs.summary import mean_ci_text
 
@@ -18,6 +19,7 @@ def status_blocks(run: GridRun) -> list:
     counts = results["status"].value_counts()
     order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
     blocks = [Note(f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order) + ".")]
+    blocks += shared_training_notes(run)
     unfinished = results[results["status"] != "ok"]
     if not unfinished.empty:
         columns = ["cell_id", "status", *varying(results, run.config_columns + ["seed"]), "diverged_epoch", "error"]
@@ -26,6 +28,25 @@ def status_blocks(run: GridRun) -> list:
                             caption="These cells are left out of the summary, heatmaps and bands (ok cells only).",
                             collapsed=True))
     return blocks
+
+
+def shared_training_notes(run: GridRun) -> list:
+    """What the cells that shared another's training (ablate.train.followers) are: how many, and how they differ from
+    the cells they shared it with."""
+    results = run.results
+    if SHARES_TRAINING_WITH not in results:
+        return []
+    followers = results[results[SHARES_TRAINING_WITH].fillna("") != ""]
+    if followers.empty:
+        return []
+    leads = results.set_index("cell_id").reindex(followers[SHARES_TRAINING_WITH])
+    differ = [k for k in run.config_columns if (followers[k].to_numpy() != leads[k].to_numpy()).any()]
+    count = followers[SHARES_TRAINING_WITH].nunique()
+    return [Note(f"{len(followers)} cells at lambda = 0 shared the training of {count} other cell"
+                 f"{'s' if count != 1 else ''} (column {SHARES_TRAINING_WITH}), from which they differ only in "
+                 f"{', '.join(differ)}: options that do not reach the model at lambda = 0, so the model is the same, "
+                 "bit for bit. Each kept centers of its own: its center loss and nearest-center metrics are its own, "
+                 "every other metric equals that of the cell it shared the training of.")]
 
 
 def summary_frames(run: GridRun) -> tuple:

@@ -15,12 +15,14 @@ from ablate.runs import record as cell_record
 from ablate.runs.schema import (
     CELLS,
     GRID_SPEC,
+    ID_LENGTH,
     MAX_TABLE_BYTES,
     PROVENANCE,
     STATUSES,
     TEXT_COLUMNS,
     RunFolderError,
     cell_id,
+    is_cell_id,
 )
 
 # --- JSON --------------------------------------------------------------------------------------------------------
@@ -69,6 +71,10 @@ def check_record(record: dict, path: Path, config_columns: list | tuple | None =
     for key in cell_record.TEXT_FIELDS:
         if record.get(key) is not None and not isinstance(record[key], str):
             raise RunFolderError(f"{path}: {key} must be a string, got {record[key]!r}")
+    shared = record.get(cell_record.SHARES_TRAINING_WITH)
+    if shared is not None and not is_cell_id(shared):
+        raise RunFolderError(f"{path}: {cell_record.SHARES_TRAINING_WITH} must be a cell id ({ID_LENGTH} hex digits), "
+                             f"got {shared!r}")
     if record.get("cell_id") != path.stem:
         raise RunFolderError(f"{path}: the record names cell {record.get('cell_id')!r}, not {path.stem!r} "
                              "(a cell file copied under another name?)")

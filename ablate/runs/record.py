@@ -18,7 +18,10 @@ from dataclasses import dataclass, fields
 from ablate.provenance import now
 
 CURVE_PREFIX = "curve_"  # a record's per-epoch lists; the curves table names them without it
-TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # strings wherever a record holds them
+# In the record of a grid cell that shared another's training (ablate.train.followers): that cell's id.
+SHARES_TRAINING_WITH = "shares_training_with"
+# strings wherever a record holds them
+TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule", SHARES_TRAINING_WITH)
 
 
 @dataclass(frozen=True)

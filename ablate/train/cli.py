@@ -1,5 +1,7 @@
 """`ablate train`: one training cell from the command line; every CellConfig option is a flag."""
 
+import socket
+import tempfile
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -10,8 +12,12 @@ from ablate.distributed.launch import RanksFailed
 from ablate.io import atomic_write_json, check_writable
 from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.registry import LazyChoice, Registry
+from ablate.runs import tables
+from ablate.runs.folder import RunFolder, check_can_write
+from ablate.runs.record import stamped
+from ablate.runs.schema import cell_id
 from ablate.train.cell import run_cell
-from ablate.train.config import CellConfig, key_name
+from ablate.train.config import CellConfig, config_columns, key_name
 
 
 def _click_type(f):
@@ -57,10 +63,32 @@ def summary_lines(record: dict) -> list:
     return lines
 
 
+def is_run_folder(out: str) -> bool:
+    """--out names a run folder (an existing folder, or a new path not ending in .json), not a record file."""
+    path = Path(out)
+    return path.is_dir() or (not path.exists() and path.suffix.lower() != ".json")
+
+
+def save_to_run_folder(run_dir: str, record: dict, features: bytes | None) -> str:
+    """The cell into RUN_DIR as a grid run folder holds one (run.json, cells/<id>.json and .npz, the tables,
+    provenance.json), beside any cells already there; returns its cell id. `ablate report RUN_DIR` reads it."""
+    columns = config_columns()
+    cell = cell_id({key: record[key] for key in columns})
+    with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
+        store = run.cells(columns)
+        store.save(cell, stamped({**record, "cell_id": cell, "host": socket.gethostname()}, cell, run.stamp),
+                   features)
+        records, _ = store.records()
+        run.tables = tables.grid_tables(list(records.values()), columns)
+    return cell
+
+
 @click.command("train")
 @config_options
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="Write the record (config, metrics, curves) to this JSON file.")
+@click.option("--out", type=click.Path(),
+              help="Write the record (config, metrics, curves) to this JSON file (a name ending in .json), or make "
+                   "RUN_DIR a run folder of this cell (any other name, or an existing folder; more cells trained into "
+                   "it join it) that `ablate report RUN_DIR` reads.")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False),
               help="Save the test features, labels and centers to this .npz file.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
@@ -74,23 +102,30 @@ def train_command(out, features_path, progress, **options):
         raise click.UsageError(str(error)) from None
     if out is not None and features_path is not None and Path(out).resolve() == Path(features_path).resolve():
         raise click.UsageError(f"--out and --features name the same file {out}; give each its own")
+    folder = out is not None and is_run_folder(out)
     for path, hint in ((out, "--out"), (features_path, "--features")):
         if path is not None:
-            try:
-                check_writable(path)  # before training: a result must never be lost to a path it cannot take
+            try:  # before training: a result must never be lost to a path it cannot take
+                check_can_write(path, "grid") if folder and path == out else check_writable(path)
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
-    try:
-        record = run_cell(config, features_path=features_path, progress=progress)
-    except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
-        raise click.ClickException(str(error)) from None
-    for line in summary_lines(record):
-        click.echo(line)
-    if out is not None:
+    with tempfile.TemporaryDirectory(prefix="ablate-train-") as tmp:
+        cell_features = features_path or (Path(tmp) / "features.npz" if folder else None)
         try:
-            atomic_write_json(out, record)
+            record = run_cell(config, features_path=cell_features, progress=progress)
+        except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
+            raise click.ClickException(str(error)) from None
+        for line in summary_lines(record):
+            click.echo(line)
+        try:
+            if folder:
+                features = Path(cell_features).read_bytes() if Path(cell_features).exists() else None
+                cell = save_to_run_folder(out, record, features)
+                click.echo(f"cell {cell} written to the run folder {out} (`ablate report {out}` reads it)")
+            elif out is not None:
+                atomic_write_json(out, record)
+                click.echo(f"record written to {out}")
         except OSError as error:  # the disk filled, or the folder changed, during training
             raise click.ClickException(f"cannot write the record to {out}: {error.strerror}") from None
-        click.echo(f"record written to {out}")
     if features_path is not None:
         click.echo(f"features written to {features_path}")

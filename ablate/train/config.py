@@ -169,6 +169,12 @@ class CellConfig:
         return {key_name(name): value for name, value in asdict(self).items()}
 
 
+def config_columns() -> list:
+    """The cell options by record key, in CellConfig's field order ("lambda", not "lambda_"): the config columns of
+    every table of a run folder and the keys a cell's id hashes."""
+    return list(CellConfig().to_dict())
+
+
 def shared_training_key(config: dict) -> tuple | None:
     """What the training of a cell (a resolved config by record key, as CellConfig.to_dict gives it) depends on: its
     options but INERT_AT_ZERO_LAMBDA, at lambda 0 in one process; cells with equal keys train the same model. None
