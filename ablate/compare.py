@@ -12,7 +12,8 @@ MAX_WIDTH = 120
 
 
 def _wrapped(text: str, width: int, indent: str = "") -> str:
-    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ")
+    """`text` filled to `width` after `indent`; its next lines indented by four (below an item's two)."""
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent="    ")
 
 
 def row_lines(row, against: str, width: int) -> list:
@@ -72,4 +73,4 @@ def compare_command(run_a, run_b):
     click.echo(_wrapped(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}", width))
     power = power_sentence(findings)
     if power:
-        click.echo(_wrapped(power, width))
+        click.echo("\n" + _wrapped(power, width))

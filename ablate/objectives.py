@@ -184,16 +184,17 @@ HEADS = {head.name: head for head in (
          feat_dim=2),
     # NormFace fixes s or learns it; the paper value recorded here is pml's default 20 (temperature 0.05).
     Head("normface", "Wang et al. 2017, NormFace", "NormalizedSoftmaxLoss", learned=True,
-         parameters=(_scale(20.0, "temperature", lambda s: 1.0 / s, from_classes=True),)),
+         parameters=(_scale(20.0, "temperature", lambda s: 1.0 / s, from_classes=True),), step_s=0.00107),
     Head("sphereface", "Liu et al. 2017, SphereFace (A-Softmax)", "SphereFaceLoss", learned=True,
          parameters=(Parameter("margin", "m", 4.0, 1.0, 4.0, "margin", integer=True, to_library=int), _scale(1.0),
-                     *ANNEALING), annealed=True),
+                     *ANNEALING), annealed=True, step_s=0.00215),
     Head("cosface", "Wang et al. 2018, CosFace (LMCL)", "CosFaceLoss", learned=True,
-         parameters=(Parameter("margin", "m", 0.35, 0.0, 1.0, "margin"), _scale(64.0, from_classes=True))),
+         parameters=(Parameter("margin", "m", 0.35, 0.0, 1.0, "margin"), _scale(64.0, from_classes=True)),
+         step_s=0.00151),
     Head("arcface", "Deng et al. 2019, ArcFace", "ArcFaceLoss", learned=True,
          parameters=(Parameter("margin", "m", 0.5, 0.0, math.pi / 2, "margin", unit="rad",
                                to_library=math.degrees), _scale(64.0, from_classes=True)),
-         embedding_norm="batchnorm"),
+         embedding_norm="batchnorm", step_s=0.00155),
 )}
 
 # Margins on cosine similarities: a contrastive margin lies in [-1, 1) (different-class pairs are pushed below
@@ -201,10 +202,11 @@ HEADS = {head.name: head for head in (
 PAIR_LOSSES = {pair.name: pair for pair in (
     PairLoss("none", "no pair loss", None),
     PairLoss("contrastive", "Hadsell et al. 2006, contrastive loss", "ContrastiveLoss",
-             parameters=(Parameter("pair_margin", "m", 0.0, -1.0, 1.0, "neg_margin"),), fixed={"pos_margin": 1.0}),
+             parameters=(Parameter("pair_margin", "m", 0.0, -1.0, 1.0, "neg_margin"),), fixed={"pos_margin": 1.0},
+             step_s=0.00179),
     PairLoss("triplet", "Schroff et al. 2015, FaceNet triplet loss", "TripletMarginLoss",
              parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True),),
-             miner="TripletMarginMiner", miner_options={"type_of_triplets": "semihard"}),
+             miner="TripletMarginMiner", miner_options={"type_of_triplets": "semihard"}, step_s=0.00225),
 )}
 NO_PAIR_LOSS = "none"
 DEFAULT_HEAD = "softmax"

@@ -330,25 +330,31 @@ def test_seeds_both_sides_ran_are_paired_on_and_the_others_said_to_be_dropped():
 
 def compare_blocks(output: str) -> dict:
     """{setting: {"header": its line, <metric label>: its finding, "in words": the row in words}} of the blocks of
-    `ablate compare`'s output (every paragraph but the caption), each item unwrapped."""
+    `ablate compare`'s output, each item unwrapped: a block opens with 'SETTING (against RUN_A; seeds: ...)', then
+    items indented by two spaces (their wrapped lines by four)."""
     blocks = {}
-    for text in output.strip().split("\n\n")[:-1]:
-        header, *items = re.split(r"\n(?=  \S)", text)  # an item starts with two spaces; its wrapped lines with four
-        block = {"header": " ".join(header.split())}
+    for text in output.strip().split("\n\n"):
+        header, *items = re.split(r"\n(?=  \S)", text)
+        header = " ".join(header.split())
+        if " (against " not in header:
+            continue
+        block = {"header": header}
         for item in items:
-            item = " ".join(line.strip() for line in item.splitlines())
-            if item.startswith("in words: "):
-                block["in words"] = item.removeprefix("in words: ")
+            first, *wrapped = item.strip().splitlines()
+            if first.startswith("in words: "):
+                block["in words"] = " ".join([first.removeprefix("in words: "), *(w.strip() for w in wrapped)])
             else:
-                name, finding = re.split(r"\s{2,}", item, maxsplit=1)
-                block[name] = finding
-        blocks[block["header"].split(" (against ")[0]] = block
+                name, finding = re.split(r"\s{2,}", first, maxsplit=1)  # the label, padded, then the finding
+                block[name] = " ".join([finding, *(w.strip() for w in wrapped)])
+        blocks[header.split(" (against ")[0]] = block
     return blocks
 
 
 def compare_caption(output: str) -> str:
-    """The caption of `ablate compare` (its last paragraph), unwrapped."""
-    return " ".join(line.strip() for line in output.strip().split("\n\n")[-1].splitlines())
+    """The caption of `ablate compare`: its paragraph 'B against A on the ...', unwrapped."""
+    (caption,) = [" ".join(text.split()) for text in output.strip().split("\n\n")
+                  if re.match(r"\S+ against \S+ on the ", text)]
+    return caption
 
 
 def test_compare_finds_no_difference_between_copies_and_the_change_between_settings(tmp_path):

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from scipy import stats
 from support import ROOT, write_toml
 
+from ablate import provenance
 from ablate.cli import main
 from ablate.grid import expand, load_results, load_spec, run_grid
 from ablate.grid.cli import grid_command
@@ -225,8 +226,8 @@ def test_the_command_refuses_cells_this_machine_cannot_run_before_writing_anythi
 def test_the_command_lists_the_bundled_grids():
     result = CliRunner().invoke(grid_command, ["--list"])
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.output.splitlines()] == ["default", "fashion", "losses", "paper-mnist",
-                                                                        "variants"]
+    names = [line.split()[0] for line in result.output.splitlines() if not line.startswith(" ")]  # then descriptions
+    assert names == ["default", "fashion", "losses", "paper-mnist", "variants"]
 
 
 def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):
@@ -462,3 +463,16 @@ def test_the_command_names_each_cell_file_it_set_aside(tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0 and "set aside (not a valid record" in result.output and str(record) in result.output
     assert json.loads(record.read_text())["status"] == "ok"
+
+
+def test_provenance_puts_the_environment_that_matters_in_front_of_the_command(monkeypatch):
+    """Before: the command of a run of fused cells omitted TRITON_INTERPRET=1, so rerunning it failed."""
+    for name in [*provenance.ENVIRONMENT, *(n for n in os.environ if n.startswith(provenance.ENVIRONMENT_PREFIX))]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("ABLATE_MAX_PROCESSES", "2")
+    monkeypatch.setenv("UNRELATED_VARIABLE", "x")
+    monkeypatch.setattr(sys, "argv", ["ablate", "grid", "my grid.toml", "--out", "runs/a"])
+    info = provenance.collect()
+    assert info["environment"] == "ABLATE_MAX_PROCESSES=2 TRITON_INTERPRET=1"
+    assert info["command"] == "ABLATE_MAX_PROCESSES=2 TRITON_INTERPRET=1 ablate grid 'my grid.toml' --out runs/a"

@@ -2,6 +2,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -346,3 +347,21 @@ def test_a_cells_device_choices_are_the_device_kinds_that_train():
             resolve_device("xpu")
     with pytest.raises(ValueError, match="unknown device 'xpu'; expected one of auto, cpu, cuda"):
         CellConfig(device="xpu")
+
+
+def test_train_out_a_folder_makes_a_run_folder_that_report_reads_and_more_cells_join(tmp_path):
+    """Before: `ablate report` of a cell's record said 'run folder does not exist'; --out FILE.json is unchanged."""
+    run_dir = tmp_path / "cell"
+    for seed in (0, 1):
+        result = CliRunner().invoke(main, ["train", "--epochs", "1", "--seed", str(seed), "--device", "cpu",
+                                           "--no-progress", "--out", str(run_dir)])
+        assert result.exit_code == 0, result.output
+        assert f"written to the run folder {run_dir}" in result.output
+    assert json.loads((run_dir / "run.json").read_text())["kind"] == "grid"
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert sorted(results["seed"]) == [0, 1] and len(list((run_dir / "cells").glob("*.npz"))) == 2
+    report = CliRunner().invoke(main, ["report", str(run_dir), "--out", str(tmp_path / "cell.html")])
+    assert report.exit_code == 0, report.output
+    record_file = CliRunner().invoke(main, ["train", "--epochs", "1", "--device", "cpu", "--no-progress", "--out",
+                                            str(tmp_path / "cell.json")])
+    assert record_file.exit_code == 0 and json.loads((tmp_path / "cell.json").read_text())["status"] == "ok"

@@ -82,3 +82,38 @@ def test_center_loss_refuses_an_unknown_variant_and_a_boolean_alpha():
         CenterLoss(10, 2, variant="bogus")
     with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got True"):
         CenterLoss(10, 2, alpha=True)
+
+
+def test_center_loss_refuses_at_construction_a_variant_that_cannot_run_here(monkeypatch):
+    """Before: CenterLoss(variant="fused") on a CPU was built, and failed at its first call ('0 active drivers')."""
+    from ablate.loss import CenterLoss
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="variant 'fused' cannot run on cpu here: it needs CUDA with Triton, or the "
+                                         "CPU under TRITON_INTERPRET=1; available there: naive, gather"):
+        CenterLoss(10, 2, variant="fused", device="cpu")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert CenterLoss(10, 2, variant="fused", device="cpu").variant.name == "fused"
+
+
+def test_center_loss_refuses_an_unstable_rule_as_a_grid_does():
+    """Before: CenterLoss(rule="ema", alpha=0.5) was accepted while a grid refused the cell. The batch decides: given
+    batch_size it is refused at construction with the grid's own words; whatever it is, an update of a batch at which
+    the rule is unstable is refused before any center moves."""
+    from ablate.loss import CenterLoss
+    from ablate.train import CellConfig
+
+    with pytest.raises(ValueError) as grid_error:
+        CellConfig(rule="ema", alpha=0.5, batch_size=64)
+    with pytest.raises(ValueError) as built:
+        CenterLoss(10, 2, rule="ema", alpha=0.5, batch_size=64)
+    assert str(built.value) == str(grid_error.value)
+    crit = CenterLoss(10, 2, rule="ema", alpha=0.5)  # stable for batches of up to 4
+    before = crit.centers.clone()
+    with pytest.raises(ValueError, match="rule 'ema' with alpha 0.5 is unstable at batch_size 64"):
+        crit.update(torch.randn(64, 2), torch.randint(0, 10, (64,)))
+    assert torch.equal(crit.centers, before)
+    crit.update(torch.randn(4, 2), torch.randint(0, 10, (4,)))
+    assert not torch.equal(crit.centers, before)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        CenterLoss(10, 2, batch_size=0)

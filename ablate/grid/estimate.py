@@ -26,9 +26,10 @@ from ablate.loss.devices import AUTO, device_present
 from ablate.loss.registry import get_variant
 from ablate.objectives import HEADS, PAIR_LOSSES
 
-MEASURED_ON = "AMD EPYC (2 cores, shared), one torch thread, CPU seconds (python -m ablate.grid.calibrate)"
-PROCESS_START_S = 0.0  # a fresh process's first cell beyond the cell: imports and first calls
-FOLLOWER_STEP_S = 0.0  # what a follower (ablate.train.followers) adds per training step: its center loss and update
+MEASURED_ON = ("an AMD EPYC of 2 cores shared with other work (load average 14-15), in CPU seconds of one torch thread "
+               "(python -m ablate.grid.calibrate)")
+PROCESS_START_S = 4.16  # a fresh process's first cell beyond the cell: imports and first calls
+FOLLOWER_STEP_S = 0.00022  # what a follower (ablate.train.followers) adds per training step: its center loss, update
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def cell_cost(config: dict) -> CellCost | None:
     per_step = (HEADS[config["head"]].step_s + PAIR_LOSSES[config["pair_loss"]].step_s + variant.cpu_step_s
                 + (variant.cpu_update_step_s if variant.fuses(config["rule"]) else 0.0))
     epoch = cost.epoch_s[config["model"]] * scale + steps * per_step
-    return CellCost(config["epochs"] * epoch * config["nproc"], cost.rest_s * scale)
+    return CellCost(config["epochs"] * epoch * config["nproc"], cost.rest_s[config["model"]] * scale)
 
 
 def _follower_s(config: dict) -> float | None:

@@ -75,8 +75,6 @@ class CostBar:
         self.bar.set_postfix_str(f"{self.cells_done}/{self.cells} cells", refresh=False)
 
     def _move_to(self, task_id: str, share: float) -> None:
-        if task_id not in self.moved:  # a follower's id, or a late report of a task already ended
-            return
         target = self.weights[task_id] * share
         if target > self.moved[task_id]:
             self.bar.update(target - self.moved[task_id])
@@ -84,6 +82,8 @@ class CostBar:
 
     def epoch(self, task_id: str, epoch: int, epochs: int) -> None:
         """The task's training finished `epoch` of `epochs` (its evaluation, the rest, counts when it ends)."""
+        if task_id not in self.moved:  # not a task of this bar's
+            return
         self._move_to(task_id, self.training_share[task_id] * epoch / max(epochs, 1))
 
     def finished(self, task_id: str, cells: int) -> None:

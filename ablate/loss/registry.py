@@ -56,7 +56,8 @@ def on_cuda(kind: str) -> bool:
 VARIANTS: Registry[Variant] = Registry("variant", entry_point_group="ablate.variants", from_entry_point=as_variant)
 VARIANTS.register(Variant(
     "naive", lazy("ablate.loss.naive:naive_center_loss"), "O(B*C*D)", "O(B*C) temporaries",
-    lazy("ablate.loss.naive:naive_bytes"), peak_bytes=lazy("ablate.loss.naive:naive_peak_bytes"), baseline=True))
+    lazy("ablate.loss.naive:naive_bytes"), peak_bytes=lazy("ablate.loss.naive:naive_peak_bytes"), baseline=True,
+    cpu_step_s=0.000456))
 VARIANTS.register(Variant(
     "gather", lazy("ablate.loss.gather:gather_center_loss"), "O(B*D)", "O(B*D) temporaries",
     lazy("ablate.loss.gather:gather_bytes")))
@@ -65,11 +66,13 @@ VARIANTS.register(Variant(  # Triton, an optional dependency, is imported only w
     lazy("ablate.kernels.fused:fused_bytes"), available=triton_available,
     runs_on="CUDA with Triton, or the CPU under TRITON_INTERPRET=1", timed=on_cuda,
     update=lazy("ablate.loss.fused:fused_update"), update_rules=FUSED_RULES,
-    update_bytes=lazy("ablate.loss.fused:fused_update_bytes"), compiles=True))
+    update_bytes=lazy("ablate.loss.fused:fused_update_bytes"), compiles=True,
+    cpu_step_s=0.0123, cpu_update_step_s=0.0283, compile_s=3.4))  # on the CPU: Triton's interpreter
 VARIANTS.register(Variant(
     "compiled", lazy("ablate.loss.compiled:compiled_center_loss"), "O(B*D)", "O(B*D), fused by inductor",
     lazy("ablate.loss.compiled:compiled_bytes"), available=compile_available,
-    runs_on="where torch.compile can build code (a C++ compiler; Triton on CUDA)", compiles=True))
+    runs_on="where torch.compile can build code (a C++ compiler; Triton on CUDA)", compiles=True,
+    cpu_step_s=0.000671, compile_s=3.7))
 DEFAULT_VARIANT = "gather"
 PLUGIN_ERRORS = VARIANTS.plugin_errors  # entry-point name -> "ErrorType: message", and availability checks raised
 
