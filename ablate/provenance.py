@@ -28,10 +28,11 @@ def environment() -> dict:
 
 
 def command_line() -> str:
-    """This process's command as a shell would rerun it: the relevant environment first
-    ("TRITON_INTERPRET=1 ablate grid default ..."), each word quoted where a shell needs it."""
+    """This process's command as a shell would rerun it: the relevant environment first, then the interpreter's own
+    command line ("TRITON_INTERPRET=1 .venv/bin/python -m ablate grid default ..."), each word quoted where a shell
+    needs it."""
     prefix = [f"{name}={shlex.quote(value)}" for name, value in environment().items()]
-    return " ".join([*prefix, shlex.join(sys.argv)])
+    return " ".join([*prefix, shlex.join(sys.orig_argv)])
 
 
 def _git(*args) -> str | None:

@@ -408,6 +408,16 @@ def test_an_unknown_status_or_a_broken_record_is_named_and_rerun(tmp_path, conte
     assert outcome.status_counts() == {"ok": 2}
 
 
+def test_a_record_naming_something_else_than_a_cell_as_the_training_it_shared_is_rerun(tmp_path):
+    spec = tiny_spec(seed=[0, 1])
+    run_grid(spec, tmp_path, SerialExecutor(quick_cell), quiet=True)
+    path = tmp_path / "cells" / f"{ids_of(spec)[0]}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "shares_training_with": "../../etc/passwd"}))
+    counter = CountingCell()
+    outcome = run_grid(spec, tmp_path, SerialExecutor(counter), quiet=True)
+    assert counter.seeds == [0] and "shares_training_with must be a cell id" in outcome.plan.invalid[0]
+
+
 class CountingCell:
     """quick_cell, remembering the seeds it ran."""
 
@@ -472,7 +482,8 @@ def test_provenance_puts_the_environment_that_matters_in_front_of_the_command(mo
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setenv("ABLATE_MAX_PROCESSES", "2")
     monkeypatch.setenv("UNRELATED_VARIABLE", "x")
-    monkeypatch.setattr(sys, "argv", ["ablate", "grid", "my grid.toml", "--out", "runs/a"])
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "ablate", "grid", "my grid.toml", "--out", "runs/a"])
     info = provenance.collect()
     assert info["environment"] == "ABLATE_MAX_PROCESSES=2 TRITON_INTERPRET=1"
-    assert info["command"] == "ABLATE_MAX_PROCESSES=2 TRITON_INTERPRET=1 ablate grid 'my grid.toml' --out runs/a"
+    assert info["command"] == ("ABLATE_MAX_PROCESSES=2 TRITON_INTERPRET=1 python -m ablate grid 'my grid.toml' --out "
+                               "runs/a")

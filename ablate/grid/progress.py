@@ -66,8 +66,10 @@ class CostBar:
         self.training_share = {i: share for i, (_, share) in costs.items()}
         self.moved = dict.fromkeys(task_ids, 0.0)
         self.cells_done, self.cells = 0, 0
+        # smoothing 0: the ETA from the average rate since the start, which the cost weights make the right one
         self.bar = tqdm(total=sum(self.weights[i] for i in task_ids) or None, disable=quiet or not task_ids,
-                        desc="grid", bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
+                        desc="grid", smoothing=0,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
 
     def set_cells(self, cells: int) -> None:
         """The cells the tasks hold (a shared training counts each of its cells)."""
