@@ -46,6 +46,11 @@ def closes_its_pipes(features, labels, centers):
     return sums_over_b(features, labels, centers)
 
 
+def raises_keyboard_interrupt(features, labels, centers):
+    """A BaseException that no `except Exception` catches, from inside the loss."""
+    raise KeyboardInterrupt("from the loss")
+
+
 LOUD_BYTES = 5_000_000  # per call, on stdout
 ANSI_REPEATS = 200_000  # per call, on stderr: colour codes, a screen clear and a right-to-left override each
 

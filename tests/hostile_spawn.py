@@ -17,10 +17,11 @@ from pathlib import Path
 
 TAG_VARIABLE = "ABLATE_HOSTILE_TAG"
 _IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+_FORKS_MORE = "import subprocess, time\nwhile True:\n    subprocess.Popen(['sleep', '3600'])\n    time.sleep(0.05)"
 COMMANDS = {
     "sleep": ["sleep", "3600"],
     "ignores_term": [sys.executable, "-c", _IGNORES_TERM],  # ended by SIGKILL only
-    "forks_more": ["sh", "-c", "while :; do sleep 3600 & sleep 0.05; done"],  # a new process every 50 ms
+    "forks_more": [sys.executable, "-c", _FORKS_MORE],  # a new `sleep 3600` every 50 ms
 }
 SPAWNS = {
     "same_session": "a child in the target's session and group",

@@ -13,12 +13,12 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from hostile_spawn import COMMANDS, SPAWNS, tagged
 from support import ROOT
+from test_hostile_signals import alive
 
 from ablate.check.cli import Seconds
 from ablate.check.contain import Containment
@@ -49,6 +49,8 @@ def one_failure_line(output: str) -> str:
     (f"{ROOT / 'tests' / 'hostile_exit_at_import.py'}:loss", (), "ended its process (exit status 0) in importing"),
     pytest.param(f"{HOSTILE}:killed_by_sigkill", (), "ended its process (exit status -9)", marks=pytest.mark.slow),
     pytest.param(f"{HOSTILE}:closes_its_pipes", (), "ended its process (exit status 0)", marks=pytest.mark.slow),
+    pytest.param(f"{HOSTILE}:raises_keyboard_interrupt", (), "ended its process (exit status 1)",
+                 marks=pytest.mark.slow),
     # what --timeout 1e-9 did: the child answers after the check gave up on it (a BrokenPipeError traceback then)
     (f"{ROOT / 'tests' / 'hostile_slow_import.py'}:loss", ("--timeout", "1"), "hung in importing"),
 ])
@@ -148,14 +150,14 @@ def test_every_way_of_leaving_a_process_is_found_named_and_killed(tmp_path, how,
         leader.stdin.write("go\n")
         leader.stdin.flush()
         assert leader.stdout.readline() == "started\n"
-        before = set(wait_for(lambda: tagged(tag)))
+        named = wait_for(lambda: [s for s in contained.strays() if SHOWN[command] in s.command])  # once exec'd
+        assert named and leader.pid not in {s.pid for s in named}, contained.strays()
+        before = set(tagged(tag))
         strays = contained.strays()
-        alive_throughout = before & set(tagged(tag))  # not a shell that had ended meanwhile
-        assert alive_throughout and alive_throughout <= {s.pid for s in strays}, (strays, before)
-        assert leader.pid not in {s.pid for s in strays}
-        assert any(SHOWN[command] in s.command for s in strays), strays
+        alive_throughout = before & set(tagged(tag))  # not a process that ended meanwhile
+        assert {s.pid for s in named} <= before and alive_throughout <= {s.pid for s in strays}, (strays, before)
         killed = contained.end()
-        assert alive_throughout <= {s.pid for s in killed}
+        assert {s.pid for s in named} <= {s.pid for s in killed}
         assert tagged(tag) == [] and contained.strays() == []
         assert leader.wait(WAIT_S) == -signal.SIGKILL
     finally:
@@ -198,13 +200,6 @@ def test_captured_output_of_a_check_whose_target_leaves_a_process_ends_with_the_
 
 # --- signals: the target's processes killed, the status a shell gives that signal ---
 
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_the_check_kills_its_target_and_gives_the_signal_status(sig, status, tag):
     """In this process: the signal arrives while the target hangs in a call, after it started a process."""
@@ -244,7 +239,7 @@ def test_a_signalled_check_process_kills_its_target_and_exits_with_the_signal_st
             job.communicate()
     assert job.returncode == status, stderr
     assert "Traceback" not in stderr and f"check stopped by {signal.Signals(sig).name}" in stderr, stderr
-    assert tagged(tag) == [] and wait_for(lambda: not running(leader))
+    assert tagged(tag) == [] and wait_for(lambda: not alive(leader))
 
 
 # --- what the target prints: relayed, escaped, capped with a count ---

@@ -80,8 +80,10 @@ def check_command(target, init, json_path, timing, device, variants, timeout, st
     TARGET is pkg.mod:attr or path/to/file.py:attr naming a function (features, labels, centers) -> loss or an
     nn.Module class built as Cls(num_classes=C, feat_dim=D) whose forward is (features, labels) and which owns one
     (C, D) tensor of centers; or the name of a registered variant. Exits 0 when it agrees with the reference under
-    some convention (loss, gradients, edge cases in float64), 1 otherwise, and 1 when TARGET hangs past --timeout
-    or ends its process. TARGET runs in a child process on copies of the inputs; changing one is a failed call.
+    some convention (loss, gradients, edge cases in float64), 1 otherwise, and 1 when TARGET hangs past --timeout,
+    ends its process or leaves processes running (all of them are killed). TARGET runs in a child process, a session
+    of its own, on copies of the inputs; changing one is a failed call. What it prints comes back on stderr, marked,
+    escaped and capped. SIGTERM exits 143, Ctrl-C 130, the target killed.
 
     With --step, TARGET is an nn.Module class and the check runs training steps on controlled batches and fits the
     centers' motion against the update rules (paper, sgd, ema): it exits 0 when one rule with one alpha explains
@@ -129,11 +131,12 @@ def _stopped(loaded, target: str, exc: BaseException) -> None:
     """Ctrl-C (exit 130), SIGTERM (143) or SIGHUP (129): every process of the target killed, one line, the status a
     shell gives a process that signal ended. A second signal meanwhile is ignored: the cleanup finishes."""
     name = str(exc) if isinstance(exc, Stopped) else "SIGINT"
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         killed = loaded.close() if loaded is not None else []
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     also = f" and {len(killed)} other process{'es' if len(killed) > 1 else ''} of it" if killed else ""
     click.echo(f"{terminal_line(target, 200)}: check stopped by {name}; the target's process{also} ended", err=True)
     click.get_current_context().exit(128 + signal.Signals[name].value)

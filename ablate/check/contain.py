@@ -140,11 +140,19 @@ class Containment:
         """SIGKILL every running process of the target, the leader included, until none is left (or KILL_ROUNDS
         pass); adopted zombies reaped. Returns the strays killed (the leader is not one)."""
         killed: dict = {}
+        quiet = 0  # rounds in a row that found nothing running
         for _ in range(KILL_ROUNDS):
             table = _process_table()
             running = [pid for pid in self._members(table) if table[pid].running]
             if not running:
-                break
+                # Twice: a listing is not atomic, and one read while a killed parent is reaped can show its child's
+                # parent as a pid that is gone; the next shows the child adopted here.
+                quiet += 1
+                if quiet == 2:
+                    break
+                time.sleep(ROUND_PAUSE_S)
+                continue
+            quiet = 0
             for pid in running:
                 if pid != self.leader and pid not in killed:
                     killed[pid] = Stray(pid, _command(pid))

@@ -23,7 +23,7 @@ import torch
 
 from ablate.check.contain import Containment, describe
 from ablate.check.relay import Relay
-from ablate.check.target import TargetError, load_target, run_target
+from ablate.check.target import TargetError, load_target, run_target, target_note
 from ablate.escape import terminal_line
 from ablate.signals import signals_deferred
 
@@ -43,6 +43,9 @@ def _serve(conn, stdout, stderr, text: str, init: dict, device: str) -> None:
     """The child: a session of its own, stdout and stderr into the relays' pipes; once the parent has seen it
     ("go"), load TARGET, then answer requests (what, kind, args) until the pipe closes."""
     os.setsid()  # the target's processes are this session's unless they leave it (ablate.check.contain)
+    # torch.compile's pool of compile workers would outlive every call and be taken for processes the target left;
+    # inductor compiles in this process instead (read when inductor is first imported, after this)
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     for stream, fd in ((stdout, 1), (stderr, 2)):
         os.dup2(stream.fileno(), fd)
         stream.close()
@@ -52,6 +55,11 @@ def _serve(conn, stdout, stderr, text: str, init: dict, device: str) -> None:
         _answer(conn, text, init, device)
     except (EOFError, OSError):  # the parent closed the pipe (it stopped the check): nothing to say to it
         pass
+    except SystemExit:  # the target's sys.exit: its status is the process's, reported by the parent
+        raise
+    except BaseException as exc:  # a KeyboardInterrupt of the target's, say: one line, not multiprocessing's traceback
+        print(f"the target's process ended on {target_note(exc)}", file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 def _reply(conn, reply) -> None:
@@ -101,7 +109,6 @@ class TargetProcess:
         self.name, self.device, self.timeout = text, torch.device(device), timeout
         self._shown_name = terminal_line(text, 200)
         context = multiprocessing.get_context("forkserver")  # as the ranks and grid workers: a fork of a clean server
-        self._contained = Containment()
         self._conn, child_conn = context.Pipe()
         outputs = [context.Pipe(duplex=False) for _ in ("stdout", "stderr")]  # (read end, write end) each
         self._process = context.Process(target=_serve, args=(child_conn, *(w for _, w in outputs), text, init,
@@ -109,6 +116,7 @@ class TargetProcess:
         self._readers = [r for r, _ in outputs]
         self._relays: list = []
         self._closed = False
+        self._contained = Containment()  # from here on, close() restores what it changed
         try:
             try:
                 with signals_deferred():  # an interrupt inside the start would leave a child nobody ends
