@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 
 import pytest
@@ -25,6 +26,7 @@ from ablate.check.contain import Containment
 from ablate.check.isolated import TIMEOUT_RANGE_S
 from ablate.check.relay import RELAY_CAP_BYTES, Relay
 from ablate.cli import main
+from ablate.escape import terminal_line, terminal_text
 
 HOSTILE = ROOT / "tests" / "hostile_check_targets.py"
 LEAVER = f"{HOSTILE}:LeavesAProcess"
@@ -52,7 +54,8 @@ def one_failure_line(output: str) -> str:
     pytest.param(f"{HOSTILE}:raises_keyboard_interrupt", (), "ended its process (exit status 1)",
                  marks=pytest.mark.slow),
     # what --timeout 1e-9 did: the child answers after the check gave up on it (a BrokenPipeError traceback then)
-    (f"{ROOT / 'tests' / 'hostile_slow_import.py'}:loss", ("--timeout", "1"), "hung in importing"),
+    pytest.param(f"{ROOT / 'tests' / 'hostile_slow_import.py'}:loss", ("--timeout", "1"), "hung in importing",
+                 marks=pytest.mark.slow),
 ])
 def test_a_target_that_exits_or_breaks_the_pipe_fails_the_check_in_one_line(target, options, reason):
     code, output = check(target, *options)
@@ -172,9 +175,9 @@ def _leaver(how, command, delay, tag, hangs=False) -> list:
     return [LEAVER, *(o for key, value in inits.items() for o in ("--init", f"{key}={value!r}"))]
 
 
-# Through the command: one member per way of leaving a process in the fast lane, covering every command and both
-# moments; the whole product in the slow lane.
-FAST_MEMBERS = [("same_session", "sleep", 0.0), ("daemon", "ignores_term", 0.2)]
+# Through the command: the hardest member in the fast lane (out of the session, deaf to SIGTERM, started by a thread
+# after the call); the whole product in the slow lane.
+FAST_MEMBERS = [("daemon", "ignores_term", 0.2)]  # same_session and new_session: in the signal and capture tests
 MEMBERS = [pytest.param(*member, marks=[] if member in FAST_MEMBERS else [pytest.mark.slow])
            for member in itertools.product(SPAWNS, COMMANDS, (0.0, 0.2))]
 
@@ -200,7 +203,8 @@ def test_captured_output_of_a_check_whose_target_leaves_a_process_ends_with_the_
 
 # --- signals: the target's processes killed, the status a shell gives that signal ---
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143),
+                                         pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_a_signal_to_the_check_kills_its_target_and_gives_the_signal_status(sig, status, tag):
     """In this process: the signal arrives while the target hangs in a call, after it started a process."""
     def signal_once_started():
@@ -283,7 +287,7 @@ def test_the_relay_shows_at_most_its_cap_escaped_and_counts_the_rest(capfd, text
 def test_a_timeout_that_cannot_run_is_refused_in_one_line_naming_the_option(value):
     result = CliRunner().invoke(main, ["check", "gather", "--no-timing", "--timeout", value])
     low, high = TIMEOUT_RANGE_S
-    assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "--timeout" in error[0] and f"[{low:g}, {high:g}]" in error[0], result.output
     assert len(error[0]) < 300 and "\x1b" not in result.output
@@ -312,3 +316,24 @@ def test_a_target_raising_a_megabyte_of_escapes_gets_a_bounded_note(tmp_path):
     assert code == 1 and len(output) < 50_000 and "\x1b" not in output and "\u202e" not in output
     notes = [f["detail"] for f in json.loads(path.read_text())["findings"] if "ValueError" in f["detail"]]
     assert notes and all(len(note) < 2000 for note in notes)
+
+
+# What a terminal acts on, by Unicode's own tables: controls (C0 but tab, DEL, C1), line and paragraph separators,
+# surrogates, the bidirectional embeddings, overrides and isolates, and the three bidirectional marks.
+BIDI_CONTROLS = {"LRE", "RLE", "PDF", "LRO", "RLO", "LRI", "RLI", "FSI", "PDI"}
+BIDI_MARKS = "\u200e\u200f\u061c"
+
+
+def acted_on(c: str) -> bool:
+    category = unicodedata.category(c)
+    return (category in ("Cc", "Cs", "Zl", "Zp") and c != "\t") or c in BIDI_MARKS or \
+        unicodedata.bidirectional(c) in BIDI_CONTROLS
+
+
+def test_every_code_point_a_terminal_acts_on_is_shown_escaped_and_no_other():
+    every = [chr(code) for code in range(0x110000)]
+    changed = [c for c in every if terminal_text(c) != c]
+    assert changed == [c for c in every if acted_on(c)]
+    assert all(terminal_text(c).isascii() and terminal_text(c).isprintable() for c in changed)
+    line = terminal_line("".join(every), 1000)
+    assert line.endswith(f" ... ({len(every) - 1000:,} more characters)") and len(line) < 6 * 1000 + 50

@@ -156,9 +156,10 @@ def _check_options(step_spec, centers_attr) -> None:
 
 
 def _print_table(findings) -> None:
-    table = pd.DataFrame(as_dicts(findings))
+    rows = [{key: terminal_line(value, CELL_CHARS) if isinstance(value, str) else value for key, value in row.items()}
+            for row in as_dicts(findings)]  # the target's own error messages among them
+    table = pd.DataFrame(rows)
     table["passed"] = table["passed"].map({True: "yes", False: "NO"}).fillna("")
-    table = table.map(lambda cell: terminal_line(str(cell), CELL_CHARS))
     table = table.rename(columns={"passed": "ok"})
     widths = {c: int(table[c].str.len().max()) for c in table.columns}
     text = table.to_string(index=False, justify="left", formatters={c: f"{{:<{w}}}".format for c, w in widths.items()})
