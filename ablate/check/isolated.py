@@ -36,7 +36,8 @@ NOTE_CHARS = 500  # of a harness error's message
 
 
 class TargetAborted(RuntimeError):
-    """The target hung or ended its process during a call: the check fails with this reason."""
+    """The target hung, ended its process or left processes running (or the harness itself failed): the check
+    fails with this reason."""
 
 
 def _serve(conn, stdout, stderr, text: str, init: dict, device: str) -> None:
@@ -189,9 +190,9 @@ class TargetProcess:
         """Fail the check if the target has processes running besides its own (after STRAY_GRACE_S for them to
         end): they are named and killed, with every other process of the target."""
         deadline = time.monotonic() + STRAY_GRACE_S
-        while self._contained.strays():
+        while strays := self._contained.strays():
             if time.monotonic() > deadline:
-                killed = self.close()
+                killed = self.close() or strays  # those seen, should they have ended just before the kill
                 raise TargetAborted(f"{self._shown_name} left processes running {when}: {describe(killed)}; they were "
                                     "killed (a center loss must not start processes that outlive its call)")
             time.sleep(0.05)
