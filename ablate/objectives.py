@@ -35,12 +35,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ablate.limits import SearchRange
+
 
 @dataclass(frozen=True)
 class Parameter:
     """One hyperparameter of a head or pair loss: its CellConfig key, its symbol in an objective's name, the paper's
     value and unit, its valid range [low, high] (low excluded when low_open), whether it must be an integer, and
-    pml's keyword with the factor from the paper's unit to pml's."""
+    pml's keyword with the factor from the paper's unit to pml's. search: the range `ablate tune` searches it over
+    where its valid range is not one (unbounded, or open at low); None there: held at the cell's value."""
 
     key: str
     symbol: str
@@ -52,6 +55,7 @@ class Parameter:
     integer: bool = False
     low_open: bool = False
     to_library: Callable = float  # paper's value -> pml's (radians to degrees for arcface, s to 1 / s for normface)
+    search: SearchRange | None = None
 
     def range_text(self) -> str:
         close = ")" if math.isinf(self.high) else "]"
@@ -100,8 +104,13 @@ class PairLoss:
     miner_options: dict = field(default_factory=dict)
 
 
+# Scales searched from 1 to the papers' 64 (set for 10k-85k identities; CosFace's bound is about 4 at 10 classes).
+SCALE_SEARCH = SearchRange(1.0, 64.0)
+
+
 def _scale(default: float, library_name: str = "scale", to_library: Callable = float) -> Parameter:
-    return Parameter("scale", "s", default, 0.0, math.inf, library_name, low_open=True, to_library=to_library)
+    return Parameter("scale", "s", default, 0.0, math.inf, library_name, low_open=True, to_library=to_library,
+                     search=SCALE_SEARCH)
 
 
 HEADS = {head.name: head for head in (
@@ -126,7 +135,8 @@ PAIR_LOSSES = {pair.name: pair for pair in (
     PairLoss("contrastive", "Hadsell et al. 2006, contrastive loss", "ContrastiveLoss",
              parameters=(Parameter("pair_margin", "m", 0.0, -1.0, 1.0, "neg_margin"),), fixed={"pos_margin": 1.0}),
     PairLoss("triplet", "Schroff et al. 2015, FaceNet triplet loss", "TripletMarginLoss",
-             parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True),),
+             parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True,
+                                   search=SearchRange(0.01, 1.0)),),
              miner="TripletMarginMiner", miner_options={"type_of_triplets": "semihard"}),
 )}
 NO_PAIR_LOSS = "none"

@@ -12,7 +12,7 @@ from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_
 from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runs.folder import check_can_write
-from ablate.runs.schema import STATUSES
+from ablate.runs.schema import PRUNED, STATUSES
 from ablate.runs.summary import mean_ci_text
 
 
@@ -46,7 +46,8 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
 
 def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
     counts = outcome.status_counts()
-    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+    shown = [s for s in STATUSES if s != PRUNED or counts[s]]  # only a tune's trials are pruned
+    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in shown)
                + f" ({outcome.ran} run now); tables in {run_dir}/results.parquet, summary.parquet")
     if not quiet and (text := _summary_text(outcome, run_dir)):
         click.echo(text)

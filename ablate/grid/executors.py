@@ -1,9 +1,11 @@
 """Where cells run: in this process, in N local worker processes, or as tasks on a Ray cluster.
 
-Each executor's `run(tasks, scratch)` takes (cell_id, config) pairs and yields a CellResult per cell as
-cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
+Each executor's `run(tasks, scratch, cell_fn=None)` takes (cell_id, config) pairs and yields a CellResult per cell
+as cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
 depend on where cells ran. scratch: the folder local cells put their temp folders in (the run folder's, so
-that what a killed run leaves there is removed when it resumes; None: the system's temp folder).
+that what a killed run leaves there is removed when it resumes; None: the system's temp folder). cell_fn: what runs
+each cell of this call (a picklable function of (config, features_path)), instead of the executor's own (a tune's
+trials and its final seeds run through one executor).
 """
 
 import multiprocessing
@@ -28,9 +30,9 @@ class SerialExecutor:
     def __init__(self, cell_fn=train_cell):
         self.cell_fn = cell_fn
 
-    def run(self, tasks, scratch=None):
+    def run(self, tasks, scratch=None, cell_fn=None):
         for cell_id, config in tasks:
-            yield execute_cell(cell_id, config, self.cell_fn, scratch)
+            yield execute_cell(cell_id, config, cell_fn or self.cell_fn, scratch)
 
 
 WORKER_DIED = ("the worker process died while running this cell alone (killed for memory, or a crash in native "
@@ -61,21 +63,22 @@ class ProcessExecutor:
         return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                    initargs=(self.threads_per_worker,))
 
-    def run(self, tasks, scratch=None):
+    def run(self, tasks, scratch=None, cell_fn=None):
         temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
+        cell_fn = cell_fn or self.cell_fn
         try:
-            suspects = yield from self._run_pool(tasks, temp_root)
-            yield from self._run_alone(suspects, temp_root)
+            suspects = yield from self._run_pool(tasks, temp_root, cell_fn)
+            yield from self._run_alone(suspects, temp_root, cell_fn)
         finally:
             shutil.rmtree(temp_root, ignore_errors=True)
 
-    def _run_pool(self, tasks, temp_root):
+    def _run_pool(self, tasks, temp_root, cell_fn):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
         suspects, pool = [], None
         try:
             with signals_deferred():  # every worker started is in pool._processes before an interrupt can land
                 pool = self._pool(self.workers)
-                futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
+                futures = {pool.submit(execute_cell, cell_id, config, cell_fn, temp_root): (cell_id, config)
                            for cell_id, config in tasks}
             for future in as_completed(futures):
                 try:
@@ -90,13 +93,13 @@ class ProcessExecutor:
                 _end_pool(pool)
         return suspects
 
-    def _run_alone(self, tasks, temp_root):
+    def _run_alone(self, tasks, temp_root, cell_fn):
         pool = None
         try:
             for cell_id, config in tasks:
                 with signals_deferred():
                     pool = pool or self._pool(1)
-                    future = pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root)
+                    future = pool.submit(execute_cell, cell_id, config, cell_fn, temp_root)
                 try:
                     yield future.result()
                 except BrokenProcessPool:
@@ -142,7 +145,7 @@ class RayExecutor:
         check_answers(address)  # likewise: ray.init waits minutes on an address where nothing listens
         self.address, self.cell_fn = address, cell_fn
 
-    def run(self, tasks, scratch=None):
+    def run(self, tasks, scratch=None, cell_fn=None):
         """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
         ray = self.ray
         started_here = not ray.is_initialized()
@@ -153,12 +156,12 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise RuntimeError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
         try:
-            yield from self._run_tasks(ray, tasks)
+            yield from self._run_tasks(ray, tasks, cell_fn or self.cell_fn)
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run_tasks(self, ray, tasks):
+    def _run_tasks(self, ray, tasks, cell_fn):
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         remote = ray.remote(execute_cell)
         refs = {}
@@ -169,7 +172,7 @@ class RayExecutor:
                 continue
             uses_cuda = config["device"] == "cuda" or (config["device"] == "auto" and has_gpus)
             task = remote.options(num_cpus=1, num_gpus=1 if uses_cuda else 0)
-            refs[task.remote(cell_id, config, self.cell_fn)] = (cell_id, config)
+            refs[task.remote(cell_id, config, cell_fn)] = (cell_id, config)
         pending = list(refs)
         try:
             while pending:

@@ -10,6 +10,9 @@ A spec has an optional `description`, an `[axes]` table and any number of `[[als
     variant = ["naive", "gather"]
     lambda = [0.1]
 
+An optional `[tune]` table says how `ablate tune` searches the grid's objectives (ablate.tune.settings); `ablate
+grid` ignores it.
+
 The grid is the union of the products, without duplicates. Keys are the cell options of
 `ablate train` with underscores (`lambda`, `alpha`, `feat_dim`, ...); options not named keep their
 defaults. `variant = "*"` stands for every registered variant available on the cell's device here (`ablate
@@ -19,7 +22,7 @@ variants --device ...` lists them), so that a new variant joins a grid with no e
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
 from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
 
-SPEC_KEYS = ("description", "axes", "also")
+SPEC_KEYS = ("description", "axes", "also", "tune")
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
@@ -45,13 +48,15 @@ def _axis_length(key: str, values: list) -> int:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'."""
+    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; tune: the
+    [tune] table as written (checked by ablate.tune.settings)."""
 
     axes: dict
     also: tuple = ()
     description: str = ""
     source: str = ""
     overrides: tuple = ()
+    tune: dict = field(default_factory=dict)
 
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
@@ -133,8 +138,11 @@ def _parse(text: str, source: str) -> GridSpec:
     also = document.get("also", [])
     if not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
         raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
+    tune = document.get("tune", {})
+    if not isinstance(tune, dict):
+        raise ValueError(f"grid {source}: expected [tune] to be a table (budget, metric, seeds, space, ...)")
     return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
-                    description=str(document.get("description", "")), source=source)
+                    description=str(document.get("description", "")), source=source, tune=tune)
 
 
 def _axes(table: dict, source: str) -> dict:
