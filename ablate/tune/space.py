@@ -20,6 +20,7 @@ from ablate.grid.spec import GridSpec, expand
 from ablate.limits import SearchRange
 from ablate.loss.rules import RULES
 from ablate.objectives import HEADS, PAIR_LOSSES, Parameter
+from ablate.runs.configs import describe
 from ablate.runs.schema import cell_id
 from ablate.train.config import CellConfig, key_name
 from ablate.tune.settings import TuneSettings
@@ -72,8 +73,9 @@ class Objective:
         return "objective-" + cell_id(self.fixed)
 
 
-def _row_space(config: dict, narrowed: dict) -> dict:
-    """The search space of the row of `config` (a resolved cell config, record keys): key -> SearchRange."""
+def _row_space(config: dict, narrowed: dict, where: str) -> dict:
+    """The search space of the row of `config` (a resolved cell config, record keys): key -> SearchRange; where:
+    what names the [tune] table in an error."""
     space = {}
     for option in searchable_options():
         if option.needs is not None and not config.get(option.needs):
@@ -91,7 +93,7 @@ def _row_space(config: dict, narrowed: dict) -> dict:
                 space[parameter.key] = declared
     for key, value in narrowed.items():
         if key in space:
-            space[key] = None if value is False else space[key].narrowed(f"[tune] space.{key}", *value)
+            space[key] = None if value is False else space[key].narrowed(f"{where} space.{key}", *value)
     return {key: value for key, value in space.items() if value is not None}
 
 
@@ -112,7 +114,7 @@ def plan_objectives(spec: GridSpec, settings: TuneSettings) -> list:
                          f"a tune; searchable: {', '.join(searchable_keys())}")
     rows: dict = {}
     for config in expand(spec):
-        space = _row_space(config, settings.space)
+        space = _row_space(config, settings.space, f"grid {spec.source}: [tune]")
         fixed = {k: v for k, v in config.items() if k not in space and k not in SEED_KEYS}
         key = json.dumps(fixed, sort_keys=True)
         if key not in rows:
@@ -122,7 +124,6 @@ def plan_objectives(spec: GridSpec, settings: TuneSettings) -> list:
 
 
 def _label(fixed: dict, space: dict, varying: list) -> str:
-    """'head=arcface feat_dim=64; searched: lr, lambda, alpha, margin, scale'."""
-    setting = " ".join(f"{k}={fixed[k]:g}" if isinstance(fixed[k], float) else f"{k}={fixed[k]}"
-                       for k in varying if k in fixed)
+    """'head=arcface, feat_dim=64; searched: lr, lambda, alpha, margin, scale' (unset options left out)."""
+    setting = describe({k: fixed[k] for k in varying if k in fixed})
     return f"{setting or 'the grid'}; searched: {', '.join(space) or 'nothing'}"

@@ -8,6 +8,7 @@ pruner would read it from the journal, and the decision is the same wherever the
 needed); the tune then writes the trial's curve and state into the journal itself (one writer).
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class TrialWatch:
         if self._trial is None:
             self._trial = self._running_trial()
         self._trial.report(value, epoch)
-        return self._trial.should_prune()
+        with warnings.catch_warnings():  # numpy's "All-NaN slice" for a trial whose every value is NaN: pruned
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self._trial.should_prune()
 
 
 def train_trial(watches: dict, config: dict, features_path: Path) -> dict:
