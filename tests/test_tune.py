@@ -285,6 +285,7 @@ def test_a_tune_killed_mid_study_resumes_without_losing_or_repeating_trials(tmp_
     process.wait()
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
     assert 3 <= len(before) < 8, "the kill must land mid-study"
+    assert (read_trials(run_dir)["state"] == "RUNNING").any(), "the kill must land while a trial runs"
 
     rerun = subprocess.run(command(run_dir), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

@@ -12,7 +12,7 @@ from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_
 from ablate.limits import check_process_count
 from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runs.folder import check_can_write
-from ablate.runs.schema import PRUNED, STATUSES
+from ablate.runs.schema import PRUNED, STATUSES, setting_columns
 from ablate.runs.summary import mean_ci_text
 
 
@@ -35,7 +35,7 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
     summary = pd.read_parquet(path) if path.exists() else pd.DataFrame()
     if summary.empty:
         return ""
-    keys = [k for k in varying_keys([c for _, c in outcome.plan.cells]) if k != "seed"]
+    keys = setting_columns(varying_keys([c for _, c in outcome.plan.cells]))
     table = summary[[*keys, "n_seeds", "n_diverged", "n_failed"]].copy()
     for metric in shown_in(GRID_SUMMARY):
         if f"{metric}_mean" in summary:

@@ -38,6 +38,7 @@ from ablate.runs.schema import (
     TUNE_SPEC,
     RunFolderError,
     features_path,
+    setting_columns,
     table_path,
 )
 from ablate.runs.study import TRIAL_COLUMNS, read_trials, selected_trials
@@ -51,7 +52,7 @@ DEFAULT_REFERENCE = ("lambda", 0.0)
 @dataclass
 class GridRun:
     """A grid run. results: one row per cell; summary: one row per configuration (over its "ok" cells);
-    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed;
+    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but the seeds (SEED_KEYS);
     notes: what was left out while reading, and why; reference: the (key, value) the findings compare against;
     cache: results derived once per report (the findings)."""
 
@@ -88,7 +89,7 @@ class GridRun:
         notes += [f"Left out: {p}" for p in problems]
         return cls(path=run_dir, provenance=provenance, results=results,
                    summary=summary_table(results, columns), curves=_curves(run_dir, results, notes),
-                   config_columns=[c for c in columns if c != "seed"],
+                   config_columns=setting_columns(columns),
                    grid_spec=_grid_spec_text(run_dir / GRID_SPEC, notes), notes=notes)
 
 
@@ -123,7 +124,7 @@ class TuneRun(GridRun):
             results = results_table([], [*columns, "status"])
             notes.append("No final seeds yet: the search has not ended (rerun `ablate tune` to resume it).")
         return cls(path=run_dir, provenance=provenance, results=results, summary=summary_table(results, columns),
-                   curves=_curves(run_dir, results, notes), config_columns=[c for c in columns if c != "seed"],
+                   curves=_curves(run_dir, results, notes), config_columns=setting_columns(columns),
                    grid_spec=_grid_spec_text(run_dir / TUNE_SPEC, notes), notes=notes, trials=trials,
                    selected=_with_settings(selected, records, columns))
 

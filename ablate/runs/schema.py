@@ -50,6 +50,16 @@ SCHEMA_0_CONFIG_COLUMNS = ("dataset", "data_dir", "model", "feat_dim", "variant"
                            "lr_gamma", "seed", "device", "num_classes", "synthetic_dim", "samples_per_class",
                            "test_fraction")
 
+# The config keys a configuration's repetitions differ in: the seed, and the split seed that follows it unless set
+# (ablate.train.config). Summaries, findings and objectives group cells by every other key.
+SEED_KEYS = ("seed", "split_seed")
+
+
+def setting_columns(config_columns: list | tuple) -> list:
+    """The config columns that make a configuration: all but SEED_KEYS."""
+    return [c for c in config_columns if c not in SEED_KEYS]
+
+
 PRUNED = "pruned"  # a tuning trial stopped early for falling behind (ablate.tune): finished, never a result
 FAILED = "failed"
 FINISHED = ("ok", "diverged", PRUNED)

@@ -21,12 +21,9 @@ from ablate.limits import SearchRange
 from ablate.loss.rules import RULES
 from ablate.objectives import HEADS, PAIR_LOSSES, Parameter
 from ablate.runs.configs import describe
-from ablate.runs.schema import cell_id
+from ablate.runs.schema import SEED_KEYS, cell_id
 from ablate.train.config import CellConfig, key_name
 from ablate.tune.settings import TuneSettings
-
-# Keys that never define an objective: the seeds are the tune's own (ablate.tune.settings.TuneSettings).
-SEED_KEYS = ("seed", "split_seed")
 
 
 @dataclass(frozen=True)
@@ -115,7 +112,7 @@ def plan_objectives(spec: GridSpec, settings: TuneSettings) -> list:
     rows: dict = {}
     for config in expand(spec):
         space = _row_space(config, settings.space, f"grid {spec.source}: [tune]")
-        fixed = {k: v for k, v in config.items() if k not in space and k not in SEED_KEYS}
+        fixed = {k: v for k, v in config.items() if k not in space and k not in SEED_KEYS}  # the tune's own seeds
         key = json.dumps(fixed, sort_keys=True)
         if key not in rows:
             rows[key] = (fixed, space)
