@@ -5,9 +5,11 @@ as cells finish, in finishing order; the caller writes the files, so the run fol
 depend on where cells ran. scratch: the folder local cells put their temp folders in (the run folder's, so
 that what a killed run leaves there is removed when it resumes; None: the system's temp folder). cell_fn: what runs
 each cell of this call (a picklable function of (config, features_path)), instead of the executor's own (a tune's
-trials and its final seeds run through one executor).
+trials and its final seeds run through one executor). `session()` holds what several calls share (Ray's
+connection).
 """
 
+import contextlib
 import multiprocessing
 import shutil
 import socket
@@ -33,6 +35,10 @@ class SerialExecutor:
     def run(self, tasks, scratch=None, cell_fn=None):
         for cell_id, config in tasks:
             yield execute_cell(cell_id, config, cell_fn or self.cell_fn, scratch)
+
+    def session(self):
+        """The context of several run() calls (a tune's rounds): nothing to hold between them here."""
+        return contextlib.nullcontext()
 
 
 WORKER_DIED = ("the worker process died while running this cell alone (killed for memory, or a crash in native "
@@ -62,6 +68,10 @@ class ProcessExecutor:
         context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
         return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                    initargs=(self.threads_per_worker,))
+
+    def session(self):
+        """The context of several run() calls (a tune's rounds): each call makes its own pool."""
+        return contextlib.nullcontext()
 
     def run(self, tasks, scratch=None, cell_fn=None):
         temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
@@ -145,8 +155,10 @@ class RayExecutor:
         check_answers(address)  # likewise: ray.init waits minutes on an address where nothing listens
         self.address, self.cell_fn = address, cell_fn
 
-    def run(self, tasks, scratch=None, cell_fn=None):
-        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
+    @contextlib.contextmanager
+    def session(self):
+        """Ray joined (or started) for the block and left after it, unless it was already: several run() calls (a
+        tune's rounds) share one connection."""
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:
@@ -156,10 +168,15 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise RuntimeError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
         try:
-            yield from self._run_tasks(ray, tasks, cell_fn or self.cell_fn)
+            yield
         finally:
             if started_here:
                 ray.shutdown()
+
+    def run(self, tasks, scratch=None, cell_fn=None):
+        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
+        with self.session():
+            yield from self._run_tasks(self.ray, tasks, cell_fn or self.cell_fn)
 
     def _run_tasks(self, ray, tasks, cell_fn):
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0

@@ -192,7 +192,8 @@ def search_round(searches: list, settings: TuneSettings, executor, store: CellSt
 
 def final_cells(searches: list, storage, store: CellStore, settings: TuneSettings) -> list:
     """(cell_id, config) of every final cell: each objective's selected trial's options over the final seeds."""
-    selected = selected_trials(trials_table(storage))
+    table = trials_table(storage)
+    selected = selected_trials(table[table["study"].isin([s.objective.study for s in searches])])
     cells = []
     for cell in selected["cell_id"]:
         record = store.read(cell)
@@ -239,22 +240,8 @@ def run_tune(spec: GridSpec, objectives: list, settings: TuneSettings, run_dir, 
         run.note_provenance(objectives=len(objectives), budget=settings.budget, metric=settings.metric,
                             final_seeds=len(settings.final_seeds))
         try:
-            for i, search in enumerate(searches):
-                search.bar = tqdm(total=settings.budget, initial=min(search.counted(), settings.budget),
-                                  desc=f"trials {i + 1}/{len(searches)}", unit="trial", disable=quiet, leave=True)
-            while search_round(searches, settings, executor, store, run.stamp, outcome):
-                run.write_tables({TRIALS: trials_table(storage)})
-            _close_bars(searches)
-            cells = final_cells(searches, storage, store, settings)
-            plan = make_plan(cells, store)
-            with tqdm(total=len(plan.to_run), desc="final seeds", unit="cell", disable=quiet or not plan.to_run) as bar:
-                for result in executor.run(plan.to_run, store.scratch(), cell_fn=train_cell):
-                    record = stamped(result.record, result.cell_id, run.stamp)
-                    store.save(result.cell_id, record, result.features)
-                    outcome.trained_epochs["final seeds"] += _epochs(record)
-                    bar.update()
-            records = store.records()[0]
-            outcome.finals = {i: records[i] for i, _ in cells if i in records}
+            with executor.session():  # Ray joined once for every round, not once a round
+                _search_and_score(searches, settings, executor, run, store, storage, outcome, quiet)
         except KeyboardInterrupt:
             outcome.interrupted = True
         finally:
@@ -265,6 +252,27 @@ def run_tune(spec: GridSpec, objectives: list, settings: TuneSettings, run_dir, 
         run.provenance.update(interrupted=outcome.interrupted, trained_epochs=dict(outcome.trained_epochs),
                               tune_wall_time_s=outcome.wall_time_s)
     return outcome
+
+
+def _search_and_score(searches: list, settings: TuneSettings, executor, run: RunFolder, store: CellStore, storage,
+                      outcome: TuneOutcome, quiet: bool) -> None:
+    """The rounds of trials until every budget is spent, then the final seeds of each selected setting."""
+    for i, search in enumerate(searches):
+        search.bar = tqdm(total=settings.budget, initial=min(search.counted(), settings.budget),
+                          desc=f"trials {i + 1}/{len(searches)}", unit="trial", disable=quiet, leave=True)
+    while search_round(searches, settings, executor, store, run.stamp, outcome):
+        run.write_tables({TRIALS: trials_table(storage)})
+    _close_bars(searches)
+    cells = final_cells(searches, storage, store, settings)
+    plan = make_plan(cells, store)
+    with tqdm(total=len(plan.to_run), desc="final seeds", unit="cell", disable=quiet or not plan.to_run) as bar:
+        for result in executor.run(plan.to_run, store.scratch(), cell_fn=train_cell):
+            record = stamped(result.record, result.cell_id, run.stamp)
+            store.save(result.cell_id, record, result.features)
+            outcome.trained_epochs["final seeds"] += _epochs(record)
+            bar.update()
+    records = store.records()[0]
+    outcome.finals = {i: records[i] for i, _ in cells if i in records}
 
 
 def _close_bars(searches: list) -> None:
