@@ -16,7 +16,7 @@ from ablate.runs.schema import PRUNED, STATUSES, setting_columns
 from ablate.runs.summary import mean_ci_text
 
 
-def _set_options(ctx, param, values) -> dict:
+def set_options(ctx, param, values) -> dict:
     overrides = {}
     for text in values:
         try:
@@ -58,6 +58,14 @@ def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
         click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
 
 
+def check_executor_options(executor: str, workers: int, address: str | None) -> None:
+    """--address only with Ray, --workers only with local processes (click.UsageError otherwise)."""
+    if executor != "ray" and address is not None:
+        raise click.UsageError("--address applies to --executor ray")
+    if executor == "ray" and workers != 1:
+        raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
+
+
 def check_workers(configs: list, workers: int) -> None:
     """Refuse more local workers than cores (or $ABLATE_MAX_PROCESSES), or than the host's memory holds with
     each running the grid's largest cell."""
@@ -70,7 +78,7 @@ def check_workers(configs: list, workers: int) -> None:
 
 @click.command("grid")
 @click.argument("grid", required=False, default="default")
-@click.option("--set", "overrides", multiple=True, callback=_set_options, metavar="KEY=V1,V2,...",
+@click.option("--set", "overrides", multiple=True, callback=set_options, metavar="KEY=V1,V2,...",
               help="Set an axis (any cell option, e.g. lambda=0,0.01 or epochs=2) in every product of the grid.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run folder; rerun it to resume.")
 @click.option("--list", "list_grids", is_flag=True, help="List the bundled grids and exit.")
@@ -98,10 +106,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         return
     if run_dir is None:
         raise click.UsageError("--out RUN_DIR is required")
-    if executor != "ray" and address is not None:
-        raise click.UsageError("--address applies to --executor ray")
-    if executor == "ray" and workers != 1:
-        raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
+    check_executor_options(executor, workers, address)
     try:
         check_can_write(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides)

@@ -59,6 +59,7 @@ class ProcessExecutor:
     def __init__(self, workers: int, cell_fn=train_cell):
         self.workers, self.cell_fn = workers, cell_fn
         self.threads_per_worker = max(1, torch.get_num_threads() // workers)
+        self._in_session, self._session_pool = False, None
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.
@@ -69,9 +70,18 @@ class ProcessExecutor:
         return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                    initargs=(self.threads_per_worker,))
 
+    @contextlib.contextmanager
     def session(self):
-        """The context of several run() calls (a tune's rounds): each call makes its own pool."""
-        return contextlib.nullcontext()
+        """Several run() calls (a tune's rounds) on one pool of workers, made by the first and ended after the
+        block (or at once, when a worker died or the run was interrupted)."""
+        self._in_session = True
+        try:
+            yield
+        finally:
+            self._in_session = False
+            if self._session_pool is not None:
+                _end_pool(self._session_pool)
+                self._session_pool = None
 
     def run(self, tasks, scratch=None, cell_fn=None):
         temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
@@ -84,10 +94,11 @@ class ProcessExecutor:
 
     def _run_pool(self, tasks, temp_root, cell_fn):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
-        suspects, pool = [], None
+        suspects, pool, keep = [], self._session_pool, False
         try:
             with signals_deferred():  # every worker started is in pool._processes before an interrupt can land
-                pool = self._pool(self.workers)
+                pool = pool or self._pool(self.workers)
+                self._session_pool = pool if self._in_session else None
                 futures = {pool.submit(execute_cell, cell_id, config, cell_fn, temp_root): (cell_id, config)
                            for cell_id, config in tasks}
             for future in as_completed(futures):
@@ -98,9 +109,11 @@ class ProcessExecutor:
                 except Exception as exc:  # the result could not come back (e.g. not picklable)
                     cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
+            keep = self._in_session and not suspects  # a whole pool, for the session's next call
         finally:
-            if pool is not None:
+            if pool is not None and not keep:
                 _end_pool(pool)
+                self._session_pool = None
         return suspects
 
     def _run_alone(self, tasks, temp_root, cell_fn):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ablate.grid.cli import _set_options, check_workers
+from ablate.grid.cli import check_executor_options, check_workers, set_options
 from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import check_runnable_here
 from ablate.grid.spec import config_columns, load_spec
@@ -55,7 +55,7 @@ def _final_lines(outcome: TuneOutcome, metric: str) -> list:
 
 @click.command("tune")
 @click.argument("grid")
-@click.option("--set", "overrides", multiple=True, callback=_set_options, metavar="KEY=V1,V2,...",
+@click.option("--set", "overrides", multiple=True, callback=set_options, metavar="KEY=V1,V2,...",
               help="Set an axis of the grid (any cell option), as `ablate grid --set` does.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), required=True,
               help="Run folder; rerun the same command to resume.")
@@ -82,10 +82,7 @@ def tune_command(grid, overrides, run_dir, budget, metric, seeds, workers, execu
     the train split and scored on the validation split only; the test split is read by the final seeds alone.
     Rerunning the same command resumes. Exits 1 if an objective has no selected setting or a final cell failed.
     """
-    if executor != "ray" and address is not None:
-        raise click.UsageError("--address applies to --executor ray")
-    if executor == "ray" and workers != 1:
-        raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
+    check_executor_options(executor, workers, address)
     try:
         check_can_write(run_dir, "tune")
         spec = load_spec(grid).with_overrides(overrides)

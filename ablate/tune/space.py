@@ -121,6 +121,7 @@ def plan_objectives(spec: GridSpec, settings: TuneSettings) -> list:
 
 
 def _label(fixed: dict, space: dict, varying: list) -> str:
-    """'head=arcface, feat_dim=64; searched: lr, lambda, alpha, margin, scale' (unset options left out)."""
+    """'head=arcface, feat_dim=64; searched: lr, lambda, alpha, margin, scale': the keys that tell the objectives
+    apart and that it fixes (unset ones left out), then what it searches."""
     setting = describe({k: fixed[k] for k in varying if k in fixed})
-    return f"{setting or 'the grid'}; searched: {', '.join(space) or 'nothing'}"
+    return "; ".join(filter(None, [setting, f"searched: {', '.join(space) or 'nothing'}"]))
