@@ -11,6 +11,7 @@ A file that cannot be read is left out with a note (GridRun.notes, BenchRun.note
 of stopping the report; only a folder that holds no run at all, or one of a newer schema, is refused.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +97,8 @@ class GridRun:
 @dataclass
 class TuneRun(GridRun):
     """A tune run (`ablate tune`): as a GridRun, the cells of its final seeds (each objective's selected setting over
-    fresh seeds, the only cells scored on test: an ordinary grid, which the findings read); trials: every trial of
+    fresh seeds, the only cells scored on test: an ordinary grid, which the findings read, its config columns without
+    the searched keys but the reference key, which set each objective's setting apart); trials: every trial of
     every objective's study (ablate.runs.study.TRIAL_COLUMNS); selected: per objective its best finished trial, with
     the cell options the trial's cell ran with (its record's config columns but seed)."""
 
@@ -123,8 +125,12 @@ class TuneRun(GridRun):
         else:
             results = results_table([], [*columns, "status"])
             notes.append("No final seeds yet: the search has not ended (rerun `ablate tune` to resume it).")
+        # The searched keys belong to each objective's setting, not to the grid: comparisons between the selected
+        # settings pair them by the other keys (and the reference key, lambda 0 being a setting of its own).
+        searched = {key for params in trials["params"] for key in json.loads(params)} - {DEFAULT_REFERENCE[0]}
+        compared = [c for c in columns if c not in searched]
         return cls(path=run_dir, provenance=provenance, results=results, summary=summary_table(results, columns),
-                   curves=_curves(run_dir, results, notes), config_columns=setting_columns(columns),
+                   curves=_curves(run_dir, results, notes), config_columns=setting_columns(compared),
                    grid_spec=_grid_spec_text(run_dir / TUNE_SPEC, notes), notes=notes, trials=trials,
                    selected=_with_settings(selected, records, columns))
 
