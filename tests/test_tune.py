@@ -173,6 +173,9 @@ def test_the_test_split_is_read_by_the_final_seeds_alone(tmp_path, monkeypatch):
     assert {r["seed"] for r in trials} == {0}  # the trials' seed is none of the final seeds
     assert all(r["val_map_at_r"] is not None and r["map_at_r"] is not None for r in finals if r["status"] == "ok")
     assert len(outcome.finals) == 4
+    run = load_run(tmp_path / "run")  # the findings pair the selected settings by the keys the tune did not search
+    assert "lambda" in run.config_columns and not {"lr", "alpha", "seed", "split_seed"} & set(run.config_columns)
+    assert sorted(run.results["cell_id"]) == sorted(outcome.finals)
 
 
 # --- pruning -------------------------------------------------------------------------------------------------
