@@ -52,7 +52,7 @@ VALIDATION_CURVE = CURVE_PREFIX + "validation"
 
 @dataclass
 class ObjectiveSearch:
-    """One objective's study while the tune runs. retries: settings of interrupted trials, asked again first."""
+    """One objective's study while the tune runs, and its progress bar."""
 
     objective: Objective
     study: object
