@@ -36,6 +36,8 @@ LAZY_COMMANDS = {
                           "Write an HTML report of RUN_DIRS (grid runs from `ablate..."),
     "train": LazyCommand("ablate.train.cli:train_command",
                          "Train and evaluate one cell: a head (softmax unless --head) +..."),
+    "tune": LazyCommand("ablate.tune.cli:tune_command",
+                        "Tune every objective of GRID (a bundled grid name or a .toml..."),
 }
 
 

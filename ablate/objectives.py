@@ -53,12 +53,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ablate.limits import SearchRange
+
 
 @dataclass(frozen=True)
 class Parameter:
     """One hyperparameter of a head or pair loss: its CellConfig key, its symbol in an objective's name, the paper's
     value and unit, its valid range [low, high] (low excluded when low_open), whether it must be an integer, and
-    pml's keyword with the factor from the paper's unit to pml's."""
+    pml's keyword with the factor from the paper's unit to pml's. search: the range `ablate tune` searches it over
+    where its valid range is not one (unbounded, or open at low); None there: held at the cell's value."""
 
     key: str
     symbol: str
@@ -70,6 +73,7 @@ class Parameter:
     integer: bool = False
     low_open: bool = False
     to_library: Callable = float  # paper's value -> pml's (radians to degrees for arcface, s to 1 / s for normface)
+    search: SearchRange | None = None
     # The value a cell that leaves the option unset takes, from its class count C and feature size D: recipe(C, D);
     # None: the paper's `default`. recipe_text says how, for the help.
     recipe: Callable[[int, int], float] | None = None
@@ -134,6 +138,8 @@ class PairLoss:
 
 # The probability of the target class the scale of a normalized head is chosen to make reachable (CosFace Eq. 8).
 TARGET_PROBABILITY = 0.9
+# Scales searched from 1 to the papers' 64 (set for 10k-85k identities; CosFace's bound is about 4 at 10 classes).
+SCALE_SEARCH = SearchRange(1.0, 64.0)
 
 
 def scale_bound(classes: int, probability: float = TARGET_PROBABILITY) -> float:
@@ -152,7 +158,7 @@ def _scale(default: float, library_name: str = "scale", to_library: Callable = f
     recipe = (lambda classes, feat_dim: scale_bound(classes)) if from_classes else None
     text = f"CosFace's Eq. 8 bound for the trained classes at P = {TARGET_PROBABILITY:g}" if from_classes else ""
     return Parameter("scale", "s", default, 0.0, math.inf, library_name, low_open=True, to_library=to_library,
-                     recipe=recipe, recipe_text=text)
+                     search=SCALE_SEARCH, recipe=recipe, recipe_text=text)
 
 
 def annealing_weight(step: int, base: float, gamma: float, power: float, minimum: float) -> float:
@@ -199,7 +205,8 @@ PAIR_LOSSES = {pair.name: pair for pair in (
     PairLoss("contrastive", "Hadsell et al. 2006, contrastive loss", "ContrastiveLoss",
              parameters=(Parameter("pair_margin", "m", 0.0, -1.0, 1.0, "neg_margin"),), fixed={"pos_margin": 1.0}),
     PairLoss("triplet", "Schroff et al. 2015, FaceNet triplet loss", "TripletMarginLoss",
-             parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True),),
+             parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True,
+                                   search=SearchRange(0.01, 1.0)),),
              miner="TripletMarginMiner", miner_options={"type_of_triplets": "semihard"}),
 )}
 NO_PAIR_LOSS = "none"

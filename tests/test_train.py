@@ -15,19 +15,21 @@ from ablate.train import CellConfig, run_cell
 from ablate.train.cell import resolve_device
 from ablate.train.loop import CenterStep
 
-CONTRACT_KEYS = [
-    "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
-    "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "device",
-    "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "nproc", "distributed", "holdout_classes",
-    "head", "margin", "scale", "pair_loss", "pair_weight", "pair_margin", "embedding_norm", "center_space",
-    "anneal_base", "anneal_gamma", "anneal_power", "anneal_min", "objective", "test_accuracy",
-    "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
+METRIC_KEYS = [
+    "test_accuracy", "nearest_center_accuracy", "intra_class_distance", "inter_class_distance",
     "inter_class_distance_min", "mean_feature_norm", "separation_ratio", "relative_intra_class_distance",
     "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
-    "map_at_r", "cosine_precision_at_1", "cosine_map_at_r",
-    "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance", "split_seed",
-    "held_out_classes",
-    "train_samples_per_s", "train_time_s",
+    "map_at_r", "cosine_precision_at_1", "cosine_map_at_r", "verification_auc", "tar_at_far_1e3",
+    "lowest_resolvable_far", "center_to_mean_distance",
+]
+CONTRACT_KEYS = [
+    "dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda", "alpha", "epochs",
+    "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "split_seed",
+    "device", "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "val_fraction", "nproc",
+    "distributed", "holdout_classes", "head", "margin", "scale", "pair_loss", "pair_weight", "pair_margin",
+    "embedding_norm", "center_space", "anneal_base", "anneal_gamma", "anneal_power", "anneal_min",
+    "objective", *(f"val_{m}" for m in METRIC_KEYS), *METRIC_KEYS, "held_out_classes", "scored_on_test",
+    "validation_metric", "train_samples_per_s", "train_time_s",
     "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
 ]

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The defaults of a cell on one dataset, by CellConfig field name. lr_step 0: a constant learning rate."""
+    """The defaults of a cell on one dataset, by CellConfig field name. lr_step 0: a constant learning rate.
+    val_fraction: the share of the training part held out for validation."""
 
     model: str
     epochs: int
@@ -31,6 +32,7 @@ class Recipe:
     lr_step: int
     lr_gamma: float
     convention: str
+    val_fraction: float = 0.2
 
     def options(self) -> dict:
         return asdict(self)
@@ -92,7 +94,7 @@ for _dataset in (
     DatasetSource("fashion-mnist", lazy("ablate.data.fashion_mnist:load"), lambda options: (70000, (1, 28, 28)),
                   classes=10,
                   recipe=Recipe(model="mlp", epochs=10, batch_size=128, lr=0.01, lr_step=4, lr_gamma=0.5,
-                                convention="half_mean")),
+                                convention="half_mean", val_fraction=1 / 6)),  # 10,000 validation images, as test
     DatasetSource("synthetic", lazy("ablate.data.synthetic:load"),
                   lambda options: (options.num_classes * options.samples_per_class, (options.synthetic_dim,)), _SMALL),
 ):

@@ -1,11 +1,15 @@
 """Where cells run: in this process, in N local worker processes, or as tasks on a Ray cluster.
 
-Each executor's `run(tasks, scratch)` takes (cell_id, config) pairs and yields a CellResult per cell as
-cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
+Each executor's `run(tasks, scratch, cell_fn=None)` takes (cell_id, config) pairs and yields a CellResult per cell
+as cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
 depend on where cells ran. scratch: the folder local cells put their temp folders in (the run folder's, so
-that what a killed run leaves there is removed when it resumes; None: the system's temp folder).
+that what a killed run leaves there is removed when it resumes; None: the system's temp folder). cell_fn: what runs
+each cell of this call (a picklable function of (config, features_path)), instead of the executor's own (a tune's
+trials and its final seeds run through one executor). `session()` holds what several calls share (Ray's
+connection).
 """
 
+import contextlib
 import multiprocessing
 import shutil
 import socket
@@ -28,9 +32,13 @@ class SerialExecutor:
     def __init__(self, cell_fn=train_cell):
         self.cell_fn = cell_fn
 
-    def run(self, tasks, scratch=None):
+    def run(self, tasks, scratch=None, cell_fn=None):
         for cell_id, config in tasks:
-            yield execute_cell(cell_id, config, self.cell_fn, scratch)
+            yield execute_cell(cell_id, config, cell_fn or self.cell_fn, scratch)
+
+    def session(self):
+        """The context of several run() calls (a tune's rounds): nothing to hold between them here."""
+        return contextlib.nullcontext()
 
 
 WORKER_DIED = ("the worker process died while running this cell alone (killed for memory, or a crash in native "
@@ -51,6 +59,7 @@ class ProcessExecutor:
     def __init__(self, workers: int, cell_fn=train_cell):
         self.workers, self.cell_fn = workers, cell_fn
         self.threads_per_worker = max(1, torch.get_num_threads() // workers)
+        self._in_session, self._session_pool = False, None
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.
@@ -61,21 +70,36 @@ class ProcessExecutor:
         return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                                    initargs=(self.threads_per_worker,))
 
-    def run(self, tasks, scratch=None):
-        temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
+    @contextlib.contextmanager
+    def session(self):
+        """Several run() calls (a tune's rounds) on one pool of workers, made by the first and ended after the
+        block (or at once, when a worker died or the run was interrupted)."""
+        self._in_session = True
         try:
-            suspects = yield from self._run_pool(tasks, temp_root)
-            yield from self._run_alone(suspects, temp_root)
+            yield
+        finally:
+            self._in_session = False
+            if self._session_pool is not None:
+                _end_pool(self._session_pool)
+                self._session_pool = None
+
+    def run(self, tasks, scratch=None, cell_fn=None):
+        temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
+        cell_fn = cell_fn or self.cell_fn
+        try:
+            suspects = yield from self._run_pool(tasks, temp_root, cell_fn)
+            yield from self._run_alone(suspects, temp_root, cell_fn)
         finally:
             shutil.rmtree(temp_root, ignore_errors=True)
 
-    def _run_pool(self, tasks, temp_root):
+    def _run_pool(self, tasks, temp_root, cell_fn):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
-        suspects, pool = [], None
+        suspects, pool, keep = [], self._session_pool, False
         try:
             with signals_deferred():  # every worker started is in pool._processes before an interrupt can land
-                pool = self._pool(self.workers)
-                futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
+                pool = pool or self._pool(self.workers)
+                self._session_pool = pool if self._in_session else None
+                futures = {pool.submit(execute_cell, cell_id, config, cell_fn, temp_root): (cell_id, config)
                            for cell_id, config in tasks}
             for future in as_completed(futures):
                 try:
@@ -85,18 +109,20 @@ class ProcessExecutor:
                 except Exception as exc:  # the result could not come back (e.g. not picklable)
                     cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
+            keep = self._in_session and not suspects  # a whole pool, for the session's next call
         finally:
-            if pool is not None:
+            if pool is not None and not keep:
                 _end_pool(pool)
+                self._session_pool = None
         return suspects
 
-    def _run_alone(self, tasks, temp_root):
+    def _run_alone(self, tasks, temp_root, cell_fn):
         pool = None
         try:
             for cell_id, config in tasks:
                 with signals_deferred():
                     pool = pool or self._pool(1)
-                    future = pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root)
+                    future = pool.submit(execute_cell, cell_id, config, cell_fn, temp_root)
                 try:
                     yield future.result()
                 except BrokenProcessPool:
@@ -142,8 +168,10 @@ class RayExecutor:
         check_answers(address)  # likewise: ray.init waits minutes on an address where nothing listens
         self.address, self.cell_fn = address, cell_fn
 
-    def run(self, tasks, scratch=None):
-        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
+    @contextlib.contextmanager
+    def session(self):
+        """Ray joined (or started) for the block and left after it, unless it was already: several run() calls (a
+        tune's rounds) share one connection."""
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:
@@ -153,12 +181,17 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise RuntimeError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
         try:
-            yield from self._run_tasks(ray, tasks)
+            yield
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run_tasks(self, ray, tasks):
+    def run(self, tasks, scratch=None, cell_fn=None):
+        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
+        with self.session():
+            yield from self._run_tasks(self.ray, tasks, cell_fn or self.cell_fn)
+
+    def _run_tasks(self, ray, tasks, cell_fn):
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         remote = ray.remote(execute_cell)
         refs = {}
@@ -169,7 +202,7 @@ class RayExecutor:
                 continue
             uses_cuda = config["device"] == "cuda" or (config["device"] == "auto" and has_gpus)
             task = remote.options(num_cpus=1, num_gpus=1 if uses_cuda else 0)
-            refs[task.remote(cell_id, config, self.cell_fn)] = (cell_id, config)
+            refs[task.remote(cell_id, config, cell_fn)] = (cell_id, config)
         pending = list(refs)
         try:
             while pending:

@@ -13,6 +13,8 @@ A spec has an optional `description`, an `[axes]` table and any number of `[[als
 An optional `effect_of_interest` declares the smallest change that matters to the findings (default: 1 point for
 every metric said in points): a number of points, or a table of metric = value (a factor for a ratio); a finding
 whose minimum detectable effect exceeds it is said to be underpowered (ablate.analysis.stats).
+An optional `[tune]` table says how `ablate tune` searches the grid's objectives (ablate.tune.settings); `ablate
+grid` ignores it.
 
 The grid is the union of the products, without duplicates. Keys are the cell options of
 `ablate train` with underscores (`lambda`, `alpha`, `feat_dim`, ...); options not named keep their
@@ -23,7 +25,7 @@ variants --device ...` lists them), so that a new variant joins a grid with no e
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
 from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
 
-SPEC_KEYS = ("description", "axes", "also", EFFECT_OF_INTEREST)
+SPEC_KEYS = ("description", "axes", "also", EFFECT_OF_INTEREST, "tune")
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
@@ -51,7 +53,8 @@ def _axis_length(key: str, values: list) -> int:
 @dataclass(frozen=True)
 class GridSpec:
     """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; effect of
-    interest: as the grid declares it (a number of points, a table of metric = value), None for the default."""
+    interest: as the grid declares it (a number of points, a table of metric = value), None for the default; tune:
+    the [tune] table as written (checked by ablate.tune.settings)."""
 
     axes: dict
     also: tuple = ()
@@ -59,6 +62,7 @@ class GridSpec:
     source: str = ""
     overrides: tuple = ()
     effect_of_interest: float | dict | None = None
+    tune: dict = field(default_factory=dict)
 
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
@@ -147,8 +151,12 @@ def _parse(text: str, source: str) -> GridSpec:
         raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
     effect = document.get(EFFECT_OF_INTEREST)
     effects_of_interest(effect, f"grid {source}")  # a ValueError names the key and what it expects
+    tune = document.get("tune", {})
+    if not isinstance(tune, dict):
+        raise ValueError(f"grid {source}: expected [tune] to be a table (budget, metric, seeds, space, ...)")
     return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
-                    description=str(document.get("description", "")), source=source, effect_of_interest=effect)
+                    description=str(document.get("description", "")), source=source, effect_of_interest=effect,
+                    tune=tune)
 
 
 def _axes(table: dict, source: str) -> dict:

@@ -3,12 +3,15 @@
     GridRun.load(path)          a grid run (`ablate grid`): results, summary, curves, the cells' features on demand
     BenchRun.load(path)         a bench run (`ablate bench`): the timing, numerics and training-step tables
     DistributedRun.load(path)   a distributed bench run (`ablate bench world`)
+    TuneRun.load(path)          a tune (`ablate tune`): the grid of its final seeds, and its search (the study's
+                                trials, the selected setting of each objective)
     load_run(path)              whichever kind run.json (or, schema 0, the files) says the folder holds
 
 A file that cannot be read is left out with a note (GridRun.notes, BenchRun.notes, DistributedRun.notes) instead
 of stopping the report; only a folder that holds no run at all, or one of a newer schema, is refused.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +36,15 @@ from ablate.runs.schema import (
     TEXT_COLUMNS,
     TRAIN_STEP,
     TRAIN_STEP_COLUMNS,
+    TUNE_SPEC,
     RunFolderError,
     features_path,
+    setting_columns,
     table_path,
 )
+from ablate.runs.study import TRIAL_COLUMNS, read_trials, selected_trials
 from ablate.runs.summary import summary_table
-from ablate.runs.tables import curves_table, load_results
+from ablate.runs.tables import curves_table, load_results, results_table
 
 # The setting every other is compared with in a grid's findings (ablate.analysis.findings): softmax alone.
 DEFAULT_REFERENCE = ("lambda", 0.0)
@@ -47,7 +53,7 @@ DEFAULT_REFERENCE = ("lambda", 0.0)
 @dataclass
 class GridRun:
     """A grid run. results: one row per cell; summary: one row per configuration (over its "ok" cells);
-    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but seed;
+    curves: long format cell_id, epoch, metric, value; config_columns: the grid keys but the seeds (SEED_KEYS);
     notes: what was left out while reading, and why; reference: the (key, value) the findings compare against;
     cache: results derived once per report (the findings)."""
 
@@ -84,8 +90,68 @@ class GridRun:
         notes += [f"Left out: {p}" for p in problems]
         return cls(path=run_dir, provenance=provenance, results=results,
                    summary=summary_table(results, columns), curves=_curves(run_dir, results, notes),
-                   config_columns=[c for c in columns if c != "seed"],
+                   config_columns=setting_columns(columns),
                    grid_spec=_grid_spec_text(run_dir / GRID_SPEC, notes), notes=notes)
+
+
+@dataclass
+class TuneRun(GridRun):
+    """A tune run (`ablate tune`): as a GridRun, the cells of its final seeds (each objective's selected setting over
+    fresh seeds, the only cells scored on test: an ordinary grid, which the findings read, its config columns without
+    the searched keys but the reference key, which set each objective's setting apart); trials: every trial of
+    every objective's study (ablate.runs.study.TRIAL_COLUMNS); selected: per objective its best finished trial, with
+    the cell options the trial's cell ran with (its record's config columns but seed)."""
+
+    trials: pd.DataFrame = field(default_factory=lambda: empty_table(TRIAL_COLUMNS))
+    selected: pd.DataFrame = field(default_factory=lambda: empty_table(TRIAL_COLUMNS))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "TuneRun":
+        notes: list = []
+        provenance = _provenance(run_dir, notes)
+        columns = _config_columns(read_manifest(run_dir))
+        try:
+            trials = read_trials(run_dir)
+        except RunFolderError as exc:
+            notes.append(f"Search left out: {exc}")
+            trials = empty_table(TRIAL_COLUMNS)
+        records, problems = read_records(run_dir, columns)
+        notes += [f"Left out: {p}" for p in problems]
+        selected = selected_trials(trials)
+        finals = _final_cells(records, selected, columns)
+        if finals:
+            results, problems = load_results(run_dir, columns, cells=finals)
+            notes += [f"Left out: {p}" for p in problems]
+        else:
+            results = results_table([], [*columns, "status"])
+            notes.append("No final seeds yet: the search has not ended (rerun `ablate tune` to resume it).")
+        # The searched keys belong to each objective's setting, not to the grid: comparisons between the selected
+        # settings pair them by the other keys (and the reference key, lambda 0 being a setting of its own).
+        searched = {key for params in trials["params"] for key in json.loads(params)} - {DEFAULT_REFERENCE[0]}
+        compared = [c for c in columns if c not in searched]
+        return cls(path=run_dir, provenance=provenance, results=results, summary=summary_table(results, columns),
+                   curves=_curves(run_dir, results, notes), config_columns=setting_columns(compared),
+                   grid_spec=_grid_spec_text(run_dir / TUNE_SPEC, notes), notes=notes, trials=trials,
+                   selected=_with_settings(selected, records, columns))
+
+
+def _setting(record: dict, columns: list) -> tuple:
+    """A record's cell options but seed, as a hashable key."""
+    return tuple((c, record.get(c)) for c in columns if c != "seed")
+
+
+def _final_cells(records: dict, selected: pd.DataFrame, columns: list) -> set:
+    """The ids of the cells scored on test whose options (but seed) are those of a selected trial's cell."""
+    settings = {_setting(records[i], columns) for i in selected["cell_id"] if i in records}
+    return {i for i, r in records.items() if r.get("scored_on_test") is True and _setting(r, columns) in settings}
+
+
+def _with_settings(selected: pd.DataFrame, records: dict, columns: list) -> pd.DataFrame:
+    """The selected trials with the options their cells ran with (the config columns but seed), where the cell's
+    record is there."""
+    keys = [c for c in columns if c != "seed"]
+    options = pd.DataFrame([{c: records.get(i, {}).get(c) for c in keys} for i in selected["cell_id"]], columns=keys)
+    return pd.concat([selected.reset_index(drop=True), options], axis=1)
 
 
 @dataclass
@@ -185,7 +251,7 @@ def _table_or_empty(run_dir: Path, name: str, columns: tuple, notes: list) -> pd
     return table if table is not None else empty_table(columns)
 
 
-def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
+def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:  # a TuneRun is a GridRun
     """The run in `run_dir`; a ValueError (RunFolderError) says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -193,6 +259,8 @@ def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
     kind = run_kind(run_dir)
     if kind == "grid":
         return GridRun.load(run_dir)
+    if kind == "tune":
+        return TuneRun.load(run_dir)
     if kind == "bench" and table_path(run_dir, BENCH).exists():
         return BenchRun.load(run_dir)
     if kind == "distributed":

@@ -4,6 +4,8 @@ its fields and curves declared once.
     CellRecord      a trained cell (status "ok" or "diverged"): what `run_cell` builds; `to_dict()` is the record
     FailedRecord    a cell that raised: its config, status "failed", the error's last lines, its time
     CURVES_OF_EPOCHS   the per-epoch curves: "curve_<name>" in a record, <name> in the curves table, a label
+    validation_key(metric)   a metric measured on the validation split: "val_<metric>" (the metric's own name is
+                             its value on the test split)
     stamped(record, cell_id, stamp)   the record as the grid stores it: the code's commit and when it finished
 
 The order of a dataclass's fields is the order of the record's keys, which the grid's results table keeps (its
@@ -18,6 +20,18 @@ from dataclasses import dataclass, fields
 from ablate.provenance import now
 
 CURVE_PREFIX = "curve_"  # a record's per-epoch lists; the curves table names them without it
+VALIDATION_PREFIX = "val_"  # a metric on the validation split; the metric's own name holds its value on test
+
+
+def validation_key(metric: str) -> str:
+    """The record key of `metric` measured on the validation split."""
+    return VALIDATION_PREFIX + metric
+
+
+def validation_label(label: str) -> str:
+    """The display label of a metric measured on the validation split."""
+    return f"{label} (validation)"
+
 TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # strings wherever a record holds them
 
 
@@ -43,6 +57,8 @@ CURVES_OF_EPOCHS = (
     Curve("pair_loss", "pair loss", plotted=False, optional=True),  # only in a cell with a pair loss
     # SphereFace's annealing weight lambda at each epoch's end: only in a cell that anneals
     Curve("annealing_weight", "annealing weight", plotted=False, optional=True),
+    # the record's validation_metric on the validation split after each epoch: what a tuning trial is pruned on
+    Curve("validation", "validation metric", plotted=False, optional=True),
 )
 PLOTTED_CURVES = {curve.name: curve.label for curve in CURVES_OF_EPOCHS if curve.plotted}
 
@@ -67,19 +83,21 @@ def _flat(record: object) -> dict:
 
 @dataclass(frozen=True)
 class CellRecord:
-    """A trained cell. config: every option by record key ("lambda", not "lambda_"); metrics: every computed metric
-    of the registry by name (None where the cell diverged or the metric is undefined on its test set); curves:
-    Curve name -> one value per finished epoch."""
+    """A trained cell. config: every option by record key ("lambda", not "lambda_"; split_seed names the split);
+    metrics: every computed metric of the registry on the validation split (validation_key: "val_<name>"; none at
+    val_fraction 0) and, when scored_on_test, on the test split (its own name); None where the cell diverged or was
+    pruned, or where a metric is undefined on its split; curves: Curve name -> one value per finished epoch."""
 
     config: dict
     objective: str  # the objective in words (ablate.objectives.describe_objective)
     metrics: dict
-    split_seed: int  # the train/test split (and held-out classes) this cell was drawn with
     held_out_classes: str  # the dataset's ids of the classes held out, comma-separated
+    scored_on_test: bool  # False: a tuning trial, which never read its test split (no test metrics, no features)
+    validation_metric: str | None  # the metric of curve_validation (None: no per-epoch validation)
     train_samples_per_s: float | None
     train_time_s: float
     wall_time_s: float
-    status: str  # "ok" | "diverged"
+    status: str  # "ok" | "diverged" | "pruned" (a tuning trial stopped for falling behind: never a result)
     diverged_epoch: int | None
     resolved_device: str
     torch_threads: int  # float sums, and so the trajectory, depend on it (per rank)

@@ -59,10 +59,12 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def load_results(run_dir: str | Path, config_columns: list | tuple) -> tuple[pd.DataFrame, list]:
+def load_results(run_dir: str | Path, config_columns: list | tuple,
+                 cells: set | None = None) -> tuple[pd.DataFrame, list]:
     """(results, notes): RUN_DIR/results.parquet when it is newer than every cell record, else the table
     rebuilt from the valid records in cells/ of the cells grid.toml holds (a run interrupted before writing
-    it, or that wrote it before its last cells). notes: one line per file or row left out, and why.
+    it, or that wrote it before its last cells), or of the ids in `cells` when given (a tune's final seeds).
+    notes: one line per file or row left out, and why.
 
     Rebuilding never expands the grid: a record belongs to it when its values lie on grid.toml's axes.
     """
@@ -77,6 +79,8 @@ def load_results(run_dir: str | Path, config_columns: list | tuple) -> tuple[pd.
             notes.append(f"{exc}; the table was rebuilt from the records in {CELLS}/")
         else:
             return _checked_rows(results, path, notes), notes
+    if cells is not None:
+        return results_table([records[i] for i in records if i in cells], config_columns), notes
     try:
         products = read_grid_axes(run_dir)
     except RunFolderError as exc:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
-from ablate.limits import INT64_MAX, check_int_option
+from ablate.limits import INT64_MAX, SearchRange, check_int_option
 from ablate.loss.conventions import CONVENTIONS, conventions_help
 from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS
@@ -35,19 +35,21 @@ from ablate.registry import Registry
 OPTIMIZERS = ("sgd", "adam")
 
 
-def _option(default, help_text: str, choices=None):
+def _option(default, help_text: str, choices=None, search: SearchRange | None = None, searched_with: str | None = None):
     """A dataclass field carrying its CLI help and, for a choice, the valid values: a Registry (read when a value
     is checked, so that installed plugins and later registrations are choices too), a tuple, or a function that
-    returns them when asked."""
-    return field(default=default, metadata={"help": help_text, "choices": choices})
+    returns them when asked. search: the range `ablate tune` searches it over (ablate.tune.space); searched_with: the
+    option (by field name) that must be non-zero for this one to matter (alpha moves centers only under lambda > 0)."""
+    return field(default=default, metadata={"help": help_text, "choices": choices, "search": search,
+                                            "searched_with": searched_with})
 
 
 FROM_RECIPE = " Default: the dataset's recipe (ablate.data.registry)."
 
 
-def _recipe_option(help_text: str, choices=None):
+def _recipe_option(help_text: str, choices=None, search: SearchRange | None = None):
     """An option whose default is the dataset's recipe (None until __post_init__ fills it in)."""
-    return _option(None, help_text + FROM_RECIPE, choices)
+    return _option(None, help_text + FROM_RECIPE, choices, search)
 
 
 @dataclass(frozen=True)
@@ -67,23 +69,28 @@ class CellConfig:
     variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).", VARIANTS)
     rule: str = _option("paper", f"Center-update rule: {rules_help()}.", RULES)
     convention: str = _recipe_option(f"Loss normalization: {conventions_help()}.", CONVENTIONS)
-    lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).")
-    alpha: float = _option(0.5, "Center learning rate.")
+    lambda_: float = _option(0.1, "Weight of the center loss (0 = softmax alone).", search=SearchRange(1e-4, 1.0))
+    # alpha's search stops at the rule's own bound too (Rule.max_stable_alpha)
+    alpha: float = _option(0.5, "Center learning rate.", search=SearchRange(0.01, 1.0), searched_with="lambda_")
     epochs: int = _recipe_option("Training epochs.")
     batch_size: int = _recipe_option("Batch size (per process: with --nproc N the global batch is N times it).")
-    lr: float = _recipe_option("Learning rate of the model.")
+    lr: float = _recipe_option("Learning rate of the model.", search=SearchRange(1e-3, 0.3))
     optimizer: str = _option("sgd", "Optimizer of the model.", OPTIMIZERS)
     momentum: float = _option(0.9, "SGD momentum.")
     weight_decay: float = _option(5e-4, "Weight decay of the model's optimizer.")
     lr_step: int = _recipe_option("Epochs between learning-rate decays (0 = constant).")
     lr_gamma: float = _recipe_option("Factor of each learning-rate decay.")
-    seed: int = _option(0, "Seed of the weights, centers, batch order, train/test split and held-out classes.")
+    seed: int = _option(0, "Seed of the weights, centers and batch order, and (unless --split-seed) of the split.")
+    split_seed: int | None = _option(None, "Seed of the train/validation/test split and of the held-out classes; "
+                                           "unset: --seed.")
     device: str = _option(AUTO, "Device; auto = CUDA when present.", training_devices)
     num_classes: int = _option(10, "Number of classes (synthetic data; the others have 10).")
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
     samples_per_class: int = _option(200, "Samples per class of the synthetic data.")
     test_fraction: float = _option(0.2, "Test share of the split drawn per seed (all datasets but fashion-mnist, "
                                         "which keeps the release's split).")
+    val_fraction: float = _recipe_option("Validation share of the training part (what the test split leaves), "
+                                         "stratified; 0: no validation split.")
     nproc: int = _option(1, "Processes to train in (torch.distributed: gloo on the CPU, nccl on CUDA, one GPU "
                             "each), each with its slice of every batch.")
     distributed: str = _option("replicated", "With nproc > 1: every rank holds all centers (replicated) or its "
@@ -138,6 +145,8 @@ class CellConfig:
                 object.__setattr__(self, f.name, _as_int(f.name, value))
             elif f.type is float:
                 object.__setattr__(self, f.name, _as_float(f.name, value))
+        object.__setattr__(self, "split_seed", self.seed if self.split_seed is None
+                           else _as_int("split_seed", self.split_seed))
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             object.__setattr__(self, "data_dir", str(self.data_dir))
         if self.data_dir is not None and any(0xD800 <= ord(c) <= 0xDFFF for c in self.data_dir):
@@ -211,6 +220,8 @@ def _check_ranges(c: CellConfig, entries: dict) -> None:
     for name, (low, high) in open_ranges.items():
         if not low < getattr(c, name) < high:
             raise ValueError(f"{name} must lie in ({low}, {high}), got {getattr(c, name)}")
+    if not 0.0 <= c.val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1) (0: no validation split), got {c.val_fraction}")
     if not 0.0 <= c.momentum < 1.0:
         raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
     if not 0.0 < c.lr_gamma <= 1.0:
