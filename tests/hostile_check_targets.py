@@ -67,13 +67,15 @@ def raises_a_long_ansi_message(features, labels, centers):
     raise ValueError("\x1b[2J\u202e" * 500_000)
 
 
-_started = False  # a module is built per call: a process is started once per check
+_started = None  # a module is built per call: a process is started once per check (then: its threading.Event)
+PROCESS_START_WAIT_S = 30.0
 
 
 class LeavesAProcess(nn.Module):
     """sum/B, correct, but its first forward starts COMMANDS[command] as SPAWNS[how] says (tests/hostile_spawn.py),
     in the call (delay 0) or from a daemon thread `delay` s later; with hangs=True, that forward then never returns.
-    tag goes into the started process's environment, for the tests to find it."""
+    Every later forward waits until the process has started: a check that runs faster than `delay` would otherwise
+    end before the thread starts it. tag goes into the started process's environment, for the tests to find it."""
 
     def __init__(self, num_classes=10, feat_dim=2, how="same_session", command="sleep", delay=0.0, tag="",
                  hangs=False):
@@ -83,12 +85,13 @@ class LeavesAProcess(nn.Module):
 
     def forward(self, features, labels):
         global _started
-        if not _started:
-            _started = True
+        if _started is None:
             sys.path.insert(0, str(Path(__file__).parent))  # a check imports this file by its path: no tests/ on it
             from hostile_spawn import start_process
 
-            start_process(self.how, self.command, self.tag, self.delay)
+            _started = start_process(self.how, self.command, self.tag, self.delay)
             while self.hangs:
                 time.sleep(1)
+        else:
+            _started.wait(PROCESS_START_WAIT_S)
         return ((features - self.centers[labels]) ** 2).sum() / features.shape[0]

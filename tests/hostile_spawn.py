@@ -2,7 +2,8 @@
 contain. Imports no torch, so that a bare Python process can play the target's part in the containment's own tests.
 
     start_process(how, command, tag, delay)   starts COMMANDS[command] the way SPAWNS[how] says, now (delay 0) or
-                                              from a daemon thread `delay` s later; returns at once
+                                              from a daemon thread `delay` s later; returns at once, with an Event
+                                              set once the process has been started
     tagged(tag)                               pids of the running processes started so (TAG_VARIABLE=tag in their
                                               environment)
 """
@@ -68,17 +69,22 @@ def _start_now(how: str, command: list, tag: str) -> None:
         raise ValueError(f"how must be one of {', '.join(SPAWNS)}, got {how!r}")
 
 
-def start_process(how: str, command: str, tag: str, delay: float = 0.0) -> None:
-    """COMMANDS[command] started as SPAWNS[how] says, now or from a daemon thread after `delay` seconds."""
+def start_process(how: str, command: str, tag: str, delay: float = 0.0) -> threading.Event:
+    """COMMANDS[command] started as SPAWNS[how] says, now or from a daemon thread after `delay` seconds; the Event
+    returned is set once it has been started."""
+    started = threading.Event()
     if delay <= 0:
         _start_now(how, COMMANDS[command], tag)
-        return
+        started.set()
+        return started
 
     def later():
         time.sleep(delay)
         _start_now(how, COMMANDS[command], tag)
+        started.set()
 
     threading.Thread(target=later, daemon=True).start()
+    return started
 
 
 def tagged(tag: str) -> list:
