@@ -8,8 +8,10 @@ from typing import NamedTuple
 
 import click
 
+from ablate.limits import check_environment, environment_help
+from ablate.messages import standalone
 from ablate.registry import lazy
-from ablate.signals import interrupt_on_termination
+from ablate.signals import interrupt_on_termination, writes_fail_instead_of_killing
 
 
 class LazyCommand(NamedTuple):
@@ -95,6 +97,14 @@ class LazyGroup(click.Group):
     """A Click group whose LAZY_COMMANDS are imported only when invoked; its help lists them by their declared
     short help. Old spellings of commands are replaced (or refused) first, as MOVED declares."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main. Standalone (the command line), every ending of a command goes through
+        ablate.messages.standalone: a bounded, escaped message and the exit status of what ended it, no traceback."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        writes_fail_instead_of_killing()
+        standalone(lambda: super(LazyGroup, self).main(args, prog_name, complete_var, standalone_mode=False, **extra))
+
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, args if ctx.resilient_parsing else respell(args))
 
@@ -123,12 +133,16 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=environment_help())
 @click.version_option(package_name="ablate")
 @click.pass_context
 def main(ctx):
     """Benchmarks and ablations of Center Loss (Wen et al., ECCV 2016)."""
     interrupt_on_termination(ctx)
+    try:
+        check_environment()  # a bad limit fails every command, before it starts
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("variants")

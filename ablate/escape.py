@@ -3,7 +3,9 @@
 JSON (json.dumps, ASCII-only), CSV (pandas' quoting) and parquet escape through their libraries, HTML's markup
 characters through jinja2's autoescape; TOML has no writer on the GPU machines, so its escaping is here: every
 value and name that reaches a TOML file we write (grid.toml) goes through toml_value, toml_key or toml_comment.
-html_characters then makes an escaped page valid HTML and UTF-8: what HTML forbids in text, shown escaped.
+html_characters then makes an escaped page valid HTML and UTF-8: what HTML forbids in text, and the characters that
+reorder text (bidi controls such as U+202E), shown escaped. terminal_text does the same for a line on a terminal:
+control characters (ANSI escapes included) and bidi controls shown as \\xNN or \\uNNNN.
 """
 
 import math
@@ -49,18 +51,31 @@ def toml_value(value) -> str:
 
 
 def _shown(match) -> str:
-    return "\\x%02x" % ord(match.group())
+    """A matched character as \\xNN (below 256) or \\uNNNN."""
+    code = ord(match.group())
+    return "\\x%02x" % code if code < 256 else "\\u%04x" % code
 
 
+# The characters that reorder the text around them (Unicode's bidirectional controls: LRM, RLM, ALM, the embeddings
+# and overrides U+202A-U+202E, the isolates U+2066-U+2069): a file name holding U+202E shows its end reversed.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 # HTML text may not hold the C0 controls but tab, LF, FF and CR, nor DEL; UTF-8 cannot hold a lone surrogate.
-_HTML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ud800-\udfff]")
+_HTML_FORBIDDEN = re.compile(rf"[\x00-\x08\x0b\x0e-\x1f\x7f\ud800-\udfff{BIDI_CONTROLS}]")
+# A terminal acts on every C0 and C1 control (ESC starts an ANSI sequence, CSI is U+009B) but tab and line feed.
+_TERMINAL_FORBIDDEN = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff{BIDI_CONTROLS}]")
 
 
 def html_characters(page: str) -> str:
-    """An HTML page (its markup already escaped) with each character HTML text cannot hold shown as \\xNN or
-    \\uNNNN, so that the page is valid and encodes to UTF-8 whatever a run folder held."""
-    return _HTML_FORBIDDEN.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
-                               else "\\u%04x" % ord(m.group()), page)
+    """An HTML page (its markup already escaped) with each character HTML text cannot hold, and each bidi control,
+    shown as \\xNN or \\uNNNN, so that the page is valid, encodes to UTF-8 and reads in order whatever a run folder
+    held."""
+    return _HTML_FORBIDDEN.sub(_shown, page)
+
+
+def terminal_text(text: str) -> str:
+    """`text` for a terminal: every control character but tab and line feed (ESC of an ANSI sequence, CR, C1
+    controls), every bidi control and every lone surrogate shown as \\xNN or \\uNNNN."""
+    return _TERMINAL_FORBIDDEN.sub(_shown, text)
 
 
 def toml_comment(text: str) -> list:

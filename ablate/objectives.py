@@ -35,12 +35,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ablate.limits import FLOAT32_MAX
+
 
 @dataclass(frozen=True)
 class Parameter:
     """One hyperparameter of a head or pair loss: its CellConfig key, its symbol in an objective's name, the paper's
-    value and unit, its valid range [low, high] (low excluded when low_open), whether it must be an integer, and
-    pml's keyword with the factor from the paper's unit to pml's."""
+    value and unit, its valid range [low, high] (low excluded when low_open, high when high_open), whether it must be
+    an integer, and pml's keyword with the factor from the paper's unit to pml's."""
 
     key: str
     symbol: str
@@ -52,17 +54,25 @@ class Parameter:
     integer: bool = False
     low_open: bool = False
     to_library: Callable = float  # paper's value -> pml's (radians to degrees for arcface, s to 1 / s for normface)
+    high_open: bool = False
 
-    def range_text(self) -> str:
-        close = ")" if math.isinf(self.high) else "]"
-        interval = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{close}"
+    def range_text(self, value: float | None = None) -> str:
+        """'[0, 1.5708) rad'; a bound that would read as `value` (1.5708 against pi/2) with all its digits."""
+        def bound(b: float) -> str:
+            return f"{b:.17g}" if value is not None and f"{b:g}" == f"{value:g}" else f"{b:g}"
+        close = ")" if math.isinf(self.high) or self.high_open else "]"
+        interval = f"{'(' if self.low_open else '['}{bound(self.low)}, {bound(self.high)}{close}"
         return interval + (f" {self.unit}" if self.unit else "")
 
     def check(self, owner: str, value: float) -> None:
-        """A ValueError naming the owner, the range and the value when `value` is outside it (or not an integer)."""
+        """A ValueError naming the owner, the range and the value when `value` is outside it (or not an integer).
+        The bounds and the value are shown with as many digits as it takes to tell them apart (1.5708 lies above
+        pi/2 = 1.5707963267948966)."""
         below = value <= self.low if self.low_open else value < self.low
-        if below or value > self.high:
-            raise ValueError(f"{self.key} of {owner} must lie in {self.range_text()}, got {value:g}")
+        above = value >= self.high if self.high_open else value > self.high
+        if below or above:
+            shown = f"{value:.17g}" if f"{value:g}" in (f"{self.low:g}", f"{self.high:g}") else f"{value:g}"
+            raise ValueError(f"{self.key} of {owner} must lie in {self.range_text(value)}, got {shown}")
         if self.integer and not float(value).is_integer():
             raise ValueError(f"{self.key} of {owner} must be an integer (the multiplier m of the angle in "
                              f"cos(m theta)), got {value:g}")
@@ -101,7 +111,8 @@ class PairLoss:
 
 
 def _scale(default: float, library_name: str = "scale", to_library: Callable = float) -> Parameter:
-    return Parameter("scale", "s", default, 0.0, math.inf, library_name, low_open=True, to_library=to_library)
+    """The scale s of a head's logits: > 0, at most float32's largest value (the logits are float32)."""
+    return Parameter("scale", "s", default, 0.0, FLOAT32_MAX, library_name, low_open=True, to_library=to_library)
 
 
 HEADS = {head.name: head for head in (
@@ -115,8 +126,10 @@ HEADS = {head.name: head for head in (
     Head("cosface", "Wang et al. 2018, CosFace (LMCL)", "CosFaceLoss", learned=True,
          parameters=(Parameter("margin", "m", 0.35, 0.0, 1.0, "margin"), _scale(64.0))),
     Head("arcface", "Deng et al. 2019, ArcFace", "ArcFaceLoss", learned=True,
+         # m < pi/2: at pi/2 a feature on its class's weight (theta = 0) scores cos(m) = 0, no more than a class
+         # orthogonal to it
          parameters=(Parameter("margin", "m", 0.5, 0.0, math.pi / 2, "margin", unit="rad",
-                               to_library=math.degrees), _scale(64.0))),
+                               to_library=math.degrees, high_open=True), _scale(64.0))),
 )}
 
 # Margins on cosine similarities: a contrastive margin lies in [-1, 1) (different-class pairs are pushed below

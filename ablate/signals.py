@@ -1,8 +1,11 @@
 """Signals: SIGTERM and SIGHUP end a command as SIGINT does, and no interrupt lands while a process is started.
 
     termination_raises(error)       a block in which SIGTERM/SIGHUP raise error(signal name), cleanup then shielded
-    interrupt_on_termination(ctx)   the same for the length of a Click command, raising KeyboardInterrupt
+    interrupt_on_termination(ctx)   the same for the length of a Click command, raising Terminated
+    Terminated                      the KeyboardInterrupt a SIGTERM or SIGHUP raises, holding the signal
+    interrupt_status(exc)           the exit status of a process an interrupt ended: 128 + the signal's number
     signals_deferred()              a block during which SIGINT, SIGTERM and SIGHUP wait (then arrive)
+    writes_fail_instead_of_killing()   a file-size limit (ulimit -f) fails a write (EFBIG) instead of killing
 """
 
 import signal
@@ -37,9 +40,32 @@ def termination_raises(error: Callable[[str], BaseException]):
             signal.signal(sig, handler)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C raises KeyboardInterrupt, so that every cleanup for Ctrl-C runs for it
+    too; `signum` is the signal, which the process's exit status reports (interrupt_status)."""
+
+    def __init__(self, name: str, message: str | None = None):
+        super().__init__(message or f"ended by {name}")
+        self.signum = signal.Signals[name]
+
+
+def interrupt_status(interrupt: BaseException) -> int:
+    """The exit status of a process ended by `interrupt`: 128 + its signal's number, as a shell reports a process a
+    signal killed (143 for SIGTERM, 129 for SIGHUP; 130 for Ctrl-C, a plain KeyboardInterrupt)."""
+    return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+
+
 def interrupt_on_termination(ctx) -> None:
-    """Make SIGTERM and SIGHUP end the Click command `ctx` as SIGINT does (KeyboardInterrupt)."""
-    ctx.with_resource(termination_raises(lambda name: KeyboardInterrupt(f"ended by {name}")))
+    """Make SIGTERM and SIGHUP end the Click command `ctx` as SIGINT does (Terminated, a KeyboardInterrupt)."""
+    ctx.with_resource(termination_raises(Terminated))
+
+
+def writes_fail_instead_of_killing() -> None:
+    """Ignore SIGXFSZ, so that a write beyond the file-size limit (`ulimit -f`, RLIMIT_FSIZE) fails with EFBIG, an
+    error the writer names with its file, instead of killing the process (the signal's default) mid-write. Child
+    processes inherit it."""
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 @contextmanager

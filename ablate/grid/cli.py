@@ -116,6 +116,6 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
     if outcome.interrupted:
         click.echo(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells",
                    err=True)
-        sys.exit(130)
+        sys.exit(outcome.exit_status)
     if outcome.failed():
         sys.exit(1)

@@ -9,15 +9,16 @@ A file that cannot be read is left out with a note (GridRun.notes, BenchRun.note
 of stopping the report; only a folder that holds no run at all, or one of a newer schema, is refused.
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ablate.io import UnreadableFile, read_regular_bytes
+from ablate.io import UnreadableFile, path_kind, read_regular_bytes
 from ablate.runs.features import read_features
-from ablate.runs.manifest import read_manifest, run_kind
+from ablate.runs.manifest import config_columns, read_manifest, run_kind
 from ablate.runs.readers import empty_table, holdout_of, read_provenance, read_records, read_table
 from ablate.runs.schema import (
     BENCH,
@@ -29,7 +30,6 @@ from ablate.runs.schema import (
     GRID_SPEC,
     NUMERICS,
     NUMERICS_COLUMNS,
-    SCHEMA_0_CONFIG_COLUMNS,
     TEXT_COLUMNS,
     TRAIN_STEP,
     TRAIN_STEP_COLUMNS,
@@ -71,7 +71,7 @@ class GridRun:
         held-out classes are labels beyond its centers); None when the cell saved none. RunFolderError when the
         file is unusable."""
         path = self.features_path(row["cell_id"])
-        return read_features(path, holdout_of(row)) if path.exists() else None
+        return read_features(path, holdout_of(row)) if os.path.lexists(path) else None
 
     @classmethod
     def load(cls, run_dir: Path) -> "GridRun":
@@ -79,7 +79,7 @@ class GridRun:
         was interrupted before writing them (or wrote them before its last cells)."""
         notes: list = []
         provenance = _provenance(run_dir, notes)
-        columns = _config_columns(read_manifest(run_dir))
+        columns = config_columns(read_manifest(run_dir))
         results, problems = load_results(run_dir, columns)
         notes += [f"Left out: {p}" for p in problems]
         return cls(path=run_dir, provenance=provenance, results=results,
@@ -131,18 +131,11 @@ def _provenance(run_dir: Path, notes: list) -> dict:
         return {}
 
 
-def _config_columns(manifest: dict | None) -> list:
-    """The grid keys as run.json records them; those of schema 0 for a grid folder written before run.json."""
-    if manifest is not None and manifest.get("config_columns"):
-        return list(manifest["config_columns"])
-    return list(SCHEMA_0_CONFIG_COLUMNS)
-
-
 def _curves(run_dir: Path, results: pd.DataFrame, notes: list) -> pd.DataFrame:
     """curves.parquet when it covers every finished cell of `results`, else rebuilt from the cell records."""
     path = table_path(run_dir, CURVES)
     finished = set(results.loc[results["status"] != "failed", "cell_id"])
-    if path.exists():
+    if os.path.lexists(path):
         try:
             curves = read_table(path, required=CURVE_COLUMNS, numeric=("epoch", "value"))
         except RunFolderError as exc:
@@ -157,7 +150,7 @@ def _curves(run_dir: Path, results: pd.DataFrame, notes: list) -> pd.DataFrame:
 
 def _grid_spec_text(path: Path, notes: list) -> str | None:
     """grid.toml as text for the report (None when absent); left out with a note when unreadable."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
         return read_regular_bytes(path).decode("utf-8", errors="replace")
@@ -169,7 +162,7 @@ def _grid_spec_text(path: Path, notes: list) -> str | None:
 def _bench_table(run_dir: Path, name: str, columns: tuple, notes: list) -> pd.DataFrame | None:
     """A bench table checked against its columns; None when absent, None and a note when unreadable."""
     path = table_path(run_dir, name)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     numeric = [c for c in columns if c not in TEXT_COLUMNS]
     try:
@@ -188,12 +181,16 @@ def _table_or_empty(run_dir: Path, name: str, columns: tuple, notes: list) -> pd
 def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
     """The run in `run_dir`; a ValueError (RunFolderError) says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    kind = path_kind(run_dir)
+    if kind == "missing":
         raise RunFolderError(f"run folder {run_dir} does not exist")
+    if kind != "a folder":
+        raise RunFolderError(f"{run_dir} is {kind}, not a run folder; expected a folder written by `ablate grid`, "
+                             "`ablate bench run` or `ablate bench world`")
     kind = run_kind(run_dir)
     if kind == "grid":
         return GridRun.load(run_dir)
-    if kind == "bench" and table_path(run_dir, BENCH).exists():
+    if kind == "bench" and os.path.lexists(table_path(run_dir, BENCH)):
         return BenchRun.load(run_dir)
     if kind == "distributed":
         return DistributedRun.load(run_dir)

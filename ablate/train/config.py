@@ -1,15 +1,18 @@
 """`CellConfig`: every option of one training cell, validated, with the grid's key names."""
 
 import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
-from ablate.limits import INT64_MAX, check_int_option
+from ablate.io import canonical_path
+from ablate.limits import FLOAT32_MAX, INT64_MAX, SEED_MAX, check_int_option
 from ablate.loss.conventions import CONVENTIONS, conventions_help
 from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS
 from ablate.loss.rules import RULES, rules_help
+from ablate.messages import listed
 from ablate.models import MODELS
 from ablate.objectives import (
     DEFAULT_HEAD,
@@ -24,8 +27,18 @@ from ablate.objectives import (
     resolve_objective,
 )
 from ablate.registry import Registry
+from ablate.runs.columns import Column, shown
 
 OPTIMIZERS = ("sgd", "adam")
+SEED = Column("integer", 0, SEED_MAX)  # what scikit-learn's splitter, numpy and torch all take (ablate.limits)
+
+
+class OptionError(ValueError):
+    """A cell option that cannot run; `key` names it (its grid key: the command line's flag is --KEY with dashes)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
 
 
 def _option(default, help_text: str, choices=None):
@@ -52,8 +65,9 @@ class CellConfig:
     """
 
     dataset: str = _option("digits", "Dataset (all offline).", DATASETS)
-    data_dir: str | None = _option(None, "Folder of the fashion-mnist IDX .gz files "
-                                         "(default /usr/share/datasets/fashion-mnist).")
+    data_dir: str | None = _option(None, "Folder of the fashion-mnist IDX .gz files (default "
+                                         "/usr/share/datasets/fashion-mnist; the other datasets read no folder). "
+                                         "Recorded resolved: absolute, links followed, in Unicode NFC.")
     model: str = _recipe_option("Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
     feat_dim: int = _option(2, "Feature (embedding) dimension.")
     variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).", VARIANTS)
@@ -69,7 +83,8 @@ class CellConfig:
     weight_decay: float = _option(5e-4, "Weight decay of the model's optimizer.")
     lr_step: int = _recipe_option("Epochs between learning-rate decays (0 = constant).")
     lr_gamma: float = _recipe_option("Factor of each learning-rate decay.")
-    seed: int = _option(0, "Seed of the weights, centers, batch order, train/test split and held-out classes.")
+    seed: int = _option(0, "Seed of the weights, centers, batch order, train/test split and held-out classes: an "
+                           f"integer in [0, {SEED_MAX}] (what scikit-learn's splitter takes).")
     device: str = _option(AUTO, "Device; auto = CUDA when present.", training_devices)
     num_classes: int = _option(10, "Number of classes (synthetic data; the others have 10).")
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
@@ -91,8 +106,8 @@ class CellConfig:
                                         + parameter_help("scale") + ").")
     pair_loss: str = _option(NO_PAIR_LOSS, "Pair loss added to the head's loss, on L2-normalized features ("
                                            + papers_help(PAIR_LOSSES) + ").", pair_loss_names)
-    pair_weight: float | None = _option(None, f"Weight of the pair loss; unset: {DEFAULT_PAIR_WEIGHT:g} with a pair "
-                                              "loss.")
+    pair_weight: float | None = _option(None, f"Weight of the pair loss, > 0 and at most {FLOAT32_MAX:.3g} "
+                                              f"(float32); unset: {DEFAULT_PAIR_WEIGHT:g} with a pair loss.")
     pair_margin: float | None = _option(None, "Margin of the pair loss; unset: the paper's value ("
                                               + parameter_help("pair_margin") + ").")
 
@@ -108,15 +123,13 @@ class CellConfig:
                 entries[f.name] = choices.get(value)  # else "unknown rule 'x'; expected one of ..."
             elif (allowed := option_choices(f)) is not None and value not in allowed:
                 raise ValueError(f"unknown {key_name(f.name)} {value!r}; expected one of {', '.join(allowed)}")
-            if f.type is int:
+            number = _number_type(f.type)
+            if number is int and value is not None:
                 object.__setattr__(self, f.name, _as_int(f.name, value))
-            elif f.type is float:
+            elif number is float and value is not None:
                 object.__setattr__(self, f.name, _as_float(f.name, value))
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            object.__setattr__(self, "data_dir", str(self.data_dir))
-        if self.data_dir is not None and any(0xD800 <= ord(c) <= 0xDFFF for c in self.data_dir):
-            raise ValueError(f"data_dir must be a path that is valid UTF-8 (every table and record is), got "
-                             f"{self.data_dir!r}")
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", _folder(self.data_dir))
         _check_ranges(self, entries)
 
     @classmethod
@@ -126,7 +139,7 @@ class CellConfig:
         valid = [key_name(f.name) for f in fields(cls)]
         unknown = [key for key in values if key not in valid]
         if unknown:
-            raise ValueError(f"unknown cell option(s) {', '.join(map(repr, unknown))}; expected keys among "
+            raise ValueError(f"unknown cell option(s) {listed(map(shown, unknown))}; expected keys among "
                              f"{', '.join(valid)}")
         return cls(**{field_name(key): value for key, value in values.items()})
 
@@ -155,22 +168,62 @@ def field_name(key: str) -> str:
     return FIELD_NAMES.get(key, key)
 
 
+def _number_type(annotation) -> type | None:
+    """int or float for a field annotated `int`, `float`, `int | None` or `float | None`; None otherwise."""
+    types = [t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None)]
+    return types[0] if len(types) == 1 and types[0] in (int, float) else None
+
+
 def _as_int(name: str, value) -> int:
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or value != int(value)):
-        raise ValueError(f"{key_name(name)} must be an integer, got {value!r}")
-    return check_int_option(key_name(name), int(value), low=-INT64_MAX - 1)
-
-
-FLOAT32_MAX = 3.4028234663852886e38  # every float option meets float32 tensors (optimizer steps, the loss)
+        raise OptionError(key_name(name), f"{key_name(name)} must be an integer, got {value!r}")
+    try:
+        return check_int_option(key_name(name), int(value), low=-INT64_MAX - 1)
+    except ValueError as exc:
+        raise OptionError(key_name(name), str(exc)) from None
 
 
 def _as_float(name: str, value) -> float:
+    """A float option as a float: finite and within float32's range (lambda, lr, a head's scale, a pair weight:
+    each multiplies float32 tensors)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key_name(name)} must be a finite number, got {value!r}")
+        raise OptionError(key_name(name), f"{key_name(name)} must be a finite number, got {value!r}")
     if abs(value) > FLOAT32_MAX:
-        raise ValueError(f"{key_name(name)} must be at most {FLOAT32_MAX:.3g} in magnitude (float32), got {value!r}")
+        raise OptionError(key_name(name), f"{key_name(name)} must be at most {FLOAT32_MAX:.3g} in magnitude "
+                                          f"(float32), got {value!r}")
     return float(value)
+
+
+def _folder(value) -> str:
+    """data_dir as a cell records it and hashes it into its id: the folder's one spelling (ablate.io.canonical_path:
+    absolute, links resolved, Unicode NFC unless only another spelling exists), so that two spellings of one folder
+    are one cell. A NUL (no path holds one) or a lone surrogate (not UTF-8, which every record is) is refused."""
+    text = value if isinstance(value, str) else str(value)
+    if "\0" in text:
+        raise OptionError("data_dir", f"data_dir must be a path, which holds no NUL character, got {text!r}")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise OptionError("data_dir", f"data_dir must be a path that is valid UTF-8 (every table and record is), "
+                                      f"got {text!r}")
+    return canonical_path(text)
+
+
+def normalized_option(key: str, value):
+    """A grid's axis value as the cell will record it (data_dir resolved, see _folder), so that grid.toml holds what
+    the records hold; any other value as it is."""
+    return _folder(value) if key == "data_dir" and isinstance(value, str) else value
+
+
+def config_types() -> dict:
+    """key -> Column (ablate.runs.columns) of every cell option, in field order, as a grid's run.json declares its
+    config columns and every reader checks them: int options integers, float options numbers, the others text; null
+    where an option may be unset; the seed in its range."""
+    types = {}
+    for f in fields(CellConfig):
+        nullable = type(None) in typing.get_args(f.type)
+        kind = {int: "integer", float: "number", bool: "flag"}.get(_number_type(f.type) or f.type, "text")
+        types[key_name(f.name)] = SEED if f.name == "seed" else Column(kind, nullable=nullable)
+    return types
 
 
 def _check_ranges(c: CellConfig, entries: dict) -> None:
@@ -189,6 +242,17 @@ def _check_ranges(c: CellConfig, entries: dict) -> None:
         raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
     if not 0.0 < c.lr_gamma <= 1.0:
         raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
+    if not SEED.fits(c.seed):
+        raise OptionError("seed", f"seed must be an integer in [0, {SEED_MAX}] (what scikit-learn's splitter and "
+                                  f"numpy's generators take), got {c.seed}")
+    dataset = entries["dataset"]
+    for name in dataset.ignores:
+        default = CellConfig.__dataclass_fields__[name].default
+        if getattr(c, name) != default:
+            readers = [d.name for d in DATASETS if name not in d.ignores]
+            raise OptionError(name, f"{name} does not apply to dataset {c.dataset}, which ignores it (it applies to "
+                                    f"{', '.join(readers)}); leave it unset for {c.dataset} (in a grid: give it in an "
+                                    "[[also]] table of those datasets)")
     rule = entries["rule"]
     rule.check_alpha(c.alpha)
     classes = entries["dataset"].class_count(c.num_classes)
