@@ -113,7 +113,8 @@ def _replace_by(path, kind: str) -> None:
 def test_a_run_file_that_is_a_device_or_a_fifo_is_refused_without_reading(tmp_path, kind):
     path = tmp_path / "provenance.json"
     _replace_by(path, kind)
-    with pytest.raises(schema.RunFolderError, match=f"a {'FIFO' if kind == 'fifo' else 'character device'}, not a regular"):
+    what = "a FIFO" if kind == "fifo" else "a character device"
+    with pytest.raises(schema.RunFolderError, match=f"{what}, not a regular"):
         readers.read_provenance(tmp_path)
 
 
