@@ -9,7 +9,7 @@ from typing import NamedTuple
 import click
 
 from ablate.limits import check_environment, environment_help
-from ablate.messages import standalone
+from ablate.messages import say, standalone
 from ablate.registry import lazy
 from ablate.signals import interrupt_on_termination, writes_fail_instead_of_killing
 
@@ -159,7 +159,7 @@ def variants_command(device):
         raise click.BadParameter(str(exc), param_hint="--device") from None
     runnable = set(available_variants(kind))
     if not runnable:
-        click.echo(f"torch cannot compute on a {kind} device here: no variant runs on {device}", err=True)
+        say(f"torch cannot compute on a {kind} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"
@@ -168,4 +168,4 @@ def variants_command(device):
         extra += f"; from {v.source}" if v.source != "built-in" else ""
         click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}{extra}")
     for name, error in PLUGIN_ERRORS.items():
-        click.echo(f"{name:<9} {'broken':<11} plugin failed to load: {error}")
+        say(f"{name:<9} {'broken':<11} plugin failed to load: {error}")

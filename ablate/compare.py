@@ -4,6 +4,8 @@ from pathlib import Path
 
 import click
 
+from ablate.messages import say
+
 
 @click.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
@@ -32,10 +34,10 @@ def compare_command(run_a, run_b):
     if not findings.rows:
         raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
     frame = findings.frame()
-    click.echo(frame.drop(columns="in words").to_string(index=False))
+    say(frame.drop(columns="in words").to_string(index=False), max_lines=None)
     click.echo("")
     for setting, words in zip(frame["setting"], frame["in words"]):
-        click.echo(f"{setting}: {words}")
+        say(f"{setting}: {words}")
     click.echo("")
     count = len(findings.rows)
     what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
@@ -43,7 +45,7 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(f"{what} {method_text(findings)} {DIVERGED_TEXT}")
+    say(f"{what} {method_text(findings)} {DIVERGED_TEXT}")
     power = power_sentence(findings)
     if power:
         click.echo(power)

@@ -4,6 +4,7 @@
     bounded(text)          text for the terminal: escaped (ablate.escape.terminal_text), each line cut at MAX_LINE
                            characters and the whole at MAX_LINES lines, each cut counted
     say(text, err=False)   click.echo of bounded(text): a line that holds a value read from a file or a command line
+                           (a table: say(text, max_lines=None), its every row shown)
     standalone(call)       run a Click command (call: its main in non-standalone mode) and end the process: its own
                            exit status, or at most one bounded message and the status of what ended it
 
@@ -48,19 +49,20 @@ def _cut_line(line: str, limit: int) -> str:
     return f"{line[:limit]}... ({len(line) - limit:,} more characters)"
 
 
-def bounded(text: str, max_line: int = MAX_LINE, max_lines: int = MAX_LINES) -> str:
+def bounded(text: str, max_line: int = MAX_LINE, max_lines: int | None = MAX_LINES) -> str:
     """`text` fit for a terminal: control and bidi characters shown escaped, each line cut at `max_line` characters
-    and the text at `max_lines` lines, each cut saying how much it left out."""
+    and the text at `max_lines` lines (None: every line), each cut saying how much it left out."""
     lines = terminal_text(str(text)).split("\n")
-    kept = [_cut_line(line, max_line) for line in lines[:max_lines]]
-    if len(lines) > max_lines:
-        kept.append(f"... ({len(lines) - max_lines:,} more lines)")
+    shown = lines if max_lines is None else lines[:max_lines]
+    kept = [_cut_line(line, max_line) for line in shown]
+    if len(shown) < len(lines):
+        kept.append(f"... ({len(lines) - len(shown):,} more lines)")
     return "\n".join(kept)
 
 
-def say(text: str, err: bool = False) -> None:
+def say(text: str, err: bool = False, max_lines: int | None = MAX_LINES) -> None:
     """Echo `text` bounded (see bounded): for every line that holds a value from a file, an option or a name."""
-    click.echo(bounded(text), err=err)
+    click.echo(bounded(text, max_lines=max_lines), err=err)
 
 
 def os_error_text(exc: OSError) -> str:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ablate.grid.spec import MAX_CELLS, GridSpec, config_columns, expand
 from ablate.loss import DEFAULT_VARIANT, available_variants, get_variant
+from ablate.messages import bounded
 from ablate.runs import schema, tables
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import RunFolder
@@ -150,7 +151,7 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
         store = run.cells(columns)
         plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
-        log = (lambda text: None) if quiet else tqdm.write
+        log = (lambda text: None) if quiet else (lambda text: tqdm.write(bounded(text)))
         log(plan_line(plan))
         run.write_spec(spec.to_toml())
         run.note_provenance(cells=len(plan.cells), cells_to_run=len(plan.to_run),
