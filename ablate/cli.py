@@ -11,7 +11,7 @@ import click
 from ablate.limits import check_environment, environment_help
 from ablate.messages import say, standalone
 from ablate.registry import lazy
-from ablate.signals import interrupt_on_termination, writes_fail_instead_of_killing
+from ablate.signals import Terminated, termination_raises, writes_fail_instead_of_killing
 
 
 class LazyCommand(NamedTuple):
@@ -99,11 +99,15 @@ class LazyGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Click's main. Standalone (the command line), every ending of a command goes through
-        ablate.messages.standalone: a bounded, escaped message and the exit status of what ended it, no traceback."""
+        ablate.messages.standalone: a bounded, escaped message and the exit status of what ended it, no traceback.
+        SIGTERM and SIGHUP end it as Ctrl-C does (ablate.signals.Terminated) from here on, importing a command's
+        modules included, so that every way it ends runs its cleanup and exits 128 + the signal's number."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         writes_fail_instead_of_killing()
-        standalone(lambda: super(LazyGroup, self).main(args, prog_name, complete_var, standalone_mode=False, **extra))
+        with termination_raises(Terminated):
+            standalone(lambda: super(LazyGroup, self).main(args, prog_name, complete_var, standalone_mode=False,
+                                                           **extra))
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, args if ctx.resilient_parsing else respell(args))
@@ -135,10 +139,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=environment_help())
 @click.version_option(package_name="ablate")
-@click.pass_context
-def main(ctx):
+def main():
     """Benchmarks and ablations of Center Loss (Wen et al., ECCV 2016)."""
-    interrupt_on_termination(ctx)
     try:
         check_environment()  # a bad limit fails every command, before it starts
     except ValueError as exc:

@@ -44,14 +44,17 @@ def listed(items: Iterable, shown: int = LISTED, separator: str = ", ") -> str:
 
 
 def _cut_line(line: str, limit: int) -> str:
+    """`line` cut to `limit` characters in its middle, so that both its start (what failed) and its end (often why:
+    "(ENAMETOOLONG)") stay, saying how many were cut."""
     if len(line) <= limit:
         return line
-    return f"{line[:limit]}... ({len(line) - limit:,} more characters)"
+    tail = limit // 3
+    return f"{line[:limit - tail]}... ({len(line) - limit:,} more characters) ...{line[-tail:]}"
 
 
 def bounded(text: str, max_line: int = MAX_LINE, max_lines: int | None = MAX_LINES) -> str:
-    """`text` fit for a terminal: control and bidi characters shown escaped, each line cut at `max_line` characters
-    and the text at `max_lines` lines (None: every line), each cut saying how much it left out."""
+    """`text` fit for a terminal: control and bidi characters shown escaped, each line cut in its middle at
+    `max_line` characters and the text at `max_lines` lines (None: every line), each cut saying how much it left out."""
     lines = terminal_text(str(text)).split("\n")
     shown = lines if max_lines is None else lines[:max_lines]
     kept = [_cut_line(line, max_line) for line in shown]
