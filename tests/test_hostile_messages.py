@@ -23,7 +23,8 @@ def _spec(tmp_path, text: str, name: str = "grid.toml") -> str:
 # (command, build(tmp_path) -> args, what the message must say): each member is one hostile input.
 MEMBERS = {
     "grid: 100,000 keys in a table": (
-        lambda t: ["grid", _spec(t, "[axes]\n" + "".join(f"k{i} = 1\n" for i in range(100_000))), "--out", str(t / "r")],
+        lambda t: ["grid", _spec(t, "[axes]\n" + "".join(f"k{i} = 1\n" for i in range(100_000))), "--out",
+                   str(t / "r")],
         "and 99,995 more (100,000 in all)"),
     "grid: 200,000 [[also]] tables": (
         lambda t: ["grid", _spec(t, "[axes]\nepochs = 1\n" + "[[also]]\nseed = 1\n" * 200_000), "--out", str(t / "r")],

@@ -26,6 +26,11 @@ def shown(value: object) -> str:
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text):,} characters)"
 
 
+def _number(value: float) -> str:
+    """A bound as text: an integer in full (4294967295, not 4.29497e+09), any other number at its shortest."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**63 else f"{value:g}"
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
@@ -57,13 +62,18 @@ class Column:
         return text + (" or null" if self.nullable else "")
 
     def _range_text(self) -> str:
+        phrase = self.range_phrase()
+        return "" if not phrase else " " + phrase.removeprefix("be ").removeprefix("lie ")
+
+    def range_phrase(self) -> str:
+        """'be >= 1', 'lie in [0, 4294967295]', 'be < 1' (a verb for "X must ..."); '' without a range."""
         if self.low is not None and self.high is not None:
-            return (f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            return (f"lie in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
                     f"{')' if self.high_open else ']'}")
         if self.low is not None:
-            return f" {'>' if self.low_open else '>='} {self.low:g}"
+            return f"be {'>' if self.low_open else '>='} {_number(self.low)}"
         if self.high is not None:
-            return f" {'<' if self.high_open else '<='} {self.high:g}"
+            return f"be {'<' if self.high_open else '<='} {_number(self.high)}"
         return ""
 
     def _in_range(self, value: float) -> bool:

@@ -222,29 +222,31 @@ def config_types() -> dict:
     for f in fields(CellConfig):
         nullable = type(None) in typing.get_args(f.type)
         kind = {int: "integer", float: "number", bool: "flag"}.get(_number_type(f.type) or f.type, "text")
-        types[key_name(f.name)] = SEED if f.name == "seed" else Column(kind, nullable=nullable)
+        types[key_name(f.name)] = RANGES.get(f.name) or Column(kind, nullable=nullable)
     return types
+
+
+_COUNT, _POSITIVE_COUNT, _NON_NEGATIVE = Column("integer", 0), Column("integer", 1), Column("number", 0)
+# The range of each numeric option that has one of its own (alpha's is its rule's, a margin's its head's): what
+# CellConfig refuses and what a grid's run.json declares (config_types).
+RANGES = {"feat_dim": _POSITIVE_COUNT, "epochs": _POSITIVE_COUNT, "batch_size": _POSITIVE_COUNT, "lr_step": _COUNT,
+          "num_classes": Column("integer", 2), "nproc": _POSITIVE_COUNT, "synthetic_dim": _POSITIVE_COUNT,
+          "samples_per_class": Column("integer", 2), "lambda_": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
+          "lr": Column("number", 0, math.inf, low_open=True, high_open=True),
+          "test_fraction": Column("number", 0, 1, low_open=True, high_open=True),
+          "momentum": Column("number", 0, 1, high_open=True), "lr_gamma": Column("number", 0, 1, low_open=True),
+          "seed": SEED, "holdout_classes": _COUNT}
+_WHY = {"seed": " (what scikit-learn's splitter and numpy's generators take)"}
 
 
 def _check_ranges(c: CellConfig, entries: dict) -> None:
     """Each numeric option in its valid range; the error names the option, the range and the value. entries: the
     registry entries of the options that name one (dataset, rule, ...)."""
-    minimum = {"feat_dim": 1, "epochs": 1, "batch_size": 1, "lr_step": 0, "num_classes": 2, "nproc": 1,
-               "synthetic_dim": 1, "samples_per_class": 2, "lambda_": 0.0, "weight_decay": 0.0}
-    for name, low in minimum.items():
-        if getattr(c, name) < low:
-            raise ValueError(f"{key_name(name)} must be >= {low}, got {getattr(c, name)}")
-    open_ranges = {"lr": (0.0, math.inf), "test_fraction": (0.0, 1.0)}
-    for name, (low, high) in open_ranges.items():
-        if not low < getattr(c, name) < high:
-            raise ValueError(f"{name} must lie in ({low}, {high}), got {getattr(c, name)}")
-    if not 0.0 <= c.momentum < 1.0:
-        raise ValueError(f"momentum must lie in [0, 1), got {c.momentum}")
-    if not 0.0 < c.lr_gamma <= 1.0:
-        raise ValueError(f"lr_gamma must lie in (0, 1], got {c.lr_gamma}")
-    if not SEED.fits(c.seed):
-        raise OptionError("seed", f"seed must be an integer in [0, {SEED_MAX}] (what scikit-learn's splitter and "
-                                  f"numpy's generators take), got {c.seed}")
+    for name, column in RANGES.items():
+        value = getattr(c, name)
+        if not column.fits(value):
+            key = key_name(name)
+            raise OptionError(key, f"{key} must {column.range_phrase()}{_WHY.get(key, '')}, got {value}")
     dataset = entries["dataset"]
     for name in dataset.ignores:
         default = CellConfig.__dataclass_fields__[name].default
