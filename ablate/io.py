@@ -68,7 +68,7 @@ def atomic_write_with(path, writer) -> Path:
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:_TEMP_NAME_PART]}{TEMP_MARK}",
                                    suffix=".tmp")
         os.close(fd)
@@ -86,6 +86,17 @@ def atomic_write_with(path, writer) -> Path:
         _remove(tmp)
         raise
     return path
+
+
+def _make_folder(folder: Path) -> None:
+    """mkdir -p `folder`; where something that is not a folder is in the way, the OSError says what (a file:
+    ENOTDIR, a symlink loop: ELOOP), not mkdir's "File exists"."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        blocking = next(p for p in (folder, *folder.parents) if path_kind(p) != "missing")
+        code = errno.ELOOP if path_kind(blocking) == "a symlink loop" else errno.ENOTDIR
+        raise OSError(code, f"{os.strerror(code)}: {blocking} is {path_kind(blocking)}", str(folder)) from None
 
 
 def _remove(tmp: str | None) -> None:
@@ -235,11 +246,11 @@ def _open_regular(path: Path, limit: int):
     except OSError as exc:
         what = "a symlink loop" if exc.errno == errno.ELOOP else errno_text(exc)
         raise UnreadableFile(f"{path}: cannot be read ({what})") from None
-    handle = os.fdopen(fd, "rb")
-    info = os.fstat(fd)
+    info = os.fstat(fd)  # before fdopen, which refuses a folder with an error of its own
     if not stat.S_ISREG(info.st_mode):
-        handle.close()
+        os.close(fd)
         raise UnreadableFile(f"{path}: {_mode_kind(info.st_mode)}, not a regular file; expected a regular file")
+    handle = os.fdopen(fd, "rb")
     if info.st_size > limit:
         handle.close()
         raise UnreadableFile(f"{path}: {info.st_size:,} bytes, over the limit of {limit:,} bytes for this file")

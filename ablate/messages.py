@@ -74,11 +74,32 @@ def os_error_text(exc: OSError) -> str:
     if isinstance(exc, UnwritableFile) or exc.strerror is None:
         return str(exc)
     if exc.filename is None:
-        return f"cannot complete: {errno_text(exc)}"
+        stream = _stream_written(exc)
+        return f"cannot write to {stream}: {errno_text(exc)}" if stream else f"cannot complete: {errno_text(exc)}"
     where = os.fsdecode(exc.filename)
     if exc.filename2 is not None:
         where += f" -> {os.fsdecode(exc.filename2)}"
     return f"cannot use {where}: {errno_text(exc)}"
+
+
+_STREAMS = {1: "standard output", 2: "standard error"}
+
+
+def _stream_written(exc: BaseException) -> str | None:
+    """'standard output' (or error) when `exc` was raised writing to it (click.echo's `file`, or a stream's own
+    write), else None."""
+    tb = exc.__traceback__
+    while tb is not None:
+        for name in ("file", "self"):
+            stream = tb.tb_frame.f_locals.get(name)
+            try:
+                number = stream.fileno() if hasattr(stream, "fileno") else None
+            except (OSError, ValueError, AttributeError):
+                number = None
+            if number in _STREAMS:
+                return _STREAMS[number]
+        tb = tb.tb_next
+    return None
 
 
 def _raised_at(exc: BaseException) -> str:

@@ -192,7 +192,10 @@ def baseline_command():
     in the commit.
     """
     measured = baseline.measure_ratios()
-    path = baseline.write_baseline(measured)
+    try:
+        path = baseline.write_baseline(measured)
+    except ValueError as exc:  # the file there is not a baseline file: it is kept as it is
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote this machine's entry ({baseline.fingerprint()}) to {path}:\n"
                + pd.Series(measured, name="ratio").to_string())
 
