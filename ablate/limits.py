@@ -26,6 +26,15 @@ HOST_FRACTION = 0.8  # the share of physical memory a run may plan to fill
 PROCESS_BASE_BYTES = 300 * 2**20
 
 
+class OptionError(ValueError):
+    """An option's value that cannot run; `key` names the option (a cell option's grid key: its flag is --KEY with
+    dashes), so that a command line can name the flag."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def check_int_option(name: str, value: int, low: int = 1) -> int:
     """value as an int, refused (ValueError naming `name`) below `low` or beyond int64."""
     if isinstance(value, bool) or not isinstance(value, int):

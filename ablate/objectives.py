@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ablate.limits import FLOAT32_MAX
+from ablate.limits import FLOAT32_MAX, OptionError
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Parameter:
     def range_text(self, value: float | None = None) -> str:
         """'[0, 1.5708) rad'; a bound that would read as `value` (1.5708 against pi/2) with all its digits."""
         def bound(b: float) -> str:
-            return f"{b:.17g}" if value is not None and f"{b:g}" == f"{value:g}" else f"{b:g}"
+            return repr(b) if value is not None and f"{b:g}" == f"{value:g}" else f"{b:g}"
         close = ")" if math.isinf(self.high) or self.high_open else "]"
         interval = f"{'(' if self.low_open else '['}{bound(self.low)}, {bound(self.high)}{close}"
         return interval + (f" {self.unit}" if self.unit else "")
@@ -71,10 +71,10 @@ class Parameter:
         below = value <= self.low if self.low_open else value < self.low
         above = value >= self.high if self.high_open else value > self.high
         if below or above:
-            shown = f"{value:.17g}" if f"{value:g}" in (f"{self.low:g}", f"{self.high:g}") else f"{value:g}"
-            raise ValueError(f"{self.key} of {owner} must lie in {self.range_text(value)}, got {shown}")
+            shown = repr(float(value)) if f"{value:g}" in (f"{self.low:g}", f"{self.high:g}") else f"{value:g}"
+            raise OptionError(self.key, f"{self.key} of {owner} must lie in {self.range_text(value)}, got {shown}")
         if self.integer and not float(value).is_integer():
-            raise ValueError(f"{self.key} of {owner} must be an integer (the multiplier m of the angle in "
+            raise OptionError(self.key, f"{self.key} of {owner} must be an integer (the multiplier m of the angle in "
                              f"cos(m theta)), got {value:g}")
 
     def text(self, value: float) -> str:
@@ -174,7 +174,7 @@ def parameter_help(key: str) -> str:
 
 def _number(key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number, got {value!r}")
+        raise OptionError(key, f"{key} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -188,7 +188,7 @@ def _resolved(entry, given: dict) -> dict:
             if value is not None:
                 entries: list[Head | PairLoss] = [*HEADS.values(), *PAIR_LOSSES.values()]
                 takers = [e.name for e in entries if any(p.key == key for p in e.parameters)]
-                raise ValueError(f"{entry.name} takes no {key} (leave it unset); {key} applies to "
+                raise OptionError(key, f"{entry.name} takes no {key} (leave it unset); {key} applies to "
                                  f"{', '.join(takers)}")
             continue
         parameter = taken[key]
@@ -209,11 +209,12 @@ def resolve_objective(head: str, pair_loss: str, margin, scale, pair_margin, pai
               **_resolved(pair_entry, {"pair_margin": pair_margin})}
     if pair_loss == NO_PAIR_LOSS:
         if pair_weight is not None:
-            raise ValueError(f"pair_weight {pair_weight!r} has no pair loss to weigh (pair_loss none); leave it unset")
+            raise OptionError("pair_weight", f"pair_weight {pair_weight!r} has no pair loss to weigh (pair_loss none); "
+                                             "leave it unset")
     else:
         pair_weight = DEFAULT_PAIR_WEIGHT if pair_weight is None else _number("pair_weight", pair_weight)
         if not pair_weight > 0:
-            raise ValueError(f"pair_weight must be > 0, got {pair_weight:g}")
+            raise OptionError("pair_weight", f"pair_weight must be > 0, got {pair_weight:g}")
         if batch_size <= classes:
             raise ValueError(f"pair_loss {pair_loss} needs a same-class pair in every batch: batch_size must exceed "
                              f"the {classes} trained classes (with at most {classes} samples a batch may hold one "

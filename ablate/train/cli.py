@@ -11,12 +11,26 @@ import click
 
 from ablate.distributed.launch import RanksFailed
 from ablate.io import check_writable
+from ablate.limits import OptionError
 from ablate.messages import say
 from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.registry import LazyChoice, Registry
 from ablate.train.cell import run_cell
-from ablate.train.config import CellConfig, OptionError, key_name
+from ablate.train.config import CellConfig, key_name
 from ablate.train.keep import keep
+
+
+class _Folder(click.Path):
+    """A folder's path, as click.Path(file_okay=False) checks it; one holding a NUL (which no path holds, and which
+    os.stat refuses with an error of its own) is refused as such."""
+
+    def __init__(self):
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        if "\0" in str(value):
+            self.fail(f"a path holds no NUL character, got {value!r}", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _click_type(f):
@@ -28,7 +42,7 @@ def _click_type(f):
     if choices is not None:
         return click.Choice(choices)
     if f.name == "data_dir":
-        return click.Path(file_okay=False)
+        return _Folder()
     unset_or = [t for t in typing.get_args(f.type) if t is not type(None)]  # float | None: a float, or unset
     return unset_or[0] if unset_or else f.type
 

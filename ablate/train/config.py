@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ablate.data import DATASETS, recipe
 from ablate.distributed import FORMS
 from ablate.io import canonical_path
-from ablate.limits import FLOAT32_MAX, INT64_MAX, SEED_MAX, check_int_option
+from ablate.limits import FLOAT32_MAX, INT64_MAX, SEED_MAX, OptionError, check_int_option
 from ablate.loss.conventions import CONVENTIONS, conventions_help
 from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS
@@ -31,14 +31,6 @@ from ablate.runs.columns import Column, shown
 
 OPTIMIZERS = ("sgd", "adam")
 SEED = Column("integer", 0, SEED_MAX)  # what scikit-learn's splitter, numpy and torch all take (ablate.limits)
-
-
-class OptionError(ValueError):
-    """A cell option that cannot run; `key` names it (its grid key: the command line's flag is --KEY with dashes)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
 
 
 def _option(default, help_text: str, choices=None):
