@@ -1,6 +1,7 @@
 """SIGTERM and SIGHUP end a run as SIGINT does: every rank, worker, forkserver and resource tracker ended, the
-rendezvous and temp cell folders removed (issue: hostile inputs, round two, item 4). Each test starts a real
-multi-process run, signals the main process at a chosen moment, then checks the processes and the temp folder."""
+rendezvous and temp cell folders removed (issue: hostile inputs, round two, item 4), and the command exits 128 + the
+signal's number (143 for SIGTERM) with no leaked semaphores (round three, item 7). Each test starts a real run,
+signals the main process at a chosen moment, then checks the exit status, the processes and the temp folder."""
 
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from report_fixture_runs import make_grid_run
 from support import ROOT
 
 GRACE_S = 15  # for the main process to clean up and the forkserver and tracker to notice it is gone
@@ -73,9 +75,15 @@ def signal_when(job, workers: int, sig, delay: float) -> set:
     return seen
 
 
-def assert_nothing_left(job, seen: set, temp: Path) -> None:
+LEAKED = "leaked semaphore"  # multiprocessing's resource tracker, for what a process it served never released
+
+
+def assert_nothing_left(job, seen: set, temp: Path, sig=None) -> str:
+    """No traceback, no process, no temp folder of ours left; the exit status of `sig` when given. Returns stderr."""
     _, stderr = job.communicate(timeout=240)
-    assert "Traceback" not in stderr, stderr
+    assert "Traceback" not in stderr and LEAKED not in stderr, stderr
+    if sig is not None:
+        assert job.returncode == 128 + sig, (job.returncode, stderr[-3000:])
     deadline = time.monotonic() + GRACE_S
     while any(alive(p) for p in seen) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -83,6 +91,7 @@ def assert_nothing_left(job, seen: set, temp: Path) -> None:
     assert not left, left
     ours = [p.name for p in temp.iterdir() if p.name.startswith("ablate-")]  # not torch's own caches
     assert ours == [], ours
+    return stderr
 
 
 @pytest.mark.slow
@@ -91,7 +100,7 @@ def assert_nothing_left(job, seen: set, temp: Path) -> None:
 def test_train_nproc_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path, sig, workers, delay):
     job, temp = start(["train", "--nproc", "2", "--epochs", "500", "--no-progress"], tmp_path)
     seen = signal_when(job, workers, sig, delay)
-    assert_nothing_left(job, seen, temp)
+    assert_nothing_left(job, seen, temp, sig)
 
 
 @pytest.mark.slow
@@ -101,9 +110,8 @@ def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, sig, wo
     job, temp = start(["grid", "--workers", "2", "--set", "epochs=500", "--set", "seed=0,1,2", "--quiet",
                        "--out", str(tmp_path / "run")], tmp_path)
     seen = signal_when(job, workers, sig, delay)
-    assert_nothing_left(job, seen, temp)
+    assert_nothing_left(job, seen, temp, sig)
     assert not (tmp_path / "run" / ".scratch").exists()  # where the cells' folders were
-    assert job.returncode == 130
 
 
 @pytest.mark.slow
@@ -111,4 +119,49 @@ def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, sig, wo
 def test_bench_world_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path, sig):
     job, temp = start(["bench", "world", "--world", "2", "--classes", "1000", "--out", str(tmp_path / "w")], tmp_path)
     seen = signal_when(job, 2, sig, 1.0)
-    assert_nothing_left(job, seen, temp)
+    assert_nothing_left(job, seen, temp, sig)
+
+
+def signal_once_said(job, words: str, sig) -> str:
+    """Send `sig` once `job`'s stderr has said `words` (the command is under way); returns what it said."""
+    said = ""
+    while words not in said:  # raw reads: a progress bar redraws with CR, not line by line
+        chunk = os.read(job.stderr.fileno(), 4096).decode(errors="replace")
+        assert chunk, (job.wait(), said)
+        said += chunk
+    job.send_signal(sig)
+    return said
+
+
+# Commands of one process, each signalled once its work is under way (its progress bar has started).
+SINGLE = {
+    "report": lambda t: ["report", str(make_grid_run(t / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",),
+                                                      seeds=(0, 1))), "--out", str(t / "r.html")],
+    "train": lambda t: ["train", "--epochs", "500"],
+    "grid": lambda t: ["grid", "--set", "epochs=500", "--set", "seed=0,1", "--out", str(t / "run")],
+}
+
+
+@pytest.mark.parametrize("command", SINGLE)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signalled_command_exits_with_the_signal_status(tmp_path, command, sig):
+    job, temp = start(SINGLE[command](tmp_path), tmp_path)
+    signal_once_said(job, "%|", sig)  # tqdm's bar: the work has begun
+    assert_nothing_left(job, set(), temp, sig)
+
+
+@pytest.mark.slow
+def test_bench_run_signalled_exits_with_the_signal_status(tmp_path):
+    job, temp = start(["bench", "run", "--suite", "quick", "--out", str(tmp_path / "b")], tmp_path)
+    time.sleep(8)  # past the imports, into the timing
+    assert job.poll() is None, job.communicate()
+    job.send_signal(signal.SIGTERM)
+    assert_nothing_left(job, set(), temp, signal.SIGTERM)
+
+
+def test_a_grid_with_two_workers_releases_every_semaphore(tmp_path):
+    job, temp = start(["grid", "--workers", "2", "--set", "epochs=1", "--set", "seed=0,1", "--set", "lambda=0",
+                       "--set", "alpha=0.5", "--set", "rule=paper", "--set", "variant=gather", "--quiet", "--out",
+                       str(tmp_path / "run")], tmp_path)
+    stderr = assert_nothing_left(job, set(), temp)
+    assert job.returncode == 0, stderr[-3000:]
