@@ -93,7 +93,7 @@ def _stream_written(exc: BaseException) -> str | None:
         for name in ("file", "self"):
             stream = tb.tb_frame.f_locals.get(name)
             try:
-                number = stream.fileno() if hasattr(stream, "fileno") else None
+                number = stream.fileno() if stream is not None and hasattr(stream, "fileno") else None
             except (OSError, ValueError, AttributeError):
                 number = None
             if number in _STREAMS:
@@ -107,9 +107,9 @@ def _raised_at(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     package = Path(__file__).resolve().parent
     ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(package)]
-    frame = (ours or frames or [None])[-1]
-    if frame is None:
+    if not (ours or frames):
         return "an unknown place"
+    frame = (ours or frames)[-1]
     path = Path(frame.filename).resolve()
     shown = path.relative_to(package.parent) if path.is_relative_to(package.parent) else path
     return f"{shown}:{frame.lineno}"

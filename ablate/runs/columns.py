@@ -96,11 +96,12 @@ class Column:
             return True
         if not _is_number(value):
             return False
-        if math.isinf(value):
-            return self.infinite and self._in_range(value)
-        if self.kind == "integer" and not float(value).is_integer():
+        number = float(value)  # type: ignore[arg-type]  # a number, as _is_number found
+        if math.isinf(number):
+            return self.infinite and self._in_range(number)
+        if self.kind == "integer" and not number.is_integer():
             return False
-        return self._in_range(value)
+        return self._in_range(value if isinstance(value, int) else number)
 
     def problem(self, name: str, value: object) -> str | None:
         """None when `value` fits, else '<name> must be <describe()>, got <value>'."""

@@ -83,7 +83,7 @@ class GridRun:
         results, problems = load_results(run_dir, columns)
         notes += [f"Left out: {p}" for p in problems]
         return cls(path=run_dir, provenance=provenance, results=results,
-                   summary=summary_table(results, columns), curves=_curves(run_dir, results, notes),
+                   summary=summary_table(results, list(columns)), curves=_curves(run_dir, results, notes),
                    config_columns=[c for c in columns if c != "seed"],
                    grid_spec=_grid_spec_text(run_dir / GRID_SPEC, notes), notes=notes)
 
@@ -181,11 +181,11 @@ def _table_or_empty(run_dir: Path, name: str, columns: tuple, notes: list) -> pd
 def load_run(run_dir: str | Path) -> GridRun | BenchRun | DistributedRun:
     """The run in `run_dir`; a ValueError (RunFolderError) says what a run folder must hold otherwise."""
     run_dir = Path(run_dir)
-    kind = path_kind(run_dir)
-    if kind == "missing":
+    what = path_kind(run_dir)
+    if what == "missing":
         raise RunFolderError(f"run folder {run_dir} does not exist")
-    if kind != "a folder":
-        raise RunFolderError(f"{run_dir} is {kind}, not a run folder; expected a folder written by `ablate grid`, "
+    if what != "a folder":
+        raise RunFolderError(f"{run_dir} is {what}, not a run folder; expected a folder written by `ablate grid`, "
                              "`ablate bench run` or `ablate bench world`")
     kind = run_kind(run_dir)
     if kind == "grid":

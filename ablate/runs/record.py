@@ -72,9 +72,9 @@ def _flat(record: object) -> dict:
     return flat
 
 
-def typed(column: Column):
-    """A record field holding values of `column`."""
-    return field(metadata={"column": column})
+def typed(column: Column) -> dict:
+    """The metadata of a record field holding values of `column`."""
+    return {"column": column}
 
 
 TEXT = Column("text")
@@ -89,18 +89,19 @@ class CellRecord:
     Curve name -> one value per finished epoch."""
 
     config: dict  # its columns: as the run folder declares them (run.json's config_types)
-    objective: str = typed(TEXT)  # the objective in words (ablate.objectives.describe_objective)
+    objective: str = field(metadata=typed(TEXT))  # the objective in words (ablate.objectives.describe_objective)
     metrics: dict  # its columns: every metric of the registry (metric_column)
-    split_seed: int = typed(Column("integer", 0.0, SEED_MAX))  # the split (and held-out classes) drawn with it
-    held_out_classes: str = typed(TEXT)  # the dataset's ids of the classes held out, comma-separated
-    train_samples_per_s: float | None = typed(Column("number", 0.0, nullable=True, infinite=True))
-    train_time_s: float = typed(TIME_S)
-    wall_time_s: float = typed(TIME_S)
-    status: str = typed(Column("text", choices=FINISHED))
-    diverged_epoch: int | None = typed(Column("integer", 1.0, nullable=True))
-    resolved_device: str = typed(TEXT)
-    torch_threads: int = typed(COUNT)  # float sums, and so the trajectory, depend on it (per rank)
-    world_size: int = typed(COUNT)
+    # the train/test split (and held-out classes) this cell was drawn with
+    split_seed: int = field(metadata=typed(Column("integer", 0.0, SEED_MAX)))
+    held_out_classes: str = field(metadata=typed(TEXT))  # the dataset's ids of the classes held out, comma-separated
+    train_samples_per_s: float | None = field(metadata=typed(Column("number", 0.0, nullable=True, infinite=True)))
+    train_time_s: float = field(metadata=typed(TIME_S))
+    wall_time_s: float = field(metadata=typed(TIME_S))
+    status: str = field(metadata=typed(Column("text", choices=FINISHED)))
+    diverged_epoch: int | None = field(metadata=typed(Column("integer", 1.0, nullable=True)))
+    resolved_device: str = field(metadata=typed(TEXT))
+    torch_threads: int = field(metadata=typed(COUNT))  # float sums, and so the trajectory, depend on it (per rank)
+    world_size: int = field(metadata=typed(COUNT))
     curves: dict  # its columns: CURVE_COLUMN
 
     def to_dict(self) -> dict:
@@ -113,9 +114,9 @@ class FailedRecord:
     """A cell that raised: its config (by record key), the error's last lines and its time until then."""
 
     config: dict
-    status: str = field(default="failed", metadata={"column": Column("text", choices=("failed",))})
-    error: str = field(default="", metadata={"column": TEXT})
-    wall_time_s: float | None = field(default=None, metadata={"column": Column("number", 0.0, nullable=True)})
+    status: str = field(default="failed", metadata=typed(Column("text", choices=("failed",))))
+    error: str = field(default="", metadata=typed(TEXT))
+    wall_time_s: float | None = field(default=None, metadata=typed(Column("number", 0.0, nullable=True)))
 
     def to_dict(self) -> dict:
         """The flat, JSON-serialisable record."""

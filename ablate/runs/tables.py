@@ -94,7 +94,7 @@ def load_results(run_dir: str | Path, config_columns: dict | list | tuple) -> tu
     if not chosen:
         raise RunFolderError(f"{run_dir} holds no grid results: expected results.parquet or records in cells/"
                              + (f" ({notes[0]})" if notes else ""))
-    return results_table(chosen, config_columns), notes
+    return results_table(chosen, list(config_columns)), notes
 
 
 def _modified(path: Path) -> int:
