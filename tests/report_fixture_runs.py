@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.grid.spec import config_columns
+from ablate.metrics import computed_metrics
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import claim, write_tables
 from ablate.runs.schema import cell_id
@@ -37,6 +38,7 @@ def _metrics(lam: float, alpha: float, rng) -> dict:
 
 
 METRIC_NAMES = tuple(k for k, v in _metrics(0.0, 0.5, np.random.default_rng(0)).items() if isinstance(v, float))
+COMPUTED = {m.name for m in computed_metrics()}  # a diverged cell has none of them; it has its times
 
 
 def _curves(lam: float, epochs: int, rng) -> dict:
@@ -83,8 +85,8 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
         elif i >= len(cells) - diverged_cells:
             curves = _curves(lam, epochs, rng)
             curves["curve_softmax_loss"][-1] = float("nan")
-            record.update({m: float("nan") for m in METRIC_NAMES}, status="diverged", diverged_epoch=epochs,
-                          resolved_device="cpu", **curves)
+            record.update({m: float("nan") for m in METRIC_NAMES if m in COMPUTED}, train_time_s=0.5,
+                          wall_time_s=0.7, status="diverged", diverged_epoch=epochs, resolved_device="cpu", **curves)
             npz = None
         else:
             record.update(_metrics(lam, alpha, rng), **_curves(lam, epochs, rng))

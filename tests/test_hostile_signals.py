@@ -4,9 +4,11 @@ signal's number (143 for SIGTERM) with no leaked semaphores (round three, item 7
 signals the main process at a chosen moment, then checks the exit status, the processes and the temp folder."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +46,15 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.fixture
+def short_tmp():
+    """A temp folder of a short path, the children's TMPDIR: the forkserver's socket is made in it, and a socket's
+    path may hold at most 107 bytes (a test's own tmp_path under pytest-xdist is longer)."""
+    folder = Path(tempfile.mkdtemp(prefix="sig-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def start(args, tmp_path):
@@ -106,9 +117,9 @@ def test_train_nproc_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, workers, delay", [(signal.SIGTERM, 2, 0.0), (signal.SIGTERM, 2, 3.0),
                                                  (signal.SIGHUP, 2, 1.0)])
-def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, sig, workers, delay):
+def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, short_tmp, sig, workers, delay):
     job, temp = start(["grid", "--workers", "2", "--set", "epochs=500", "--set", "seed=0,1,2", "--quiet",
-                       "--out", str(tmp_path / "run")], tmp_path)
+                       "--out", str(tmp_path / "run")], short_tmp)
     seen = signal_when(job, workers, sig, delay)
     assert_nothing_left(job, seen, temp, sig)
     assert not (tmp_path / "run" / ".scratch").exists()  # where the cells' folders were
@@ -159,9 +170,9 @@ def test_bench_run_signalled_exits_with_the_signal_status(tmp_path):
     assert_nothing_left(job, set(), temp, signal.SIGTERM)
 
 
-def test_a_grid_with_two_workers_releases_every_semaphore(tmp_path):
+def test_a_grid_with_two_workers_releases_every_semaphore(tmp_path, short_tmp):
     job, temp = start(["grid", "--workers", "2", "--set", "epochs=1", "--set", "seed=0,1", "--set", "lambda=0",
                        "--set", "alpha=0.5", "--set", "rule=paper", "--set", "variant=gather", "--quiet", "--out",
-                       str(tmp_path / "run")], tmp_path)
+                       str(tmp_path / "run")], short_tmp)
     stderr = assert_nothing_left(job, set(), temp)
     assert job.returncode == 0, stderr[-3000:]

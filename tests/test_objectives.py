@@ -188,7 +188,7 @@ def test_unset_parameters_take_the_papers_values_and_round_trip():
     ({"head": "sphereface", "margin": 2.5}, "must be an integer"),
     ({"head": "arcface", "margin": 2.0}, r"margin of arcface must lie in \[0, 1.5708\) rad, got 2"),
     ({"head": "cosface", "margin": -0.1}, "margin of cosface must lie in"),
-    ({"head": "cosface", "scale": 0}, r"scale of cosface must lie in \(0, 3.40282e\+38\], got 0"),
+    ({"head": "cosface", "scale": 0}, r"scale of cosface must lie in \(0.0, 3.40282e\+38\], got 0.0"),
     ({"head": "softmax", "margin": 0.3}, "softmax takes no margin"),
     ({"head": "normface", "margin": 0.3}, "normface takes no margin"),
     ({"pair_loss": "triplet", "batch_size": 10}, "batch_size must exceed the 10 trained classes"),

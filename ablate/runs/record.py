@@ -189,7 +189,6 @@ class RecordSchema:
         column of the wrong type (text or booleans where numbers go, numbers where text goes) is a RunFolderError
         naming `path` and the column: the table cannot be trusted, and its rows are rebuilt from the records."""
         columns = self.columns()
-        failed = table["status"].eq("failed") if "status" in table else pd.Series(False, index=table.index)
         own = {*record_columns(), *(m.name for m in METRICS)} - set(self.config)
         keep = pd.Series(True, index=table.index)
         for name in table.columns:
@@ -202,8 +201,8 @@ class RecordSchema:
                 raise RunFolderError(f"{path}: column {name} must hold {column.describe()}, got {series.dtype} "
                                      f"values such as {shown(example)}")
             fits = column.row_fits(series)
-            if name in own:  # a failed cell measured nothing: its own fields and metrics are empty
-                fits |= failed & series.isna()
+            if name in own:  # a record lacks what its status does not measure (a failed cell's metrics, an ok
+                fits |= series.isna()  # cell's error): its own fields and metrics may be empty in the table
             if not fits.all():
                 bad = series[~fits]
                 examples = ", ".join(list(dict.fromkeys(map(shown, bad)))[:3])
