@@ -57,9 +57,9 @@ def short_tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start(args, tmp_path):
-    """`python -m ablate ARGS` with its own TMPDIR (tmp_path/tmp), in a new session."""
-    temp = tmp_path / "tmp"
+def start(args, folder):
+    """`python -m ablate ARGS` with its own TMPDIR (folder/tmp), in a new session."""
+    temp = folder / "tmp"
     temp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp), "ABLATE_MAX_PROCESSES": "2"}
     job = subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -108,8 +108,8 @@ def assert_nothing_left(job, seen: set, temp: Path, sig=None) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, workers, delay", [(signal.SIGTERM, 0, 1.0), (signal.SIGTERM, 2, 2.0),
                                                  (signal.SIGHUP, 2, 0.0)])
-def test_train_nproc_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path, sig, workers, delay):
-    job, temp = start(["train", "--nproc", "2", "--epochs", "500", "--no-progress"], tmp_path)
+def test_train_nproc_ends_every_rank_and_removes_the_rendezvous_folder(short_tmp, sig, workers, delay):
+    job, temp = start(["train", "--nproc", "2", "--epochs", "500", "--no-progress"], short_tmp)
     seen = signal_when(job, workers, sig, delay)
     assert_nothing_left(job, seen, temp, sig)
 
@@ -127,8 +127,9 @@ def test_grid_workers_are_ended_and_their_cell_folders_removed(tmp_path, short_t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_bench_world_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path, sig):
-    job, temp = start(["bench", "world", "--world", "2", "--classes", "1000", "--out", str(tmp_path / "w")], tmp_path)
+def test_bench_world_ends_every_rank_and_removes_the_rendezvous_folder(tmp_path, short_tmp, sig):
+    job, temp = start(["bench", "world", "--world", "2", "--classes", "1000", "--out", str(tmp_path / "w")],
+                      short_tmp)
     seen = signal_when(job, 2, sig, 1.0)
     assert_nothing_left(job, seen, temp, sig)
 
