@@ -519,7 +519,7 @@ def test_sigterm_or_sighup_at_any_moment_leaves_no_process_worktree_or_temp_fold
         finally:
             if process.poll() is None:
                 process.kill()
-        assert process.returncode in (128 + sig, -sig), moment  # -sig: at start-up, before the handler
+        assert process.returncode in (128 + sig, -sig), (moment, stderr[-2000:])  # -sig: before the handler
         if n:  # past start-up, the gate says why it stopped; at start-up the default action may come first
             assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr, (moment, stderr)
         assert _wait_for(lambda: not _marked_processes(mark), timeout=30), (moment, _marked_processes(mark))
