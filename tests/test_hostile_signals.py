@@ -154,8 +154,8 @@ SINGLE = {
 }
 
 
-@pytest.mark.parametrize("command", SINGLE)
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("command, sig", [(command, signal.SIGTERM) for command in SINGLE]
+                         + [("report", signal.SIGHUP)])
 def test_a_signalled_command_exits_with_the_signal_status(tmp_path, command, sig):
     job, temp = start(SINGLE[command](tmp_path), tmp_path)
     signal_once_said(job, "%|", sig)  # tqdm's bar: the work has begun
