@@ -62,13 +62,14 @@ def test_an_html_report_of_a_run_holding_every_character_is_valid_and_shows_them
 
     from ablate.report.build import build_report
 
-    hostile = HOSTILE + "<b>&"
+    hostile = HOSTILE + "<b>&\u202e\u2066"  # and bidi controls, which would reorder the page's text
     run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),
                         data_dirs=(hostile,))
     # and a lone surrogate, which JSON can hold and UTF-8 cannot, in the provenance
     atomic_write_json(run / "provenance.json", {"host": hostile + "\udcff", "command": hostile})
     page = build_report([run], tmp_path / "r.html", progress=False).read_bytes().decode("utf-8")  # strict UTF-8
     assert not any(ord(c) < 32 and c not in "\t\n\f\r" or ord(c) == 127 for c in page)
+    assert "\u202e" not in page and "\u2066" not in page
 
     class Text(HTMLParser):
         text, tags = [], []
@@ -83,4 +84,5 @@ def test_an_html_report_of_a_run_holding_every_character_is_valid_and_shows_them
     parser.feed(page)
     text = "".join(parser.text)
     assert "\\x01\\x02" in text and "\\x7f" in text and NON_BMP in text and "<b>&" in text and "\\udcff" in text
+    assert "\\u202e\\u2066" in text
     assert "b" not in parser.tags  # the value's markup stayed text

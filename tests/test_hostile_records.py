@@ -179,3 +179,16 @@ def test_a_results_table_of_the_wrong_type_is_set_aside_or_its_rows_left_out(tmp
     assert compare.exit_code == 0 and "on the 2 configurations both hold" in compare.output, compare.output[-3000:]
     for result in (report, compare):
         assert_bounded_output(result.output.replace("\r", "\n"))
+
+
+@pytest.mark.parametrize("column, declared", [("lambda", {"kind": "text"}), ("seed", {"kind": "flag"}),
+                                              ("alpha", {"kind": "curve"}), ("dataset", {"kind": "number"})])
+def test_a_run_json_that_redeclares_a_key_every_grid_holds_is_refused(tmp_path, column, declared):
+    run = make_grid_run(tmp_path / "run", lambdas=LAMBDAS, alphas=(0.5,), rules=("paper",), seeds=(0,), features=False)
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["config_types"][column] = declared
+    (run / "run.json").write_text(json.dumps(manifest))
+    for args in (["report", str(run), "--out", str(tmp_path / "r.html")], ["compare", str(run), str(run)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and f"run.json: config_types.{column} declares" in result.output, result.output
+        assert_bounded_output(result.output)

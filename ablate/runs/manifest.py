@@ -75,6 +75,11 @@ def read_manifest(run_dir: str | Path) -> dict | None:
                                         for name in columns}
         except ValueError as exc:
             raise RunFolderError(str(exc)) from None
+        for name, column in manifest["config_types"].items():  # what every grid has held, no folder redeclares
+            legacy = SCHEMA_0_CONFIG_TYPES.get(name)
+            if legacy is not None and column.kind != legacy.kind:
+                raise RunFolderError(f"{path}: config_types.{name} declares {column.describe()}; a grid's {name} "
+                                     f"is always {legacy.describe()}")
     return manifest
 
 
