@@ -157,12 +157,12 @@ def test_a_file_named_gz_that_is_not_gzip_is_named(tmp_path):
     assert f"{tmp_path / FILES['x_train']} is not a gzip file" in fashion_error(tmp_path)
 
 
-def test_a_truncated_file_is_refused_before_decompressing_its_body(tmp_path):
+def test_a_truncated_file_is_refused_naming_what_its_header_promises(tmp_path):
     write_fashion_folder(tmp_path)
     path = tmp_path / FILES["x_test"]
     path.write_bytes(path.read_bytes()[:-30])
     assert str(path) in fashion_error(tmp_path)
-    # A header promising more images than the file holds is refused from its size, before the body is read.
+    # A header promising more images than the file holds: refused once the body, read up to that size, ends.
     huge = bytes([0, 0, 8, 3]) + struct.pack(">3I", 9_000, 28, 28) + bytes(100)
     gzip.open(path, "wb").write(huge)
     message = fashion_error(tmp_path)

@@ -356,7 +356,8 @@ def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_
     b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5})
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
-    (caption,) = [line for line in result.output.splitlines() if line.startswith("b against a")]
+    wrapped = " ".join(result.output[result.output.index("b against a"):].splitlines())
+    caption = wrapped[:wrapped.index(DROPPED_TEXT) + len(DROPPED_TEXT)]  # the power sentence follows it
     assert caption.startswith("b against a on the 2 configurations both hold. Seeds: paired on the seeds both runs "
                               "ran in 2 configurations (a seed in both runs is the same split and initialization, "
                               "never an independent draw")

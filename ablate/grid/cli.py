@@ -10,6 +10,7 @@ from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
 from ablate.limits import check_process_count
+from ablate.messages import say
 from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runs.folder import check_can_write
 from ablate.runs.schema import PRUNED, STATUSES, setting_columns
@@ -47,15 +48,15 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
 def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
     counts = outcome.status_counts()
     shown = [s for s in STATUSES if s != PRUNED or counts[s]]  # only a tune's trials are pruned
-    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in shown)
+    say(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in shown)
                + f" ({outcome.ran} run now); tables in {run_dir}/results.parquet, summary.parquet")
     if not quiet and (text := _summary_text(outcome, run_dir)):
-        click.echo(text)
+        say(text, max_lines=None)
     keys = varying_keys([c for _, c in outcome.plan.cells])
     for problem in outcome.plan.invalid:
-        click.echo(f"set aside (not a valid record; its cell, if in the grid, ran again): {problem}", err=True)
+        say(f"set aside (not a valid record; its cell, if in the grid, ran again): {problem}", err=True)
     for cell_id, record in outcome.failed().items():
-        click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
+        say(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
 
 
 def check_executor_options(executor: str, workers: int, address: str | None) -> None:
@@ -120,8 +121,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)
     if outcome.interrupted:
-        click.echo(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells",
-                   err=True)
-        sys.exit(130)
+        say(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells", err=True)
+        sys.exit(outcome.exit_status)
     if outcome.failed():
         sys.exit(1)

@@ -53,7 +53,13 @@ class ProcessExecutor:
     finishes, and only a cell whose worker dies again, alone, is recorded as failed.
 
     Interrupted (SIGINT, or SIGTERM/SIGHUP as the CLI maps them), the workers are ended at once and the cells'
-    temp folders, all under one folder of this executor's, removed with it.
+    temp folders, all under one folder of this executor's, removed with it. When the cells are done, the workers
+    are shut down and waited for, so that each ends as a process should.
+
+    A worker is started by the forkserver, so its multiprocessing objects are named POSIX semaphores that the
+    resource tracker counts until the worker releases them; a worker killed mid-cell cannot. So a worker makes none:
+    tqdm, whose progress bars would make a multiprocessing lock in every process that draws one (a disabled bar
+    included), gets a thread lock instead (_start_worker). Else the tracker warns of "leaked semaphore objects".
     """
 
     def __init__(self, workers: int, cell_fn=train_cell):
@@ -67,20 +73,21 @@ class ProcessExecutor:
         # as a cheap fork instead of a fresh interpreter importing torch.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                    initargs=(self.threads_per_worker,))
 
     @contextlib.contextmanager
     def session(self):
         """Several run() calls (a tune's rounds) on one pool of workers, made by the first and ended after the
         block (or at once, when a worker died or the run was interrupted)."""
-        self._in_session = True
+        self._in_session, ended = True, False
         try:
             yield
+            ended = True
         finally:
             self._in_session = False
             if self._session_pool is not None:
-                _end_pool(self._session_pool)
+                _end_pool(self._session_pool, wait=ended)
                 self._session_pool = None
 
     def run(self, tasks, scratch=None, cell_fn=None):
@@ -94,7 +101,7 @@ class ProcessExecutor:
 
     def _run_pool(self, tasks, temp_root, cell_fn):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
-        suspects, pool, keep = [], self._session_pool, False
+        suspects, pool, keep, done = [], self._session_pool, False, False
         try:
             with signals_deferred():  # every worker started is in pool._processes before an interrupt can land
                 pool = pool or self._pool(self.workers)
@@ -109,15 +116,16 @@ class ProcessExecutor:
                 except Exception as exc:  # the result could not come back (e.g. not picklable)
                     cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
+            done = True
             keep = self._in_session and not suspects  # a whole pool, for the session's next call
         finally:
             if pool is not None and not keep:
-                _end_pool(pool)
+                _end_pool(pool, wait=done and not suspects)
                 self._session_pool = None
         return suspects
 
     def _run_alone(self, tasks, temp_root, cell_fn):
-        pool = None
+        pool, done = None, False
         try:
             for cell_id, config in tasks:
                 with signals_deferred():
@@ -129,15 +137,30 @@ class ProcessExecutor:
                     yield CellResult(cell_id, failed_record(config, WORKER_DIED), None)
                     _end_pool(pool)
                     pool = None
+            done = True
         finally:
             if pool is not None:
-                _end_pool(pool)
+                _end_pool(pool, wait=done)
 
 
-def _end_pool(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down without waiting for the cells it runs: its workers are killed and reaped, so that none
-    runs on (or idles) after an interrupted grid. ProcessPoolExecutor only gains terminate_workers in Python 3.14;
-    before, its _processes (pid -> Process) are the way to them."""
+def _start_worker(threads: int) -> None:
+    """A worker's start: its share of torch's threads, and a thread lock for tqdm (see ProcessExecutor)."""
+    import threading
+
+    from tqdm import tqdm
+
+    torch.set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
+
+
+def _end_pool(pool: ProcessPoolExecutor, wait: bool = False) -> None:
+    """End the pool. wait: its cells are done, so its idle workers are shut down and waited for. Else (interrupted,
+    or a worker died) the cells it runs are not waited for: its workers are killed and reaped, so that none runs on
+    after an interrupted grid. ProcessPoolExecutor only gains terminate_workers in Python 3.14; before, its
+    _processes (pid -> Process) are the way to them."""
+    if wait:
+        pool.shutdown(wait=True)
+        return
     processes = list((pool._processes or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:

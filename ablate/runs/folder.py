@@ -64,9 +64,14 @@ def check_can_write(run_dir: str | Path, kind: str) -> None:
 
 def claim(run_dir: str | Path, kind: str, **fields: object) -> None:
     """Mark RUN_DIR as a run of `kind` (run.json, at schema SCHEMA, with `fields`), refusing a folder that holds a
-    run of another kind."""
+    run of another kind. A grid's config_columns given typed (name -> ablate.runs.columns.Column) are recorded as
+    their names and their declared types (config_types)."""
     run_dir = Path(run_dir)
     check_kind(run_dir, kind)
+    columns = fields.get("config_columns")
+    if isinstance(columns, dict):
+        fields = {**fields, "config_columns": list(columns),
+                  "config_types": {name: column.to_json() for name, column in columns.items()}}
     atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
 
 
