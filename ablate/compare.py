@@ -7,7 +7,6 @@ import click
 
 from ablate.messages import say
 
-
 CAPTION_WIDTH = 118
 
 
