@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ablate.messages import say
+
 ONE_CONFIGURATION = "the configuration both runs hold"  # the label of a comparison when no option varies
 MAX_WIDTH = 120
 
@@ -62,7 +64,7 @@ def compare_command(run_a, run_b):
         raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
     width = min(shutil.get_terminal_size((MAX_WIDTH, 24)).columns, MAX_WIDTH)
     for row in findings.rows:
-        click.echo("\n".join(row_lines(row, run_a.name, width)))
+        say("\n".join(row_lines(row, run_a.name, width)), max_lines=None)
         click.echo("")
     count = len(findings.rows)
     what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
@@ -70,7 +72,7 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(_wrapped(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}", width))
+    say(_wrapped(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}", width), max_lines=None)
     power = power_sentence(findings)
     if power:
         click.echo("\n" + _wrapped(power, width))
