@@ -26,7 +26,7 @@ CONTRACT_KEYS = [
     "unit_intra_class_distance", "unit_inter_class_distance", "fisher_ratio", "silhouette", "precision_at_1",
     "map_at_r", "cosine_precision_at_1", "cosine_map_at_r",
     "verification_auc", "tar_at_far_1e3", "lowest_resolvable_far", "center_to_mean_distance", "split_seed",
-    "held_out_classes",
+    "held_out_classes", "train_samples", "test_samples",
     "train_samples_per_s", "train_time_s",
     "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",

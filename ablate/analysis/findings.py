@@ -39,6 +39,7 @@ from ablate.analysis.stats import (
     NO_DIFFERENCE,
     POWER,
     SIGNIFICANCE,
+    TOO_FEW,
     UNDERPOWERED,
     UNTESTED,
     Difference,
@@ -84,8 +85,9 @@ class Row:
         return {name: d.verdict for name, d in self.differences.items()}
 
     def words(self) -> str:
-        """The row in plain words: the changes found, then what was equivalent, underpowered, without a
-        detectable difference (with its MDE), identical, untestable, and not comparable."""
+        """The row in plain words: where the seeds are too few for its numbers, then the changes found, then what
+        was equivalent, underpowered, without a detectable difference (with its MDE), identical, untestable, and not
+        comparable."""
         if self.flag:
             return self.flag
         differences = list(self.differences.values())
@@ -93,8 +95,13 @@ class Row:
         compared = [d for d in differences if d.comparable]
         if compared and all(d.verdict == IDENTICAL for d in compared):
             return "; ".join([f"identical in every {'other ' if missing else ''}headline metric", *missing])
-        found = [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in compared
-                 if d.verdict in DIFFERENT]
+        few: dict = {}
+        for d in compared:
+            if d.verdict.startswith(TOO_FEW):
+                few.setdefault(d.verdict, []).append(f"{d.metric.label} ({d.estimate_text()})")
+        found = [f"{verdict} for {', '.join(names)}" for verdict, names in few.items()]
+        found += [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in compared
+                  if d.verdict in DIFFERENT]
         grouped = {
             EQUIVALENT: [f"{d.metric.label} ({d.margin_text()})" for d in compared if d.verdict.startswith(EQUIVALENT)],
             UNDERPOWERED: [f"{d.metric.label} ({d.minimum_detectable_text()})" for d in compared
@@ -161,17 +168,18 @@ class Findings:
 
 
 def cell_text(difference: Difference) -> str:
-    """'+2.1 pts [+1.0, +3.2] p=0.001; MDE 0.8 pts', '+0.8 pts [-0.4, +2.0] p=0.3; underpowered (MDE 1.5 pts)',
-    '+0.1 pts [-0.3, +0.5] p=1; no detectable difference (MDE 0.6 pts)', or the change with its verdict when there
-    is no test."""
+    """'+2.1 pts [+1.0, +3.2] p_adj = 0.001; better (MDE 0.8 pts)', '+0.8 pts [-0.4, +2.0] p_adj = 0.3; underpowered
+    (MDE 1.5 pts)', '+0.1 pts [-0.3, +0.5] p_adj = 1; no detectable difference (MDE 0.6 pts)', '-6.9 pts; too few
+    seeds (3)' (no interval, no p: they would leave the metric's range), or the change with its verdict when there is
+    no test. A verdict is written out in every cell, so that it reads without the page's colours."""
     verdict = difference.verdict
     if not difference.comparable:
         return difference.change_text()  # the metric's `missing` text
     if not difference.testable:
         return f"{difference.change_text()} {verdict}"
-    if verdict in DIFFERENT:
-        what = difference.minimum_detectable_text()
-    elif verdict == NO_DIFFERENCE:
+    if verdict.startswith(TOO_FEW):
+        return f"{difference.estimate_text()}; {verdict}"
+    if verdict in DIFFERENT or verdict == NO_DIFFERENCE:
         what = f"{verdict} ({difference.minimum_detectable_text()})"
     else:  # 'equivalent (within ...)', 'underpowered (MDE ...)'
         what = verdict

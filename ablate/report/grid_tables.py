@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from ablate.metrics import AGREEMENT, METRICS, label, shown_in
+from ablate.metrics import AGREEMENT, METRICS, get_metric, label, shown_in
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
 from ablate.runs.configs import describe, varying
@@ -39,7 +39,8 @@ def summary_frames(run: GridRun) -> tuple:
     ordered = summary.sort_values(keys) if keys else summary
     index = pd.MultiIndex.from_frame(ordered[keys]) if keys else pd.Index(["all"], name="configuration")
     means = pd.DataFrame({label(m): ordered[f"{m}_mean"].to_numpy() for m in metrics}, index=index)
-    text = pd.DataFrame({label(m): [mean_ci_text(a, b) for a, b in zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"])]
+    text = pd.DataFrame({label(m): [mean_ci_text(a, b, get_metric(m), n) for a, b, n in
+                                    zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"], ordered["n_seeds"])]
                          for m in metrics}, index=index)
     diverged = ordered["n_diverged"].to_numpy() > 0
     text.loc[diverged] = "diverged"  # no mean of the survivors
@@ -76,7 +77,8 @@ def summary_blocks(run: GridRun) -> list:
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
     caption = ("Mean ± half-width of the 95% t-interval over seeds (each seed draws its own train/test split, so the "
-                "interval holds the test set's noise too); seeds: cells that finished ok; a configuration with a "
+                "interval holds the test set's noise too; 'too few seeds (n)' where it would leave the metric's range, "
+                "an accuracy above 1 or a distance below 0); seeds: cells that finished ok; a configuration with a "
                 "diverged seed shows 'diverged', not a mean of its survivors. Bold: the best mean of each metric "
                 "among the configurations with the most seeds (lower is better for times; raw distances, which shrink "
                 "with the whole feature scale, are never ranked).")

@@ -3,8 +3,13 @@
 import pandas as pd
 
 
+NOT_APPLICABLE = "—"  # a key a row leaves unset (the margin of softmax): never "nan"
+
+
 def format_label(value: object) -> str:
-    """A value as a label: floats as the shortest form (0.003, not 0.003000)."""
+    """A value as a label: floats as the shortest form (0.003, not 0.003000); an unset value (None, NaN) as "—"."""
+    if value is None or (isinstance(value, float) and value != value):
+        return NOT_APPLICABLE
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

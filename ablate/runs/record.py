@@ -76,6 +76,8 @@ class CellRecord:
     metrics: dict
     split_seed: int  # the train/test split (and held-out classes) this cell was drawn with
     held_out_classes: str  # the dataset's ids of the classes held out, comma-separated
+    train_samples: int  # the samples it trained on (the held-out classes' left out)
+    test_samples: int  # the test samples it was evaluated on (the held-out classes' included)
     train_samples_per_s: float | None
     train_time_s: float
     wall_time_s: float

@@ -146,6 +146,7 @@ def train_and_evaluate(config: CellConfig, device: torch.device, features_path=N
     return CellRecord(
         config=config.to_dict(), objective=describe_objective(config.to_dict()), metrics=metrics,
         split_seed=config.seed, held_out_classes=",".join(map(str, data.held_out)),
+        train_samples=int(trained.sum()), test_samples=len(data.y_test),
         train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
         wall_time_s=time.perf_counter() - started, status="ok" if history.diverged_epoch is None else "diverged",
         diverged_epoch=history.diverged_epoch, resolved_device=str(device), torch_threads=torch.get_num_threads(),
