@@ -10,7 +10,6 @@ from ablate.analysis.findings import parse_reference
 from ablate.io import check_writable
 from ablate.report.build import load_runs, write_report
 
-
 REPORTS = Path("reports")
 MAX_NAME = 80  # characters of a default report name before its ".html"
 

@@ -260,6 +260,12 @@ def _read_panels(run: GridRun, cells: list) -> tuple[list, list]:
     return panels, unreadable
 
 
+def scatter_columns(n_panels: int) -> int:
+    """Columns for n scatter panels: at most 4 (a 3.3-inch panel is then about 300 px on a 1366 px page), in rows
+    as even as they come (5 and 6 panels: 3 and 3)."""
+    return n_panels if n_panels <= 4 else -(-n_panels // 2) if n_panels <= 6 else 4
+
+
 def _plot_scatter(panels: list) -> tuple[str, list]:
     """The panels drawn side by side, classes coloured alike in every panel; (the PNG's data URI, per panel the
     share of the variance its 2-D projection keeps)."""
@@ -269,7 +275,7 @@ def _plot_scatter(panels: list) -> tuple[str, list]:
     rng = np.random.default_rng(0)
     kept = []
     with report_style():
-        fig, axes = panel_grid(len(panels), columns=len(panels) if len(panels) <= 5 else 4, panel=(3.3, 3.3))
+        fig, axes = panel_grid(len(panels), columns=scatter_columns(len(panels)), panel=(3.3, 3.3))
         for ax, panel in zip(axes, panels):
             xy, centers_xy, share = _to_2d(panel.features, panel.centers)
             kept.append(share)
@@ -303,14 +309,12 @@ def _scatter_caption(fixed: dict, panels: list, kept: list) -> str:
 def curve_blocks(run: GridRun) -> list:
     """Softmax loss, center loss and train accuracy per epoch for each lambda (the reference slice)."""
     curves = run.curves
-    if curves.empty:
-        return [Note("Training curves left out: no cell recorded per-epoch curves.")]
-    if curves["epoch"].nunique() < 2:
-        return [Note("Training curves left out: the cells trained for one epoch.")]
     finished = run.results[run.results["status"] != "failed"]
     recorded = finished[finished["cell_id"].isin(set(curves["cell_id"]))]
     if recorded.empty:
         return [Note("Training curves left out: no finished cell recorded per-epoch curves.")]
+    if curves["epoch"].nunique() < 2:
+        return [Note("Training curves left out: the cells trained for one epoch.")]
     cells, fixed = _reference_cells(run, recorded, free_keys=("lambda", "seed"))
     lambdas = spread_subset(sorted(cells["lambda"].unique()), MAX_LAMBDA_PANELS)
     cells = cells[cells["lambda"].isin(lambdas)]

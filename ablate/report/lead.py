@@ -23,6 +23,7 @@ from ablate.analysis.stats import (
     TOO_FEW,
     UNDERPOWERED,
     UNTESTABLE,
+    Difference,
     effect_text,
     from_change_scale,
 )
@@ -38,8 +39,8 @@ SIZES = (("train_samples", "train"), ("validation_samples", "validation"), ("tes
 # Said in the study line itself, so not again among the keys that vary.
 STUDY_KEYS = ("dataset", "model", "feat_dim", "epochs")
 # How the lead says a comparison that found no difference, by its verdict.
-QUIET = {NO_DIFFERENCE: "no change detected", UNDERPOWERED: "no change detected, and too few seeds to detect the "
-         "effect of interest", EQUIVALENT: "equivalent", IDENTICAL: "identical", UNTESTABLE: "untestable with one seed",
+QUIET = {NO_DIFFERENCE: "no change detected", UNDERPOWERED: "no change detected, underpowered",
+         EQUIVALENT: "equivalent", IDENTICAL: "identical", UNTESTABLE: "untestable with one seed",
          DEGENERATE: "untestable: no spread over seeds"}
 
 
@@ -130,31 +131,37 @@ def _kind(verdict: str) -> str:
 
 
 def _quiet_detail(kind: str, differences: list) -> str:
-    """What a group of comparisons without a difference can say: the range of their MDEs, their margin, or the
-    seeds."""
+    """What a group of comparisons without a difference can say: the range of their MDEs (against the effect of
+    interest when underpowered), their margin, their seeds, or their changes."""
+    d = differences[0]
     if kind in (NO_DIFFERENCE, UNDERPOWERED):
-        mdes = [d.minimum_detectable_text().removeprefix("MDE ") for d in differences]
-        spread = mdes[0] if len(set(mdes)) == 1 else f"{min(mdes, key=_mde_order)} to {max(mdes, key=_mde_order)}"
-        d = differences[0]
-        effect = d.effect
-        text = f"MDE {spread}"
-        return text + (f" against an effect of interest of {effect_text(d.metric, effect)}"
-                       if kind == UNDERPOWERED and math.isfinite(effect) else "")
+        low, high = (f(x.minimum_detectable for x in differences) for f in (min, max))
+        spread = _mde_text(d, high)
+        if low != high:  # '4.7 to 4.9 pts'
+            spread = f"{_mde_text(d, low).removesuffix(' pts')} to {spread}"
+        if kind == UNDERPOWERED and math.isfinite(d.effect):
+            return f"MDE {spread}, above the effect of interest of {effect_text(d.metric, d.effect)}"
+        return f"MDE {spread}"
     if kind == EQUIVALENT:
-        return differences[0].margin_text()
-    if kind == TOO_FEW:
-        return "changes " + ", ".join(d.estimate_text() for d in differences)
-    if kind in (UNTESTABLE, DEGENERATE):
-        return "changes " + ", ".join(d.estimate_text() for d in differences)
-    return ""
+        return d.margin_text()
+    return "change " + ", ".join(x.estimate_text() for x in differences)
 
 
-def _mde_order(text: str) -> float:
-    number = text.split()[0].lstrip("x").replace("∞", "inf")
-    try:
-        return float(number)
-    except ValueError:
-        return math.inf
+def _past_range(differences: list) -> str:
+    """Why the seeds are too few, in words: 'its interval would pass 100%', 'its MDE exceeds the range'."""
+    d = differences[0]
+    if not any(x.interval_leaves_range for x in differences):
+        return "the smallest change it could detect exceeds the metric's range"
+    low, high = d.metric.value_range
+    passes_high = any(from_change_scale(x.metric, x.baseline, x.interval[1]) > high
+                      for x in differences if x.interval_leaves_range)
+    bound = high if passes_high else low
+    bound_text = f"{100 * bound:g}%" if d.metric.change == POINTS else f"{bound:g}"
+    return f"its interval would {'pass' if passes_high else 'fall below'} {bound_text}"
+
+
+def _mde_text(difference: Difference, value: float) -> str:
+    return "∞" if math.isinf(value) else effect_text(difference.metric, value)
 
 
 def metric_line(metric: Metric, findings: Findings, key: str, reference: str) -> list:
@@ -193,7 +200,8 @@ def metric_line(metric: Metric, findings: Findings, key: str, reference: str) ->
             continue
         differences = [d for _, d, _ in members]
         if kind == TOO_FEW:
-            said.append([(f"{label}: {differences[0].verdict} to tell ({_quiet_detail(kind, differences)})", "")])
+            changes = ", ".join(d.estimate_text() for d in differences)
+            said.append([(f"{label}: {differences[0].verdict}, {_past_range(differences)} (change {changes})", "")])
         elif kind in QUIET:
             detail = _quiet_detail(kind, differences)
             said.append([(f"{label}: {QUIET[kind]}" + (f" ({detail})" if detail else ""), "")])

@@ -2,7 +2,6 @@
 
 import pandas as pd
 
-
 NOT_APPLICABLE = "—"  # a key a row leaves unset (the margin of softmax): never "nan"
 
 
