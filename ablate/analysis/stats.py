@@ -400,7 +400,7 @@ def from_change_scale(metric: Metric, baseline: float, change: float) -> float:
     return baseline + change
 
 
-def baseline_of(metric: Metric, values: np.ndarray) -> float:
+def baseline_of(metric: Metric, values: npt.ArrayLike) -> float:
     """The mean of a side's values on the metric's own scale: the geometric mean for a ratio (the change is compared
     on the log scale, so baseline x factor is the other side's geometric mean); NaN when a value is not finite."""
     values = np.asarray(values, dtype=np.float64)
