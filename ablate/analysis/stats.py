@@ -267,10 +267,10 @@ class Difference:
     def mde_exceeds_range(self) -> bool:
         """The minimum detectable effect is wider than every change the metric's range allows (more than 100
         points of a share)."""
-        low, high = self.metric.value_range
-        width = on_change_scale(self.metric, high) - on_change_scale(self.metric, low) if self.metric.change != RATIO \
-            else math.inf  # a ratio's log spans every real
-        return self.testable and self.minimum_detectable > width
+        if not self.testable or self.metric.change == RATIO:  # a ratio's log scale spans every real
+            return False
+        low, high = on_change_scale(self.metric, self.metric.value_range)
+        return self.minimum_detectable > high - low
 
     @property
     def too_few_seeds(self) -> bool:

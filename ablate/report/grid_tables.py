@@ -12,12 +12,17 @@ from ablate.runs.schema import STATUSES
 from ablate.runs.summary import mean_ci_text
 
 
+def cells_text(results: pd.DataFrame) -> str:
+    """'48 cells: 46 ok, 1 diverged, 1 failed' (the statuses in STATUSES order, any other after them)."""
+    counts = results["status"].value_counts()
+    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
+    return f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order)
+
+
 def status_blocks(run: GridRun) -> list:
     """How many cells finished, diverged or failed; the cells that did not finish ok, with why."""
     results = run.results
-    counts = results["status"].value_counts()
-    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
-    blocks = [Note(f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order) + ".")]
+    blocks = [Note(cells_text(results) + ".")]
     unfinished = results[results["status"] != "ok"]
     if not unfinished.empty:
         columns = ["cell_id", "status", *varying(results, run.config_columns + ["seed"]), "diverged_epoch", "error"]

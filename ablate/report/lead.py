@@ -30,12 +30,11 @@ from ablate.analysis.stats import (
 from ablate.metrics import POINTS, Metric, primary_metrics
 from ablate.objectives import OBJECTIVE_KEYS
 from ablate.report.blocks import Lead, Note
+from ablate.report.grid_tables import cells_text
 from ablate.runs.configs import describe, format_label, varying
 from ablate.runs.loading import GridRun
-from ablate.runs.schema import STATUSES
+from ablate.runs.record import SAMPLE_COUNTS
 
-# The sizes a record may hold (ablate.runs.record), as the study names them.
-SIZES = (("train_samples", "train"), ("validation_samples", "validation"), ("test_samples", "test"))
 # Said in the study line itself, so not again among the keys that vary.
 STUDY_KEYS = ("dataset", "model", "feat_dim", "epochs")
 # How the lead says a comparison that found no difference, by its verdict.
@@ -56,7 +55,7 @@ def _range_text(values) -> str:
 
 def _sizes_text(cells: pd.DataFrame) -> str:
     """'1,437 train / 360 test samples' from the records' sizes; '' when the records hold none."""
-    parts = [f"{_range_text(cells[column].dropna())} {name}" for column, name in SIZES
+    parts = [f"{_range_text(cells[column].dropna())} {name}" for column, name in SAMPLE_COUNTS.items()
              if column in cells and cells[column].notna().any()]
     return " / ".join(parts) + " samples" if parts else ""
 
@@ -72,9 +71,9 @@ def _seeds_text(seeds: list) -> str:
 
 
 def study_text(run: GridRun) -> str:
-    """What the run studied: each dataset with its train/validation/test sizes (as the records hold them; said so
-    when they hold none), the model, the feature sizes, the epochs and the seeds; then the keys that vary and the
-    cells by status."""
+    """What the run studied: each dataset with its sample counts per split (as the records hold them,
+    ablate.runs.record.SAMPLE_COUNTS; said so when they hold none), the model, the feature sizes, the epochs and the
+    seeds; then the keys that vary and the cells by status."""
     results = run.results
     finished = results[results["status"] != "failed"]
     datasets = []
@@ -101,9 +100,7 @@ def study_text(run: GridRun) -> str:
     if keys:
         text += "; varied: " + "; ".join(f"{k} {', '.join(format_label(v) for v in _values(results, k))}"
                                          for k in keys)
-    counts = results["status"].value_counts()
-    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
-    return text + f"; {len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order)
+    return f"{text}; {cells_text(results)}"
 
 
 def value_text(metric: Metric, value: float) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields
 from ablate.provenance import now
 
 CURVE_PREFIX = "curve_"  # a record's per-epoch lists; the curves table names them without it
+# The record fields that count a cell's samples, by the split they count (the report's study names them).
+SAMPLE_COUNTS = {"train_samples": "train", "test_samples": "test"}
 TEXT_FIELDS = ("cell_id", "status", "error", "variant", "rule")  # strings wherever a record holds them
 
 
@@ -76,7 +78,7 @@ class CellRecord:
     metrics: dict
     split_seed: int  # the train/test split (and held-out classes) this cell was drawn with
     held_out_classes: str  # the dataset's ids of the classes held out, comma-separated
-    train_samples: int  # the samples it trained on (the held-out classes' left out)
+    train_samples: int  # the samples it trained on (the held-out classes' left out); SAMPLE_COUNTS
     test_samples: int  # the test samples it was evaluated on (the held-out classes' included)
     train_samples_per_s: float | None
     train_time_s: float
