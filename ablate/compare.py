@@ -1,8 +1,13 @@
 """`ablate compare RUN_A RUN_B`: did a change move the results? The findings table between two grid runs."""
 
+import textwrap
 from pathlib import Path
 
 import click
+
+from ablate.messages import say
+
+CAPTION_WIDTH = 118
 
 
 @click.command("compare")
@@ -16,7 +21,7 @@ def compare_command(run_a, run_b):
     independent draws; runs with no seed in common are compared unpaired. A side with one seed is untestable (the
     change alone)."""
     from ablate.analysis.findings import DROPPED_TEXT, method_text, pairing_sentence, power_sentence, run_findings
-    from ablate.runs.configs import format_label
+    from ablate.runs.configs import format_label, split_noise
     from ablate.runs.loading import GridRun, load_run
 
     runs = []
@@ -33,10 +38,10 @@ def compare_command(run_a, run_b):
     if not findings.rows:
         raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
     frame = findings.frame()
-    click.echo(frame.drop(columns="in words").to_string(index=False))
+    say(frame.drop(columns="in words").to_string(index=False), max_lines=None)
     click.echo("")
     for setting, words in zip(frame["setting"], frame["in words"]):
-        click.echo(f"{setting}: {words}")
+        say(f"{setting}: {words}")
     click.echo("")
     count = len(findings.rows)
     what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
@@ -44,7 +49,10 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}")
+    noise = split_noise(*(run.results for run in runs))
+    # a paragraph of lines a terminal shows whole (say cuts a line longer than ablate.messages.MAX_LINE)
+    caption = f"{what} {pairing_sentence(findings)} {method_text(findings, noise)} {DROPPED_TEXT}"
+    say(textwrap.fill(caption, CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False), max_lines=None)
     power = power_sentence(findings)
     if power:
         click.echo(power)

@@ -33,7 +33,7 @@ from ablate.analysis.findings import (
     run_findings,
     setting_of,
 )
-from ablate.analysis.stats import DIFFERENT, compare_sides, seeds_needed
+from ablate.analysis.stats import DIFFERENT, compare_sides, from_change_scale, seeds_needed
 from ablate.cli import main
 from ablate.grid.spec import config_columns, load_spec
 from ablate.metrics import METRICS
@@ -356,7 +356,8 @@ def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_
     b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5})
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
-    (caption,) = [line for line in result.output.splitlines() if line.startswith("b against a")]
+    wrapped = " ".join(result.output[result.output.index("b against a"):].splitlines())
+    caption = wrapped[:wrapped.index(DROPPED_TEXT) + len(DROPPED_TEXT)]  # the power sentence follows it
     assert caption.startswith("b against a on the 2 configurations both hold. Seeds: paired on the seeds both runs "
                               "ran in 2 configurations (a seed in both runs is the same split and initialization, "
                               "never an independent draw")
@@ -404,7 +405,10 @@ def test_compare_finds_no_difference_between_runs_of_one_setting_with_other_seed
     # even the interval leaves the metric's range (a MAP@R above 1), 'too few seeds (3)' instead of the numbers
     assert verdicts <= {"no detectable difference", "too few seeds (3)"} | {v for v in verdicts
                                                                           if v.startswith("underpowered (MDE")}
-    assert "underpowered for test accuracy (MDE" in row.words()
+    # test accuracy: a change of +10.7 pts at a baseline of 84.9%, whose simultaneous interval reaches past 100%
+    accuracy = row.differences["test_accuracy"]
+    assert from_change_scale(accuracy.metric, accuracy.baseline, accuracy.interval[1]) > 1.0
+    assert row.verdicts["test_accuracy"] == "too few seeds (3)" and "too few seeds (3) for test accuracy" in row.words()
 
 
 def test_compare_pairs_on_the_seeds_both_runs_ran_and_says_so(tmp_path):

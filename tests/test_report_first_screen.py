@@ -2,26 +2,35 @@
 one answer per primary metric read off the confirmatory table below it, too few seeds said instead of numbers that
 leave a metric's range, one meaning per colour, a report named after its run."""
 
+import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 from report_fixture_runs import make_grid_run
 
 from ablate.analysis.family import report_family_size
 from ablate.analysis.findings import axis_findings, cell_text, grid_findings
-from ablate.analysis.stats import DIFFERENT, compare_sides, from_change_scale
+from ablate.analysis.stats import DIFFERENT, TOO_FEW, compare_sides, from_change_scale
 from ablate.cli import main
+from ablate.grid.executors import SerialExecutor
+from ablate.grid.spec import GridSpec
 from ablate.metrics import METRICS, POINTS, SHARE, Metric, get_metric, headline_metrics, primary_metrics
 from ablate.report.build import load_runs, write_report
 from ablate.report.cli import MAX_NAME, default_report_path
 from ablate.report.grid_figures import band_within_range
-from ablate.report.lead import answer_lines, study_text, value_text
+from ablate.report.lead import QUIET, answer_lines, lead_blocks, metric_name, study_text, value_text
+from ablate.report.tune_blocks import setting_text
 from ablate.runs.configs import format_label
 from ablate.runs.summary import mean_ci_text
+from ablate.tune.search import run_tune
+from ablate.tune.settings import TuneSettings
+from ablate.tune.space import plan_objectives
 
 ACCURACY, RATIO = get_metric("test_accuracy"), get_metric("separation_ratio")
 
@@ -94,6 +103,63 @@ def test_the_lead_comes_first_and_the_provenance_is_collapsed(page):
     assert section.index('<div class="lead">') < section.index("<details><summary>Provenance: commit 000000000000")
     assert section.index("<details><summary>Provenance") < section.index("<h3>Findings: each lambda")
     assert section.index('<p class="note">One family: ') < section.index("<details><summary>Provenance")
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A tune of softmax (lambda 0) against softmax + center loss on digits: 2 trials per objective, 2 final seeds
+    (about 10 s on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    spec = GridSpec(axes={"dataset": ["digits"], "epochs": [1], "feat_dim": [8], "lambda": [0, 0.1]})
+    settings = TuneSettings(budget=2, seeds=2, prune_after_trials=1, prune_after_epochs=1)
+    run_dir = tmp_path_factory.mktemp("tuned") / "tuned"
+    try:
+        run_tune(spec, plan_objectives(spec, settings), settings, run_dir, SerialExecutor(), quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    return run_dir
+
+
+def test_a_tune_answers_from_its_final_seeds_against_what_and_on_which_metric(tuned, tmp_path):
+    """The question of a tune, "is center loss worth it, against what, on which metric": each primary metric's answer
+    read off the selected settings' test findings, then the settings each objective was selected with."""
+    (run,) = load_runs([tuned])
+    study, *answers = lead_blocks(run)
+    assert ("8-D features, 1 epoch, 2 seeds (1, 2) (final seeds, which share one split: each objective's setting "
+            "selected on validation") in study.study
+    lines = [_text(line) for line in study.lines]
+    assert len(lines) == len(primary_metrics()) + 1
+    confirmatory = axis_findings(run).as_confirmatory(report_family_size(run))
+    (row,) = confirmatory.rows  # the selected lambda against lambda=0
+    for metric, line in zip(primary_metrics(), lines):
+        assert line.startswith(f"{metric_name(metric)}") and f"lambda {format_label(row.setting['lambda'])}" in line
+        d = row.differences[metric.name]
+        if d.verdict in DIFFERENT:
+            assert f"({d.change_text()}) {d.verdict}" in line
+        elif d.verdict.startswith(TOO_FEW):
+            assert f": {d.verdict}, its interval would" in line
+        else:
+            assert f": {QUIET[d.verdict.split(' (')[0]]}" in line
+    assert lines[-1].startswith("Selected by MAP@R (cosine) (validation) after 2 trials per objective: ")
+    assert len(run.selected) == 2 and all(setting_text(params) in lines[-1] for params in run.selected["params"])
+    html = write_report([run], tmp_path / "tuned.html", progress=False).read_text()
+    section = html[html.index("<section"):]
+    assert section.index('<div class="lead">') < section.index("<details><summary>Provenance") < \
+        section.index("<h3>Selected settings") < section.index("<h3>Findings: each lambda")
+    # the final seeds share one split: no caption says each seed drew its own
+    assert "the seeds share one train/validation/test split" in section and "draws its own" not in section
+
+
+def test_a_tune_without_final_seeds_says_nothing_was_scored_on_test(tuned, tmp_path):
+    shutil.copytree(tuned, tmp_path / "searching")
+    for record in (tmp_path / "searching" / "cells").glob("*.json"):
+        if json.loads(record.read_text())["scored_on_test"]:
+            record.unlink()
+    (run,) = load_runs([tmp_path / "searching"])
+    (lead,) = lead_blocks(run)  # no findings, so no family
+    assert lead.study == "a tune whose search has not ended: no final seeds yet, so nothing was scored on test"
+    assert [_text(line).startswith("Selected by MAP@R (cosine) (validation)") for line in lead.lines] == [True]
 
 
 def test_green_means_statistically_better_only_and_is_explained_once(page):

@@ -34,7 +34,9 @@ RUNS_WRITERS = {"folder.py", "cells.py", "parts.py"}  # the writing side of abla
 WRITERS_ELSEWHERE = {
     "io.py": "the atomic writers themselves, to the path a caller gives",
     "report/build.py": "the HTML report, to `ablate report --out`",
-    "train/cli.py": "a cell's record, to `ablate train --out`",
+    "train/keep.py": "a trained cell's record and features, to `ablate train --out/--features`, or to a fallback "
+                     "file in the temp or working folder when those cannot take them",
+    "messages.py": "the null device, standard output's stand-in once standard output cannot take more",
     "train/cell.py": "a cell's features (.npz), to `ablate train --features` or the temp folder a grid cell is given",
     "check/cli.py": "the conformance verdict, to `ablate check --json`",
     "distributed/launch.py": "each rank's result and error, in the launcher's own temp folder",

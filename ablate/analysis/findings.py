@@ -431,9 +431,9 @@ def family_text(findings: Findings, rows_are: str) -> str:
     return text
 
 
-def method_text(findings: Findings, rows_are: str = "the rows of this table") -> str:
-    """How a findings table's numbers were obtained, for its caption (before DROPPED_TEXT); `rows_are`: what the
-    family's rows are."""
+def method_text(findings: Findings, noise: str, rows_are: str = "the rows of this table") -> str:
+    """How a findings table's numbers were obtained, for its caption (before DROPPED_TEXT); `noise`: what the spread
+    over its seeds holds (ablate.runs.configs.split_noise); `rows_are`: what the family's rows are."""
     untested = ""
     if any(d.verdict in UNTESTED for r in findings.rows for d in r.differences.values()):
         untested = (" A side with one seed, or a difference with no spread over seeds beyond rounding (a constant "
@@ -442,10 +442,9 @@ def method_text(findings: Findings, rows_are: str = "the rows of this table") ->
     effects = effects_sentence({n: d.effect for r in findings.rows for n, d in r.differences.items()})
     return ("Each headline metric: the change (paired t over seeds when both sides ran the same seeds; unpaired, "
             f"Welch's t when one side has at most {BALANCE:g} times the other's seeds, a permutation test of Welch's "
-            "t when the sides are further apart; every seed draws its own train/test split, so the spread over seeds "
-            "holds the test set's noise too), its simultaneous interval and p-value, Bonferroni-adjusted over its "
-            f"family ({family_text(findings, rows_are)}); identical sides are no test and no member of a family. A "
-            "verdict 'better' or 'worse' is given exactly when the interval excludes no change; otherwise "
+            f"t when the sides are further apart; {noise}), its simultaneous interval and p-value, Bonferroni-adjusted "
+            f"over its family ({family_text(findings, rows_are)}); identical sides are no test and no member of a "
+            "family. A verdict 'better' or 'worse' is given exactly when the interval excludes no change; otherwise "
             "'equivalent' when the interval lies within the effect of interest"
             + (f" ({effects})" if effects else "")
             + f", 'underpowered' when the MDE exceeds it, else 'no detectable difference'. MDE: the smallest true "

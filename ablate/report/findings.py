@@ -24,7 +24,7 @@ from ablate.analysis.objective_findings import varies_objective
 from ablate.metrics import METRICS, SEEN, get_metric, headline_metrics
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import FINDINGS_CLASS, MARKS, render
-from ablate.runs.configs import format_label, varying
+from ablate.runs.configs import format_label, split_noise, varying
 from ablate.runs.loading import GridRun
 from ablate.runs.summary import mean_ci_text
 
@@ -33,10 +33,10 @@ NAMING = ("setting", "rank", "objective")  # the columns that name a row, before
 WORDS_CLASS = "words"  # its cells' class: the widest column of a findings table
 
 
-def method_caption(findings: Findings, what: str, rows_are: str = "the rows of this table") -> str:
-    """A findings table's caption: what it compares and how its numbers were obtained (the page's legend says
-    what its colours mean)."""
-    return f"{what} {method_text(findings, rows_are)} {DROPPED_TEXT}"
+def method_caption(findings: Findings, run: GridRun, what: str, rows_are: str = "the rows of this table") -> str:
+    """A findings table's caption of `run`: what it compares and how its numbers were obtained (the page's legend
+    says what its colours mean)."""
+    return f"{what} {method_text(findings, split_noise(run.results), rows_are)} {DROPPED_TEXT}"
 
 
 def verdict_first(frame: pd.DataFrame) -> pd.DataFrame:
@@ -102,12 +102,12 @@ def findings_blocks(run: GridRun) -> list:
             f"seeds column says how many.{open_set}")
     role = "" if pooled.role == CONFIRMATORY else " (exploratory)"
     blocks.append(Table(f"Findings: each {key} against {reference}{role}", findings_table(pooled),
-                        caption=method_caption(pooled, what, rows_are=f"the values of {key}")))
+                        caption=method_caption(pooled, run, what, rows_are=f"the values of {key}")))
     what = f"Each setting against the same setting at {reference}."
     if findings.unmatched:
         what += f" {findings.unmatched} settings have no counterpart there and are not compared."
     blocks.append(Table(f"Findings per setting: against {reference} (exploratory)", findings_table(findings),
-                        caption=method_caption(findings, what + open_set, rows_are="the settings"),
+                        caption=method_caption(findings, run, what + open_set, rows_are="the settings"),
                         collapsed=True))
     return blocks
 

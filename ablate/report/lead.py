@@ -3,8 +3,11 @@ confirmatory table (one line per primary metric; one line per setting for a run 
 declaration of the report's family. Every number in it is read off the same findings as the table below it.
 
     lead_blocks(run)     [Lead(study, lines), Note(the family)]
-    study_text(run)      'digits (1,437 train / 360 test samples), model mlp, 2-D features, 15 epochs, 10 seeds (0-9);
-                          varied: ...; 384 cells: 380 ok, 4 diverged'
+    study_text(run)      'digits (1,149 train / 288 validation / 360 test samples), model mlp, 2-D features, 15 epochs,
+                          10 seeds (0-9); varied: ...; 384 cells: 380 ok, 4 diverged'
+
+A tune run (ablate tune) answers the same way from its final seeds, the only cells scored on test: its study says that
+each objective was tuned on validation, and a last line gives each objective's selected setting.
 """
 
 import math
@@ -31,8 +34,9 @@ from ablate.metrics import POINTS, Metric, primary_metrics
 from ablate.objectives import OBJECTIVE_KEYS
 from ablate.report.blocks import Lead, Note
 from ablate.report.grid_tables import cells_text
-from ablate.runs.configs import describe, format_label, varying
-from ablate.runs.loading import GridRun
+from ablate.report.tune_blocks import setting_text, tuned_metric_label
+from ablate.runs.configs import describe, format_label, seeds_draw_splits, varying
+from ablate.runs.loading import GridRun, TuneRun
 from ablate.runs.record import SAMPLE_COUNTS
 
 # Said in the study line itself, so not again among the keys that vary.
@@ -75,6 +79,8 @@ def study_text(run: GridRun) -> str:
     ablate.runs.record.SAMPLE_COUNTS; said so when they hold none), the model, the feature sizes, the epochs and the
     seeds; then the keys that vary and the cells by status."""
     results = run.results
+    if isinstance(run, TuneRun) and results.empty:
+        return "a tune whose search has not ended: no final seeds yet, so nothing was scored on test"
     finished = results[results["status"] != "failed"]
     datasets = []
     for dataset in _values(results, "dataset"):
@@ -89,9 +95,13 @@ def study_text(run: GridRun) -> str:
         parts.append(" and ".join(f"{int(d)}-D" for d in dims) + " features")
     epochs = _values(results, "epochs")
     if epochs:
-        parts.append(f"{' and '.join(str(int(e)) for e in epochs)} epochs")
+        parts.append(f"{' and '.join(str(int(e)) for e in epochs)} epoch{'' if list(epochs) == [1] else 's'}")
     parts.append(_seeds_text(_values(results, "seed")))
     text = ", ".join(parts)
+    if isinstance(run, TuneRun):
+        shared = "" if seeds_draw_splits(results) else ", which share one split"
+        text += (f" (final seeds{shared}: each objective's setting selected on validation, then scored on test once; "
+                 "the selected settings below)")
     keys = [k for k in varying(results, run.config_columns) if k not in STUDY_KEYS]
     if varies_objective(run) and "objective" in results:  # the objective's own keys are said by its name
         keys = [k for k in keys if k not in OBJECTIVE_KEYS or k == "lambda"]
@@ -278,10 +288,26 @@ def answer_lines(run: GridRun) -> list:
     return [metric_line(m, findings, key, reference) for m in primary_metrics()]
 
 
+def selected_line(run: TuneRun) -> list:
+    """A tune's selected setting of each objective, with the metric and the trials it was selected by, as one line
+    of (text, mark) parts; [] before any trial finished."""
+    selected = run.selected
+    if selected.empty:
+        return []
+    counted = run.trials[run.trials["counted"]].groupby("study").size()
+    trials = sorted({int(counted.get(study, 0)) for study in selected["study"]})
+    budget = f"{trials[0]}" if len(trials) == 1 else f"{trials[0]}-{trials[-1]}"
+    settings = "; ".join(f"{setting_text(row.params)} (objective {row.objective or row.study})"
+                         for row in selected.itertuples())
+    return [(f"Selected by {tuned_metric_label(run)} after {budget} trials per objective: {settings}.", "")]
+
+
 def lead_blocks(run: GridRun) -> list:
-    """The first screen of a grid run: the study and its answer, then the declaration of the report's family."""
-    lines = answer_lines(run)
-    blocks: list = [Lead(study_text(run), lines)]
+    """The first screen of a grid run: the study and its answer (and a tune's selected settings), then the
+    declaration of the report's family."""
+    lines = answer_lines(run) if len(run.results) else []
+    tuned = selected_line(run) if isinstance(run, TuneRun) else []
+    blocks: list = [Lead(study_text(run), lines + ([tuned] if tuned else []))]
     if lines:
         blocks.append(Note(family_statement(run)))
     return blocks

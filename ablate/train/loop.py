@@ -2,7 +2,9 @@
 the cell's center space, centers moved by their rule."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +19,26 @@ from ablate.train.config import CellConfig
 from ablate.train.heads import TrainingObjective
 
 
+class EpochWatch(Protocol):
+    """What watches a cell's training epoch by epoch (a tuning trial's pruner, ablate.tune.trials): `metric`, a
+    metric of the registry measured on the validation split after every epoch, and `stop(epoch, value)`, True to end
+    training there (the cell is then recorded as pruned). value is NaN where the metric is undefined."""
+
+    metric: str
+
+    def stop(self, epoch: int, value: float) -> bool: ...
+
+
 @dataclass
 class TrainingHistory:
     """Per finished epoch: mean softmax part (the head's cross-entropy, margin included), mean center part
-    (unweighted), train accuracy, the mean pair loss (unweighted; empty without a pair loss) and an annealed head's
-    lambda at the epoch's last step (empty without one).
+    (unweighted), train accuracy, the mean pair loss (unweighted; empty without a pair loss), an annealed head's
+    lambda at the epoch's last step (empty without one) and the watched validation metric (empty without an
+    EpochWatch; None where undefined).
 
-    diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never);
-    samples counts the examples trained on, including the diverged epoch's.
+    diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never); pruned_epoch the
+    epoch after which a watch stopped training (None if none did); samples counts the examples trained on,
+    including the diverged epoch's.
     """
 
     softmax_loss: list = field(default_factory=list)
@@ -32,8 +46,15 @@ class TrainingHistory:
     train_accuracy: list = field(default_factory=list)
     pair_loss: list = field(default_factory=list)
     annealing_weight: list = field(default_factory=list)
+    validation: list = field(default_factory=list)
     diverged_epoch: int | None = None
+    pruned_epoch: int | None = None
     samples: int = 0
+
+    @property
+    def finished_ok(self) -> bool:
+        """Trained every epoch with finite losses."""
+        return self.diverged_epoch is None and self.pruned_epoch is None
 
     def curves(self) -> dict:
         """The per-epoch curves by name, as the record declares them (ablate.runs.record.CURVES_OF_EPOCHS)."""
@@ -84,8 +105,12 @@ class CenterStep:
 
 
 def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Tensor, config: CellConfig,
-          progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective) -> TrainingHistory:
+          progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective,
+          after_epoch: Callable[[int, TrainingHistory], bool] | None = None) -> TrainingHistory:
     """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss.
+
+    after_epoch(epoch, history): called after every epoch (one process only); True stops training there, with
+    history.pruned_epoch set. It may put the model in eval mode: training resumes in train mode.
 
     objective: the cell's head and pair loss, attached to the model already (a pml head's weights are then the
     model's parameters, so its optimizer trains them).
@@ -149,4 +174,10 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                             acc=f"{accuracy:.3f}")
             if scheduler is not None:
                 scheduler.step()
+            if after_epoch is not None:
+                stop = after_epoch(epoch, history)
+                model.train()
+                if stop and epoch < config.epochs:
+                    history.pruned_epoch = epoch
+                    return history
     return history
