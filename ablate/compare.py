@@ -46,7 +46,7 @@ def compare_command(run_a, run_b):
     independent draws; runs with no seed in common are compared unpaired. A side with one seed is untestable (the
     change alone)."""
     from ablate.analysis.findings import DROPPED_TEXT, method_text, pairing_sentence, power_sentence, run_findings
-    from ablate.runs.configs import format_label
+    from ablate.runs.configs import format_label, split_noise
     from ablate.runs.loading import GridRun, load_run
 
     runs = []
@@ -72,7 +72,9 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    say(_wrapped(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}", width), max_lines=None)
+    noise = split_noise(*(run.results for run in runs))
+    caption = f"{what} {pairing_sentence(findings)} {method_text(findings, noise)} {DROPPED_TEXT}"
+    say(_wrapped(caption, width), max_lines=None)
     power = power_sentence(findings)
     if power:
         click.echo("\n" + _wrapped(power, width))

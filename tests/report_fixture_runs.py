@@ -32,6 +32,8 @@ def _metrics(lam: float, alpha: float, rng) -> dict:
     return {"test_accuracy": accuracy, "nearest_center_accuracy": accuracy - 0.01, "intra_class_distance": spread,
             "inter_class_distance": inter, "inter_class_distance_min": inter / 2, "separation_ratio": inter / spread,
             "silhouette": 0.5 - spread / 4, "precision_at_1": accuracy, "map_at_r": accuracy - 0.1,
+            "cosine_precision_at_1": accuracy, "cosine_map_at_r": accuracy - 0.05,
+            "unit_intra_class_distance": spread / (1 + spread), "unit_inter_class_distance": 1.2,
             "verification_auc": accuracy + 0.005, "tar_at_far_1e3": accuracy - 0.2, "center_to_mean_distance": 0.1,
             "train_samples_per_s": 5000 + 100 * rng.standard_normal(), "train_time_s": 0.5, "wall_time_s": 0.7,
             "status": "ok", "diverged_epoch": None, "resolved_device": "cpu"}
@@ -48,7 +50,10 @@ def _curves(lam: float, epochs: int, rng) -> dict:
             "curve_train_accuracy": [(1 - 0.5 / e) * noise() for e in range(1, epochs + 1)]}
 
 
-def _features_npz(num_classes: int, feat_dim: int, lam: float, rng, per_class: int = 40) -> bytes:
+TEST_PER_CLASS = 40  # test samples per class in a cell's .npz
+
+
+def _features_npz(num_classes: int, feat_dim: int, lam: float, rng, per_class: int = TEST_PER_CLASS) -> bytes:
     """An .npz of test features (N, D) around centers (C, D), their spread shrinking as lambda grows."""
     centers = rng.standard_normal((num_classes, feat_dim)).astype(np.float32) * 3
     labels = np.repeat(np.arange(num_classes), per_class).astype(np.int64)
@@ -89,7 +94,8 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
                           wall_time_s=0.7, status="diverged", diverged_epoch=epochs, resolved_device="cpu", **curves)
             npz = None
         else:
-            record.update(_metrics(lam, alpha, rng), **_curves(lam, epochs, rng))
+            record.update(_metrics(lam, alpha, rng), **_curves(lam, epochs, rng),
+                          train_samples=4 * num_classes * TEST_PER_CLASS, test_samples=num_classes * TEST_PER_CLASS)
             npz = _features_npz(num_classes, feat_dim, lam, rng) if features else None
         store.save(record["cell_id"], record, npz)
         records.append(record)

@@ -128,7 +128,8 @@ def test_the_report_opens_with_the_objective_findings_and_the_figure(objectives_
     html = build_report([objectives_run], tmp_path / "report.html", progress=False).read_text()
     first = html.index("Findings: every objective against softmax")
     assert first < html.index("Findings: center loss added to each objective")
-    assert first < html.index("Findings: each lambda")  # the lambda findings follow
+    # each objective against itself without center loss is the lambda comparison: no lambda pooled over the heads
+    assert "Findings: each lambda" not in html and "Findings per setting" not in html
     assert "Every objective: accuracy against compactness" in html
 
 
@@ -205,7 +206,7 @@ def test_failures_are_counted_with_exact_intervals_and_compared_with_the_best_by
     assert table.failures_p(arcface) == pytest.approx(min(1, 2 * p))
     assert table.failures_verdict(arcface) == "fails more often than the best"
     assert ranking_frame(table)["in words"].iloc[1].endswith(f"; fails more often than the best (did not train: 6/10, "
-                                                            f"p = {min(1, 2 * p):.2g})")
+                                                            f"p_adj = {min(1, 2 * p):.2g})")
 
 
 def test_a_planted_cell_below_chance_is_kept_out_of_the_comparison_and_the_mean(tmp_path):
@@ -222,7 +223,7 @@ def test_the_report_opens_with_the_family_and_the_ranking_then_the_exploratory_t
     family = html.index("One family: This run&#39;s confirmatory comparisons are each objective against the best")
     first = html.index("Findings: every objective against the best, ranked by MAP@R")
     assert family < first < html.index("Findings: every objective against softmax (exploratory)")
-    assert first < html.index("Findings: each lambda against lambda=0 (exploratory)")
+    assert first < html.index("Findings: center loss added to each objective against that objective alone")
     assert "did not learn" in html and "failures against the best" in html
 
 

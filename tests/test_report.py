@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.text import Text
 from PIL import Image
 from report_fixture_runs import make_bench_run, make_grid_run
 from support import ROOT
 
 from ablate.cli import main
-from ablate.report import bench_figures, build_report, grid_figures, sections
+from ablate.report import bench_figures, build_report, distributed_blocks, figures, grid_figures, sections
+from ablate.report import objective_findings as objective_figures
 from ablate.report.bench_figures import speedup_table, sweep_panels
 from ablate.report.grid_figures import set_lambda_scale
 from ablate.report.grid_tables import best_cells, summary_frames, variant_agreement
@@ -148,6 +150,51 @@ def test_no_figure_has_an_empty_axis(grid_run, bench_run, tmp_path, monkeypatch)
     assert len(drawn) == 9 + 6  # the cuda run adds roof fraction over classes and over batch
 
 
+def _figure_text(monkeypatch) -> tuple:
+    """Make every figure the report draws record, as saved, the text of each tick label and other text it holds,
+    and its log axes; returns (texts, log axes), filled as the report is built."""
+    texts, log_axes = [], []
+
+    def recorded(fig: MplFigure) -> str:
+        uri = figures.to_data_uri(fig)  # drawn: the tick labels hold what the PNG shows
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                labels = [t.get_text() for t in axis.get_ticklabels(which="both")]
+                texts.extend(labels)
+                if axis.get_scale() in ("log", "symlog"):
+                    log_axes.append(labels)
+        texts.extend(t.get_text() for t in fig.findobj(Text))
+        return uri
+
+    for module in (grid_figures, bench_figures, objective_figures, distributed_blocks):
+        monkeypatch.setattr(module, "to_data_uri", recorded)
+    return texts, log_axes
+
+
+def test_no_tick_label_is_drawn_as_literal_mathtext(grid_run, tmp_path, monkeypatch):
+    """Before: the training curves' log axis printed `$\\mathdefault{10^{2}}$`, as did every bench figure (the report
+    draws text unparsed, so that a "$" in a value from a run folder cannot break a figure)."""
+    cuda = make_bench_run(tmp_path / "cuda", device="cuda", variants=("naive", "gather", "fused"))
+    texts, log_axes = _figure_text(monkeypatch)
+    build_report([grid_run, cuda], tmp_path / "r.html", progress=False)
+    assert len(log_axes) > 10 and any("10" in label for labels in log_axes for label in labels)
+    assert [t for t in texts if "$" in t or "mathdefault" in t] == []
+    assert {"10⁻¹", "10⁰", "10¹"} <= {label for labels in log_axes for label in labels}
+
+
+def test_the_tick_label_check_catches_matplotlibs_mathtext():
+    with figures.report_style():
+        fig = MplFigure()
+        ax = fig.subplots()
+        ax.plot([1, 1000], [1, 2])
+        ax.set_xscale("log")
+        fig.draw_without_rendering()
+        assert any("\\mathdefault" in t.get_text() for t in ax.get_xticklabels())  # matplotlib's own labels
+    assert figures.plain_text("$\\mathdefault{10^{-3}}$") == "10⁻³"
+    assert figures.plain_text("$\\mathdefault{2\\times10^{1}}$") == "2×10¹"
+    assert figures.plain_text("lambda = $x$") == "lambda = $x$"  # text that is no formatter's output is left as is
+
+
 def test_missing_pieces_leave_notes_not_crashes(tmp_path, monkeypatch):
     """One lambda, one alpha, one seed, one variant, features of dimension 3, no bench run."""
     run = make_grid_run(tmp_path / "tiny", lambdas=(0.1,), alphas=(0.5,), rules=("paper",), seeds=(0,), feat_dim=3)
@@ -179,7 +226,8 @@ def test_one_epoch_and_no_features_leave_notes(tmp_path):
                         epochs=1, features=False)
     page = parse(build_report([run], tmp_path / "short.html", progress=False).read_text())
     assert "Training curves left out: the cells trained for one epoch." in page.notes
-    assert "Feature scatter left out: no finished cell saved its features (cells/<id>.npz)." in page.notes
+    assert "Feature scatter left out: none of the 2 cells that finished ok saved its features (cells/<id>.npz)." \
+        in page.notes
     assert "Metrics against lambda" in page.headings["h3"]
 
 
@@ -338,8 +386,11 @@ def test_summary_frames_show_mean_and_ci(grid_run):
 
     one_seed = key(variant="gather", rule="paper", alpha=0.1, **{"lambda": 0.0})  # the failed cell's partner
     key = key(variant="naive", rule="sgd", alpha=0.5, **{"lambda": 0.003})
-    assert text.loc[key, "test accuracy"] == \
-        f"{summary.loc[key, 'test_accuracy_mean']:.4g} ± {summary.loc[key, 'test_accuracy_ci95']:.2g}"
+    mean, ci = summary.loc[key, "test_accuracy_mean"], summary.loc[key, "test_accuracy_ci95"]
+    # two seeds: an interval past accuracy 1 is no number (ablate.metrics.Metric.value_range)
+    assert mean + ci > 1 and text.loc[key, "test accuracy"] == f"{mean:.4g} ± too few seeds (2)"
+    mean, ci = summary.loc[key, "intra_class_distance_mean"], summary.loc[key, "intra_class_distance_ci95"]
+    assert mean - ci > 0 and text.loc[key, "intra-class distance"] == f"{mean:.4g} ± {ci:.2g}"
     assert means.loc[key, "test accuracy"] == summary.loc[key, "test_accuracy_mean"]
     assert np.isnan(summary.loc[one_seed, "test_accuracy_ci95"])  # one seed left: no CI
     assert text.loc[one_seed, "test accuracy"] == f"{summary.loc[one_seed, 'test_accuracy_mean']:.4g}"

@@ -1,21 +1,30 @@
 """The report in a real browser: headless Chromium opens it, every image decodes, nothing is logged as an
-error and nothing is fetched. A report is a file people send each other: markup planted in every string field
-that can reach it (grid values, cell records, bench, numerics and training-step tables, provenance, run folder
-names) must show as text and never run. Control pages prove the same checks catch a broken page."""
+error and nothing is fetched. It reads at 1366 px: the first screen holds the study and its answer, the page never
+scrolls sideways, no findings table needs a scroll for its verdict, every figure has a blank margin on every side
+(nothing drawn is cut at its edge) and is shown at a readable scale, no caption overflows. Every "left out" message
+holds: planting what it says is missing makes it go, removing it brings it back. A report is a file people send
+each other: markup planted in every string field that can reach it (grid values, cell records, bench, numerics and
+training-step tables, provenance, run folder names) must show as text and never run. Control pages prove the same
+checks catch a broken page."""
 
+import base64
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from chromium_page import chromium_binary, open_page
+from matplotlib.figure import Figure as MplFigure
 from report_fixture_runs import make_bench_run, make_grid_run
 
 from ablate.report import build_report
 from ablate.runs import manifest, schema
 from ablate.runs.cells import CellStore
+from ablate.runs.features import features_npz
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -179,3 +188,186 @@ def test_the_markup_check_catches_markup_that_runs(tmp_path):
     state = open_page(path, expressions=PAGE_STATE).values
 
     assert state["title"] == PWNED and state["planted elements"] > 0 and state["non-data images"] == 1
+
+
+# --- read at 1366 px ----------------------------------------------------------------------------------------------
+
+SCREEN = (1366, 768)
+# Each figure: its natural and shown size, whether it or its caption reaches past the page, and how many pixels of
+# its outermost rows and columns are not the background (a figure saved around what it draws keeps a blank margin:
+# text cut at an edge shows there).
+LAYOUT = {
+    "scroll": "[document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+    "lead bottom": "Math.max(...Array.from(document.querySelectorAll('div.lead')).slice(0, 1).map("
+                   "e => e.getBoundingClientRect().bottom + window.scrollY))",
+    "findings": "Array.from(document.querySelectorAll('table.findings')).map(t => [t.parentElement.scrollWidth, "
+                "t.parentElement.clientWidth])",
+    "figures": """Array.from(document.querySelectorAll('figure')).map(f => {
+        const img = f.querySelector('img'), caption = f.querySelector('figcaption');
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(img, 0, 0);
+        const w = img.naturalWidth, h = img.naturalHeight;
+        const strips = [context.getImageData(0, 0, w, 1), context.getImageData(0, h - 1, w, 1),
+                        context.getImageData(0, 0, 1, h), context.getImageData(w - 1, 0, 1, h)];
+        let marked = 0;
+        for (const strip of strips) for (let i = 0; i < strip.data.length; i += 4)
+            if (strip.data[i] < 250 || strip.data[i + 1] < 250 || strip.data[i + 2] < 250) marked++;
+        const page = document.documentElement.clientWidth;
+        return {alt: img.alt, natural: w, shown: img.getBoundingClientRect().width, marked: marked,
+                past_page: img.getBoundingClientRect().right > page || (caption !== null &&
+                    (caption.getBoundingClientRect().right > page || caption.scrollWidth > caption.clientWidth))};
+    })""",
+}
+MIN_SCALE = 0.7  # a figure shown narrower than this share of its drawn width has text too small to read
+
+
+def check_layout(values: dict) -> list:
+    """What a reader at 1366 px would trip on, in words; [] when nothing."""
+    found = []
+    scroll_width, client_width = values["scroll"]
+    if scroll_width > client_width:
+        found.append(f"the page scrolls sideways ({scroll_width} > {client_width} px)")
+    found += [f"findings table {i} scrolls ({a} > {b} px)" for i, (a, b) in enumerate(values["findings"]) if a > b]
+    for figure in values["figures"]:
+        if figure["marked"]:
+            found.append(f"{figure['alt']}: {figure['marked']} drawn pixels on its edges (cut off)")
+        if figure["shown"] < MIN_SCALE * figure["natural"]:
+            found.append(f"{figure['alt']}: shown at {figure['shown']:.0f} of {figure['natural']} px")
+        if figure["past_page"]:
+            found.append(f"{figure['alt']}: it or its caption reaches past the page")
+    return found
+
+
+def test_the_report_reads_at_1366_px_with_its_answer_on_the_first_screen(tmp_path):
+    # five lambdas, as make ablation's: five feature scatter panels
+    grid = make_grid_run(tmp_path / "grid", lambdas=(0.0, 0.001, 0.01, 0.1, 1.0), variants=("gather", "naive"),
+                         seeds=(0, 1, 2))
+    bench = make_bench_run(tmp_path / "bench", device="cuda", variants=("naive", "gather", "fused"))
+    out = build_report([grid, bench], tmp_path / "report.html", progress=False)
+
+    page = open_page(out, width=SCREEN[0], height=SCREEN[1], expressions=LAYOUT)
+
+    assert page.errors == [] and check_layout(page.values) == []
+    assert len(page.values["figures"]) == 11 and len(page.values["findings"]) == 2
+    assert page.values["lead bottom"] <= SCREEN[1]  # the study and each primary metric's answer, unscrolled
+    if os.environ.get("ABLATE_SCREENSHOT_DIR"):
+        (Path(os.environ["ABLATE_SCREENSHOT_DIR"]) / "report-1366.png").write_bytes(page.screenshot)
+
+
+def _png(fig: MplFigure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _clipped_png() -> str:
+    """A figure whose legend reaches past its left edge, saved at its size (the legend cut off)."""
+    fig = MplFigure(figsize=(3, 2))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="a label far too long to fit")
+    fig.legend(loc="center right", bbox_to_anchor=(0.4, 0.5))
+    return _png(fig)
+
+
+def test_the_layout_check_catches_a_sideways_scroll_a_cut_figure_and_an_overflowing_caption(tmp_path):
+    path = tmp_path / "control.html"
+    path.write_text(f"""<!DOCTYPE html><html><head><meta charset="utf-8"><style>figcaption {{ width: 200px; }}
+</style></head><body><div class="lead">study</div>
+<figure><img alt="cut" src="data:image/png;base64,{_clipped_png()}"><figcaption>{'x' * 400}</figcaption></figure>
+<figure><img alt="wide" style="max-width: 100%" src="data:image/png;base64,{_png(MplFigure(figsize=(40, 1)))}">
+</figure>
+<div><table class="findings"><tr><td style="white-space: nowrap">{'a verdict ' * 400}</td></tr></table></div>
+</body></html>""")
+
+    found = check_layout(open_page(path, width=SCREEN[0], height=SCREEN[1], expressions=LAYOUT).values)
+
+    assert any(f.startswith("the page scrolls sideways") for f in found)
+    assert any(f.startswith("cut: ") and "drawn pixels on its edges" in f for f in found)
+    assert "cut: it or its caption reaches past the page" in found
+    assert any(f.startswith("wide: shown at ") and f.endswith(" of 4000 px") for f in found)
+
+
+# --- every "left out" message holds ---------------------------------------------------------------------------
+
+def _page_text(run, tmp_path) -> str:
+    out = build_report([run], tmp_path / "r.html", progress=False)
+    return open_page(out, expressions={"text": "document.body.innerText"}).values["text"]
+
+
+def _plant_features(run: Path) -> int:
+    """An .npz of test features for every cell that finished ok (the encoding a cell writes); how many."""
+    rng = np.random.default_rng(1)
+    planted = 0
+    for record_path in sorted((run / "cells").glob("*.json")):
+        record = json.loads(record_path.read_text())
+        if record["status"] == "ok":
+            labels = np.repeat(np.arange(4), 10)
+            centers = 3 * rng.standard_normal((4, 2))
+            features = centers[labels] + rng.standard_normal((40, 2))
+            record_path.with_suffix(".npz").write_bytes(features_npz(features, labels, centers, labels))
+            planted += 1
+    return planted
+
+
+SCATTER_LEFT_OUT = "Feature scatter left out: none of the 4 cells that finished ok saved its features (cells/<id>.npz)."
+
+
+def test_the_feature_scatter_message_holds_exactly_while_no_cell_saved_features(tmp_path):
+    """Before: 'no finished cell saved its features' on a run whose 45 .npz files all existed."""
+    run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), features=False)
+    assert SCATTER_LEFT_OUT in _page_text(run, tmp_path)
+    assert _plant_features(run) == 4
+    planted = _page_text(run, tmp_path)
+    assert SCATTER_LEFT_OUT not in planted and "Features per lambda" in planted
+    for npz in (run / "cells").glob("*.npz"):
+        npz.unlink()
+    assert SCATTER_LEFT_OUT in _page_text(run, tmp_path)
+
+
+def _set_curves(run: Path, present: bool) -> None:
+    """Every cell record with or without its per-epoch curves; the curves table rebuilt from them by the report."""
+    for record_path in (run / "cells").glob("*.json"):
+        record = json.loads(record_path.read_text())
+        if present:
+            record.update({f"curve_{name}": [1.0, 0.5, 0.25] for name in ("softmax_loss", "center_loss",
+                                                                           "train_accuracy")})
+        else:
+            record = {k: v for k, v in record.items() if not k.startswith("curve_")}
+        record_path.write_text(json.dumps(record))
+    (run / "curves.parquet").unlink(missing_ok=True)
+
+
+CURVES_LEFT_OUT = "Training curves left out: no finished cell recorded per-epoch curves."
+
+
+def test_the_training_curves_message_holds_exactly_while_no_cell_recorded_curves(tmp_path):
+    run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",))
+    _set_curves(run, present=False)
+    assert CURVES_LEFT_OUT in _page_text(run, tmp_path)
+    _set_curves(run, present=True)
+    planted = _page_text(run, tmp_path)
+    assert CURVES_LEFT_OUT not in planted and "Training curves" in planted
+    _set_curves(run, present=False)
+    assert CURVES_LEFT_OUT in _page_text(run, tmp_path)
+
+
+def test_figures_fix_a_configuration_the_run_holds_not_a_mix_of_preferred_values(tmp_path):
+    """Before: each fixed key took its preferred or smallest value apart ('head=arcface, margin=0.35' of CosFace,
+    'pair_loss=contrastive'), naming a mix no cell held, and both figures were left out saying no cell had saved
+    features or curves. Here the paper's alpha 0.5 and its rule are each in the run, but never together."""
+    run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.1, 0.5), rules=("paper", "sgd"))
+    for record_path in (run / "cells").glob("*.json"):
+        record = json.loads(record_path.read_text())
+        if record["alpha"] == 0.5 and record["rule"] == "paper":
+            record_path.unlink()
+            record_path.with_suffix(".npz").unlink()
+    for table in ("results.parquet", "results.csv", "summary.parquet", "summary.csv", "curves.parquet"):
+        (run / table).unlink()
+
+    text = _page_text(run, tmp_path)
+
+    assert "left out" not in text.replace("Variant agreement left out", "")
+    assert "Features per lambda" in text and "Training curves" in text
+    assert "(rule=paper, alpha=0.1, seed=0)" in text or "(rule=sgd, alpha=0.5, seed=0)" in text

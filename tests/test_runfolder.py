@@ -357,13 +357,15 @@ def test_a_cell_record_is_flat_in_its_declared_order_and_keeps_only_measured_opt
     curves = {"softmax_loss": [2.0, 1.0], "center_loss": [0.5, 0.2], "train_accuracy": [0.5, 0.9], "pair_loss": []}
     trained = CellRecord(config={"dataset": "digits", "lambda": 0.1}, objective="softmax",
                          metrics={"val_test_accuracy": 0.8, "test_accuracy": 0.9}, held_out_classes="",
+                         train_samples=100, validation_samples=10, test_samples=20,
                          scored_on_test=True, validation_metric=None, train_samples_per_s=10.0,
                          train_time_s=1.0, wall_time_s=2.0, status="ok", diverged_epoch=None, resolved_device="cpu",
                          torch_threads=1, world_size=1, curves=curves)
     assert list(trained.to_dict()) == [
-        "dataset", "lambda", "objective", "val_test_accuracy", "test_accuracy", "held_out_classes", "scored_on_test",
-        "validation_metric", "train_samples_per_s", "train_time_s", "wall_time_s", "status", "diverged_epoch",
-        "resolved_device", "torch_threads", "world_size", "curve_softmax_loss", "curve_center_loss",
+        "dataset", "lambda", "objective", "val_test_accuracy", "test_accuracy", "held_out_classes", "train_samples",
+        "validation_samples", "test_samples", "scored_on_test", "validation_metric", "train_samples_per_s",
+        "train_time_s", "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
+        "curve_softmax_loss", "curve_center_loss",
         "curve_train_accuracy"]  # no pair loss or validation curve measured: neither is in the record
     with_pairs = replace(trained, curves={**curves, "pair_loss": [0.3, 0.1]}).to_dict()
     assert with_pairs["curve_pair_loss"] == [0.3, 0.1] and list(with_pairs)[-1] == "curve_pair_loss"

@@ -122,11 +122,13 @@ def test_the_permutation_interval_is_the_shifts_its_test_accepts_so_it_agrees_wi
             assert d._permutation_p(bound - outward * width) > d.alpha >= d._permutation_p(bound + outward * width)
 
 
-def test_too_few_seeds_for_the_permutation_test_to_reach_its_level_are_underpowered_with_an_infinite_mde():
+def test_too_few_seeds_for_the_permutation_test_to_reach_its_level_say_so_instead_of_an_infinite_mde():
     d = compare_sides(ACCURACY, [0.90, 0.91], [0.95, 0.96, 0.94, 0.95, 0.96], paired=False)
     assert d.test == PERMUTATION and math.comb(7, 2) == 21  # 21 splits: no two-sided p below 2/21 = 0.095
     assert d.p > 0.05 and d.interval == (-math.inf, math.inf)
-    assert d.minimum_detectable == math.inf and d.verdict == "underpowered (MDE ∞)"
+    assert d.minimum_detectable == math.inf and d.mde_exceeds_range and d.interval_leaves_range
+    assert d.verdict == "too few seeds (2 vs 5)" and d.change_text() == "+4.7 pts [too few seeds (2 vs 5)]"
+    assert d.minimum_detectable_text() == "too few seeds (2 vs 5)"
 
 
 # --- power said plainly -------------------------------------------------------------------------------------

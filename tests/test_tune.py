@@ -166,10 +166,12 @@ def test_the_test_split_is_read_by_the_final_seeds_alone(tmp_path, monkeypatch):
     records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
     trials = [r for r in records if not r["scored_on_test"]]
     assert len(trials) == 4 and all("test_accuracy" not in r and "map_at_r" not in r for r in trials)
+    assert all(r["test_samples"] is None for r in trials)  # a trial does not even count its test samples
     assert not [p for p in (tmp_path / "run" / "cells").glob("*.npz")
                 if not json.loads(p.with_suffix(".json").read_text())["scored_on_test"]]  # no trial saved features
     finals = [r for r in records if r["scored_on_test"]]
     assert len(finals) == 4 and {r["seed"] for r in finals} == {1, 2} and {r["split_seed"] for r in records} == {0}
+    assert len({r["test_samples"] for r in finals}) == 1 and finals[0]["test_samples"] > 0  # one shared split
     assert {r["seed"] for r in trials} == {0}  # the trials' seed is none of the final seeds
     assert all(r["val_map_at_r"] is not None and r["map_at_r"] is not None for r in finals if r["status"] == "ok")
     assert len(outcome.finals) == 4

@@ -39,6 +39,7 @@ from ablate.analysis.stats import (
     NO_DIFFERENCE,
     POWER,
     SIGNIFICANCE,
+    TOO_FEW,
     UNDERPOWERED,
     UNTESTED,
     Difference,
@@ -84,8 +85,9 @@ class Row:
         return {name: d.verdict for name, d in self.differences.items()}
 
     def words(self) -> str:
-        """The row in plain words: the changes found, then what was equivalent, underpowered, without a
-        detectable difference (with its MDE), identical, untestable, and not comparable."""
+        """The row in plain words: where the seeds are too few for its numbers, then the changes found, then what
+        was equivalent, underpowered, without a detectable difference (with its MDE), identical, untestable, and not
+        comparable."""
         if self.flag:
             return self.flag
         differences = list(self.differences.values())
@@ -93,8 +95,13 @@ class Row:
         compared = [d for d in differences if d.comparable]
         if compared and all(d.verdict == IDENTICAL for d in compared):
             return "; ".join([f"identical in every {'other ' if missing else ''}headline metric", *missing])
-        found = [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in compared
-                 if d.verdict in DIFFERENT]
+        few: dict = {}
+        for d in compared:
+            if d.verdict.startswith(TOO_FEW):
+                few.setdefault(d.verdict, []).append(f"{d.metric.label} ({d.estimate_text()})")
+        found = [f"{verdict} for {', '.join(names)}" for verdict, names in few.items()]
+        found += [d.sentence() + ("" if d.metric.primary else f" ({SECONDARY})") for d in compared
+                  if d.verdict in DIFFERENT]
         grouped = {
             EQUIVALENT: [f"{d.metric.label} ({d.margin_text()})" for d in compared if d.verdict.startswith(EQUIVALENT)],
             UNDERPOWERED: [f"{d.metric.label} ({d.minimum_detectable_text()})" for d in compared
@@ -161,17 +168,18 @@ class Findings:
 
 
 def cell_text(difference: Difference) -> str:
-    """'+2.1 pts [+1.0, +3.2] p=0.001; MDE 0.8 pts', '+0.8 pts [-0.4, +2.0] p=0.3; underpowered (MDE 1.5 pts)',
-    '+0.1 pts [-0.3, +0.5] p=1; no detectable difference (MDE 0.6 pts)', or the change with its verdict when there
-    is no test."""
+    """'+2.1 pts [+1.0, +3.2] p_adj = 0.001; better (MDE 0.8 pts)', '+0.8 pts [-0.4, +2.0] p_adj = 0.3; underpowered
+    (MDE 1.5 pts)', '+0.1 pts [-0.3, +0.5] p_adj = 1; no detectable difference (MDE 0.6 pts)', '-6.9 pts; too few
+    seeds (3)' (no interval, no p: they would leave the metric's range), or the change with its verdict when there is
+    no test. A verdict is written out in every cell, so that it reads without the page's colours."""
     verdict = difference.verdict
     if not difference.comparable:
         return difference.change_text()  # the metric's `missing` text
     if not difference.testable:
         return f"{difference.change_text()} {verdict}"
-    if verdict in DIFFERENT:
-        what = difference.minimum_detectable_text()
-    elif verdict == NO_DIFFERENCE:
+    if verdict.startswith(TOO_FEW):
+        return f"{difference.estimate_text()}; {verdict}"
+    if verdict in DIFFERENT or verdict == NO_DIFFERENCE:
         what = f"{verdict} ({difference.minimum_detectable_text()})"
     else:  # 'equivalent (within ...)', 'underpowered (MDE ...)'
         what = verdict
@@ -423,9 +431,9 @@ def family_text(findings: Findings, rows_are: str) -> str:
     return text
 
 
-def method_text(findings: Findings, rows_are: str = "the rows of this table") -> str:
-    """How a findings table's numbers were obtained, for its caption (before DROPPED_TEXT); `rows_are`: what the
-    family's rows are."""
+def method_text(findings: Findings, noise: str, rows_are: str = "the rows of this table") -> str:
+    """How a findings table's numbers were obtained, for its caption (before DROPPED_TEXT); `noise`: what the spread
+    over its seeds holds (ablate.runs.configs.split_noise); `rows_are`: what the family's rows are."""
     untested = ""
     if any(d.verdict in UNTESTED for r in findings.rows for d in r.differences.values()):
         untested = (" A side with one seed, or a difference with no spread over seeds beyond rounding (a constant "
@@ -434,10 +442,9 @@ def method_text(findings: Findings, rows_are: str = "the rows of this table") ->
     effects = effects_sentence({n: d.effect for r in findings.rows for n, d in r.differences.items()})
     return ("Each headline metric: the change (paired t over seeds when both sides ran the same seeds; unpaired, "
             f"Welch's t when one side has at most {BALANCE:g} times the other's seeds, a permutation test of Welch's "
-            "t when the sides are further apart; every seed draws its own train/test split, so the spread over seeds "
-            "holds the test set's noise too), its simultaneous interval and p-value, Bonferroni-adjusted over its "
-            f"family ({family_text(findings, rows_are)}); identical sides are no test and no member of a family. A "
-            "verdict 'better' or 'worse' is given exactly when the interval excludes no change; otherwise "
+            f"t when the sides are further apart; {noise}), its simultaneous interval and p-value, Bonferroni-adjusted "
+            f"over its family ({family_text(findings, rows_are)}); identical sides are no test and no member of a "
+            "family. A verdict 'better' or 'worse' is given exactly when the interval excludes no change; otherwise "
             "'equivalent' when the interval lies within the effect of interest"
             + (f" ({effects})" if effects else "")
             + f", 'underpowered' when the MDE exceeds it, else 'no detectable difference'. MDE: the smallest true "

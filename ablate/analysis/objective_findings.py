@@ -269,11 +269,11 @@ def objective_summary(run: GridRun) -> pd.DataFrame:
 
 
 def _failures_text(ranking: Ranking, standing: Standing) -> str:
-    """'p=0.02, fails more often than the best'; '—' for the best; 'none on either side' without a test."""
+    """'p_adj = 0.02, fails more often than the best'; '—' for the best; 'none on either side' without a test."""
     if standing.rank == 1 or standing.row is None:
         return "—"
     p = ranking.failures_p(standing)
-    return f"p={p:.2g}, {ranking.failures_verdict(standing)}" if math.isfinite(p) else "none on either side"
+    return f"p_adj = {p:.2g}, {ranking.failures_verdict(standing)}" if math.isfinite(p) else "none on either side"
 
 
 def _words(ranking: Ranking, standing: Standing) -> str:
@@ -285,7 +285,7 @@ def _words(ranking: Ranking, standing: Standing) -> str:
         return standing.row.words()
     not_trained = standing.not_trained
     return (f"{standing.row.words()}; {failures} (did not train: {not_trained.k}/{not_trained.n}, "
-            f"p = {ranking.failures_p(standing):.2g})")
+            f"p_adj = {ranking.failures_p(standing):.2g})")
 
 
 def ranking_frame(ranking: Ranking) -> pd.DataFrame:

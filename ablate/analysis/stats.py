@@ -32,6 +32,11 @@ interval shown is the simultaneous one, at level 1 - SIGNIFICANCE / m, the p-val
 is read off the interval (a difference iff it excludes no change), so no verdict can contradict its interval.
 (Holm's step-down rejects a little more, but has no intervals that agree with its verdicts.)
 
+Too few seeds. A metric has a range (Metric.value_range: a share in [0, 1], a norm at least 0). An interval whose
+other side's values would leave it (a change of accuracy of -6.9 points [-211, +197]), or a minimum detectable effect
+wider than the range itself, says nothing but that the seeds are too few: the comparison says "too few seeds (n)"
+instead of the number, and its verdict is that unless the test found a difference.
+
 The effect of interest (a grid's `effect_of_interest`, default 1 point for every metric said in points) is the
 smallest change that matters. A comparison that finds no difference says which of three things it is: equivalent
 (its simultaneous interval lies within +-effect: the two one-sided tests of statsmodels' TOST at half the family's
@@ -51,7 +56,7 @@ import numpy.typing as npt
 from scipy import stats
 from scipy.optimize import brentq
 
-from ablate.metrics import DIFFERENCE, POINTS, RATIO, Metric, headline_metrics
+from ablate.metrics import DIFFERENCE, POINTS, RATIO, Metric, headline_metrics, too_few_seeds
 
 SIGNIFICANCE = 0.05  # family-wise error rate of one family
 POWER = 0.8  # the power at which the minimum detectable effect is given
@@ -73,6 +78,7 @@ DIFFERENT = (BETTER, WORSE)
 NO_DIFFERENCE = "no detectable difference"
 UNDERPOWERED = "underpowered"  # said with its MDE: "underpowered (MDE 2.9 pts)"
 EQUIVALENT = "equivalent"  # said with its margin: "equivalent (within ±1 pts)"
+TOO_FEW = "too few seeds"  # said with the seeds: "too few seeds (3)" (ablate.metrics.too_few_seeds)
 IDENTICAL = "identical"
 UNTESTABLE = "untestable with one seed"
 DEGENERATE = "untestable: no spread over seeds"
@@ -110,7 +116,8 @@ class Difference:
     n_a, n_b: seeds per side; paired; family_size: comparisons adjusted together; identical: every value equal on
     both sides; degenerate: no spread beyond rounding where the test needs one; test: PAIRED_T, WELCH_T or
     PERMUTATION ('' when untestable); effect: the effect of interest on the change scale (NaN: none declared);
-    sides: (a, b) on the change scale, kept for the permutation test.
+    sides: (a, b) on the change scale, kept for the permutation test; baseline: the reference side's mean on the
+    metric's own scale (a ratio's geometric mean), the value a change starts from (NaN: not finite).
     """
 
     metric: Metric
@@ -127,6 +134,7 @@ class Difference:
     test: str = ""
     effect: float = math.nan
     sides: tuple = field(default=(), repr=False, compare=False)
+    baseline: float = math.nan
 
     @property
     def comparable(self) -> bool:
@@ -242,10 +250,40 @@ class Difference:
         return -self.effect < low and high < self.effect
 
     @property
+    def seeds_text(self) -> str:
+        """The seeds compared: '3' (paired, or as many on each side), '3 vs 5'."""
+        return f"{self.n_a}" if self.paired or self.n_a == self.n_b else f"{self.n_a} vs {self.n_b}"
+
+    @property
+    def interval_leaves_range(self) -> bool:
+        """The interval, moved to the other side's values (baseline + change), leaves the metric's range: a share
+        beyond [0, 1], a norm below 0."""
+        if not (self.testable and math.isfinite(self.baseline)):
+            return False
+        low, high = (from_change_scale(self.metric, self.baseline, v) for v in self.interval)
+        return not self.metric.holds(low, high)
+
+    @property
+    def mde_exceeds_range(self) -> bool:
+        """The minimum detectable effect is wider than every change the metric's range allows (more than 100
+        points of a share)."""
+        if not self.testable or self.metric.change == RATIO:  # a ratio's log scale spans every real
+            return False
+        low, high = on_change_scale(self.metric, self.metric.value_range)
+        return self.minimum_detectable > high - low
+
+    @property
+    def too_few_seeds(self) -> bool:
+        """Its interval leaves the metric's range or its MDE exceeds the range: the seeds are too few for the
+        numbers to say anything."""
+        return self.interval_leaves_range or self.mde_exceeds_range
+
+    @property
     def verdict(self) -> str:
-        """'better' or 'worse' iff the interval shown excludes no change; else 'equivalent (within ±x)',
-        'underpowered (MDE x)' or 'no detectable difference'; 'identical', 'untestable with one seed',
-        'untestable: no spread over seeds', or the metric's `missing` text (not comparable)."""
+        """'better' or 'worse' iff the interval shown excludes no change; else 'too few seeds (n)' when the seeds
+        are too few for an interval in the metric's range, 'equivalent (within ±x)', 'underpowered (MDE x)' or 'no
+        detectable difference'; 'identical', 'untestable with one seed', 'untestable: no spread over seeds', or the
+        metric's `missing` text (not comparable)."""
         if not self.comparable:
             return self.metric.missing
         if self.identical:
@@ -256,6 +294,8 @@ class Difference:
             return DEGENERATE
         if self.differs:
             return BETTER if (self.estimate > 0) == self.metric.higher_is_better else WORSE
+        if self.too_few_seeds:
+            return too_few_seeds(self.seeds_text)
         if self.equivalent:
             return f"{EQUIVALENT} ({self.margin_text()})"
         if math.isfinite(self.effect) and self.minimum_detectable > self.effect:
@@ -278,28 +318,42 @@ class Difference:
         """'5 paired seeds', '3 vs 3 seeds', '5 vs 120 seeds'."""
         return f"{self.n_a} paired seeds" if self.paired else f"{self.n_a} vs {self.n_b} seeds"
 
-    def change_text(self) -> str:
-        """'x2.2 [1.8, 2.6]', '+0.8 pts [-0.4, +2.0]', '+0.013 [+0.002, +0.024]'; the estimate alone without a
-        test; the metric's `missing` text when not comparable. A bound is printed with as many digits as it
-        takes to stay on its side of no change."""
+    def _number(self, value: float) -> str:
+        """A value on the change scale as printed: 'x2.2' for a ratio ('2.2' bare), '+0.8' otherwise, with as many
+        digits as it takes to stay on its side of no change."""
+        if self.metric.change == RATIO:
+            return _shown(math.exp(value), 1.0, "{:.%dg}", 3)
+        pattern, digits = ("{:+.%dg}", 2) if self.metric.change == DIFFERENCE else ("{:+.%df}", 1)
+        return _shown(value, 0.0, pattern, digits)
+
+    def estimate_text(self) -> str:
+        """The change alone: 'x2.2', '+0.8 pts', '+0.013'; the metric's `missing` text when not comparable."""
         if not self.comparable:
             return self.metric.missing
-        low, high = self.interval
         if self.metric.change == RATIO:
-            shown = [_shown(math.exp(v), 1.0, "{:.%dg}", 3) for v in (self.estimate, low, high)]
-            text, bounds, unit = f"x{shown[0]}", shown[1:], ""
-        else:
-            unit = " pts" if self.metric.change == POINTS else ""
-            pattern, digits = ("{:+.%dg}", 2) if self.metric.change == DIFFERENCE else ("{:+.%df}", 1)
-            shown = [_shown(v, 0.0, pattern, digits) for v in (self.estimate, low, high)]
-            text, bounds = f"{shown[0]}{unit}", shown[1:]
-        return text if not self.testable else f"{text} [{bounds[0]}, {bounds[1]}]"
+            return f"x{self._number(self.estimate)}"
+        return self._number(self.estimate) + (" pts" if self.metric.change == POINTS else "")
+
+    def change_text(self) -> str:
+        """'x2.2 [1.8, 2.6]', '+0.8 pts [-0.4, +2.0]', '+0.013 [+0.002, +0.024]'; '-6.9 pts [too few seeds (3)]'
+        when the interval leaves the metric's range; the estimate alone without a test; the metric's `missing`
+        text when not comparable. A bound is printed with as many digits as it takes to stay on its side of no
+        change."""
+        if not self.testable:
+            return self.estimate_text()
+        if self.interval_leaves_range:
+            return f"{self.estimate_text()} [{too_few_seeds(self.seeds_text)}]"
+        low, high = self.interval
+        return f"{self.estimate_text()} [{self._number(low)}, {self._number(high)}]"
 
     def minimum_detectable_text(self) -> str:
-        """'MDE 1.5 pts', 'MDE x1.4' (a factor either way), 'MDE 0.02', 'MDE ∞'; '' without a test."""
+        """'MDE 1.5 pts', 'MDE x1.4' (a factor either way), 'MDE 0.02', 'MDE ∞'; 'too few seeds (3)' when it exceeds
+        the metric's range; '' without a test."""
         mde = self.minimum_detectable
         if math.isnan(mde):
             return ""
+        if self.mde_exceeds_range:
+            return too_few_seeds(self.seeds_text)
         return "MDE ∞" if math.isinf(mde) else f"MDE {effect_text(self.metric, mde)}"
 
     def margin_text(self) -> str:
@@ -309,14 +363,17 @@ class Difference:
         return f"within ±{effect_text(self.metric, self.effect)}"
 
     def p_text(self) -> str:
-        """'p=0.003' (adjusted), or '' when there is none."""
-        return f"p={self.p:.2g}" if self.testable else ""
+        """'p_adj = 0.003' (adjusted over the family), or '' when there is none."""
+        return f"p_adj = {self.p:.2g}" if self.testable else ""
 
     def sentence(self) -> str:
-        """'separation ratio x2.2 [1.8, 2.6], better (p = 0.003)' in plain words."""
+        """'separation ratio x2.2 [1.8, 2.6], better (p_adj = 0.003)' in plain words; 'test accuracy -6.9 pts, too
+        few seeds (3)' when the seeds are too few for the numbers."""
         if not self.comparable:
             return f"{self.metric.label} {self.metric.missing}"
-        p_text = f" (p = {self.p:.2g})" if self.testable else ""
+        if self.verdict.startswith(TOO_FEW):
+            return f"{self.metric.label} {self.estimate_text()}, {self.verdict}"
+        p_text = f" ({self.p_text()})" if self.testable else ""
         return f"{self.metric.label} {self.change_text()}, {self.verdict}{p_text}"
 
 
@@ -331,6 +388,27 @@ def _shown(value: float, no_change: float, pattern: str, digits: int) -> str:
         if np.sign(float(text) - no_change) == side:
             break
     return text
+
+
+def from_change_scale(metric: Metric, baseline: float, change: float) -> float:
+    """The value `change` (on the metric's change scale) away from `baseline` (on its own scale): baseline + points
+    / 100, baseline x e^change for a ratio, baseline + change otherwise."""
+    if metric.change == POINTS:
+        return baseline + change / 100.0
+    if metric.change == RATIO:
+        return baseline * math.exp(change) if change < 700 else math.inf
+    return baseline + change
+
+
+def baseline_of(metric: Metric, values: npt.ArrayLike) -> float:
+    """The mean of a side's values on the metric's own scale: the geometric mean for a ratio (the change is compared
+    on the log scale, so baseline x factor is the other side's geometric mean); NaN when a value is not finite."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0 or not np.isfinite(values).all():
+        return math.nan
+    if metric.change == RATIO:
+        return float(np.exp(np.mean(np.log(values)))) if (values > 0).all() else math.nan
+    return float(values.mean())
 
 
 def on_change_scale(metric: Metric, values: npt.ArrayLike) -> np.ndarray:
@@ -357,12 +435,12 @@ def default_effect(metric: Metric) -> float:
     return DEFAULT_EFFECT_POINTS if metric.change == POINTS else math.nan
 
 
-def _without_test(metric: Metric, estimate: float, n_a: int, n_b: int, paired: bool, family_size: int, **flags
-                  ) -> Difference:
+def _without_test(metric: Metric, estimate: float, n_a: int, n_b: int, paired: bool, family_size: int,
+                  baseline: float = math.nan, **flags) -> Difference:
     """A Difference without a test (a side with one seed, a non-finite value, no spread, identical sides)."""
     se = 0.0 if flags.get("identical") or flags.get("degenerate") else math.nan
     return Difference(metric, estimate, se, math.nan, math.nan, n_a, n_b, paired, family_size,
-                      effect=default_effect(metric), **flags)
+                      effect=default_effect(metric), baseline=baseline, **flags)
 
 
 def compare_sides(metric: Metric, a: npt.ArrayLike, b: npt.ArrayLike, *, paired: bool,
@@ -380,6 +458,7 @@ def compare_sides(metric: Metric, a: npt.ArrayLike, b: npt.ArrayLike, *, paired:
     """
     if family_size < 1:
         raise ValueError(f"family_size must be >= 1, got {family_size}")
+    baseline = baseline_of(metric, a)
     a, b = on_change_scale(metric, a), on_change_scale(metric, b)
     if paired and len(a) != len(b):
         raise ValueError(f"paired sides need one value per seed on each side, got {len(a)} and {len(b)}")
@@ -391,29 +470,30 @@ def compare_sides(metric: Metric, a: npt.ArrayLike, b: npt.ArrayLike, *, paired:
     if paired:
         d = b - a
         if identical:
-            return _without_test(metric, 0.0, n_a, n_b, True, family_size, identical=True)
+            return _without_test(metric, 0.0, n_a, n_b, True, family_size, baseline, identical=True)
         if n_a < 2:
-            return _without_test(metric, float(d.mean()), n_a, n_b, True, family_size)
+            return _without_test(metric, float(d.mean()), n_a, n_b, True, family_size, baseline)
         sd = float(d.std(ddof=1))
         if sd <= tolerance:
-            return _without_test(metric, float(d.mean()), n_a, n_b, True, family_size, degenerate=True)
+            return _without_test(metric, float(d.mean()), n_a, n_b, True, family_size, baseline, degenerate=True)
         return Difference(metric, float(d.mean()), sd / math.sqrt(n_a), n_a - 1, sd, n_a, n_b, True, family_size,
-                          test=PAIRED_T, effect=default_effect(metric))
+                          test=PAIRED_T, effect=default_effect(metric), baseline=baseline)
     estimate = float(b.mean() - a.mean())
     if identical:
-        return _without_test(metric, 0.0, n_a, n_b, False, family_size, identical=True)
+        return _without_test(metric, 0.0, n_a, n_b, False, family_size, baseline, identical=True)
     if min(n_a, n_b) < 2:
-        return _without_test(metric, estimate, n_a, n_b, False, family_size)
+        return _without_test(metric, estimate, n_a, n_b, False, family_size, baseline)
     var_a, var_b = a.var(ddof=1), b.var(ddof=1)
     if math.sqrt(max(var_a, var_b)) <= tolerance:
-        return _without_test(metric, estimate, n_a, n_b, False, family_size, degenerate=True)
+        return _without_test(metric, estimate, n_a, n_b, False, family_size, baseline, degenerate=True)
     parts = (var_a / n_a, var_b / n_b)
     se2 = sum(parts)
     df = se2 ** 2 / (parts[0] ** 2 / (n_a - 1) + parts[1] ** 2 / (n_b - 1))
     pooled_sd = math.sqrt(((n_a - 1) * var_a + (n_b - 1) * var_b) / (n_a + n_b - 2))
     test = WELCH_T if max(n_a, n_b) <= BALANCE * min(n_a, n_b) else PERMUTATION
     return Difference(metric, estimate, math.sqrt(se2), float(df), pooled_sd, n_a, n_b, False, family_size,
-                      test=test, effect=default_effect(metric), sides=(a, b) if test == PERMUTATION else ())
+                      test=test, effect=default_effect(metric), sides=(a, b) if test == PERMUTATION else (),
+                      baseline=baseline)
 
 
 def effects_of_interest(declared: float | dict | None = None, source: str = "the grid") -> dict:

@@ -12,7 +12,7 @@ from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, 
 from ablate.grid.spec import ALL_PRODUCTS, MAX_CELLS, SET_SCOPES, expand, load_spec, parse_set_option
 from ablate.limits import check_process_count
 from ablate.messages import say
-from ablate.metrics import GRID_SUMMARY, shown_in
+from ablate.metrics import GRID_SUMMARY, get_metric, shown_in
 from ablate.runs.folder import check_can_write
 from ablate.runs.schema import PRUNED, STATUSES, setting_columns
 from ablate.runs.summary import mean_ci_text
@@ -41,7 +41,8 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
     table = summary[[*keys, "n_seeds", "n_diverged", "n_failed"]].copy()
     for metric in shown_in(GRID_SUMMARY):
         if f"{metric}_mean" in summary:
-            table[metric] = [mean_ci_text(m, c) for m, c in zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"])]
+            table[metric] = [mean_ci_text(m, c, get_metric(metric), n) for m, c, n in
+                             zip(summary[f"{metric}_mean"], summary[f"{metric}_ci95"], summary["n_seeds"])]
     return ("mean ± 95% CI half-width over seeds (ok cells; none for a configuration with a diverged seed)\n"
             + table.to_string(index=False))
 

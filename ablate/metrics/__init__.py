@@ -13,10 +13,14 @@ from ablate.metrics.registry import (
     HEATMAP,
     HELD_OUT,
     METRICS,
+    NON_NEGATIVE,
     POINTS,
     RATIO,
     SEEN,
+    SHARE,
     TRAIN_SUMMARY,
+    UNBOUNDED,
+    UNIT_DISTANCE,
     VIEWS,
     Metric,
     computed_metrics,
@@ -28,9 +32,11 @@ from ablate.metrics.registry import (
     secondary_metrics,
     shown_in,
     summarized_metrics,
+    too_few_seeds,
 )
 
 __all__ = ["AGAINST_LAMBDA", "AGREEMENT", "CENTER_SPACE", "COSINE", "DIFFERENCE", "EUCLIDEAN", "GEOMETRIES",
-           "GRID_SUMMARY", "HEATMAP", "HELD_OUT", "METRICS", "POINTS", "RATIO", "SEEN", "TRAIN_SUMMARY", "VIEWS",
-           "Metric", "computed_metrics", "get_metric", "headline_metrics", "label", "primary_metrics",
-           "register_metric", "secondary_metrics", "shown_in", "summarized_metrics"]
+           "GRID_SUMMARY", "HEATMAP", "HELD_OUT", "METRICS", "NON_NEGATIVE", "POINTS", "RATIO", "SEEN", "SHARE",
+           "TRAIN_SUMMARY", "UNBOUNDED", "UNIT_DISTANCE", "VIEWS", "Metric", "computed_metrics", "get_metric",
+           "headline_metrics", "label", "primary_metrics", "register_metric", "secondary_metrics", "shown_in",
+           "summarized_metrics", "too_few_seeds"]

@@ -6,8 +6,9 @@ reported but never ranked), whether it is unchanged when every feature is scaled
 it is summarized over seeds, the views that show it, whether the findings compare it against the reference (a
 headline metric) and how a change of it is said, which test samples it is measured on in an open-set cell,
 whether it is one of the primary metrics (the family the findings' opening sentence and their adjustment speak of),
-and the geometry of the features it measures (raw Euclidean, cosine on L2-normalized features, or the centers'
-space), so that every finding can say which one it uses.
+the geometry of the features it measures (raw Euclidean, cosine on L2-normalized features, or the centers'
+space), so that every finding can say which one it uses, and the range its values can take (an interval over seeds
+that leaves it was computed from too few seeds, and is said so instead of printed).
 The record (ablate.train.evaluate), the summary table (ablate.runs.summary), the command-line summaries and the
 report read these entries; no other module names a metric in its logic. An installed package adds a metric through
 the entry-point group "ablate.metrics" (`name = "pkg.module:METRIC"`, a Metric; the entry point's name becomes its
@@ -15,6 +16,7 @@ name); one that fails to load is left out and kept in METRICS.plugin_errors. Thi
 the report can read it.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,6 +45,17 @@ EUCLIDEAN = "Euclidean"  # distances between the raw features
 COSINE = "cosine"  # cosine similarity: distances between the L2-normalized features
 CENTER_SPACE = "center space"  # Euclidean distances in the space the centers were learned in (the cell's center_space)
 GEOMETRIES = (EUCLIDEAN, COSINE, CENTER_SPACE)
+# The ranges the registry's metrics take (value_range).
+UNBOUNDED = (-math.inf, math.inf)
+SHARE = (0.0, 1.0)  # accuracies, precisions, MAP@R, AUC, TAR, FAR
+NON_NEGATIVE = (0.0, math.inf)  # distances, norms, ratios of them, times, rates
+UNIT_DISTANCE = (0.0, 2.0)  # a distance between unit-length vectors
+
+
+def too_few_seeds(seeds: object) -> str:
+    """What is shown instead of an interval that leaves its metric's range (or a detectable change wider than the
+    range): 'too few seeds (3)'; `seeds` as the comparison counts them (3, '3 vs 5')."""
+    return f"too few seeds ({seeds})"
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,8 @@ class Metric:
     open_set: the test samples it is measured on when classes are held out of training, one of OPEN_SET_SPLITS.
     geometry: the geometry of the features it measures, one of GEOMETRIES, or None where it measures no distance
     between features.
+    value_range: (low, high), the values it can take (SHARE, NON_NEGATIVE, ...; UNBOUNDED when not declared): an
+    interval over seeds that leaves it is said to come from too few seeds, never printed.
     """
 
     name: str
@@ -81,6 +96,7 @@ class Metric:
     primary: bool = False
     missing: str = "not comparable"
     geometry: str | None = None
+    value_range: tuple = UNBOUNDED
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -104,10 +120,17 @@ class Metric:
                              f"{list(GEOMETRIES)} or None")
         if self.primary and not self.headline:
             raise ValueError(f"metric {self.name!r} is primary, so it must be a headline metric (headline=True)")
+        if not (len(self.value_range) == 2 and self.value_range[0] < self.value_range[1]):
+            raise ValueError(f"metric {self.name!r}: value_range must be (low, high) with low < high, got "
+                             f"{self.value_range!r}")
 
     @property
     def ranked(self) -> bool:
         return self.higher_is_better is not None
+
+    def holds(self, low: float, high: float) -> bool:
+        """Whether the interval [low, high] of this metric's values lies within its range."""
+        return self.value_range[0] <= low and high <= self.value_range[1]
 
 
 def metric_from_entry_point(name: str, loaded: Any, source: str) -> Metric:
@@ -169,62 +192,66 @@ def shown_in(view: str) -> list:
 _FIGURES = (HEATMAP, AGAINST_LAMBDA, AGREEMENT)
 for _metric in (
     Metric("test_accuracy", "test accuracy", True, True, lambda e: e.test_accuracy,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=POINTS, open_set=SEEN, primary=True),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=POINTS, open_set=SEEN, primary=True,
+           value_range=SHARE),
     Metric("nearest_center_accuracy", "nearest-center accuracy", True, True, lambda e: e.nearest_center_accuracy,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY), open_set=SEEN, geometry=CENTER_SPACE),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), open_set=SEEN, geometry=CENTER_SPACE, value_range=SHARE),
     # Raw distances shrink with the whole feature scale: reported, never ranked.
     Metric("intra_class_distance", "intra-class distance", None, False, lambda e: e.intra_class_distance,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT), geometry=EUCLIDEAN),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA, AGREEMENT), geometry=EUCLIDEAN,
+           value_range=NON_NEGATIVE),
     Metric("inter_class_distance", "inter-class distance", None, False,
            lambda e: e.inter_class_distances["inter_class_distance"],
-           views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT), geometry=EUCLIDEAN),
+           views=(TRAIN_SUMMARY, AGAINST_LAMBDA, AGREEMENT), geometry=EUCLIDEAN, value_range=NON_NEGATIVE),
     Metric("inter_class_distance_min", "min inter-class distance", None, False,
-           lambda e: e.inter_class_distances["inter_class_distance_min"], geometry=EUCLIDEAN),
+           lambda e: e.inter_class_distances["inter_class_distance_min"], geometry=EUCLIDEAN,
+           value_range=NON_NEGATIVE),
     Metric("mean_feature_norm", "mean feature norm", None, False, lambda e: e.mean_feature_norm,
-           views=(TRAIN_SUMMARY, AGAINST_LAMBDA), geometry=EUCLIDEAN),
+           views=(TRAIN_SUMMARY, AGAINST_LAMBDA), geometry=EUCLIDEAN, value_range=NON_NEGATIVE),
     # Compactness and separation at the features' own scale. Separation ratio, intra / mean norm and the trace ratio
     # move together (|r| >= 0.988 across the cells of the default grid): one quantity, so one primary metric (the
     # separation ratio, which does not move with the origin) and the other two reported, not compared.
     Metric("separation_ratio", "separation ratio", True, True, lambda e: e.separation_ratio,
            views=(TRAIN_SUMMARY, GRID_SUMMARY, *_FIGURES), headline=True, change=RATIO, primary=True,
-           geometry=EUCLIDEAN),
+           geometry=EUCLIDEAN, value_range=NON_NEGATIVE),
     Metric("relative_intra_class_distance", "intra / mean norm", False, True, lambda e: e.relative_intra_class_distance,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA), geometry=EUCLIDEAN),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY, AGAINST_LAMBDA), geometry=EUCLIDEAN, value_range=NON_NEGATIVE),
     Metric("unit_intra_class_distance", "intra-class distance (unit features)", False, True,
-           lambda e: e.unit_intra_class_distance, views=(GRID_SUMMARY,), geometry=COSINE),
+           lambda e: e.unit_intra_class_distance, views=(GRID_SUMMARY,), geometry=COSINE, value_range=UNIT_DISTANCE),
     Metric("unit_inter_class_distance", "inter-class distance (unit features)", True, True,
-           lambda e: e.unit_inter_class_distance, views=(GRID_SUMMARY,), geometry=COSINE),
+           lambda e: e.unit_inter_class_distance, views=(GRID_SUMMARY,), geometry=COSINE, value_range=UNIT_DISTANCE),
     # Named fisher_ratio in records since before it was labelled for what it is: tr(S_B) / tr(S_W), the trace
     # ratio (Fisher's criterion is a ratio of projected variances, not of traces).
     Metric("fisher_ratio", "trace ratio tr(S_B)/tr(S_W)", True, True, lambda e: e.fisher_ratio,
-           views=(TRAIN_SUMMARY, GRID_SUMMARY), geometry=EUCLIDEAN),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), geometry=EUCLIDEAN, value_range=NON_NEGATIVE),
     Metric("silhouette", "silhouette", True, True, lambda e: e.silhouette, views=(TRAIN_SUMMARY,),
-           geometry=EUCLIDEAN),
+           geometry=EUCLIDEAN, value_range=(-1.0, 1.0)),
     # Retrieval on both geometries. Cosine is the primary one (Musgrave et al. 2020 retrieve on L2-normalized
     # embeddings): Euclidean retrieval rewards what shrinks the raw distances (center loss) and penalizes the heads
     # that classify directions. map_at_r and precision_at_1 are the Euclidean ones in every record since before the
     # cosine ones existed.
     Metric("precision_at_1", "precision@1 (Euclidean)", True, True, lambda e: e.retrieval["precision_at_1"],
-           geometry=EUCLIDEAN),
+           geometry=EUCLIDEAN, value_range=SHARE),
     Metric("map_at_r", "MAP@R (Euclidean)", True, True, lambda e: e.retrieval["map_at_r"], views=(TRAIN_SUMMARY,),
-           headline=True, change=POINTS, geometry=EUCLIDEAN),
+           headline=True, change=POINTS, geometry=EUCLIDEAN, value_range=SHARE),
     Metric("cosine_precision_at_1", "precision@1 (cosine)", True, True, lambda e: e.cosine_retrieval["precision_at_1"],
-           views=(TRAIN_SUMMARY,), geometry=COSINE),
+           views=(TRAIN_SUMMARY,), geometry=COSINE, value_range=SHARE),
     Metric("cosine_map_at_r", "MAP@R (cosine)", True, True, lambda e: e.cosine_retrieval["map_at_r"],
-           views=(TRAIN_SUMMARY, GRID_SUMMARY), headline=True, change=POINTS, primary=True, geometry=COSINE),
+           views=(TRAIN_SUMMARY, GRID_SUMMARY), headline=True, change=POINTS, primary=True, geometry=COSINE,
+           value_range=SHARE),
     Metric("verification_auc", "verification AUC", True, True, lambda e: e.verification["verification_auc"],
-           views=(TRAIN_SUMMARY,), headline=True, change=POINTS, geometry=COSINE),
+           views=(TRAIN_SUMMARY,), headline=True, change=POINTS, geometry=COSINE, value_range=SHARE),
     # NaN where fewer than 100 / FAR different-class pairs resolve it (ablate.metrics.features.MIN_FALSE_ACCEPTS).
     Metric("tar_at_far_1e3", "TAR @ FAR 1e-3", True, True, lambda e: e.resolved_tar_at_far,
            headline=True, change=POINTS, missing="not resolvable at this size (see lowest resolvable FAR)",
-           geometry=COSINE),
+           geometry=COSINE, value_range=SHARE),
     Metric("lowest_resolvable_far", "lowest resolvable FAR", None, True, lambda e: e.lowest_resolvable_far,
-           views=(GRID_SUMMARY,)),
+           views=(GRID_SUMMARY,), value_range=SHARE),
     Metric("center_to_mean_distance", "center-to-mean distance", None, False, lambda e: e.center_to_mean_distance,
-           open_set=SEEN, geometry=CENTER_SPACE),
+           open_set=SEEN, geometry=CENTER_SPACE, value_range=NON_NEGATIVE),
     # Measured by the training run itself (compute None).
-    Metric("train_samples_per_s", "train samples/s", True, True),
-    Metric("train_time_s", "train time (s)", False, True),
-    Metric("wall_time_s", "wall time (s)", None, True),
+    Metric("train_samples_per_s", "train samples/s", True, True, value_range=NON_NEGATIVE),
+    Metric("train_time_s", "train time (s)", False, True, value_range=NON_NEGATIVE),
+    Metric("wall_time_s", "wall time (s)", None, True, value_range=NON_NEGATIVE),
 ):
     register_metric(_metric)

@@ -21,10 +21,11 @@ def numerics_blocks(run: BenchRun) -> list:
                                  dropna=False)[errors].rename(columns=ERROR_LABELS, level=0)
     log_error = np.log10(table.clip(lower=1e-17))  # colour by order of magnitude; exact zeros at the bottom
     styler = (table.style.format("{:.1e}", na_rep="did not run")
-              .background_gradient(cmap="Reds", gmap=log_error, axis=None, vmin=-8, vmax=0)
+              .background_gradient(cmap="Purples", gmap=log_error, axis=None, vmin=-8, vmax=0)
               .highlight_null(props="background-color: #eaeef2; color: #57606a;"))
     caption = ("Relative error against the float64 reference (|L - L_ref| / |L_ref|, Frobenius norm for gradients); "
-               f"darker is worse; float32 must stay under {FLOAT32_TOLERANCE:g}. Features sit at 0.1 x norm from their "
+               f"darker purple: a larger error; float32 must stay under {FLOAT32_TOLERANCE:g}. Features sit at 0.1 x "
+               "norm from their "
                "center, so larger norms mean more cancellation in ||x||^2 + ||c||^2 - 2 x.c.")
     blocks = [Table("Numerical error", render(styler), caption=caption)]
     if "note" in numerics:

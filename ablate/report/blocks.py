@@ -31,6 +31,22 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Lead:
+    """The opening of a run's section: what was studied (one line), then one line per answer, each a list of
+    (text, mark) parts; a mark is '' or a colour's meaning of the page (styling.MARKS: 'better', 'worse')."""
+
+    study: str
+    lines: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run came from (provenance.json), shown collapsed: its headline keys, then the whole of it."""
+
+    provenance: dict
+
+
+@dataclass(frozen=True)
 class Text:
     """Preformatted text (a grid spec), shown collapsed."""
 
@@ -40,10 +56,9 @@ class Text:
 
 @dataclass
 class Section:
-    """One run's part of the report: a heading, its provenance and its blocks."""
+    """One run's part of the report: a heading and its blocks (its provenance among them)."""
 
     title: str
     anchor: str
     kind: str  # "grid" | "bench" (a distributed bench run is styled as a bench run)
-    provenance: dict
     blocks: list = field(default_factory=list)

@@ -19,7 +19,7 @@ def _measured(run: DistributedRun) -> pd.DataFrame:
 
 def _world_figure(rows: pd.DataFrame, y: str, ylabel: str, band=None) -> str:
     panels = list(rows.groupby(["mode", "classes", "batch", "dim", "dtype"]))
-    panels.sort(key=lambda panel: -panel[1]["form"].nunique())  # the legend is read off the first panel
+    panels.sort(key=lambda panel: -panel[1]["form"].nunique())  # the panel with the most forms first
     colors = series_colors(sorted(set(rows["form"])))
     with report_style():
         fig, axes = panel_grid(len(panels), panel=(3.5, 2.9))

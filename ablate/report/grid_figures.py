@@ -11,10 +11,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from ablate.analysis.findings import marked_settings, setting_of
-from ablate.metrics import AGAINST_LAMBDA, HEATMAP, label, shown_in
+from ablate.metrics import AGAINST_LAMBDA, HEATMAP, get_metric, label, shown_in
 from ablate.report.blocks import Figure, Note
 from ablate.report.configs import reference_values, select, series_labels
 from ablate.report.figures import (
+    legend_below,
     panel_grid,
     plot_band,
     report_style,
@@ -26,7 +27,7 @@ from ablate.report.figures import (
 from ablate.runs.configs import describe, format_label, varying
 from ablate.runs.loading import GridRun
 from ablate.runs.record import PLOTTED_CURVES
-from ablate.runs.schema import FEATURE_ARRAYS, RunFolderError
+from ablate.runs.schema import FEATURE_ARRAYS, RunFolderError, is_cell_id
 
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4
@@ -98,6 +99,16 @@ def heatmap_blocks(run: GridRun) -> list:
     return blocks
 
 
+def band_within_range(metric: str, mean: pd.Series, ci: pd.Series) -> tuple:
+    """(low, high, omitted): the 95% band mean ± ci of a metric, NaN (no band) at each point where it would leave the
+    metric's range (Metric.value_range: an accuracy above 1, a distance below 0), which too few seeds give;
+    omitted: whether any point lost its band so."""
+    low, high = (mean - ci).to_numpy(float), (mean + ci).to_numpy(float)
+    bottom, top = get_metric(metric).value_range
+    outside = np.isfinite(low) & ((low < bottom) | (high > top))
+    return np.where(outside, np.nan, low), np.where(outside, np.nan, high), bool(outside.any())
+
+
 def _lambda_axes(metrics, alphas):
     """Axes for metric x alpha: a grid (rows: metrics, columns: alpha), or one row of metrics for one alpha.
 
@@ -129,20 +140,23 @@ def lambda_line_blocks(run: GridRun) -> list:
     series_keys = [k for k in varying(summary, run.config_columns) if k not in ("lambda", "alpha")]
     only_variant = None
     if "variant" in series_keys and len(series_keys) > 1:  # variants are compared in their own table
-        only_variant = reference_values(summary, ["variant"])["variant"]
+        only_variant = reference_values(summary, ["variant"], free_keys=("lambda", "alpha"))["variant"]
         summary = summary[summary["variant"] == only_variant]
         series_keys.remove("variant")
     data = summary.assign(series=series_labels(summary, series_keys))
     names = sorted(data["series"].unique())
     colors = series_colors(names)
     metrics = [m for m in shown_in(AGAINST_LAMBDA) if f"{m}_mean" in summary]
+    too_few = set()  # the metrics with a band left out: too few seeds for an interval within their range
     with report_style():
         fig, axes, bottom_row = _lambda_axes(metrics, alphas)
         for (metric, alpha), ax in axes.items():
             for name in names:
                 s = data[(data["alpha"] == alpha) & (data["series"] == name)].sort_values("lambda")
-                mean, ci = s[f"{metric}_mean"], s[f"{metric}_ci95"]
-                plot_band(ax, s["lambda"], mean, mean - ci, mean + ci, colors[name], name)
+                low, high, omitted = band_within_range(metric, s[f"{metric}_mean"], s[f"{metric}_ci95"])
+                if omitted:
+                    too_few.add(label(metric))
+                plot_band(ax, s["lambda"], s[f"{metric}_mean"], low, high, colors[name], name)
             set_lambda_scale(ax, lambdas)
             ax.set_ylabel(label(metric))
             if len(alphas) == 1:
@@ -154,6 +168,9 @@ def lambda_line_blocks(run: GridRun) -> list:
         uri = to_data_uri(fig)
     caption = ("Mean over seeds; band: 95% t-interval over seeds. The x axis includes lambda = 0 (softmax alone); each "
                "y axis spans its data, not from 0 (read its scale: a change of accuracy is its size in points).")
+    if too_few:
+        caption += (f" No band where the interval would leave the metric's range (too few seeds): "
+                    f"{', '.join(sorted(too_few))}.")
     if only_variant is not None:
         caption += f" Variant {only_variant}; the others are compared under Variant agreement."
     if len(alphas) == 1:
@@ -163,12 +180,14 @@ def lambda_line_blocks(run: GridRun) -> list:
     return [Figure("Metrics against lambda", uri, caption=caption)]
 
 
-def _reference_cells(run: GridRun, free_keys) -> tuple:
-    """The finished cells with every varying key except `free_keys` at its reference value, and those values."""
-    finished = run.results[run.results["status"] != "failed"]
+def _reference_cells(run: GridRun, cells: pd.DataFrame, free_keys) -> tuple:
+    """Of `cells` (rows of run.results: those that hold what a figure draws), the reference slice: the cells of one
+    configuration of every varying key but `free_keys`, chosen among `cells` themselves (the one spanning the most
+    values of the free keys, ablate.report.configs.reference_values), so that it names a mix the run holds; and the
+    values it fixes."""
     keys = [k for k in varying(run.results, run.config_columns + ["seed"]) if k not in free_keys]
-    fixed = reference_values(finished, keys) if not finished.empty else {}
-    return select(finished, fixed), fixed
+    fixed = reference_values(cells, keys, free_keys, preferred=dict([run.reference]))
+    return select(cells, fixed), fixed
 
 
 def _to_2d(features, centers) -> tuple:
@@ -195,25 +214,34 @@ class ScatterPanel:
 
 def feature_scatter_blocks(run: GridRun) -> list:
     """Test features of one cell per lambda, coloured by class, with the learned centers as crosses."""
-    cells, fixed = _scatter_cells(run)
+    ok = run.results[run.results["status"] == "ok"]
+    if ok.empty:  # summary_blocks says so
+        return []
+    saved = ok[[is_cell_id(c) and run.features_path(c).exists() for c in ok["cell_id"]]]
+    if saved.empty:
+        return [Note(f"Feature scatter left out: none of the {len(ok)} cells that finished ok saved its features "
+                     "(cells/<id>.npz).")]
+    cells, fixed = _scatter_cells(run, saved)
     panels, unreadable = _read_panels(run, cells)
     if not panels:
-        return [*unreadable, Note("Feature scatter left out: no finished cell saved its features (cells/<id>.npz).")]
+        return [*unreadable, Note(f"Feature scatter left out: no cell at {describe(fixed) or 'the run'} saved "
+                                  "readable features.")]
     uri, kept = _plot_scatter(panels)
     return [*unreadable, Figure("Features per lambda", uri, caption=_scatter_caption(fixed, panels, kept))]
 
 
-def _scatter_cells(run: GridRun) -> tuple[list, dict]:
-    """One finished ("ok") cell per lambda of the reference slice, at most MAX_LAMBDA_PANELS lambdas spread over
-    the range, in lambda order; and the values the slice fixes."""
-    cells, fixed = _reference_cells(run, free_keys=("lambda",))
-    cells = cells[cells["status"] == "ok"].sort_values("lambda")
+def _scatter_cells(run: GridRun, saved: pd.DataFrame) -> tuple[list, dict]:
+    """One cell per lambda of the reference slice among the `saved` cells (finished ok, with an .npz), at most
+    MAX_LAMBDA_PANELS lambdas spread over the range, in lambda order; and the values the slice fixes."""
+    cells, fixed = _reference_cells(run, saved, free_keys=("lambda",))
+    cells = cells.sort_values("lambda")
     lambdas = spread_subset(cells["lambda"].unique(), MAX_LAMBDA_PANELS)
     return [cells[cells["lambda"] == lam].iloc[0] for lam in lambdas], fixed
 
 
 def _read_panels(run: GridRun, cells: list) -> tuple[list, list]:
-    """(a ScatterPanel per cell that saved finite features, a Note per cell whose file could not be used)."""
+    """(a ScatterPanel per cell that saved finite features, a Note per cell whose file could not be used or holds
+    non-finite values)."""
     panels, unreadable = [], []
     for cell in cells:
         try:
@@ -226,7 +254,16 @@ def _read_panels(run: GridRun, cells: list) -> tuple[list, list]:
         features, labels, centers = (arrays[k] for k in FEATURE_ARRAYS)
         if np.isfinite(features).all() and np.isfinite(centers).all():
             panels.append(ScatterPanel(cell["lambda"], cell, features, labels, centers))
+        else:
+            unreadable.append(Note(f"Feature scatter of lambda = {cell['lambda']:g} left out: "
+                                   f"{run.features_path(cell['cell_id']).name} holds non-finite features or centers."))
     return panels, unreadable
+
+
+def scatter_columns(n_panels: int) -> int:
+    """Columns for n scatter panels: at most 4 (a 3.3-inch panel is then about 300 px on a 1366 px page), in rows
+    as even as they come (5 and 6 panels: 3 and 3)."""
+    return n_panels if n_panels <= 4 else -(-n_panels // 2) if n_panels <= 6 else 4
 
 
 def _plot_scatter(panels: list) -> tuple[str, list]:
@@ -238,7 +275,7 @@ def _plot_scatter(panels: list) -> tuple[str, list]:
     rng = np.random.default_rng(0)
     kept = []
     with report_style():
-        fig, axes = panel_grid(len(panels), columns=len(panels) if len(panels) <= 5 else 4, panel=(3.3, 3.3))
+        fig, axes = panel_grid(len(panels), columns=scatter_columns(len(panels)), panel=(3.3, 3.3))
         for ax, panel in zip(axes, panels):
             xy, centers_xy, share = _to_2d(panel.features, panel.centers)
             kept.append(share)
@@ -256,8 +293,7 @@ def _plot_scatter(panels: list) -> tuple[str, list]:
                        for c in range(num_classes)]
             handles.append(Line2D([], [], marker="X", linestyle="", color="white", markeredgecolor="black",
                                   markersize=9, label="center"))
-            fig.legend(handles=handles, title="class", loc="outside lower center", ncols=len(handles),
-                       frameon=False)
+            legend_below(fig, handles, [h.get_label() for h in handles], title="class")
         return to_data_uri(fig), kept
 
 
@@ -273,16 +309,16 @@ def _scatter_caption(fixed: dict, panels: list, kept: list) -> str:
 def curve_blocks(run: GridRun) -> list:
     """Softmax loss, center loss and train accuracy per epoch for each lambda (the reference slice)."""
     curves = run.curves
-    if curves.empty:
-        return [Note("Training curves left out: no cell recorded per-epoch curves.")]
+    finished = run.results[run.results["status"] != "failed"]
+    recorded = finished[finished["cell_id"].isin(set(curves["cell_id"]))]
+    if recorded.empty:
+        return [Note("Training curves left out: no finished cell recorded per-epoch curves.")]
     if curves["epoch"].nunique() < 2:
         return [Note("Training curves left out: the cells trained for one epoch.")]
-    cells, fixed = _reference_cells(run, free_keys=("lambda", "seed"))
+    cells, fixed = _reference_cells(run, recorded, free_keys=("lambda", "seed"))
     lambdas = spread_subset(sorted(cells["lambda"].unique()), MAX_LAMBDA_PANELS)
     cells = cells[cells["lambda"].isin(lambdas)]
     data = curves.merge(cells[["cell_id", "lambda", "seed"]], on="cell_id")
-    if data.empty:
-        return [Note(f"Training curves left out: no finished cell at {describe(fixed)} recorded curves.")]
     data["lambda_label"] = data["lambda"].map(format_label)
     hue_order = [format_label(v) for v in lambdas]
     metrics = [m for m in PLOTTED_CURVES if m in set(data["metric"])]

@@ -3,22 +3,27 @@
 import numpy as np
 import pandas as pd
 
-from ablate.metrics import AGREEMENT, METRICS, label, shown_in
+from ablate.metrics import AGREEMENT, METRICS, get_metric, label, shown_in
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
-from ablate.runs.configs import describe, seeds_draw_splits, varying
+from ablate.runs.configs import describe, split_noise, varying
 from ablate.runs.loading import GridRun
 from ablate.runs.record import SHARES_TRAINING_WITH
 from ablate.runs.schema import STATUSES
 from ablate.runs.summary import mean_ci_text
 
 
+def cells_text(results: pd.DataFrame) -> str:
+    """'48 cells: 46 ok, 1 diverged, 1 failed' (the statuses in STATUSES order, any other after them)."""
+    counts = results["status"].value_counts()
+    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
+    return f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order)
+
+
 def status_blocks(run: GridRun) -> list:
     """How many cells finished, diverged or failed; the cells that did not finish ok, with why."""
     results = run.results
-    counts = results["status"].value_counts()
-    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
-    blocks = [Note(f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order) + ".")]
+    blocks = [Note(cells_text(results) + ".")]
     blocks += shared_training_notes(run)
     unfinished = results[results["status"] != "ok"]
     if not unfinished.empty:
@@ -60,7 +65,8 @@ def summary_frames(run: GridRun) -> tuple:
     ordered = summary.sort_values(keys) if keys else summary
     index = pd.MultiIndex.from_frame(ordered[keys]) if keys else pd.Index(["all"], name="configuration")
     means = pd.DataFrame({label(m): ordered[f"{m}_mean"].to_numpy() for m in metrics}, index=index)
-    text = pd.DataFrame({label(m): [mean_ci_text(a, b) for a, b in zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"])]
+    text = pd.DataFrame({label(m): [mean_ci_text(a, b, get_metric(m), n) for a, b, n in
+                                    zip(ordered[f"{m}_mean"], ordered[f"{m}_ci95"], ordered["n_seeds"])]
                          for m in metrics}, index=index)
     diverged = ordered["n_diverged"].to_numpy() > 0
     text.loc[diverged] = "diverged"  # no mean of the survivors
@@ -96,14 +102,11 @@ def summary_blocks(run: GridRun) -> list:
     css = pd.DataFrame("", index=text.index, columns=text.columns)
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
-    noise = ("each seed draws its own train/test split, so the interval holds the test set's noise too"
-             if seeds_draw_splits(run.results) else
-             "the seeds share one train/validation/test split: the interval holds the training's noise, not the test "
-             "set's")
-    caption = (f"Mean ± half-width of the 95% t-interval over seeds ({noise}); seeds: cells that finished ok; a "
-               "configuration with a diverged seed shows 'diverged', not a mean of its survivors. Bold: the best mean "
-               "of each metric among the configurations with the most seeds (lower is better for times; raw "
-               "distances, which shrink with the whole feature scale, are never ranked).")
+    caption = (f"Mean ± half-width of the 95% t-interval over seeds ({split_noise(run.results)}; 'too few seeds (n)' "
+               "where it would leave the metric's range, an accuracy above 1 or a distance below 0); seeds: cells "
+               "that finished ok; a configuration with a diverged seed shows 'diverged', not a mean of its survivors. "
+               "Bold: the best mean of each metric among the configurations with the most seeds (lower is better for "
+               "times; raw distances, which shrink with the whole feature scale, are never ranked).")
     if fixed:
         caption += f" Fixed in every cell: {describe(fixed)}."
     blocks = [Table("Summary over seeds", html, caption=caption)]

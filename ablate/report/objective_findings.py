@@ -29,8 +29,8 @@ from ablate.analysis.stats import SIGNIFICANCE
 from ablate.metrics import get_metric
 from ablate.objectives import HEADS
 from ablate.report.blocks import Figure, Note, Table
-from ablate.report.figures import panel_grid, report_style, series_colors, to_data_uri
-from ablate.report.findings import coloured, family_blocks, findings_table, method_caption
+from ablate.report.figures import panel_grid, report_style, series_colors, shared_legend, to_data_uri
+from ablate.report.findings import coloured, findings_table, method_caption
 from ablate.runs.configs import format_label
 from ablate.runs.loading import GridRun
 
@@ -40,10 +40,10 @@ ACCURACY, COMPACTNESS = "test_accuracy", "unit_intra_class_distance"
 HEAD_MARKERS = dict(zip(HEADS, "osD^vP*X"))  # one marker per head, in registry order
 
 
-def _table(findings: Findings, title: str, what: str, rows_are: str) -> Table:
+def _table(findings: Findings, run: GridRun, title: str, what: str, rows_are: str) -> Table:
     if findings.unmatched:
         what += f" {findings.unmatched} objectives have no counterpart in their setting and are not compared."
-    return Table(title, findings_table(findings), caption=method_caption(findings, what, rows_are=rows_are))
+    return Table(title, findings_table(findings), caption=method_caption(findings, run, what, rows_are=rows_are))
 
 
 def ranking_caption(table: Ranking) -> str:
@@ -61,7 +61,7 @@ def ranking_caption(table: Ranking) -> str:
             f"exact (Clopper-Pearson) {RATE_LEVEL:.0%} interval; the share that did not train (either) is compared "
             "with the best's by Boschloo's exact test, a member of the same family. A seed that did not train on "
             "either side is dropped from the comparison of the metric (the seeds column says how many), never "
-            "averaged in. Red: worse than the best, or failing more often.")
+            "averaged in. Marked worse: worse than the best, or failing more often.")
 
 
 def ranking_blocks(run: GridRun) -> list:
@@ -78,13 +78,13 @@ def ranking_blocks(run: GridRun) -> list:
 
 
 def objective_blocks(run: GridRun) -> list:
-    """The opening of a report on objectives: the report's family, every objective ranked and tested against the
-    best, every objective against the reference objective, center loss added to each objective against it alone
-    (both exploratory), and every objective on accuracy against compactness. Nothing for a run whose head and pair
-    loss are fixed."""
+    """The findings of a run on objectives (its answer and family open the section, ablate.report.lead): every
+    objective ranked and tested against the best, every objective against the reference objective, center loss
+    added to each objective against it alone (both exploratory), and every objective on accuracy against
+    compactness. Nothing for a run whose head and pair loss are fixed."""
     if "head" not in run.results or not varies_objective(run):
         return []
-    blocks = family_blocks(run) + ranking_blocks(run)
+    blocks = ranking_blocks(run)
     reference = reference_objective(run)
     findings = objective_findings(run)
     if not findings.rows:
@@ -92,14 +92,14 @@ def objective_blocks(run: GridRun) -> list:
                            "objective in its setting (`ablate report --reference head=NAME` takes NAME alone as the "
                            "reference)."))
     else:
-        blocks.append(_table(findings, f"Findings: every objective against {reference} (exploratory)",
+        blocks.append(_table(findings, run, f"Findings: every objective against {reference} (exploratory)",
                              f"Each objective against {reference} in the same setting of the other keys, over the same "
                              "seeds (the objective names its head with its margin m and scale s, its pair loss and its "
                              "center loss).", "the objectives of this table"))
     center = center_findings(run)
     if center.rows:
-        blocks.append(_table(center, "Findings: center loss added to each objective against that objective alone "
-                                     "(exploratory)",
+        blocks.append(_table(center, run, "Findings: center loss added to each objective against that objective "
+                                          "alone (exploratory)",
                              "Each objective with center loss (lambda > 0) against the same objective without it, "
                              "in the same setting, over the same seeds.", "the objectives of this table"))
     return blocks + accuracy_compactness_blocks(run)
@@ -119,28 +119,32 @@ def accuracy_compactness_blocks(run: GridRun) -> list:
     names = list(dict.fromkeys(summary[OBJECTIVE]))
     colors = series_colors(names)
     x_label, y_label = get_metric(COMPACTNESS).label, get_metric(ACCURACY).label
+    omitted = 0  # error bars left out: too few seeds for an interval within the metric's range
     with report_style():
         fig, axes = panel_grid(len(settings), columns=2, panel=(5.5, 4.2))
         for ax, (setting, cells) in zip(axes, settings):
             for row in cells.itertuples(index=False):
                 row = row._asdict()
-                ax.errorbar(row[f"{COMPACTNESS}_mean"], row[f"{ACCURACY}_mean"], xerr=row[f"{COMPACTNESS}_ci95"],
-                            yerr=row[f"{ACCURACY}_ci95"], fmt=HEAD_MARKERS.get(row["head"], "o"), markersize=5,
-                            capsize=2,
+                bars = {}
+                for name in (COMPACTNESS, ACCURACY):
+                    mean, ci = row[f"{name}_mean"], row[f"{name}_ci95"]
+                    within = not np.isfinite(ci) or get_metric(name).holds(mean - ci, mean + ci)
+                    bars[name] = ci if within else None
+                    omitted += not within
+                ax.errorbar(row[f"{COMPACTNESS}_mean"], row[f"{ACCURACY}_mean"], xerr=bars[COMPACTNESS],
+                            yerr=bars[ACCURACY], fmt=HEAD_MARKERS.get(row["head"], "o"), markersize=5, capsize=2,
                             color=colors[row[OBJECTIVE]], label=row[OBJECTIVE])
             ax.set_title(", ".join(f"{k}={format_label(v)}" for k, v in setting.items()) or "all cells")
             ax.set_xlabel(x_label + " (lower: more compact)")
             ax.set_ylabel(y_label)
-        handles = {}  # every objective once, from whichever panel holds it
-        for ax in axes:
-            for handle, text in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(text, handle)
-        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=2, frameon=False,
-                   fontsize="small")
+        shared_legend(fig, axes, fontsize="small")
         uri = to_data_uri(fig)
     caption = (f"Each objective at its mean {y_label} against its mean {x_label} over the seeds that finished ok, "
                "with 95% t-intervals over seeds on both axes; an objective with a diverged seed is left out (its "
                "survivors would be a biased sample). One marker per head. The distance is measured on features scaled "
                "to unit length, so heads that normalize the features and heads that do not are compared on the same "
                "scale.")
+    if omitted:
+        caption += (f" {omitted} error bar{'s' if omitted != 1 else ''} left out: the interval would leave the "
+                    "metric's range (too few seeds).")
     return [Figure("Every objective: accuracy against compactness", uri, caption=caption)]

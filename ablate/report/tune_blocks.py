@@ -15,10 +15,17 @@ from ablate.runs.record import validation_label
 TRACE_PANEL = (6.0, 3.2)  # one panel 660 px wide at the report's DPI
 
 
-def _metric_label(run: TuneRun) -> str:
-    """The tuned metric's label on validation, from the trials table's study directions and tune.toml's metric."""
+def tuned_metric_label(run: TuneRun) -> str:
+    """The tuned metric's label on validation, from the tune's provenance (its metric, when the registry knows it)."""
     metric = run.provenance.get("metric")
     return validation_label(label(metric) if isinstance(metric, str) and metric in METRICS else "metric")
+
+
+def setting_text(params: str) -> str:
+    """A trial's searched setting (its params, JSON) as 'alpha=0.3027, lambda=0.01374'; '—' when it searched
+    nothing."""
+    setting = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in json.loads(params).items())
+    return setting or "—"
 
 
 def selected_blocks(run: TuneRun) -> list:
@@ -37,12 +44,11 @@ def selected_blocks(run: TuneRun) -> list:
             row.update({"selected trial": "none finished", "validation": float("nan"), "setting": "—"})
         else:
             best = chosen.iloc[0]
-            params = json.loads(best["params"])
-            setting = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-            row.update({"selected trial": str(best["trial"]), "validation": best["value"], "setting": setting or "—"})
+            row.update({"selected trial": str(best["trial"]), "validation": best["value"],
+                        "setting": setting_text(best["params"])})
         rows.append(row)
     table = pd.DataFrame(rows).rename(columns={"complete": "finished", "fail": "failed",
-                                               "validation": _metric_label(run)})
+                                               "validation": tuned_metric_label(run)})
     caption = ("Each objective searched with the same budget of trials (Optuna's TPE), scored on the validation "
                "split only; pruned trials stopped early for falling behind the finished ones at the same epoch, and "
                "diverged trials are counted as pruned: neither is ever a result. The selected setting is the best "
@@ -67,7 +73,7 @@ def trace_blocks(run: TuneRun) -> list:
             ax.plot(group["trial"], group["best_so_far"], drawstyle="steps-post", color=color, label=names[study])
             ax.scatter(group["trial"], group["value"], s=12, color=color, alpha=0.6)
         ax.set_xlabel("trial")
-        ax.set_ylabel(_metric_label(run))
+        ax.set_ylabel(tuned_metric_label(run))
         shared_legend(fig, [ax])
         image = to_data_uri(fig)
     caption = ("Line: the best validation value of the objective's finished trials so far; dots: each finished "

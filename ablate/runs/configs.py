@@ -2,9 +2,13 @@
 
 import pandas as pd
 
+NOT_APPLICABLE = "—"  # a key a row leaves unset (the margin of softmax): never "nan"
+
 
 def format_label(value: object) -> str:
-    """A value as a label: floats as the shortest form (0.003, not 0.003000)."""
+    """A value as a label: floats as the shortest form (0.003, not 0.003000); an unset value (None, NaN) as "—"."""
+    if value is None or (isinstance(value, float) and value != value):
+        return NOT_APPLICABLE
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -34,3 +38,11 @@ def seeds_draw_splits(results: pd.DataFrame) -> bool:
     grid, or a run from before split_seed), so that the spread over seeds holds the test set's sampling noise; a
     tune's final seeds share one split."""
     return "split_seed" not in results or bool((results["split_seed"] == results["seed"]).all())
+
+
+def split_noise(*results: pd.DataFrame) -> str:
+    """What the spread over the seeds of one or more runs' `results` holds, for a caption (seeds_draw_splits)."""
+    if all(seeds_draw_splits(table) for table in results):
+        return "every seed draws its own train/test split, so the spread over seeds holds the test set's noise too"
+    return ("the seeds share one train/validation/test split, so the spread over seeds holds the training's noise, "
+            "not the test set's")

@@ -32,6 +32,8 @@ VALIDATION_PREFIX = "val_"  # a metric on the validation split; the metric's own
 CURVE_COLUMN = Column("curve")  # a curve: one number per epoch, NaN and inf where the loss diverged
 # In the record of a grid cell that shared another's training (ablate.train.followers): that cell's id.
 SHARES_TRAINING_WITH = "shares_training_with"
+# The record fields that count a cell's samples, by the split they count (the report's study names them).
+SAMPLE_COUNTS = {"train_samples": "train", "validation_samples": "validation", "test_samples": "test"}
 
 
 def validation_key(metric: str) -> str:
@@ -111,6 +113,11 @@ class CellRecord:
     objective: str = field(metadata=typed(TEXT))  # the objective in words (ablate.objectives.describe_objective)
     metrics: dict  # its columns: every metric of the registry (metric_column), on test and on validation
     held_out_classes: str = field(metadata=typed(TEXT))  # the dataset's ids of the classes held out, comma-separated
+    # The samples it trained on (the held-out classes' left out) and validated on (0 at val_fraction 0), and the test
+    # samples it was evaluated on (the held-out classes' included; None: never scored on test): SAMPLE_COUNTS
+    train_samples: int = field(metadata=typed(COUNT))
+    validation_samples: int = field(metadata=typed(Column("integer", 0.0)))
+    test_samples: int | None = field(metadata=typed(Column("integer", 1.0, nullable=True)))
     # False: a tuning trial, which never read its test split (no test metrics, no features)
     scored_on_test: bool = field(metadata=typed(Column("flag")))
     # the metric of curve_validation (None: no per-epoch validation)

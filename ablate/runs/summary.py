@@ -2,13 +2,14 @@
 
     summary_table(results, config_columns)   one row per configuration: n_seeds, n_diverged, n_failed,
                                              <m>_mean and <m>_ci95 per summarized metric m of the registry
-    mean_ci_text(mean, ci)                   '0.9574 ± 0.011'
+    mean_ci_text(mean, ci, metric, seeds)    '0.9574 ± 0.011'; '0.9574 ± too few seeds (2)' where the interval
+                                             would leave the metric's range
 """
 
 import pandas as pd
 from scipy import stats
 
-from ablate.metrics import summarized_metrics
+from ablate.metrics import Metric, summarized_metrics, too_few_seeds
 from ablate.runs.schema import setting_columns
 
 
@@ -39,8 +40,14 @@ def summary_table(results: pd.DataFrame, config_columns: list | tuple) -> pd.Dat
     return summary[(summary["n_seeds"] + summary["n_diverged"]) > 0].reset_index(drop=True)
 
 
-def mean_ci_text(mean: float, ci: float) -> str:
-    """'0.9574 ± 0.011' for a summary cell; the mean alone without an interval, '' without a mean."""
+def mean_ci_text(mean: float, ci: float, metric: Metric | None = None, seeds: int | None = None) -> str:
+    """'0.9574 ± 0.011' for a summary cell; the mean alone without an interval, '' without a mean. With the cell's
+    `metric`, an interval that leaves the metric's range (an accuracy above 1, a norm below 0) is no number:
+    '0.9574 ± too few seeds (2)'."""
     if pd.isna(mean):
         return ""
-    return f"{mean:.4g} ± {ci:.2g}" if pd.notna(ci) else f"{mean:.4g}"
+    if pd.isna(ci):
+        return f"{mean:.4g}"
+    if metric is not None and not metric.holds(mean - ci, mean + ci):
+        return f"{mean:.4g} ± {too_few_seeds(seeds if seeds is not None else '?')}"
+    return f"{mean:.4g} ± {ci:.2g}"

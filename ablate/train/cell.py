@@ -61,14 +61,14 @@ def run_cell(config: CellConfig, features_path=None, progress: bool = False, *, 
 
     The record holds every config key ("lambda", not "lambda_"; split_seed names the split), the objective in words
     (ablate.objectives.describe_objective), the metrics on validation ("val_<name>", ablate.runs.record.validation_key;
-    none at val_fraction 0) and on test (the metric's own name) (None when the cell diverged or was pruned, or where
-    a metric is undefined on its split), the held-out classes, whether it read its test split, timings, status ("ok"
-    | "diverged" | "pruned"), diverged_epoch, resolved_device, torch_threads, world_size and the per-epoch curves
-    (ablate.runs.record.CURVES_OF_EPOCHS: curve_softmax_loss, curve_center_loss, curve_train_accuracy, curve_pair_loss
-    with a pair loss, curve_validation with a watch). A non-finite loss marks the cell "diverged"; bad options,
-    missing data and a cell too large for this machine's memory raise (before anything is allocated). With
-    features_path, the test features, labels, learned centers and predictions are saved there (.npz), also for a
-    diverged cell.
+    none at val_fraction 0) and on test (the metric's own name) (None when the cell diverged or was pruned, or where a
+    metric is undefined on its split), the held-out classes, the samples per split (ablate.runs.record.SAMPLE_COUNTS),
+    whether it read its test split, timings, status ("ok" | "diverged" | "pruned"), diverged_epoch, resolved_device,
+    torch_threads, world_size and the per-epoch curves (ablate.runs.record.CURVES_OF_EPOCHS: curve_softmax_loss,
+    curve_center_loss, curve_train_accuracy, curve_pair_loss with a pair loss, curve_validation with a watch). A
+    non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this machine's memory
+    raise (before anything is allocated). With features_path, the test features, labels, learned centers and predictions
+    are saved there (.npz), also for a diverged cell.
     config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
     RanksFailed (a RuntimeError) once all ranks have been ended. The device is resolved and the cell checked
     here, once, before any rank starts.
@@ -236,7 +236,9 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
             write_features(features_path, features, scorings[_test_key].samples.y, centers, predictions)
         return CellRecord(
             config=cell.to_dict(), objective=describe_objective(cell.to_dict()), metrics=metrics,
-            held_out_classes=",".join(map(str, data.held_out)), scored_on_test=scored_on_test,
+            held_out_classes=",".join(map(str, data.held_out)), train_samples=int(trained.sum()),
+            validation_samples=len(data.validation),
+            test_samples=len(scorings[_test_key].samples) if scored_on_test else None, scored_on_test=scored_on_test,
             validation_metric=watch.metric if watch is not None else None,
             train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
             wall_time_s=time.perf_counter() - started, status=status,
