@@ -35,7 +35,7 @@ data:
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
-# ruff (style and imports), mypy (the core API's types) and import-linter (the layers of the README's Layout).
+# ruff (style and imports), mypy (the whole package's types) and import-linter (the layers of the README's Layout).
 lint: install
 	$(BIN)/ruff check ablate tests
 	$(BIN)/mypy

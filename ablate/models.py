@@ -158,8 +158,9 @@ def build_model(name: str, input_shape: tuple, feat_dim: int, num_classes: int,
     model = build(tuple(input_shape), feat_dim, num_classes)
     norm = EMBEDDING_NORMS[embedding_norm].build
     if norm is not None:
-        if not isinstance(getattr(model, "embed", None), nn.Module):
+        embed = getattr(model, "embed", None)
+        if not isinstance(embed, nn.Module):
             raise ValueError(f"embedding_norm {embedding_norm} follows a model's `embed` module (inputs -> features), "
                              f"and model {resolved!r} has none; use embedding_norm none")
-        model.embed = nn.Sequential(model.embed, norm(feat_dim))  # (B, ...) -> (B, feat_dim) -> (B, feat_dim)
+        model.embed = nn.Sequential(embed, norm(feat_dim))  # (B, ...) -> (B, feat_dim) -> (B, feat_dim)
     return model

@@ -132,7 +132,7 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     run_dir = _checked_run_dir(run_dir, f"{name}-{dev.type}", "bench")
-    say(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
+    say(f"suite {name} on {dev}: variants {', '.join(resolved.resolved_variants)} -> {run_dir}")
     started = time.monotonic()
     try:
         tables = run_suite(resolved, dev, run_dir)

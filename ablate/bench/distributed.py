@@ -28,7 +28,7 @@ from ablate.bench.allocator import fix_malloc_thresholds
 from ablate.bench.timer import quantiles_ms
 from ablate.distributed.centers import FORMS, form_placement
 from ablate.distributed.groups import all_sum_, count_traffic
-from ablate.distributed.launch import check_world, run_ranks
+from ablate.distributed.launch import check_world, rank_device, run_ranks
 from ablate.loss import CenterLoss
 from ablate.loss.dtypes import DTYPES
 from ablate.runs.folder import RunFolder
@@ -137,18 +137,18 @@ def measure_point(rank: int, world: int, point: dict, steps: int, device: torch.
 
 def bench_ranks(rank: int, world: int, points: list, steps: int, device: str) -> list:
     """Every point in this rank (a collective over all ranks); rank 0's rows are the result."""
-    device = torch.device("cuda", rank) if torch.device(device).type == "cuda" else torch.device("cpu")
+    own_device = rank_device(device, rank)
     # glibc's heap keeps freed pages resident: with every tensor above OWN_MAPPING_BYTES a mapping of its own, the
     # peak resident set of a point is that point's own (on another C library it may include earlier points').
     fix_malloc_thresholds(mmap_threshold=OWN_MAPPING_BYTES)
     rows = []
     if points:
-        measure_point(rank, world, points[0], 1, device)  # one-time costs (first collectives, kernels) off the rows
+        measure_point(rank, world, points[0], 1, own_device)  # one-time costs (first collectives, kernels) off the rows
     for point in points:
         try:
-            rows.append(measure_point(rank, world, point, steps, device))
+            rows.append(measure_point(rank, world, point, steps, own_device))
         except torch.OutOfMemoryError as exc:  # every rank at the same point holds as much: all of them say so
-            rows.append({**point, "world": world, "device": device.type, "note": f"OutOfMemoryError: {exc}"})
+            rows.append({**point, "world": world, "device": own_device.type, "note": f"OutOfMemoryError: {exc}"})
     return rows
 
 

@@ -126,7 +126,8 @@ def bench_table(suite: Suite, device: torch.device, store: PartStore, copy_gb_pe
 def numerics_table(suite: Suite, device: torch.device, store: PartStore, *, progress: bool = True) -> pd.DataFrame:
     """Loss and gradient errors of the suite's checked variants, per dtype x convention x feature norm."""
     spec = suite.numerics
-    variants = suite.checked_variants or suite.variants
+    assert spec is not None, "numerics are measured for a suite that declares them (run_suite)"
+    variants = suite.checked_variants or suite.resolved_variants
     cases = [(dt, conv, norm) for dt in spec.dtypes for conv in spec.conventions for norm in spec.feature_norms]
     rows = []
     for dtype, convention, norm in tqdm(cases, desc="numerics", disable=not progress):
@@ -138,16 +139,18 @@ def numerics_table(suite: Suite, device: torch.device, store: PartStore, *, prog
 def train_step_table(suite: Suite, device: torch.device, store: PartStore, *, progress: bool = True) -> pd.DataFrame:
     """One row per variant x workload case; a case that cannot run (out of memory, say) gets rows saying
     why, and is not stored, so that a rerun tries it again."""
+    assert suite.train_step is not None, "training steps are measured for a suite that declares them (run_suite)"
+    variants = suite.resolved_variants
     rows = []
     cases = workload_cases(suite.train_step)
     for workload, batch, classes, dim in tqdm(cases, desc="train step", disable=not progress):
-        key = f"{workload}_b{batch}_c{classes}_d{dim}_{device.type}_{'-'.join(suite.variants)}"
+        key = f"{workload}_b{batch}_c{classes}_d{dim}_{device.type}_{'-'.join(variants)}"
         try:
-            rows += store.rows("train_step", key, lambda: train_step_case(workload, batch, classes, dim, suite.variants,
+            rows += store.rows("train_step", key, lambda: train_step_case(workload, batch, classes, dim, variants,
                                                                           device, suite.timing))
         except Exception as exc:  # recorded in the row's note; see the module docstring
             rows += [{"workload": workload, "variant": v, "batch": batch, "classes": classes, "dim": dim,
-                      "device": device.type, "note": error_note(exc)} for v in suite.variants]
+                      "device": device.type, "note": error_note(exc)} for v in variants]
             _free(device)
     return pd.DataFrame(rows, columns=list(TRAIN_STEP_COLUMNS))
 

@@ -127,6 +127,12 @@ class Suite:
     memory_fraction: float = 0.5
     time_budget_s: Optional[float] = None
 
+    @property
+    def resolved_variants(self) -> tuple:
+        """The variants of a suite resolve_suite returned (it names them; a declared suite may leave them None)."""
+        assert self.variants is not None, "a resolved suite names its variants"
+        return self.variants
+
     def points(self) -> list:
         """(sweep, point) pairs in declaration order, each point once."""
         seen, out = set(), []
@@ -236,8 +242,7 @@ def resolve_suite(name: str, device: torch.device, *, variants=None, modes=None,
 
 def sweep_variants(suite: Suite, sweep: Sweep) -> tuple:
     """The suite's variants that this sweep draws as lines (of a suite resolve_suite returned)."""
-    assert suite.variants is not None, "a resolved suite names its variants"
-    lines = tuple(v for v in suite.variants if sweep.variants is None or v in sweep.variants)
+    lines = tuple(v for v in suite.resolved_variants if sweep.variants is None or v in sweep.variants)
     if not sweep.one_per_update:
         return lines
     own = tuple(v for v in lines if get_variant(v).fuses(sweep.rule))

@@ -18,7 +18,7 @@ QUANTILES = (0.2, 0.5, 0.8)
 WARMUP_CALLS = 2  # past compilation (torch.compile) and Triton's autotuning, which happen on the first calls
 
 
-def warm_up(fn: Callable[[], None], device: torch.device) -> None:
+def warm_up(fn: Callable[[], object], device: torch.device) -> None:
     for _ in range(WARMUP_CALLS):
         fn()
     if device.type == "cuda":
@@ -29,7 +29,7 @@ def _cpu_times(fns: Mapping[str, Callable], timing: Timing) -> dict:
     threads = timing.threads or torch.get_num_threads()
     timers = {name: benchmark.Timer("fn()", globals={"fn": fn}, num_threads=threads, label=name)
               for name, fn in fns.items()}
-    rounds = {name: [] for name in fns}
+    rounds: dict[str, list[benchmark.Measurement]] = {name: [] for name in fns}
     for _ in range(timing.rounds):
         for name, timer in timers.items():
             rounds[name].append(timer.blocked_autorange(min_run_time=timing.round_ms / 1e3))
@@ -39,14 +39,14 @@ def _cpu_times(fns: Mapping[str, Callable], timing: Timing) -> dict:
 def _cuda_times(fns: Mapping[str, Callable], timing: Timing) -> dict:
     from triton.testing import do_bench  # Triton is optional off CUDA machines
 
-    times = {name: [] for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(timing.rounds):
         for name, fn in fns.items():
             times[name] += do_bench(fn, warmup=timing.round_ms / 4, rep=timing.round_ms, return_mode="all")
     return {name: np.asarray(t, dtype=np.float64) for name, t in times.items()}
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], None]], device: torch.device, timing: Timing) -> dict:
+def time_interleaved(fns: Mapping[str, Callable[[], object]], device: torch.device, timing: Timing) -> dict:
     """Time the fns in turn for `timing.rounds` rounds; the caller warms each up first (`warm_up`).
 
     fns: name -> a no-argument callable (it resets any gradient it accumulates itself).
@@ -61,7 +61,7 @@ def quantiles_ms(times_ms) -> dict:
     return {f"time_ms_p{round(p * 100)}": float(v) for p, v in zip(QUANTILES, q)}
 
 
-def peak_memory_bytes(fn: Callable[[], None], device: torch.device) -> float:
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> float:
     """Device memory one call allocates at its peak beyond what was allocated before it (CUDA; NaN elsewhere)."""
     if device.type != "cuda":
         return math.nan

@@ -52,9 +52,9 @@ class _Process(NamedTuple):
     running: bool  # not a zombie
 
 
-def _process_table() -> dict:
+def _process_table() -> dict[int, _Process]:
     """pid -> _Process for every process /proc lists (empty without /proc)."""
-    table = {}
+    table: dict[int, _Process] = {}
     try:
         entries = os.scandir("/proc")
     except OSError:

@@ -80,6 +80,7 @@ def _answer(conn, text: str, init: dict, device: str) -> None:
     steps = None  # the module and step function of --step, kept from one step to the next
     while True:
         kind, args = pickle.loads(conn.recv_bytes())
+        reply: tuple[str, object]  # (status, what the parent's _receive returns or raises)
         try:
             if kind == "call":
                 reply = ("ok", run_target(target, *args))
@@ -87,8 +88,10 @@ def _answer(conn, text: str, init: dict, device: str) -> None:
                 from ablate.check.step import LocalSteps
 
                 steps = LocalSteps(target)
-                reply = ("ok", steps.start_steps(*args))
+                steps.start_steps(*args)
+                reply = ("ok", None)
             elif kind == "step":
+                assert steps is not None, "start_steps first"  # TargetProcess sends start_steps before any step
                 reply = ("ok", steps.step(*args))
             else:
                 from ablate.check.suite import timing_rows
@@ -128,6 +131,7 @@ class TargetProcess:
             self._relays = [Relay(f"target {label}", r.fileno()) for label, r in zip(("stdout", "stderr"),
                                                                                      self._readers)]
             self._receive("starting the check's process", START_TIMEOUT_S)
+            assert self._process.pid is not None  # set by start(), which returned
             self._contained.watch(self._process.pid)
             try:
                 self._conn.send_bytes(pickle.dumps("go"))

@@ -89,11 +89,11 @@ def identify_convention(target) -> tuple:
     failed = next((o for o in outcomes if o.error or o.loss is None or not math.isfinite(o.loss)), None)
     if failed is not None:
         return None, [Finding("convention", "loss", "none", False, failed.error or f"loss {failed.loss}")]
-    errors = {}
+    errors: dict[str, float] = {}
     for name in CANDIDATES:
         expected = [Convention(name).expected(*inputs)[0] for inputs in batches]
         errors[name] = max(abs(o.loss - e) / abs(e) for o, e in zip(outcomes, expected))
-    best = min(errors, key=errors.get)
+    best = min(errors, key=errors.__getitem__)
     if errors[best] > CONVENTION_RTOL:
         return None, [Finding("convention", "loss", "none", False,
                               f"no convention matches; closest {best}, relative error {errors[best]:.3g}")]

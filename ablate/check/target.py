@@ -77,8 +77,10 @@ class Target:
         their device); a function gets a copy of `centers`, a leaf that requires grad when centers_grad is set.
         """
         if self.kind != "module":
+            fn = self.fn
+            assert fn is not None, "a function or variant target has its fn"  # as load_target builds it
             own = centers.detach().clone().requires_grad_(centers_grad)
-            return (lambda features, labels: self.fn(features, labels, own)), (own if centers_grad else None)
+            return (lambda features, labels: fn(features, labels, own)), (own if centers_grad else None)
         module = self.build(*centers.shape)
         module.to(centers.device)
         owned = find_centers(module, self.centers_attr, centers.shape)
@@ -93,6 +95,7 @@ class Target:
         return run_target(self, features, labels, centers)
 
     def build(self, num_classes: int, feat_dim: int) -> nn.Module:
+        assert self.cls is not None, "a module target has its cls"  # as load_target builds it
         kwargs = {"num_classes": num_classes, "feat_dim": feat_dim, **self.init}
         try:
             return self.cls(**kwargs)
@@ -206,6 +209,7 @@ def import_location(location: str):
         if loaded is not None and Path(loaded.__file__ or "").resolve() == path.resolve():
             return loaded
         spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None  # a .py path always has a source loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
         spec.loader.exec_module(module)

@@ -15,7 +15,7 @@ import torch
 
 from ablate.check.step import describe_step, observe_steps, start_plan
 from ablate.check.suite import Finding, identify_convention
-from ablate.check.update_fit import UpdateFit, fit_update, motion, rounding_floor
+from ablate.check.update_fit import Fit, UpdateFit, fit_update, motion, rounding_floor
 from ablate.loss.rules import RULES
 
 FALLBACK_CONVENTION = "sum/B"  # sgd's gradient scale when the loss matches no convention: the most used one
@@ -90,9 +90,8 @@ def _absent_motion(observations) -> tuple:
     return moved, decay_limit, momentum_limit
 
 
-def _rule_rows(update: UpdateFit, convention: str, convention_known: bool) -> list:
-    """The rule, its alpha and how it treats duplicate labels, for a named fit."""
-    fit = update.named
+def _rule_rows(update: UpdateFit, fit: Fit, convention: str, convention_known: bool) -> list:
+    """The rule, its alpha and how it treats duplicate labels, for the named fit (update.named)."""
     h, rule = fit.hypothesis, RULES.get(fit.hypothesis.rule)
     text = f"{rule.formula} ({rule.origin})"
     if rule.gradient_step:
@@ -109,6 +108,7 @@ def _rule_rows(update: UpdateFit, convention: str, convention_known: bool) -> li
         rows.append(Finding("update", "alpha", f"{_number(next(iter(fit.alphas.values())))}, independent of lambda",
                             in_range, meaning + range_note))
     elif h.lambda_form == "proportional":
+        assert fit.per_lambda is not None  # the proportional form's k, set by its fit
         rows.append(Finding("update", "alpha", f"{_number(fit.per_lambda)} x lambda, lambda-dependent", False,
                             f"{_alphas(fit.alphas)}: the centers' rate changes with the loss weight"
                             + (", their gradient not divided by lambda" if rule.gradient_step else "") + range_note))
@@ -168,7 +168,7 @@ def _describe(update: UpdateFit, observations, convention: str, convention_known
                         f"({closest.worst:.3g} times what rounding allows)")]
         facts.update(rule=None, residual=closest.residual)
     else:
-        rows = _rule_rows(update, convention, convention_known)
+        rows = _rule_rows(update, fit, convention, convention_known)
         h = fit.hypothesis
         facts.update(rule=h.rule, sequential=h.sequential, lambda_form=h.lambda_form,
                      alpha={f"{lam:g}": a for lam, a in fit.alphas.items()}, alpha_per_lambda=fit.per_lambda,

@@ -37,7 +37,7 @@ class RanksFailed(RuntimeError):
     """One rank of a multi-process run failed; the others were ended."""
 
 
-def rank_device(device: torch.device, rank: int) -> torch.device:
+def rank_device(device: torch.device | str, rank: int) -> torch.device:
     """The device of `rank`: its own GPU (cuda:rank) on CUDA, the CPU otherwise."""
     return torch.device("cuda", rank) if torch.device(device).type == "cuda" else torch.device("cpu")
 
@@ -55,11 +55,11 @@ def check_world(nproc: int, device: torch.device, bytes_per_rank: int = 0, optio
 
 def _rank_main(rank: int, fn, nproc: int, rendezvous: str, result_dir: str, device: str, threads: int, args) -> None:
     torch.set_num_threads(threads)
-    device = rank_device(device, rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    own_device = rank_device(device, rank)
+    if own_device.type == "cuda":
+        torch.cuda.set_device(own_device)
     try:
-        init_group(rank, nproc, rendezvous, device)
+        init_group(rank, nproc, rendezvous, own_device)
         result = fn(rank, nproc, *args)
     except BaseException:
         # Written before the group closes: its time tells the first failure (the cause) from the peers'
@@ -92,6 +92,15 @@ def _cause(processes, result_dir: Path) -> str:
             + "\n".join(trace[-TRACE_LINES:]))
 
 
+def _join(context: mp.ProcessContext, result_dir: Path) -> None:
+    """Wait for every rank of `context`; RanksFailed naming the first failure's cause when one fails."""
+    try:
+        while not context.join(grace_period=TERMINATE_GRACE_S):
+            pass
+    except (mp.ProcessRaisedException, mp.ProcessExitedException):
+        raise RanksFailed(_cause(context.processes, result_dir)) from None
+
+
 def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int | None = None) -> list:
     """fn(rank, nproc, *args) in `nproc` new processes (forkserver) joined in one process group; every
     rank's return value (any torch.save-able object), in rank order.
@@ -109,10 +118,7 @@ def run_ranks(fn, nproc: int, args: tuple = (), *, device="cpu", threads: int | 
             with signals_deferred():  # every rank started is in context.processes before an interrupt can land
                 context = mp.start_processes(_rank_main, args=(fn, nproc, rendezvous, tmp, str(device), threads, args),
                                              nprocs=nproc, join=False, start_method=START_METHOD)
-            while not context.join(grace_period=TERMINATE_GRACE_S):
-                pass
-        except (mp.ProcessRaisedException, mp.ProcessExitedException):
-            raise RanksFailed(_cause(context.processes, Path(tmp))) from None
+            _join(context, Path(tmp))
         finally:
             for process in context.processes if context else []:  # only if this process itself was interrupted
                 if process.is_alive():

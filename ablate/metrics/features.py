@@ -304,6 +304,6 @@ def split_evaluations(features, labels, predictions, centers, center_features=No
     if masks[SEEN] is masks[HELD_OUT]:
         evaluation = Evaluation(features, labels, predictions, centers, center_features)
         return {SEEN: evaluation, HELD_OUT: evaluation}
-    arrays = [np.asarray(a) for a in (features, labels, predictions, center_features)]
-    return {split: Evaluation(*(a[mask] for a in arrays[:3]), centers, arrays[3][mask])
+    features, labels, predictions, center_features = map(np.asarray, (features, labels, predictions, center_features))
+    return {split: Evaluation(features[mask], labels[mask], predictions[mask], centers, center_features[mask])
             for split, mask in masks.items()}

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from ablate.io import atomic_write_bytes, atomic_write_json, remove_temp_files
 from ablate.runs import readers, schema
+from ablate.runs.columns import ConfigColumns
 
 
 class CellStore:
     """The cells of RUN_DIR; `config_columns` (the grid keys) let each record be checked against its id."""
 
-    def __init__(self, run_dir: str | Path, config_columns: list | tuple | None = None):
+    def __init__(self, run_dir: str | Path, config_columns: ConfigColumns | None = None):
         self.run_dir = Path(run_dir)
         self.cells_dir = self.run_dir / schema.CELLS
         self.config_columns = config_columns

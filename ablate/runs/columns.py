@@ -1,5 +1,6 @@
 """A typed column of a run folder: what each value of a cell record or a table column may be (Column), checked
-value by value (fits) and column by column (dtype_fits, row_fits), and declared in run.json (to_json, from_json).
+value by value (fits) and column by column (dtype_fits, row_fits), and declared in run.json (to_json, from_json);
+ConfigColumns, a grid's config columns as a run folder knows them.
 
 The columns of a grid's records and results table are declared in ablate.runs.record (RecordSchema). Booleans are not
 numbers (JSON's true is no seed, no lambda, no count); NaN is a number's null (allowed only where the column is
@@ -7,6 +8,7 @@ nullable); inf only where the column says so.
 """
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -161,3 +163,8 @@ class Column:
             return cls(**values)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
+
+
+# A grid's config columns (its keys, in order): name -> Column as run.json declares them, or their names alone (a
+# folder that declares no types).
+ConfigColumns = Mapping[str, Column] | Sequence[str]

@@ -36,6 +36,7 @@ from ablate.io import (
     remove_temp_files,
 )
 from ablate.runs.cells import CellStore
+from ablate.runs.columns import ConfigColumns
 from ablate.runs.manifest import check_kind
 from ablate.runs.parts import PartStore
 from ablate.runs.schema import (
@@ -136,7 +137,7 @@ class RunFolder:
                 if run._cells is not None:
                     run._cells.remove_scratch()
 
-    def cells(self, config_columns: list | tuple) -> CellStore:
+    def cells(self, config_columns: ConfigColumns) -> CellStore:
         """The grid's cell files, the temp files and scratch folder a killed run left removed."""
         self._cells = CellStore(self.path, config_columns)
         self._cells.remove_temp_files()

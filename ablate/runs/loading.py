@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.io import UnreadableFile, path_kind, read_regular_bytes
+from ablate.runs.columns import ConfigColumns
 from ablate.runs.features import read_features
 from ablate.runs.manifest import config_columns, read_manifest, run_kind
 from ablate.runs.readers import empty_table, holdout_of, read_provenance, read_records, read_table
@@ -135,18 +136,18 @@ class TuneRun(GridRun):
                    selected=_with_settings(selected, records, columns))
 
 
-def _setting(record: dict, columns: dict | list) -> tuple:
+def _setting(record: dict, columns: ConfigColumns) -> tuple:
     """A record's cell options but seed, as a hashable key."""
     return tuple((c, record.get(c)) for c in columns if c != "seed")
 
 
-def _final_cells(records: dict, selected: pd.DataFrame, columns: dict | list) -> set:
+def _final_cells(records: dict, selected: pd.DataFrame, columns: ConfigColumns) -> set:
     """The ids of the cells scored on test whose options (but seed) are those of a selected trial's cell."""
     settings = {_setting(records[i], columns) for i in selected["cell_id"] if i in records}
     return {i for i, r in records.items() if r.get("scored_on_test") is True and _setting(r, columns) in settings}
 
 
-def _with_settings(selected: pd.DataFrame, records: dict, columns: dict | list) -> pd.DataFrame:
+def _with_settings(selected: pd.DataFrame, records: dict, columns: ConfigColumns) -> pd.DataFrame:
     """The selected trials with the options their cells ran with (the config columns but seed), where the cell's
     record is there."""
     keys = [c for c in columns if c != "seed"]

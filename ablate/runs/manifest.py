@@ -11,7 +11,7 @@ writes it).
 import os
 from pathlib import Path
 
-from ablate.runs.columns import Column, shown
+from ablate.runs.columns import Column, ConfigColumns, shown
 from ablate.runs.readers import read_json
 from ablate.runs.schema import (
     BENCH,
@@ -83,7 +83,7 @@ def read_manifest(run_dir: str | Path) -> dict | None:
     return manifest
 
 
-def config_columns(manifest: dict | None) -> dict | list:
+def config_columns(manifest: dict | None) -> ConfigColumns:
     """A grid's config columns as run.json declares them: name -> Column, or their names alone in a folder that
     declares no types (written before it did), or schema 0's for a folder without run.json."""
     if manifest is None or not manifest.get("config_columns"):

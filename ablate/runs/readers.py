@@ -14,7 +14,7 @@ import pandas as pd
 from ablate.io import UnreadableFile, check_regular_file, parse_json_text, path_kind, read_regular_text, read_toml_file
 from ablate.messages import listed
 from ablate.runs import record as cell_record
-from ablate.runs.columns import shown
+from ablate.runs.columns import ConfigColumns, shown
 from ablate.runs.schema import (
     CELLS,
     GRID_SPEC,
@@ -65,7 +65,7 @@ def read_provenance(run_dir: str | Path) -> dict:
 
 # --- grid records ------------------------------------------------------------------------------------------------
 
-def check_record(record: dict, path: Path, config_columns: dict | list | tuple | None = None) -> dict:
+def check_record(record: dict, path: Path, config_columns: ConfigColumns | None = None) -> dict:
     """A cell record as read from `path`, checked: its status, every value against its column
     (ablate.runs.record.RecordSchema: the config columns as `config_columns` types them, the record's fields, the
     metrics, the curves), its id (the file's name) and, given the config columns, that its config hashes to that
@@ -92,11 +92,11 @@ def check_record(record: dict, path: Path, config_columns: dict | list | tuple |
     return record
 
 
-def read_record(path: str | Path, config_columns: dict | list | tuple | None = None) -> dict:
+def read_record(path: str | Path, config_columns: ConfigColumns | None = None) -> dict:
     return check_record(read_json(path), Path(path), config_columns)
 
 
-def read_records(run_dir: str | Path, config_columns: dict | list | tuple | None = None) -> tuple[dict, list]:
+def read_records(run_dir: str | Path, config_columns: ConfigColumns | None = None) -> tuple[dict, list]:
     """({cell id: record} for every valid record in RUN_DIR/cells, [one line per file left out and why])."""
     cells = Path(run_dir) / CELLS
     records: dict = {}

@@ -18,13 +18,14 @@ these classes, the grid stamps them with `stamped`, and the tables, the readers 
 declarations here. Each field declares its column (type and range) in its metadata.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
 from ablate.metrics import METRICS, POINTS, RATIO, Metric
 from ablate.provenance import now
-from ablate.runs.columns import Column, shown
+from ablate.runs.columns import Column, ConfigColumns, shown
 from ablate.runs.schema import FINISHED, SCHEMA_0_CONFIG_TYPES, STATUSES, RunFolderError
 
 CURVE_PREFIX = "curve_"  # a record's per-epoch lists; the curves table names them without it
@@ -247,10 +248,10 @@ class RecordSchema:
         return table[keep]
 
 
-def record_schema(config_columns: dict | list | tuple | None = None) -> RecordSchema:
+def record_schema(config_columns: ConfigColumns | None = None) -> RecordSchema:
     """The schema of records whose config columns are `config_columns`: name -> Column as run.json declares them;
     or their names alone (a folder that declares no types: schema 0's types where they name a column, else a number
     or text); or None (no config known: the record's own fields alone are typed)."""
-    if isinstance(config_columns, dict):
+    if isinstance(config_columns, Mapping):
         return RecordSchema(dict(config_columns))
     return RecordSchema({name: SCHEMA_0_CONFIG_TYPES.get(name, UNDECLARED_CONFIG) for name in config_columns or ()})

@@ -6,6 +6,8 @@
                                              would leave the metric's range
 """
 
+from collections.abc import Collection
+
 import pandas as pd
 from scipy import stats
 
@@ -13,7 +15,7 @@ from ablate.metrics import Metric, summarized_metrics, too_few_seeds
 from ablate.runs.schema import setting_columns
 
 
-def summary_table(results: pd.DataFrame, config_columns: list | tuple) -> pd.DataFrame:
+def summary_table(results: pd.DataFrame, config_columns: Collection[str]) -> pd.DataFrame:
     """Per configuration with a finished cell (every config column but the seeds; failures are the status table's):
     n_seeds (cells with status "ok"), n_diverged, n_failed, and <m>_mean, <m>_ci95 (half-width of the 95%
     t-interval over the ok seeds) for each summarized metric m of the registry that the results hold as numbers.

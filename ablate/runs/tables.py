@@ -9,11 +9,13 @@
 
 import math
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
 
 from ablate.messages import listed
+from ablate.runs.columns import ConfigColumns
 from ablate.runs.readers import in_grid, read_grid_axes, read_records, read_table
 from ablate.runs.record import CURVE_PREFIX, record_schema
 from ablate.runs.schema import (
@@ -29,7 +31,7 @@ from ablate.runs.schema import (
 from ablate.runs.summary import summary_table
 
 
-def results_table(records: list, config_columns: list | tuple) -> pd.DataFrame:
+def results_table(records: list, config_columns: Collection[str]) -> pd.DataFrame:
     """records (one flat dict per cell) -> one row per cell: cell_id, the config columns, then the rest in
     order of appearance; curve lists left out."""
     config = list(config_columns)
@@ -50,7 +52,7 @@ def curves_table(records: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype({"epoch": "int64", "value": "float64"})
 
 
-def grid_tables(records: list, config_columns: list | tuple) -> dict[str, pd.DataFrame]:
+def grid_tables(records: list, config_columns: Collection[str]) -> dict[str, pd.DataFrame]:
     """{results, curves, summary} of the records (one flat dict per cell, in grid order), as the grid writes them."""
     results = results_table(records, config_columns)
     return {RESULTS: results, CURVES: curves_table(records), SUMMARY: summary_table(results, config_columns)}
@@ -60,7 +62,7 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def load_results(run_dir: str | Path, config_columns: dict | list | tuple,
+def load_results(run_dir: str | Path, config_columns: ConfigColumns,
                  cells: set | None = None) -> tuple[pd.DataFrame, list]:
     """(results, notes): RUN_DIR/results.parquet when it is newer than every cell record, else the table
     rebuilt from the valid records in cells/ of the cells grid.toml holds (a run interrupted before writing

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -48,6 +49,9 @@ from ablate.tune.settings import TuneSettings
 from ablate.tune.space import Objective
 from ablate.tune.trials import PrunerSettings, TrialWatch, train_trial
 
+if TYPE_CHECKING:  # Optuna is imported where a tune runs: `ablate --help` does without it
+    import optuna
+
 VALIDATION_CURVE = CURVE_PREFIX + "validation"
 
 
@@ -56,8 +60,8 @@ class ObjectiveSearch:
     """One objective's study while the tune runs, and its progress bar."""
 
     objective: Objective
-    study: object
-    bar: object = None
+    study: "optuna.Study"
+    bar: tqdm | None = None
 
     def trials(self, states=None) -> list:
         return self.study.get_trials(deepcopy=False, states=states)

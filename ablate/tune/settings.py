@@ -19,6 +19,7 @@ Every error names the grid, the key and what it expects.
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from ablate.limits import INT64_MAX
 from ablate.metrics import METRICS
@@ -49,7 +50,7 @@ class TuneSettings:
     prune_percentile: float = 50.0
     prune_after_trials: int = 3
     prune_after_epochs: int = 2
-    space: dict = field(default_factory=dict)
+    space: dict[str, tuple[float, float] | Literal[False]] = field(default_factory=dict)
 
     @property
     def tpe_startup_trials(self) -> int:
@@ -114,11 +115,11 @@ def _checked(settings: TuneSettings, where: str) -> TuneSettings:
     return settings
 
 
-def _space(table: object, where: str) -> dict:
+def _space(table: object, where: str) -> dict[str, tuple[float, float] | Literal[False]]:
     """[tune.space]: key -> [low, high] or false."""
     if not isinstance(table, dict):
         raise ValueError(f"{where} space must be a table of option = [low, high] or false, got {table!r}")
-    space = {}
+    space: dict[str, tuple[float, float] | Literal[False]] = {}
     for key, value in table.items():
         if value is False:
             space[key] = False

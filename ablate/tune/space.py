@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from ablate.grid.spec import GridSpec, expand
 from ablate.limits import SearchRange
 from ablate.loss.rules import RULES
-from ablate.objectives import HEADS, PAIR_LOSSES, Parameter
+from ablate.objectives import HEADS, PAIR_LOSSES, Head, PairLoss, Parameter
 from ablate.runs.configs import describe
 from ablate.runs.schema import SEED_KEYS, cell_id
 from ablate.train.config import CellConfig, key_name
@@ -84,10 +84,9 @@ def _row_space(config: dict, narrowed: dict, where: str) -> dict:
         high = min(space["alpha"].high, rule.max_stable_alpha(config["convention"],
                                                               config["batch_size"] * config["nproc"]))
         space["alpha"] = SearchRange(min(space["alpha"].low, high / 100), high)
-    for entry in (HEADS[config["head"]], PAIR_LOSSES[config["pair_loss"]]):
-        for parameter in entry.parameters:
-            if (declared := parameter_range(parameter)) is not None:
-                space[parameter.key] = declared
+    for parameter in (*HEADS[config["head"]].parameters, *PAIR_LOSSES[config["pair_loss"]].parameters):
+        if (declared := parameter_range(parameter)) is not None:
+            space[parameter.key] = declared
     for key, value in narrowed.items():
         if key in space:
             space[key] = None if value is False else space[key].narrowed(f"{where} space.{key}", *value)
@@ -97,7 +96,8 @@ def _row_space(config: dict, narrowed: dict, where: str) -> dict:
 def searchable_keys() -> list:
     """Every key a tune can search: the searchable options and every parameter of a head or pair loss."""
     keys = [option.key for option in searchable_options()]
-    for entry in (*HEADS.values(), *PAIR_LOSSES.values()):
+    entries: list[Head | PairLoss] = [*HEADS.values(), *PAIR_LOSSES.values()]
+    for entry in entries:
         keys += [p.key for p in entry.parameters if p.key not in keys and parameter_range(p) is not None]
     return keys
 

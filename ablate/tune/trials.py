@@ -11,8 +11,12 @@ needed); the tune then writes the trial's curve and state into the journal itsel
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ablate.runs.schema import cell_id
+
+if TYPE_CHECKING:  # Optuna is imported where a trial runs
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,12 @@ class TrialWatch:
 
     def __init__(self, metric: str, maximize: bool, pruner: PrunerSettings, finished: list):
         self.metric, self.maximize, self.pruner, self.finished = metric, maximize, pruner, finished
-        self._trial = None
+        self._trial: optuna.Trial | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_trial": None}  # the in-memory study is built where the trial runs
 
-    def _running_trial(self):
+    def _running_trial(self) -> "optuna.Trial":
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
