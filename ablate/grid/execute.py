@@ -15,20 +15,28 @@ from ablate.failures import error_tail
 from ablate.runs.record import FailedRecord
 
 
+WEIGHTS_FILE = "weights.safetensors"  # beside the features in a cell's temp folder, when the cell keeps its weights
+
+
 @dataclass
 class CellResult:
-    """cell_id; record: the flat record (status "ok" | "diverged" | "failed"); features: the .npz bytes or None."""
+    """cell_id; record: the flat record (status "ok" | "diverged" | "failed"); features: the .npz bytes or None;
+    weights: the .safetensors bytes of a cell that kept them, or None."""
 
     cell_id: str
     record: dict
     features: bytes | None
+    weights: bytes | None = None
 
 
-def train_cell(config: dict, features_path: Path) -> dict:
-    """The real cell: train and evaluate `config` (a resolved config dict), features to `features_path`."""
+def train_cell(config: dict, features_path: Path, *, save_weights: bool = False, loader_workers: int = 0) -> dict:
+    """The real cell: train and evaluate `config` (a resolved config dict), features to `features_path` and, with
+    save_weights, its weights to WEIGHTS_FILE beside them; a streamed dataset loads with `loader_workers`."""
     from ablate.train import CellConfig, run_cell
 
-    return run_cell(CellConfig.from_dict(config), features_path=features_path)
+    weights_path = features_path.with_name(WEIGHTS_FILE) if save_weights else None
+    return run_cell(CellConfig.from_dict(config), features_path=features_path, weights_path=weights_path,
+                    loader_workers=loader_workers)
 
 
 def failed_record(config: dict, error: str, wall_time_s: float | None = None) -> dict:
@@ -47,5 +55,7 @@ def execute_cell(cell_id: str, config: dict, cell_fn=train_cell, temp_root=None)
         except Exception:
             record = failed_record(config, traceback.format_exc(), time.perf_counter() - start)
         features = features_path.read_bytes() if features_path.exists() else None
+        weights_path = features_path.with_name(WEIGHTS_FILE)
+        weights = weights_path.read_bytes() if weights_path.exists() else None
     record.update(cell_id=cell_id, host=socket.gethostname())
-    return CellResult(cell_id, record, features)
+    return CellResult(cell_id, record, features, weights)

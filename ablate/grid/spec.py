@@ -1,8 +1,10 @@
 """Grid specs: a TOML file (or a bundled grid by name), `--set` overrides, expansion into cell configs.
 
-A spec has an optional `description`, an `[axes]` table and any number of `[[also]]` tables:
+A spec has an optional `description`, an optional `save_weights` (true: each finished cell keeps its model, head
+and centers, cells/<id>.safetensors), an `[axes]` table and any number of `[[also]]` tables:
 
     description = "lambda x seed on digits"
+    save_weights = true
     [axes]                    # one cartesian product; a scalar is an axis of one value
     lambda = [0, 0.01, 0.1]
     seed = [0, 1, 2]
@@ -29,7 +31,7 @@ from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
 from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
 
-SPEC_KEYS = ("description", "axes", "also")
+SPEC_KEYS = ("description", "save_weights", "axes", "also")
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
@@ -45,13 +47,15 @@ def _axis_length(key: str, values: list) -> int:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'."""
+    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; save_weights:
+    each finished cell keeps its weights."""
 
     axes: dict
     also: tuple = ()
     description: str = ""
     source: str = ""
     overrides: tuple = ()
+    save_weights: bool = False
 
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
@@ -80,7 +84,8 @@ class GridSpec:
         header = f"resolved grid from {self.source or 'the command line'}"
         if self.overrides:
             header += f" with --set {' --set '.join(self.overrides)}"
-        lines = [*toml_comment(header), f"description = {toml_string(self.description)}", "", "[axes]",
+        lines = [*toml_comment(header), f"description = {toml_string(self.description)}",
+                 *([f"save_weights = {toml_value(True)}"] if self.save_weights else []), "", "[axes]",
                  *_toml_lines(self.axes)]
         for extra in self.also:
             lines += ["", "[[also]]", *_toml_lines(extra)]
@@ -133,8 +138,11 @@ def _parse(text: str, source: str) -> GridSpec:
     also = document.get("also", [])
     if not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
         raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
+    save_weights = document.get("save_weights", False)
+    if not isinstance(save_weights, bool):
+        raise ValueError(f"grid {source}: save_weights must be true or false, got {save_weights!r}")
     return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
-                    description=str(document.get("description", "")), source=source)
+                    description=str(document.get("description", "")), source=source, save_weights=save_weights)
 
 
 def _axes(table: dict, source: str) -> dict:

@@ -16,6 +16,7 @@ from ablate.runs.schema import (
     CELLS,
     GRID_SPEC,
     MAX_TABLE_BYTES,
+    OPTIONAL_CONFIG_KEYS,
     PROVENANCE,
     STATUSES,
     TEXT_COLUMNS,
@@ -73,10 +74,10 @@ def check_record(record: dict, path: Path, config_columns: list | tuple | None =
         raise RunFolderError(f"{path}: the record names cell {record.get('cell_id')!r}, not {path.stem!r} "
                              "(a cell file copied under another name?)")
     if config_columns is not None:
-        missing = [c for c in config_columns if c not in record]
+        missing = [c for c in config_columns if c not in record and c not in OPTIONAL_CONFIG_KEYS]
         if missing:
             raise RunFolderError(f"{path}: the record lacks config key(s) {', '.join(missing)}")
-        actual = cell_id({c: record[c] for c in config_columns})
+        actual = cell_id({c: record.get(c) for c in config_columns})
         if actual != path.stem:
             raise RunFolderError(f"{path}: the record's config hashes to {actual}, not to its name {path.stem}")
     return record

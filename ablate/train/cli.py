@@ -31,6 +31,8 @@ def _click_type(f):
 def config_options(command):
     """Decorate `command` with one --flag per CellConfig field (--lambda for lambda_), defaults from the dataclass."""
     for f in reversed(fields(CellConfig)):
+        if f.metadata["derived"]:
+            continue  # filled in from the other options
         flag = "--" + key_name(f.name).replace("_", "-")
         command = click.option(flag, f.name, type=_click_type(f), default=f.default, show_default=True,
                                help=f.metadata["help"])(command)

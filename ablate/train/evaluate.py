@@ -1,5 +1,7 @@
 """Evaluation of a trained cell on the test split: every metric of the registry that is computed from it."""
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from torch import nn
@@ -11,11 +13,11 @@ EVAL_BATCH = 1024
 
 
 @torch.no_grad()
-def features_and_predictions(model: nn.Module, x: torch.Tensor):
-    """Features (N, D) float32 and predicted classes (N,) int64 of inputs x (N, ...), as numpy arrays."""
+def features_of(model: nn.Module, batches: Iterable[torch.Tensor]):
+    """Features (N, D) float32 and predicted classes (N,) int64 of the input batches (b, ...) in their order."""
     model.eval()
     features, predictions = [], []
-    for inputs in x.split(EVAL_BATCH):
+    for inputs in batches:
         batch_features, logits = model(inputs)  # (b, D), (b, C)
         features.append(batch_features.float().cpu())
         predictions.append(logits.argmax(1).cpu())
