@@ -89,7 +89,7 @@ def test_the_listing_is_clicks_with_every_command_imported(monkeypatch):
     assert all(f"\n  {name} " in lazy_listing for name in main.list_commands(None))
 
 
-@pytest.mark.parametrize("name", ["bench", "check", "compare", "gate", "grid", "report", "train", "variants"])
+@pytest.mark.parametrize("name", ["bench", "check", "compare", "export", "gate", "grid", "report", "train", "variants"])
 def test_each_command_shows_its_own_help(name):
     assert name in main.list_commands(None)
     result = CliRunner().invoke(main, [name, "--help"])

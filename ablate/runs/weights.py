@@ -10,6 +10,7 @@ declared once, and its checked reader. safetensors holds tensors and a header of
 
 read_weights_header(path) checks a file before anything is loaded: a regular file of bounded size, a safetensors
 header, this format, a JSON config and input shape, a (C, D) centers tensor, no key outside the three groups.
+kept_weights(run_dir, cell_id) finds a grid cell's weights file and record, both checked.
 """
 
 import json
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate.io import UnreadableFile, check_regular_file
-from ablate.runs.schema import MAX_WEIGHTS_BYTES, RunFolderError
+from ablate.runs.manifest import read_manifest
+from ablate.runs.readers import read_record
+from ablate.runs.schema import MAX_WEIGHTS_BYTES, RunFolderError, record_path, weights_path
 
 WEIGHTS_FORMAT = "ablate.cell-weights"
 WEIGHTS_VERSION = "1"
@@ -66,3 +69,23 @@ def read_weights_header(path: str | Path) -> WeightsHeader:
         raise RunFolderError(f"{path}: tensors {', '.join(stray[:5])} are none of {MODEL_PREFIX}*, {HEAD_PREFIX}*, "
                              f"{CENTERS}")
     return WeightsHeader(config, tuple(input_shape), metadata.get("head", ""), shapes)
+
+
+def kept_weights(run_dir: str | Path, cell_id: str) -> tuple[Path, dict]:
+    """(the weights file, the record) of cell `cell_id` of the grid run in `run_dir`, both checked; RunFolderError
+    naming what is missing (a folder that holds no grid run, an unknown cell, a cell that kept no weights)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    if manifest is None or manifest["kind"] != "grid":
+        held = "no run.json" if manifest is None else f"a {manifest['kind']} run"
+        raise RunFolderError(f"{run_dir}: expected a grid run folder (from `ablate grid`); it holds {held}")
+    path = weights_path(run_dir, cell_id)  # the id checked first
+    record_file = record_path(run_dir, cell_id)
+    if not record_file.exists():
+        raise RunFolderError(f"{run_dir}: no cell {cell_id} (no {record_file.name} among its cells)")
+    record = read_record(record_file, manifest.get("config_columns"))
+    if not path.exists():
+        raise RunFolderError(f"{run_dir}: cell {cell_id} kept no weights; run its grid with `save_weights = true` or "
+                             "--save-weights (and --force to retrain the cells that finished without them)")
+    read_weights_header(path)
+    return path, record

@@ -12,6 +12,7 @@ from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.registry import LazyChoice, Registry
 from ablate.train.cell import run_cell
 from ablate.train.config import CellConfig, key_name
+from ablate.train.tensorboard import EpochScalars
 
 
 def _click_type(f):
@@ -65,8 +66,14 @@ def summary_lines(record: dict) -> list:
               help="Write the record (config, metrics, curves) to this JSON file.")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False),
               help="Save the test features, labels and centers to this .npz file.")
+@click.option("--save-weights", "weights_path", type=click.Path(dir_okay=False),
+              help="Keep the trained model, head and centers in this safetensors file.")
+@click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes for a dataset that streams (a factory's torch Datasets).")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False),
+              help="Write TensorBoard scalars to this folder as the cell trains (needs the tensorboard extra).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
-def train_command(out, features_path, progress, **options):
+def train_command(out, features_path, weights_path, loader_workers, tensorboard_dir, progress, **options):
     """Train and evaluate one cell: a head (softmax unless --head) + a pair loss (--pair-loss) + lambda * center
     loss on one dataset. Options left out take the dataset's recipe (model, epochs, batch size, learning rate and
     its schedule, convention: see the README)."""
@@ -74,18 +81,29 @@ def train_command(out, features_path, progress, **options):
         config = CellConfig(**options)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if out is not None and features_path is not None and Path(out).resolve() == Path(features_path).resolve():
-        raise click.UsageError(f"--out and --features name the same file {out}; give each its own")
-    for path, hint in ((out, "--out"), (features_path, "--features")):
+    outputs = {"--out": out, "--features": features_path, "--save-weights": weights_path}
+    named = [(hint, Path(path).resolve()) for hint, path in outputs.items() if path is not None]
+    for i, (hint, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if path == other_path:
+                raise click.UsageError(f"{hint} and {other} name the same file {path}; give each its own")
+    for hint, path in [*outputs.items(), ("--tensorboard", tensorboard_dir)]:
         if path is not None:
             try:
-                check_writable(path)  # before training: a result must never be lost to a path it cannot take
+                check_writable(path, folder=hint == "--tensorboard")  # before training: no result lost to its path
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
+    if tensorboard_dir is not None and config.nproc > 1:
+        raise click.BadParameter(f"watches a cell trained in one process; this one trains in --nproc {config.nproc}",
+                                 param_hint="--tensorboard")
+    scalars = EpochScalars(tensorboard_dir) if tensorboard_dir is not None else None
     try:
-        record = run_cell(config, features_path=features_path, progress=progress)
+        record = run_cell(config, features_path=features_path, progress=progress, weights_path=weights_path,
+                          loader_workers=loader_workers, on_epoch=scalars.epoch if scalars else None)
     except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
         raise click.ClickException(str(error)) from None
+    if scalars is not None:
+        scalars.finish(record)
     for line in summary_lines(record):
         click.echo(line)
     if out is not None:
@@ -94,5 +112,7 @@ def train_command(out, features_path, progress, **options):
         except OSError as error:  # the disk filled, or the folder changed, during training
             raise click.ClickException(f"cannot write the record to {out}: {error.strerror}") from None
         click.echo(f"record written to {out}")
-    if features_path is not None:
-        click.echo(f"features written to {features_path}")
+    for what, path in (("features", features_path), ("weights", weights_path), ("TensorBoard scalars",
+                                                                                tensorboard_dir)):
+        if path is not None:
+            click.echo(f"{what} written to {path}")
