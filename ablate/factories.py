@@ -59,8 +59,8 @@ def _source_bytes(path: Path, what: str) -> bytes:
 
 
 def import_location(location: str):
-    """The module at `location`: path/to/file.py (imported under a name of its own per content, so that an edited
-    file is imported afresh and a second reference to the same file shares its module) or pkg.module. A missing
+    """The module at `location`: path/to/file.py (imported under a name of its own per path and content, so that an
+    edited file is imported afresh and a second reference to the same file shares its module) or pkg.module. A missing
     file is a FactoryError; whatever the module raises while it is imported propagates."""
     if not location.endswith(".py"):
         return importlib.import_module(location)
@@ -68,7 +68,8 @@ def import_location(location: str):
     if not path.is_file():
         raise FactoryError(f"no such file {location!r}; expected path/to/file.py:attribute or pkg.module:attribute")
     digest = file_digest(_source_bytes(path, location))
-    name = f"ablate_file_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
+    where = file_digest(str(path.resolve()).encode("utf-8", "surrogateescape"))  # two copies of one file: two modules
+    name = f"ablate_file_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{where}_{digest}"
     loaded = sys.modules.get(name)
     if loaded is not None:
         return loaded

@@ -65,7 +65,10 @@ class EpochOrder(Sampler):
         self.n, self.batch, self.order = n, batch, order
 
     def __iter__(self):
-        return (indices.tolist() for indices in torch.randperm(self.n, generator=self.order).split(self.batch))
+        # a generator function: the permutation is drawn at the first batch asked for, not when the iterator is
+        # made (a DataLoader with workers makes one it never reads)
+        for indices in torch.randperm(self.n, generator=self.order).split(self.batch):
+            yield indices.tolist()
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch)
