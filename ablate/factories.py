@@ -147,7 +147,7 @@ def call_with(factory: Factory, kind: str, **available: Any) -> Any:
     """factory.function called with those of `available` its signature names (all of them for **kwargs); a
     parameter without a default that is not available, or an exception it raises, is a FactoryError."""
     try:
-        parameters = inspect.signature(factory.function).parameters
+        parameters: Mapping[str, inspect.Parameter] = inspect.signature(factory.function).parameters
     except (TypeError, ValueError):  # no signature to read (a builtin): give it everything
         parameters = {}
     takes_any = not parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -35,7 +35,9 @@ WRITERS_ELSEWHERE = {
     "io.py": "the atomic writers themselves, to the path a caller gives",
     "report/build.py": "the HTML report, to `ablate report --out`",
     "train/cli.py": "a cell's record, to `ablate train --out`",
-    "train/cell.py": "a cell's features (.npz), to `ablate train --features` or the temp folder a grid cell is given",
+    "train/cell.py": "a cell's features (.npz) and weights (.safetensors), to `ablate train --features` and "
+                     "`--save-weights`, or the temp folder a grid cell is given",
+    "export/cli.py": "a cell's kept weights and record, copied to `ablate export --out` (never into a run folder)",
     "check/cli.py": "the conformance verdict, to `ablate check --json`",
     "distributed/launch.py": "each rank's result and error, in the launcher's own temp folder",
     "grid/executors.py": "removes its own temp folder (made in the scratch folder ablate.runs lends it)",
@@ -55,7 +57,7 @@ WRITING_NAMES = {"atomic_write_with", "atomic_write_bytes", "atomic_write_text",
 DOTTED_WRITERS = {"torch.save", "np.save", "numpy.save", "os.replace", "os.rename", "os.remove", "shutil.rmtree",
                   "shutil.move", "shutil.copy", "shutil.copyfile"}
 FILE_NAMES = ("MANIFEST", "PROVENANCE", "GRID_SPEC", "CELLS", "PARTS", "LOCK", "SCRATCH")
-PATH_HELPERS = ("record_path", "features_path", "table_path")
+PATH_HELPERS = ("record_path", "features_path", "weights_path", "table_path")
 TABLES = (schema.RESULTS, schema.SUMMARY, schema.CURVES, schema.BENCH, schema.NUMERICS, schema.TRAIN_STEP,
           schema.DISTRIBUTED)
 SPELLED = {getattr(schema, name) for name in FILE_NAMES} | {f"{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")}

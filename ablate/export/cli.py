@@ -49,24 +49,24 @@ def log_to_mlflow(run_dir: Path, tracking_uri: str | None, experiment: str | Non
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--cell", "cells", multiple=True, metavar="ID", help="A cell whose kept weights to export (repeatable).")
+@click.option("--cell", "cell_ids", multiple=True, metavar="ID", help="A cell whose kept weights to export (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="The folder the weights go to (with --cell).")
 @click.option("--mlflow", "tracking_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
               help="Log the run to MLflow: every cell an MLflow run in one experiment, the report an artifact. URI: "
                    "a tracking server or store; alone, MLflow's default (sqlite:///mlflow.db here).")
 @click.option("--experiment", default=None, help="The MLflow experiment (default: 'ablate <RUN_DIR's path>').")
-def export_command(run_dir, cells, out_dir, tracking_uri, experiment):
+def export_command(run_dir, cell_ids, out_dir, tracking_uri, experiment):
     """Export RUN_DIR, a grid run: kept weights, MLflow runs.
 
     --cell ID --out DIR writes a cell's kept weights (<ID>.safetensors) and its record (<ID>.json) to DIR; --mlflow
     [URI] logs every cell as an MLflow run in one experiment, with the report as an artifact. Logging again updates
     the same MLflow runs, never adds."""
-    if not cells and tracking_uri is None:
+    if not cell_ids and tracking_uri is None:
         raise click.UsageError("nothing to export: give --cell ID --out DIR, --mlflow [URI], or both")
-    if cells and out_dir is None:
+    if cell_ids and out_dir is None:
         raise click.UsageError("--cell needs --out DIR, the folder the weights go to")
-    if out_dir is not None and not cells:
+    if out_dir is not None and not cell_ids:
         raise click.UsageError("--out applies to --cell")
     if out_dir is not None:
         try:
@@ -74,7 +74,7 @@ def export_command(run_dir, cells, out_dir, tracking_uri, experiment):
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--out") from None
     try:
-        for cell_id in cells:
+        for cell_id in cell_ids:
             for path in export_weights(run_dir, cell_id, out_dir):
                 click.echo(f"wrote {path}")
         if tracking_uri is not None:

@@ -5,10 +5,11 @@ grid is logged.
     tracker = MlflowTracker.open(tracking_uri, experiment_name, run_dir)   the store and the experiment (made if new)
     tracker.log(run_dir, report=path) -> Logged                            every cell, the grid's run, the report
 
-Each cell's MLflow run, named by its cell id and the settings that vary in the grid, holds: its config as parameters (every key, the value as text; None as "None"), its metrics
-(every metric of the registry the record holds as a finite number) and the per-epoch curves as step metrics (step =
-epoch, 1-based), the grid's provenance and the cell's own as tags (ablate.<key>; the commit also as
-mlflow.source.git.commit), its status (ok and diverged: FINISHED, failed: FAILED; the cell's own in ablate.status).
+Each cell's MLflow run, named by its cell id and the settings that vary in the grid, holds: its config as parameters
+(every key, the value as text; None as "None"), its metrics (every metric of the registry the record holds as a
+finite number) and the per-epoch curves as step metrics (step = epoch, 1-based), the grid's provenance and the
+cell's own as tags (ablate.<key>; the commit also as mlflow.source.git.commit), its status (ok and diverged:
+FINISHED, failed: FAILED; the cell's own in ablate.status).
 The grid's run ("grid", tag ablate.kind = grid) holds the resolved grid.toml and the HTML report as artifacts and the
 provenance as tags; the cells' runs are its children (mlflow.parentRunId), so the UI lists them under it.
 
@@ -106,8 +107,10 @@ class MlflowTracker:
             experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(
                 name, artifact_location=_artifact_location(tracking_uri),
                 tags={"ablate.run_dir": str(Path(run_dir).resolve())})
-        except mlflow.exceptions.MlflowException as exc:
-            raise ValueError(f"MLflow store {tracking_uri or mlflow.get_tracking_uri()}: {exc.message}") from None
+        except Exception as exc:  # MLflow's own errors, and what its stores raise (OSError, SQLAlchemy's, HTTP)
+            own = isinstance(exc, mlflow.exceptions.MlflowException)
+            message = exc.message if own else f"{type(exc).__name__}: {exc}"
+            raise ValueError(f"MLflow store {tracking_uri or mlflow.get_tracking_uri()}: {message}") from None
         return cls(client, experiment_id, name)
 
     def _find(self, key: str, value: str):

@@ -14,7 +14,6 @@ from pathlib import Path
 from ablate.failures import error_tail
 from ablate.runs.record import FailedRecord
 
-
 WEIGHTS_FILE = "weights.safetensors"  # beside the features in a cell's temp folder, when the cell keeps its weights
 
 
