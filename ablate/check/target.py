@@ -7,16 +7,14 @@ centers (a Parameter, a buffer or a plain tensor attribute).
 """
 
 import ast
-import importlib
-import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
+
+from ablate import factories
 
 
 class TargetError(ValueError):
@@ -174,22 +172,12 @@ def find_centers(module: nn.Module, attr: Optional[str], shape) -> torch.Tensor:
 
 
 def import_location(location: str):
-    """The module at `location`: path/to/file.py (imported under a name of its own, once: a step in the target's
-    own file shares its module) or pkg.mod."""
-    if location.endswith(".py"):
-        path = Path(location)
-        if not path.is_file():
-            raise TargetError(f"no such file {location!r}; expected path/to/file.py:attr or pkg.mod:attr")
-        name = f"ablate_check_target_{path.stem}"
-        loaded = sys.modules.get(name)
-        if loaded is not None and Path(loaded.__file__ or "").resolve() == path.resolve():
-            return loaded
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
-        spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(location)
+    """The module at `location`: path/to/file.py (ablate.factories.import_location: imported once per path and
+    content, so that a step in the target's own file shares its module) or pkg.mod; a missing file a TargetError."""
+    try:
+        return factories.import_location(location)
+    except factories.FactoryError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def load_target(text: str, init: Optional[dict] = None) -> Target:

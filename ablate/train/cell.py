@@ -1,4 +1,5 @@
-"""`run_cell`: train and evaluate one cell, and return its flat record."""
+"""`run_cell`: train and evaluate one cell, and return its flat record (its test features and weights kept where
+asked); `restore_cell`: a kept cell's model rebuilt with its weights."""
 
 import math
 import time

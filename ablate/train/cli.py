@@ -96,12 +96,18 @@ def train_command(out, features_path, weights_path, loader_workers, tensorboard_
     if tensorboard_dir is not None and config.nproc > 1:
         raise click.BadParameter(f"watches a cell trained in one process; this one trains in --nproc {config.nproc}",
                                  param_hint="--tensorboard")
-    scalars = EpochScalars(tensorboard_dir) if tensorboard_dir is not None else None
+    try:
+        scalars = EpochScalars(tensorboard_dir) if tensorboard_dir is not None else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--tensorboard") from None
     try:
         record = run_cell(config, features_path=features_path, progress=progress, weights_path=weights_path,
                           loader_workers=loader_workers, on_epoch=scalars.epoch if scalars else None)
     except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
         raise click.ClickException(str(error)) from None
+    finally:
+        if scalars is not None:
+            scalars.close()  # what the epochs wrote stays readable, whatever the end
     if scalars is not None:
         scalars.finish(record)
     for line in summary_lines(record):

@@ -5,7 +5,8 @@ cell has them), then its test metrics (test/<metric>) at its last epoch and its 
 
     scalars = EpochScalars(log_dir)
     record = run_cell(config, on_epoch=scalars.epoch)
-    scalars.finish(record)
+    scalars.close()             # whatever the end: each finished epoch stays readable
+    scalars.finish(record)      # the test metrics, once the cell finished
 """
 
 import json
@@ -34,8 +35,12 @@ class EpochScalars:
                 self.writer.add_scalar(f"train/{curve.name}", values[-1], epoch)
         self.writer.flush()  # a live view: the epoch is on disk before the next one starts
 
+    def close(self) -> None:
+        self.writer.close()
+
     def finish(self, record: dict) -> None:
-        """The cell's finite test metrics at its last trained epoch, its options as text; the file closed."""
+        """The cell's finite test metrics at its last trained epoch, its options as text, in the event file (a
+        SummaryWriter reopens its file after close)."""
         step = len(record.get("curve_softmax_loss") or ()) or 1
         for metric in computed_metrics():
             value = record.get(metric.name)
