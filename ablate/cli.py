@@ -8,8 +8,10 @@ from typing import NamedTuple
 
 import click
 
+from ablate.limits import check_environment, environment_help
+from ablate.messages import say, standalone
 from ablate.registry import lazy
-from ablate.signals import interrupt_on_termination
+from ablate.signals import Terminated, termination_raises, writes_fail_instead_of_killing
 
 
 class LazyCommand(NamedTuple):
@@ -38,6 +40,8 @@ LAZY_COMMANDS = {
                           "Write an HTML report of RUN_DIRS (grid runs from `ablate..."),
     "train": LazyCommand("ablate.train.cli:train_command",
                          "Train and evaluate one cell: a head (softmax unless --head) +..."),
+    "tune": LazyCommand("ablate.tune.cli:tune_command",
+                        "Tune every objective of GRID (a bundled grid name or a .toml..."),
 }
 
 
@@ -97,6 +101,18 @@ class LazyGroup(click.Group):
     """A Click group whose LAZY_COMMANDS are imported only when invoked; its help lists them by their declared
     short help. Old spellings of commands are replaced (or refused) first, as MOVED declares."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main. Standalone (the command line), every ending of a command goes through
+        ablate.messages.standalone: a bounded, escaped message and the exit status of what ended it, no traceback.
+        SIGTERM and SIGHUP end it as Ctrl-C does (ablate.signals.Terminated) from here on, importing a command's
+        modules included, so that every way it ends runs its cleanup and exits 128 + the signal's number."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        writes_fail_instead_of_killing()
+        with termination_raises(Terminated):
+            standalone(lambda: super(LazyGroup, self).main(args, prog_name, complete_var, standalone_mode=False,
+                                                           **extra))
+
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, args if ctx.resilient_parsing else respell(args))
 
@@ -125,12 +141,14 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=environment_help())
 @click.version_option(package_name="ablate")
-@click.pass_context
-def main(ctx):
+def main():
     """Benchmarks and ablations of Center Loss (Wen et al., ECCV 2016)."""
-    interrupt_on_termination(ctx)
+    try:
+        check_environment()  # a bad limit fails every command, before it starts
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("variants")
@@ -147,7 +165,7 @@ def variants_command(device):
         raise click.BadParameter(str(exc), param_hint="--device") from None
     runnable = set(available_variants(kind))
     if not runnable:
-        click.echo(f"torch cannot compute on a {kind} device here: no variant runs on {device}", err=True)
+        say(f"torch cannot compute on a {kind} device here: no variant runs on {device}", err=True)
     for name in variant_names():
         v = get_variant(name)
         state = "available" if name in runnable else "unavailable"
@@ -156,4 +174,4 @@ def variants_command(device):
         extra += f"; from {v.source}" if v.source != "built-in" else ""
         click.echo(f"{name:<9} {state:<11} work {v.work:<17} memory {v.memory}{extra}")
     for name, error in PLUGIN_ERRORS.items():
-        click.echo(f"{name:<9} {'broken':<11} plugin failed to load: {error}")
+        say(f"{name:<9} {'broken':<11} plugin failed to load: {error}")

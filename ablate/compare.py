@@ -1,8 +1,13 @@
 """`ablate compare RUN_A RUN_B`: did a change move the results? The findings table between two grid runs."""
 
+import textwrap
 from pathlib import Path
 
 import click
+
+from ablate.messages import say
+
+CAPTION_WIDTH = 118
 
 
 @click.command("compare")
@@ -12,9 +17,10 @@ def compare_command(run_a, run_b):
     """Compare every configuration RUN_A and RUN_B both hold (every cell option but seed, and but the options each run
     holds at one value of its own, such as lambda 0 in one and 0.1 in the other), B against A: each headline
     metric's change with its simultaneous interval and adjusted p-value over seeds (ablate.analysis.stats), in
-    numbers and in words. Paired over seeds when both runs ran the same seeds; a side with one seed is untestable
-    (the change alone)."""
-    from ablate.analysis.findings import DIVERGED_TEXT, method_text, power_sentence, run_findings
+    numbers and in words. Seeds both runs ran are paired on (the others left out, and said so), never taken as
+    independent draws; runs with no seed in common are compared unpaired. A side with one seed is untestable (the
+    change alone)."""
+    from ablate.analysis.findings import DROPPED_TEXT, method_text, pairing_sentence, power_sentence, run_findings
     from ablate.runs.configs import format_label
     from ablate.runs.loading import GridRun, load_run
 
@@ -32,10 +38,10 @@ def compare_command(run_a, run_b):
     if not findings.rows:
         raise click.ClickException(f"{run_a} and {run_b} share no configuration (every cell option but seed)")
     frame = findings.frame()
-    click.echo(frame.drop(columns="in words").to_string(index=False))
+    say(frame.drop(columns="in words").to_string(index=False), max_lines=None)
     click.echo("")
     for setting, words in zip(frame["setting"], frame["in words"]):
-        click.echo(f"{setting}: {words}")
+        say(f"{setting}: {words}")
     click.echo("")
     count = len(findings.rows)
     what = f"{run_b.name} against {run_a.name} on the {count} configuration{'s' if count != 1 else ''} both hold"
@@ -43,7 +49,9 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(f"{what} {method_text(findings)} {DIVERGED_TEXT}")
+    # a paragraph of lines a terminal shows whole (say cuts a line longer than ablate.messages.MAX_LINE)
+    say(textwrap.fill(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}", CAPTION_WIDTH,
+                      break_long_words=False, break_on_hyphens=False), max_lines=None)
     power = power_sentence(findings)
     if power:
         click.echo(power)

@@ -143,20 +143,32 @@ def load_factory(reference: str, kind: str) -> Factory:
     return factory_of(getattr(module, attribute), reference, kind, origin)
 
 
-def call_with(factory: Factory, kind: str, **available: Any) -> Any:
-    """factory.function called with those of `available` its signature names (all of them for **kwargs); a
-    parameter without a default that is not available, or an exception it raises, is a FactoryError."""
+def _parameters(factory: Factory) -> Mapping[str, inspect.Parameter] | None:
+    """The factory's parameters (None where it has no signature to read, a builtin: it is given everything)."""
     try:
-        parameters: Mapping[str, inspect.Parameter] = inspect.signature(factory.function).parameters
-    except (TypeError, ValueError):  # no signature to read (a builtin): give it everything
-        parameters = {}
-    takes_any = not parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        return inspect.signature(factory.function).parameters
+    except (TypeError, ValueError):
+        return None
+
+
+def taken(factory: Factory, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `names` call_with gives the factory: the keywords its signature names (all of them for **kwargs)."""
+    parameters = _parameters(factory)
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return names
+    return tuple(name for name in names if name in parameters)
+
+
+def call_with(factory: Factory, kind: str, **available: Any) -> Any:
+    """factory.function called with those of `available` its signature names (taken); a parameter without a default
+    that is not available, or an exception it raises, is a FactoryError."""
+    parameters = _parameters(factory) or {}
     missing = [name for name, p in parameters.items() if p.default is p.empty and name not in available
                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if missing:
         raise FactoryError(f"{kind} factory {factory.describe()} takes {', '.join(missing)}, which ablate does not "
                            f"give; it gives, by keyword, {', '.join(available)}")
-    arguments = available if takes_any else {k: v for k, v in available.items() if k in parameters}
+    arguments = {name: available[name] for name in taken(factory, tuple(available))}
     try:
         return factory.function(**arguments)
     except Exception as exc:

@@ -41,7 +41,10 @@ def git(repo: Path | str, *args: str, timeout: float) -> subprocess.CompletedPro
     try:
         out, err = process.communicate(timeout=timeout)
     except BaseException:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # git and its children had already ended: the interrupt came after them
+            pass
         process.communicate()
         raise
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -53,12 +53,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ablate.limits import FLOAT32_MAX, OptionError, SearchRange
+
 
 @dataclass(frozen=True)
 class Parameter:
     """One hyperparameter of a head or pair loss: its CellConfig key, its symbol in an objective's name, the paper's
-    value and unit, its valid range [low, high] (low excluded when low_open), whether it must be an integer, and
-    pml's keyword with the factor from the paper's unit to pml's."""
+    value and unit, its valid range [low, high] (low excluded when low_open, high when high_open), whether it must be
+    an integer, and pml's keyword with the factor from the paper's unit to pml's. search: the range `ablate tune`
+    searches it over where its valid range is not one (unbounded, or open at low); None there: held at the cell's
+    value."""
 
     key: str
     symbol: str
@@ -70,6 +74,8 @@ class Parameter:
     integer: bool = False
     low_open: bool = False
     to_library: Callable = float  # paper's value -> pml's (radians to degrees for arcface, s to 1 / s for normface)
+    high_open: bool = False
+    search: SearchRange | None = None
     # The value a cell that leaves the option unset takes, from its class count C and feature size D: recipe(C, D);
     # None: the paper's `default`. recipe_text says how, for the help.
     recipe: Callable[[int, int], float] | None = None
@@ -79,18 +85,25 @@ class Parameter:
         """The recipe's value at `classes` classes and `feat_dim`-dimensional features (the paper's without one)."""
         return self.default if self.recipe is None else float(self.recipe(classes, feat_dim))
 
-    def range_text(self) -> str:
-        close = ")" if math.isinf(self.high) else "]"
-        interval = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{close}"
+    def range_text(self, value: float | None = None) -> str:
+        """'[0, 1.5708) rad'; a bound that would read as `value` (1.5708 against pi/2) with all its digits."""
+        def bound(b: float) -> str:
+            return repr(b) if value is not None and f"{b:g}" == f"{value:g}" else f"{b:g}"
+        close = ")" if math.isinf(self.high) or self.high_open else "]"
+        interval = f"{'(' if self.low_open else '['}{bound(self.low)}, {bound(self.high)}{close}"
         return interval + (f" {self.unit}" if self.unit else "")
 
     def check(self, owner: str, value: float) -> None:
-        """A ValueError naming the owner, the range and the value when `value` is outside it (or not an integer)."""
+        """A ValueError naming the owner, the range and the value when `value` is outside it (or not an integer).
+        The bounds and the value are shown with as many digits as it takes to tell them apart (1.5708 lies above
+        pi/2 = 1.5707963267948966)."""
         below = value <= self.low if self.low_open else value < self.low
-        if below or value > self.high:
-            raise ValueError(f"{self.key} of {owner} must lie in {self.range_text()}, got {value:g}")
+        above = value >= self.high if self.high_open else value > self.high
+        if below or above:
+            shown = repr(float(value)) if f"{value:g}" in (f"{self.low:g}", f"{self.high:g}") else f"{value:g}"
+            raise OptionError(self.key, f"{self.key} of {owner} must lie in {self.range_text(value)}, got {shown}")
         if self.integer and not float(value).is_integer():
-            raise ValueError(f"{self.key} of {owner} must be an integer (the multiplier m of the angle in "
+            raise OptionError(self.key, f"{self.key} of {owner} must be an integer (the multiplier m of the angle in "
                              f"cos(m theta)), got {value:g}")
 
     def text(self, value: float) -> str:
@@ -134,6 +147,8 @@ class PairLoss:
 
 # The probability of the target class the scale of a normalized head is chosen to make reachable (CosFace Eq. 8).
 TARGET_PROBABILITY = 0.9
+# Scales searched from 1 to the papers' 64 (set for 10k-85k identities; CosFace's bound is about 4 at 10 classes).
+SCALE_SEARCH = SearchRange(1.0, 64.0)
 
 
 def scale_bound(classes: int, probability: float = TARGET_PROBABILITY) -> float:
@@ -148,11 +163,12 @@ def scale_bound(classes: int, probability: float = TARGET_PROBABILITY) -> float:
 
 def _scale(default: float, library_name: str = "scale", to_library: Callable = float, *,
            from_classes: bool = False) -> Parameter:
-    """The scale s: the paper's `default`, or with from_classes the scale_bound at the cell's class count."""
+    """The scale s of a head's logits: > 0, at most float32's largest value (the logits are float32); the paper's
+    `default`, or with from_classes the scale_bound at the cell's class count."""
     recipe = (lambda classes, feat_dim: scale_bound(classes)) if from_classes else None
     text = f"CosFace's Eq. 8 bound for the trained classes at P = {TARGET_PROBABILITY:g}" if from_classes else ""
-    return Parameter("scale", "s", default, 0.0, math.inf, library_name, low_open=True, to_library=to_library,
-                     recipe=recipe, recipe_text=text)
+    return Parameter("scale", "s", default, 0.0, FLOAT32_MAX, library_name, low_open=True, to_library=to_library,
+                     search=SCALE_SEARCH, recipe=recipe, recipe_text=text)
 
 
 def annealing_weight(step: int, base: float, gamma: float, power: float, minimum: float) -> float:
@@ -163,8 +179,9 @@ def annealing_weight(step: int, base: float, gamma: float, power: float, minimum
 
 
 def _annealing(key: str, symbol: str, default: float) -> Parameter:
-    """A parameter of SphereFace's annealing, in [0, inf); ablate.train.heads.AnnealedTarget takes it by its key."""
-    return Parameter(key, symbol, default, 0.0, math.inf, key)
+    """A parameter of SphereFace's annealing, in [0, float32's largest value]; ablate.train.heads.AnnealedTarget
+    takes it by its key."""
+    return Parameter(key, symbol, default, 0.0, FLOAT32_MAX, key)
 
 
 # SphereFace's published annealing (sphereface_model.prototxt: base 1000, gamma 0.12, power 1, lambda_min 5).
@@ -187,8 +204,10 @@ HEADS = {head.name: head for head in (
     Head("cosface", "Wang et al. 2018, CosFace (LMCL)", "CosFaceLoss", learned=True,
          parameters=(Parameter("margin", "m", 0.35, 0.0, 1.0, "margin"), _scale(64.0, from_classes=True))),
     Head("arcface", "Deng et al. 2019, ArcFace", "ArcFaceLoss", learned=True,
+         # m < pi/2: at pi/2 a feature on its class's weight (theta = 0) scores cos(m) = 0, no more than a class
+         # orthogonal to it
          parameters=(Parameter("margin", "m", 0.5, 0.0, math.pi / 2, "margin", unit="rad",
-                               to_library=math.degrees), _scale(64.0, from_classes=True)),
+                               to_library=math.degrees, high_open=True), _scale(64.0, from_classes=True)),
          embedding_norm="batchnorm"),
 )}
 
@@ -199,7 +218,8 @@ PAIR_LOSSES = {pair.name: pair for pair in (
     PairLoss("contrastive", "Hadsell et al. 2006, contrastive loss", "ContrastiveLoss",
              parameters=(Parameter("pair_margin", "m", 0.0, -1.0, 1.0, "neg_margin"),), fixed={"pos_margin": 1.0}),
     PairLoss("triplet", "Schroff et al. 2015, FaceNet triplet loss", "TripletMarginLoss",
-             parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True),),
+             parameters=(Parameter("pair_margin", "m", 0.1, 0.0, 2.0, "margin", low_open=True,
+                                   search=SearchRange(0.01, 1.0)),),
              miner="TripletMarginMiner", miner_options={"type_of_triplets": "semihard"}),
 )}
 NO_PAIR_LOSS = "none"
@@ -274,7 +294,7 @@ def embedding_norm_help() -> str:
 
 def _number(key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number, got {value!r}")
+        raise OptionError(key, f"{key} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -288,7 +308,7 @@ def _resolved(entry, given: dict, classes: int, feat_dim: int) -> dict:
             if value is not None:
                 entries: list[Head | PairLoss] = [*HEADS.values(), *PAIR_LOSSES.values()]
                 takers = [e.name for e in entries if any(p.key == key for p in e.parameters)]
-                raise ValueError(f"{entry.name} takes no {key} (leave it unset); {key} applies to "
+                raise OptionError(key, f"{entry.name} takes no {key} (leave it unset); {key} applies to "
                                  f"{', '.join(takers)}")
             continue
         parameter = taken[key]
@@ -311,11 +331,12 @@ def resolve_objective(head: str, pair_loss: str, parameters: dict, pair_weight, 
               **_resolved(pair_entry, {k: v for k, v in parameters.items() if k not in head_keys}, classes, feat_dim)}
     if pair_loss == NO_PAIR_LOSS:
         if pair_weight is not None:
-            raise ValueError(f"pair_weight {pair_weight!r} has no pair loss to weigh (pair_loss none); leave it unset")
+            raise OptionError("pair_weight", f"pair_weight {pair_weight!r} has no pair loss to weigh (pair_loss none); "
+                                             "leave it unset")
     else:
         pair_weight = DEFAULT_PAIR_WEIGHT if pair_weight is None else _number("pair_weight", pair_weight)
         if not pair_weight > 0:
-            raise ValueError(f"pair_weight must be > 0, got {pair_weight:g}")
+            raise OptionError("pair_weight", f"pair_weight must be > 0, got {pair_weight:g}")
         if batch_size <= classes:
             raise ValueError(f"pair_loss {pair_loss} needs a same-class pair in every batch: batch_size must exceed "
                              f"the {classes} trained classes (with at most {classes} samples a batch may hold one "

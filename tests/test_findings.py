@@ -18,22 +18,27 @@ from report_fixture_runs import make_grid_run
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
+from ablate.analysis.family import declare_report_family, report_family_size
 from ablate.analysis.findings import (
+    DROPPED_TEXT,
     Findings,
     adjusted_findings,
     axis_findings,
     compare_cells,
+    declared_effects,
     grid_findings,
     marked_settings,
     parse_reference,
+    power_sentence,
     run_findings,
     setting_of,
 )
-from ablate.analysis.stats import NO_DIFFERENCE, compare_sides, seeds_needed
+from ablate.analysis.stats import DIFFERENT, compare_sides, seeds_needed
 from ablate.cli import main
-from ablate.grid.spec import config_columns
+from ablate.grid.spec import config_columns, load_spec
 from ablate.metrics import METRICS
 from ablate.report import build_report
+from ablate.report.build import load_runs
 from ablate.report.findings import findings_table
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import claim, write_tables
@@ -129,7 +134,7 @@ def test_the_interval_is_simultaneous_over_the_family_and_the_verdict_follows_it
     in_family = compare_sides(accuracy, a, b, paired=True, family_size=6)
     assert in_family.p == pytest.approx(min(1.0, 6 * alone.p))
     assert in_family.interval[1] - in_family.interval[0] > alone.interval[1] - alone.interval[0]
-    assert alone.verdict == "better" and in_family.verdict == "no detectable difference"
+    assert alone.verdict == "better" and in_family.verdict.startswith("underpowered") and not in_family.differs
     low, high = in_family.interval
     assert low < 0 < high and in_family.p >= 0.05
 
@@ -158,8 +163,8 @@ def test_calibration_of_the_seed_t_test_on_normal_values():
     accuracy = METRICS.get("test_accuracy")
     rng = np.random.default_rng(0)
     values = rng.normal(0.9, 0.01, size=(2000, 6))
-    rejected = {paired: np.mean([compare_sides(accuracy, v[:3], v[3:], paired=paired).verdict != NO_DIFFERENCE
-                                 for v in values]) for paired in (True, False)}
+    rejected = {paired: np.mean([compare_sides(accuracy, v[:3], v[3:], paired=paired).differs for v in values])
+                for paired in (True, False)}
     assert 0.035 < rejected[True] < 0.065, rejected  # the exact t: 5%, and 2000 draws have a binomial sd of 0.5 pts
     # Welch's t with 3 seeds a side estimates its df from two 2-df variances: conservative (about 3%), never liberal
     assert 0.02 < rejected[False] < 0.05, rejected
@@ -203,12 +208,13 @@ def test_findings_say_which_lambda_is_better_and_which_is_identical(known_grid):
     assert pooled[0.1].verdicts["separation_ratio"] == "better" and pooled[1.0].words() == rows[1.0].words()
 
 
-def test_the_families_are_the_primary_and_the_secondary_metrics_over_the_rows(known_grid):
+def test_the_families_are_the_primary_and_the_secondary_metrics_over_the_rows_that_were_tested(known_grid):
     findings = grid_findings(load_run(known_grid))
     primary = [m for m in METRICS if m.primary]
     assert [m.name for m in primary] == ["test_accuracy", "separation_ratio", "cosine_map_at_r"]
     sizes = findings.family_sizes()
-    assert sizes["primary"] == len(primary) * len(findings.rows)
+    # lambda 1 is identical to the reference: no test, and no member of the family (before: 6, with 3 'p = 1')
+    assert sizes["primary"] == len(primary) * (len(findings.rows) - 1) == 3
     for r in findings.rows:
         for d in r.differences.values():
             assert d.family_size == sizes["primary" if d.metric.primary else "secondary"]
@@ -251,35 +257,71 @@ def test_no_findings_cell_contradicts_its_interval(tmp_path):
     page = build_report([run_dir], tmp_path / "r.html", progress=False).read_text()
     assert _contradictions(page) == []
     assert "better" in page and "no detectable difference" in page  # both kinds of verdict were checked
-    assert ("shares in percentage points. Green: better, red: worse. A setting with a diverged seed on either side is "
-            "not compared") in page  # the caption of a coloured table says its colours
+    assert ("shares in percentage points. Green: better, red: worse. A comparison uses the seeds that trained on both "
+            "sides") in page  # the caption of a coloured table says its colours
 
 
-def test_a_diverged_seed_is_counted_flagged_and_not_averaged(tmp_path):
-    run_dir = make_known_grid(tmp_path / "run", spreads={0.0: 1.5, 0.1: 0.5}, diverged={(0.1, 2)})
+def test_a_diverged_seed_is_counted_and_dropped_from_the_comparison_not_averaged(tmp_path):
+    """Before: one diverged seed made the whole setting 'not compared'. The comparison now uses the seeds that trained
+    on both sides and says how many it dropped; the summary still gives no mean of the survivors."""
+    run_dir = make_known_grid(tmp_path / "run", spreads={0.0: 1.5, 0.1: 0.5}, seeds=range(4), diverged={(0.1, 3)})
     summary = summary_table(pd.read_parquet(run_dir / "results.parquet"), config_columns()).set_index("lambda")
-    assert summary.loc[0.1, "n_seeds"] == 2 and summary.loc[0.1, "n_diverged"] == 1
-    assert np.isnan(summary.loc[0.1, "separation_ratio_mean"])  # not the mean of the two survivors
+    assert summary.loc[0.1, "n_seeds"] == 3 and summary.loc[0.1, "n_diverged"] == 1
+    assert np.isnan(summary.loc[0.1, "separation_ratio_mean"])  # not the mean of the three survivors
     assert summary.loc[0.0, "n_diverged"] == 0 and np.isfinite(summary.loc[0.0, "separation_ratio_mean"])
     (row,) = grid_findings(load_run(run_dir)).rows
-    assert row.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not row.differences
+    assert not row.flag and row.seeds == "3 paired; dropped: 1 diverged at this setting"
+    difference = row.differences["separation_ratio"]
+    assert difference.paired and (difference.n_a, difference.n_b) == (3, 3) and difference.verdict == "better"
+
+
+def _cells(accuracies, status="ok", seeds=(0, 1, 2)) -> pd.DataFrame:
+    """One configuration's cells on digits (10 classes: chance 10%, did not learn at or below 28%)."""
+    return pd.DataFrame({"seed": list(seeds), "status": status, "dataset": "digits", "num_classes": 10,
+                         "holdout_classes": 0, "test_accuracy": accuracies})
 
 
 def test_compare_cells_and_adjusted_findings_are_the_comparison_of_every_findings_table():
-    reference = pd.DataFrame({"seed": [0, 1, 2], "status": "ok", "test_accuracy": [0.90, 0.91, 0.92]})
+    reference = _cells([0.90, 0.91, 0.92])
     better = reference.assign(test_accuracy=reference["test_accuracy"] + [0.05, 0.06, 0.04])
     row = compare_cells(reference, better, {"lambda": 0.1}, "lambda=0")
-    assert (row.setting, row.against, row.seeds, row.flag) == ({"lambda": 0.1}, "lambda=0", "3 ok", "")
+    assert (row.setting, row.against, row.seeds, row.flag) == ({"lambda": 0.1}, "lambda=0", "3 paired", "")
     difference = row.differences["test_accuracy"]  # the only headline metric the cells hold
     assert set(row.differences) == {"test_accuracy"} and difference.paired and difference.family_size == 1
     assert difference.estimate == pytest.approx(5.0)  # points
-    same = compare_cells(reference, reference.copy(), {"lambda": 0.5}, "lambda=0", seeds="mine")
-    assert same.seeds == "mine" and same.verdicts == {"test_accuracy": "identical"}
+    same = compare_cells(reference, reference.copy(), {"lambda": 0.5}, "lambda=0")
+    assert same.verdicts == {"test_accuracy": "identical"}
     diverged = compare_cells(reference, better.assign(status=["ok", "ok", "diverged"]), {"lambda": 1.0}, "lambda=0")
-    assert diverged.flag == "not compared: diverged in 1 of 3 seeds at this setting" and not diverged.differences
+    assert diverged.seeds == "2 paired; dropped: 1 diverged at this setting" and not diverged.flag
     findings = adjusted_findings([row, same, diverged], unmatched=2)
-    assert findings.unmatched == 2 and findings.family_sizes() == {"primary": 2, "secondary": 0}
-    assert [r.differences["test_accuracy"].family_size for r in findings.rows[:2]] == [2, 2]  # Bonferroni over 2
+    assert findings.unmatched == 2 and findings.family_sizes() == {"primary": 2, "secondary": 0}  # identical: none
+    assert [findings.rows[i].differences["test_accuracy"].family_size for i in (0, 2)] == [2, 2]  # Bonferroni over 2
+
+
+def test_a_cell_that_did_not_learn_never_enters_a_comparison_as_a_result():
+    reference = _cells([0.90, 0.91, 0.92, 0.93], seeds=(0, 1, 2, 3))
+    planted = _cells([0.95, 0.96, 0.05, 0.97], seeds=(0, 1, 2, 3))  # seed 2 below chance: a collapsed model
+    row = compare_cells(reference, planted, {"lambda": 0.1}, "lambda=0")
+    assert row.seeds == "3 paired; dropped: 1 did not learn at this setting"
+    difference = row.differences["test_accuracy"]
+    assert difference.n_a == 3 and difference.estimate == pytest.approx(100 * np.mean([0.05, 0.05, 0.04]))
+    assert difference.verdict == "better"  # with the planted cell averaged in it would be -20 points
+    at_threshold = compare_cells(reference, planted.assign(test_accuracy=[0.95, 0.96, 0.28, 0.97]), {}, "x")
+    assert "1 did not learn" in at_threshold.seeds  # 28% = 10% + 0.2 x 90%: not above it
+    above = compare_cells(reference, planted.assign(test_accuracy=[0.95, 0.96, 0.29, 0.97]), {}, "x")
+    assert above.seeds == "4 paired"
+    nothing = compare_cells(reference, planted.assign(test_accuracy=0.05), {}, "x")
+    assert nothing.flag == "not compared: no seed trained on both sides (dropped: 4 did not learn at this setting)"
+    assert not nothing.differences
+
+
+def test_seeds_both_sides_ran_are_paired_on_and_the_others_said_to_be_dropped():
+    reference = _cells([0.90, 0.91, 0.92, 0.93, 0.94], seeds=range(5))
+    more = _cells(np.r_[[0.90, 0.91, 0.92, 0.93, 0.94], np.linspace(0.95, 0.99, 10)], seeds=range(15))
+    row = compare_cells(reference, more, {}, "a", sides=("in a", "in b"))
+    assert row.seeds == "5 paired; dropped: 10 run only in b" and row.verdicts == {"test_accuracy": "identical"}
+    other_seeds = compare_cells(reference, _cells(np.linspace(0.95, 0.99, 10), seeds=range(5, 15)), {}, "a")
+    assert other_seeds.seeds == "5 vs 10" and not other_seeds.differences["test_accuracy"].paired
 
 
 # --- ablate compare ---------------------------------------------------------------------------------------
@@ -314,12 +356,16 @@ def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_
     b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5, 0.1: 0.5})
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 0, result.output
-    (caption,) = [line for line in result.output.splitlines() if line.startswith("b against a")]
-    assert caption.startswith("b against a on the 2 configurations both hold. Each headline metric: the change "
-                              "(paired over seeds when both sides ran the same seeds")
-    assert "over the rows of this table: 6 comparisons, so each interval is at level 1 - 0.05/6" in caption
-    assert caption.endswith("shares in percentage points. A setting with a diverged seed on either side is not "
-                            "compared (its survivors would be a biased sample).")
+    wrapped = " ".join(result.output[result.output.index("b against a"):].splitlines())
+    caption = wrapped[:wrapped.index(DROPPED_TEXT) + len(DROPPED_TEXT)]  # the power sentence follows it
+    assert caption.startswith("b against a on the 2 configurations both hold. Seeds: paired on the seeds both runs "
+                              "ran in 2 configurations (a seed in both runs is the same split and initialization, "
+                              "never an independent draw")
+    assert "Each headline metric: the change (paired t over seeds when both sides ran the same seeds" in caption
+    # lambda 0 is identical in both runs: no test, so the family is lambda 0.1's 3 primary metrics
+    assert ("over the rows of this table: 3 comparisons, so each interval is at level 1 - 0.05/3 (confirmatory)"
+            in caption)
+    assert caption.endswith("shares in percentage points. " + DROPPED_TEXT)
     assert "Green" not in result.output  # the report's colours: a terminal shows none
 
 
@@ -352,8 +398,27 @@ def test_compare_finds_no_difference_between_runs_of_one_setting_with_other_seed
     findings = run_findings(load_run(a), load_run(b))
     (row,) = findings.rows
     assert not any(d.paired for d in row.differences.values())  # other seeds: Welch, not paired
-    assert {v for name, v in row.verdicts.items() if name != "tar_at_far_1e3"} == {"no detectable difference"}, \
-        row.words()
+    assert row.seeds == "3 vs 3"
+    verdicts = {v for name, v in row.verdicts.items() if name != "tar_at_far_1e3"}
+    assert not verdicts & set(DIFFERENT), row.words()
+    # 3 seeds a side cannot tell 1 point: said to be underpowered, with its MDE, not 'no detectable difference'
+    assert verdicts <= {"no detectable difference"} | {v for v in verdicts if v.startswith("underpowered (MDE")}
+    assert "underpowered for test accuracy (MDE" in row.words()
+
+
+def test_compare_pairs_on_the_seeds_both_runs_ran_and_says_so(tmp_path):
+    """Before: a run against a bit-identical superset of its seeds was compared as independent draws (Welch), and a
+    configuration against itself came out 'verification AUC better, p = 0.00081'."""
+    a = make_known_grid(tmp_path / "a", spreads={0.0: 1.5}, seeds=range(5))
+    b = make_known_grid(tmp_path / "b", spreads={0.0: 1.5}, seeds=range(15))
+    (row,) = run_findings(load_run(a), load_run(b)).rows
+    assert row.seeds == "5 paired; dropped: 10 run only in b"
+    assert all(d.paired and d.n_a == 5 for d in row.differences.values() if d.comparable)
+    assert row.words().startswith("identical in every other headline metric")
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "5 paired; dropped: 10 run only in b" in result.output and "better" not in result.output.split("\n\n")[1]
+    assert "Seeds: paired on the seeds both runs ran in 1 configuration" in result.output
 
 
 def test_compare_of_two_single_seed_runs_is_untestable_and_exits_0(tmp_path):
@@ -363,3 +428,65 @@ def test_compare_of_two_single_seed_runs_is_untestable_and_exits_0(tmp_path):
     assert result.exit_code == 0, result.output
     assert "untestable with one seed" in result.output and "p=" not in result.output
     assert "better" not in result.output.split("\n\n")[1]  # no verdict in words
+
+
+# --- one family per report, power, the effect of interest ---------------------------------------------------
+
+def test_the_report_declares_one_family_in_its_first_paragraph_and_adjusts_it_over_every_run(tmp_path, known_grid):
+    """Before: each table held its own 5% family-wise error, and a report holds several; the reader was not told."""
+    alone = build_report([known_grid], tmp_path / "one.html", progress=False).read_text()
+    findings_start = alone.index("One family: ")
+    assert alone.index('<p class="note">', alone.index("<section")) == findings_start - len('<p class="note">')
+    assert ("This run&#39;s confirmatory comparisons are each value of lambda against lambda=0 on the primary metrics "
+            "(test accuracy, separation ratio, MAP@R (cosine)), pooled over the other settings: 3 tests. The "
+            "confirmatory family of this report holds 3 tests") in alone
+    assert "Findings per setting: against lambda=0 (exploratory)" in alone
+    # two runs in one report: one family of 6, so each run's confirmatory intervals are at 1 - 0.05/6
+    twice = build_report([known_grid, known_grid], tmp_path / "two.html", progress=False).read_text()
+    assert twice.count("The confirmatory family of the 2 grid runs of this report holds 6 tests") == 2
+    assert "3 comparisons, adjusted over the report&#39;s confirmatory family of 6" in twice
+    runs = load_runs([known_grid, known_grid])
+    assert declare_report_family(runs) == 6
+    pooled = axis_findings(runs[0]).as_confirmatory(report_family_size(runs[0]))
+    assert {d.family_size for r in pooled.rows for d in r.differences.values() if d.metric.primary} == {6}
+
+
+def test_the_power_sentence_names_the_design_it_ran_and_the_seeds_that_design_needs():
+    """Before: a 5-vs-120 comparison was described as 'with 5 seeds' and its seeds needed used the paired formula."""
+    rng = np.random.default_rng(0)
+    reference = _cells(rng.normal(0.90, 0.027, 120), seeds=range(120))
+    other = _cells(rng.normal(0.91, 0.027, 5), seeds=range(200, 205))
+    findings = adjusted_findings([compare_cells(reference, other, {"lambda": 0.1}, "lambda=0")], 0)
+    (difference,) = findings.rows[0].differences.values()
+    assert difference.test == "permutation test of Welch's t" and difference.design == "120 vs 5 seeds"
+    sentence = power_sentence(findings)
+    needed = seeds_needed(difference.sd, 1.0, paired=False, other=120)
+    assert sentence.startswith("Power: with 120 vs 5 seeds, the smallest change of test accuracy detected")
+    assert (f"detecting the effect of interest (1 point) would take {needed} seeds on the smaller side, with the "
+            "other at 120" in sentence) if math.isfinite(needed) else "out of reach" in sentence
+
+
+def test_a_grid_declares_its_effect_of_interest_and_the_findings_use_it(tmp_path):
+    spec = load_spec_text(tmp_path, 'effect_of_interest = 5\n[axes]\nlambda = [0, 0.1]\n')
+    assert spec.effect_of_interest == 5 and "effect_of_interest = 5" in spec.to_toml()
+    table = load_spec_text(tmp_path, '[axes]\nlambda = [0, 0.1]\n[effect_of_interest]\nmap_at_r = 2\n')
+    assert load_spec_text(tmp_path, table.to_toml()).effect_of_interest == {"map_at_r": 2}
+    with pytest.raises(ValueError, match="effect_of_interest must be a positive number"):
+        load_spec_text(tmp_path, 'effect_of_interest = -1\n[axes]\nlambda = 0\n')
+    run_dir = make_known_grid(tmp_path / "run", spreads={0.0: 1.5, 0.1: 0.5})
+    (run_dir / "grid.toml").write_text(spec.to_toml())
+    run = load_run(run_dir)
+    assert declared_effects(run)["test_accuracy"] == 5.0
+    (row,) = grid_findings(run).rows
+    assert row.differences["test_accuracy"].effect == 5.0
+    (run_dir / "grid.toml").write_text("effect_of_interest = 'big'\n[axes]\n")
+    broken = load_run(run_dir)
+    assert declared_effects(broken)["test_accuracy"] == 1.0  # left at its default, and the report says why
+    assert broken.cache["effect note"].startswith("Effect of interest left at its default: ")
+    assert "grid.toml: effect_of_interest must be a positive number" in broken.cache["effect note"]
+
+
+def load_spec_text(folder, text: str):
+    path = folder / "g.toml"
+    path.write_text(text)
+    return load_spec(path)

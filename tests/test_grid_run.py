@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,17 +128,18 @@ def test_load_results_rebuilds_a_table_older_than_a_cell(tmp_path):
     store = CellStore(tmp_path)
     some_id = ids_of(tiny_spec(seed=[1]))[0]
     record = store.read(some_id)
-    store.save(some_id, {**record, "test_accuracy": -1.0}, None)  # as if a cell finished after the tables
+    store.save(some_id, {**record, "test_accuracy": 0.125}, None)  # as if a cell finished after the tables
     later = (tmp_path / "results.parquet").stat().st_mtime_ns + 1_000_000_000  # whatever the clock's resolution
     os.utime(store.record_path(some_id), ns=(later, later))
-    assert load_results(tmp_path).set_index("cell_id").loc[some_id, "test_accuracy"] == -1.0
+    assert load_results(tmp_path).set_index("cell_id").loc[some_id, "test_accuracy"] == 0.125
     with pytest.raises(ValueError, match="no grid results"):
         load_results(tmp_path / "empty")
 
 
 def failing_spec(tmp_path) -> GridSpec:
-    # fashion-mnist reads its IDX files from data_dir, which does not exist; digits ignores data_dir.
-    return tiny_spec(dataset=["digits", "fashion-mnist"], data_dir=[str(tmp_path / "nowhere")], seed=[0, 1])
+    # fashion-mnist reads its IDX files from data_dir, which does not exist; digits reads no folder.
+    return replace(tiny_spec(dataset=["digits"], seed=[0, 1]),
+                   also=({"dataset": ["fashion-mnist"], "data_dir": [str(tmp_path / "nowhere")]},))
 
 
 def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path):
@@ -179,9 +181,11 @@ def test_a_diverged_cell_is_finished_counted_and_not_averaged_in_the_summary(tmp
 def test_the_command_exits_non_zero_with_a_summary_when_a_cell_failed(tmp_path):
     spec = write_toml(tmp_path, f"""
         [axes]
-        dataset = ["digits", "fashion-mnist"]
-        data_dir = "{tmp_path / 'nowhere'}"
+        dataset = "digits"
         epochs = 1
+        [[also]]
+        dataset = "fashion-mnist"
+        data_dir = "{tmp_path / 'nowhere'}"
     """)
     result = CliRunner().invoke(grid_command, [str(spec), "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 1, result.output

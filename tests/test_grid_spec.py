@@ -108,9 +108,9 @@ def test_an_unknown_grid_name_lists_the_bundled_grids(tmp_path):
 
 
 def test_the_resolved_toml_loads_back_to_the_same_cells(tmp_path):
-    awkward_path = 'C:\\data\n"fashion"'  # a backslash, quotes and a newline must survive the round trip
+    awkward_path = '/C:\\data\n"fashion"'  # a backslash, quotes and a newline must survive the round trip
     spec = load_spec("default").with_overrides({"epochs": [1], "seed": [4, 5], "lambda": [1e-5, 0.5],
-                                                "data_dir": [awkward_path]})
+                                                "dataset": ["fashion-mnist"], "data_dir": [awkward_path]})
     saved = tmp_path / "resolved.toml"
     saved.write_text(spec.to_toml())
     assert saved.read_text().startswith("# resolved grid from default with --set epochs=1 --set seed=4,5")

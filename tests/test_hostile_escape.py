@@ -17,6 +17,7 @@ NON_BMP = "\U0001F600\U00010348"
 HOSTILE = f"a{CONTROLS}b{NON_BMP}\"'\\#[]=,"
 # A file name holds any byte but NUL and "/".
 FILE_NAME = "".join(c for c in CONTROLS if c not in "\0") + NON_BMP + ".toml"
+HOSTILE_PATH = "/" + HOSTILE.replace("\0", "")  # absolute, so that resolving it keeps it as it is
 
 
 def test_a_grid_toml_holds_every_character_of_its_file_name_set_values_and_description(tmp_path):
@@ -25,13 +26,13 @@ def test_a_grid_toml_holds_every_character_of_its_file_name_set_values_and_descr
     path.write_text(f"description = {description}\n[axes]\nseed = [0, 1]\n",
                     encoding="utf-8")
     key, values = parse_set_option("data_dir=x\x01\x1b\x7fy" + NON_BMP)
-    spec = load_spec(path).with_overrides({key: values, "variant": ["gather"]})
-    spec = spec.with_overrides({"data_dir": [HOSTILE]})
+    spec = load_spec(path).with_overrides({key: values, "variant": ["gather"], "dataset": ["fashion-mnist"]})
+    spec = spec.with_overrides({"data_dir": [HOSTILE_PATH]})
     written = tmp_path / "run" / schema.GRID_SPEC
     written.parent.mkdir()
     written.write_text(spec.to_toml(), encoding="utf-8")
     document = tomllib.loads(written.read_text(encoding="utf-8"))  # the format's own parser
-    assert document["description"] == HOSTILE and document["axes"]["data_dir"] == HOSTILE
+    assert document["description"] == HOSTILE and document["axes"]["data_dir"] == HOSTILE_PATH
     assert "resolved grid from" in written.read_text() and "\\x01\\x02\\x03" in written.read_text()  # shown escaped
     # and the run folder's reader keeps filtering cells by it
     products = readers.read_grid_axes(written.parent)
@@ -61,13 +62,14 @@ def test_an_html_report_of_a_run_holding_every_character_is_valid_and_shows_them
 
     from ablate.report.build import build_report
 
-    hostile = HOSTILE + "<b>&"
+    hostile = HOSTILE + "<b>&\u202e\u2066"  # and bidi controls, which would reorder the page's text
     run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), seeds=(0,),
                         data_dirs=(hostile,))
     # and a lone surrogate, which JSON can hold and UTF-8 cannot, in the provenance
     atomic_write_json(run / "provenance.json", {"host": hostile + "\udcff", "command": hostile})
     page = build_report([run], tmp_path / "r.html", progress=False).read_bytes().decode("utf-8")  # strict UTF-8
     assert not any(ord(c) < 32 and c not in "\t\n\f\r" or ord(c) == 127 for c in page)
+    assert "\u202e" not in page and "\u2066" not in page
 
     class Text(HTMLParser):
         text, tags = [], []
@@ -82,4 +84,5 @@ def test_an_html_report_of_a_run_holding_every_character_is_valid_and_shows_them
     parser.feed(page)
     text = "".join(parser.text)
     assert "\\x01\\x02" in text and "\\x7f" in text and NON_BMP in text and "<b>&" in text and "\\udcff" in text
+    assert "\\u202e\\u2066" in text
     assert "b" not in parser.tags  # the value's markup stayed text

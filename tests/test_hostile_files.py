@@ -17,6 +17,7 @@ from ablate.data import load_dataset
 from ablate.data.fashion_mnist import FILES
 from ablate.grid.spec import load_spec
 from ablate.io import MAX_INT_DIGITS, MAX_NESTING
+from ablate.limits import FEATURE_ROWS_ENV
 from ablate.runs import features, manifest, readers, schema, tables
 
 
@@ -112,7 +113,8 @@ def _replace_by(path, kind: str) -> None:
 def test_a_run_file_that_is_a_device_or_a_fifo_is_refused_without_reading(tmp_path, kind):
     path = tmp_path / "provenance.json"
     _replace_by(path, kind)
-    with pytest.raises(schema.RunFolderError, match=f"a {'FIFO' if kind == 'fifo' else 'device'}, not a regular"):
+    what = "a FIFO" if kind == "fifo" else "a character device"
+    with pytest.raises(schema.RunFolderError, match=f"{what}, not a regular"):
         readers.read_provenance(tmp_path)
 
 
@@ -123,7 +125,7 @@ def test_a_run_file_that_is_a_device_or_a_fifo_is_left_out_and_the_report_goes_o
     result = _report(grid_run, tmp_path)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "report.html").read_text()
-    assert f"{path}: a {'FIFO' if kind == 'fifo' else 'device'}, not a regular file" in page
+    assert f"{path}: a {'FIFO' if kind == 'fifo' else 'character device'}, not a regular file" in page
 
 
 def test_a_corrupt_results_table_is_rebuilt_from_the_cells_with_a_note(grid_run, tmp_path):
@@ -166,7 +168,7 @@ def test_the_row_limit_is_settable(tmp_path, monkeypatch):
     path.write_bytes(_npz(features=np.zeros((50, 2), np.float32), labels=np.arange(50) % 4,
                           centers=np.zeros((4, 2), np.float32)))
     assert len(features.read_features(path)["features"]) == 50
-    monkeypatch.setenv(schema.FEATURE_ROWS_ENV, "49")
+    monkeypatch.setenv(FEATURE_ROWS_ENV, "49")
     with pytest.raises(schema.RunFolderError, match="over the limit of 49 rows"):
         features.read_features(path)
 

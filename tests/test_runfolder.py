@@ -17,12 +17,14 @@ from support import ROOT
 from test_report import parse
 
 from ablate.cli import main
+from ablate.grid.spec import config_columns
 from ablate.report import bench_figures, build_report, distributed_blocks, grid_figures
 from ablate.runs import features, manifest, readers, schema
 from ablate.runs.folder import claim
 from ablate.runs.loading import load_run
 from ablate.runs.record import CellRecord, FailedRecord
 from ablate.runs.schema import RunFolderError
+from ablate.train import CellConfig
 
 
 @pytest.fixture(autouse=True)
@@ -239,11 +241,11 @@ def test_a_folder_of_this_schema_reads(grid):
 
 
 @pytest.mark.parametrize("value, what", [
-    (None, 'no schema version; expected "schema": an integer from 1 to 1'),
-    ("1", "schema must be an integer from 1 to 1, got '1'"),
-    (1.0, "schema must be an integer from 1 to 1, got 1.0"),
-    (True, "schema must be an integer from 1 to 1, got True"),
-    (0, "schema must be an integer from 1 to 1, got 0"),
+    (None, f'no schema version; expected "schema": an integer from 1 to {schema.SCHEMA}'),
+    ("1", f"schema must be an integer from 1 to {schema.SCHEMA}, got '1'"),
+    (1.0, f"schema must be an integer from 1 to {schema.SCHEMA}, got 1.0"),
+    (True, f"schema must be an integer from 1 to {schema.SCHEMA}, got True"),
+    (0, f"schema must be an integer from 1 to {schema.SCHEMA}, got 0"),
 ])
 def test_a_run_json_without_a_valid_schema_version_is_refused_by_name(grid, value, what):
     path = grid / "run.json"
@@ -285,6 +287,40 @@ def test_a_grid_folder_from_before_run_json_is_read_as_schema_0(tmp_path):
     assert "4 cells: 4 ok." in notes_of(run_dir, tmp_path)
 
 
+# The grid keys of a schema-1 grid folder: today's but split_seed and val_fraction (which came with schema 2).
+SCHEMA_1_NEW_KEYS = ("split_seed", "val_fraction")
+
+
+def test_a_schema_1_grid_folder_without_validation_metrics_is_read_reported_and_compared(tmp_path):
+    """Written before three-way splits: run.json at schema 1, records without validation metrics, split_seed a
+    record field rather than a config key. The report and compare read it as it is."""
+    columns = [c for c in config_columns() if c not in SCHEMA_1_NEW_KEYS]
+    runs, rng = [], np.random.default_rng(0)
+    for name, shift in (("a", 0.0), ("b", 0.05)):
+        run_dir = tmp_path / name
+        (run_dir / "cells").mkdir(parents=True)
+        (run_dir / "run.json").write_text(json.dumps({"kind": "grid", "schema": 1, "config_columns": columns}))
+        for lam in (0.0, 0.1):
+            for seed in (0, 1, 2):
+                config = {c: v for c, v in CellConfig(dataset="synthetic", num_classes=4, lambda_=lam,
+                                                        seed=seed).to_dict().items() if c in columns}
+                record = {**config, "cell_id": schema.cell_id(config), "status": "ok", "split_seed": seed,
+                          "test_accuracy": 0.8 + lam + shift + rng.normal(0, 0.01),
+                          "separation_ratio": 2.0 + lam + rng.normal(0, 0.1),
+                          "map_at_r": 0.5 + lam + rng.normal(0, 0.01)}
+                (run_dir / "cells" / f"{record['cell_id']}.json").write_text(json.dumps(record))
+        runs.append(run_dir)
+        run = load_run(run_dir)
+        assert manifest.schema_version(run_dir) == 1 and not run.notes and len(run.results) == 6
+        assert not [c for c in run.results if c.startswith("val_")] and list(run.summary["n_seeds"]) == [3, 3]
+    report = CliRunner().invoke(main, ["report", *map(str, runs), "--out", str(tmp_path / "r.html")])
+    assert report.exit_code == 0, report.output
+    assert "test accuracy" in (tmp_path / "r.html").read_text()
+    compared = CliRunner().invoke(main, ["compare", *map(str, runs)])
+    assert compared.exit_code == 0, compared.output
+    assert "on the 2 configurations both hold" in compared.output
+
+
 def test_report_on_a_bench_folder_loads_no_training_code(tmp_path):
     run = make_bench_run(tmp_path / "bench")
     code = ("import sys\nfrom ablate.cli import main\n"
@@ -313,19 +349,22 @@ def test_rows_of_results_with_an_unknown_status_are_left_out_with_a_note(grid, t
     results.loc[0, "status"] = "running"
     results.to_parquet(grid / "results.parquet")
     notes = notes_of(grid, tmp_path)
-    assert "1 row(s) left out with an unknown status (running)" in notes and "3 cells: 3 ok." in notes
+    assert "1 row(s) left out: column status must be one of ok, diverged, pruned, failed, got 'running'" in notes
+    assert "3 cells: 3 ok." in notes
 
 
 def test_a_cell_record_is_flat_in_its_declared_order_and_keeps_only_measured_optional_curves():
     curves = {"softmax_loss": [2.0, 1.0], "center_loss": [0.5, 0.2], "train_accuracy": [0.5, 0.9], "pair_loss": []}
     trained = CellRecord(config={"dataset": "digits", "lambda": 0.1}, objective="softmax",
-                         metrics={"test_accuracy": 0.9}, split_seed=0, held_out_classes="", train_samples_per_s=10.0,
+                         metrics={"val_test_accuracy": 0.8, "test_accuracy": 0.9}, held_out_classes="",
+                         scored_on_test=True, validation_metric=None, train_samples_per_s=10.0,
                          train_time_s=1.0, wall_time_s=2.0, status="ok", diverged_epoch=None, resolved_device="cpu",
                          torch_threads=1, world_size=1, curves=curves)
     assert list(trained.to_dict()) == [
-        "dataset", "lambda", "objective", "test_accuracy", "split_seed", "held_out_classes", "train_samples_per_s",
-        "train_time_s", "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
-        "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy"]  # no pair loss measured: no curve_pair_loss
+        "dataset", "lambda", "objective", "val_test_accuracy", "test_accuracy", "held_out_classes", "scored_on_test",
+        "validation_metric", "train_samples_per_s", "train_time_s", "wall_time_s", "status", "diverged_epoch",
+        "resolved_device", "torch_threads", "world_size", "curve_softmax_loss", "curve_center_loss",
+        "curve_train_accuracy"]  # no pair loss or validation curve measured: neither is in the record
     with_pairs = replace(trained, curves={**curves, "pair_loss": [0.3, 0.1]}).to_dict()
     assert with_pairs["curve_pair_loss"] == [0.3, 0.1] and list(with_pairs)[-1] == "curve_pair_loss"
     failed = FailedRecord({"dataset": "digits", "lambda": 0.1}, error="ValueError: x", wall_time_s=0.5).to_dict()

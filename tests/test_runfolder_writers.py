@@ -34,9 +34,11 @@ RUNS_WRITERS = {"folder.py", "cells.py", "parts.py"}  # the writing side of abla
 WRITERS_ELSEWHERE = {
     "io.py": "the atomic writers themselves, to the path a caller gives",
     "report/build.py": "the HTML report, to `ablate report --out`",
-    "train/cli.py": "a cell's record, to `ablate train --out`",
-    "train/cell.py": "a cell's features (.npz) and weights (.safetensors), to `ablate train --features` and "
-                     "`--save-weights`, or the temp folder a grid cell is given",
+    "train/keep.py": "a trained cell's record, features and weights, to `ablate train --out/--features/"
+                     "--save-weights`, or to a fallback file in the temp or working folder when those cannot take them",
+    "messages.py": "the null device, standard output's stand-in once standard output cannot take more",
+    "train/cell.py": "a cell's features (.npz) and weights (.safetensors), to the temp folder `ablate train` or a grid "
+                     "cell is given",
     "export/cli.py": "a cell's kept weights and record, copied to `ablate export --out` (never into a run folder)",
     "check/cli.py": "the conformance verdict, to `ablate check --json`",
     "distributed/launch.py": "each rank's result and error, in the launcher's own temp folder",

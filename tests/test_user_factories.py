@@ -73,6 +73,7 @@ images.recipe = {"epochs": 3}
 class Pairs(torch.utils.data.Dataset):
     def __init__(self, x, y):
         self.x, self.y = x, y
+        self.targets = y  # as torchvision's datasets: the validation split is stratified by them
 
     def __len__(self):
         return len(self.y)
@@ -145,7 +146,7 @@ def test_a_grid_trains_the_users_model_on_the_users_data_keeps_the_weights_and_r
         model, centers = restore_cell(weights)
         record = json.loads((tmp_path / "run" / "cells" / f"{cell}.json").read_text())
         data = cell_data(CellConfig.from_dict({k: record[k] for k in CellConfig().to_dict()}))
-        features, _ = features_of(model, torch.tensor(data.x_test).split(EVAL_BATCH))
+        features, _ = features_of(model, torch.tensor(data.test().x).split(EVAL_BATCH))
         kept = read_features(tmp_path / "run" / "cells" / f"{cell}.npz")
         np.testing.assert_array_equal(features, kept["features"])
         np.testing.assert_array_equal(centers.numpy(), kept["centers"])
@@ -335,7 +336,7 @@ def test_the_head_of_a_factory_model_without_a_classifier_is_attached_and_kept(u
     assert {k for k in read_weights_header(tmp_path / "w.safetensors").shapes if k.startswith("head.")} == {
         "head.loss.W"}
     model, _ = restore_cell(tmp_path / "w.safetensors")
-    features, predictions = features_of(model, torch.tensor(cell_data(config).x_test).split(EVAL_BATCH))
+    features, predictions = features_of(model, torch.tensor(cell_data(config).test().x).split(EVAL_BATCH))
     np.testing.assert_array_equal(predictions, read_features(tmp_path / "f.npz")["predictions"])
 
 
@@ -344,3 +345,74 @@ def test_a_weights_file_that_is_not_a_cells_is_refused_by_name(tmp_path):
     bogus.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     with pytest.raises(RunFolderError, match="bogus.safetensors: not a readable safetensors file"):
         read_weights_header(bogus)
+
+
+def test_a_factorys_data_splits_three_ways_as_a_bundled_datasets_does(user_file):
+    """Validation is carved out of the factory's train part (val_fraction of it, stratified, drawn by the split seed),
+    the test part is the factory's own; streamed and in memory carve the same items; a validation part the factory
+    gives is its validation split."""
+    factory_parts = {}
+
+    def parts(dataset, split_seed, val_fraction=0.2):
+        config = CellConfig(dataset=f"{user_file}:{dataset}", model=f"{user_file}:convnet", feat_dim=4, seed=0,
+                            split_seed=split_seed, val_fraction=val_fraction)
+        if not factory_parts:
+            factory_parts.update(DATASETS.get(config.dataset).factory.function(seed=split_seed))
+        return cell_data(config)
+
+    data = parts("images", split_seed=5)
+    (x_train, y_train), (x_test, y_test) = factory_parts["train"], factory_parts["test"]
+    assert len(data.validation) == 60 and len(data.train) == 240  # 0.2 of the factory's 300 training images
+    assert np.array_equal(data.test().x, x_test) and np.array_equal(data.test().y, y_test)
+    carved = np.concatenate([data.train.x, data.validation.x]).reshape(300, -1)
+    assert sorted(map(bytes, carved)) == sorted(map(bytes, x_train.reshape(300, -1)))  # a partition of train
+    per_class = np.bincount(y_train, minlength=10)
+    assert (np.abs(np.bincount(data.validation.y, minlength=10) - 0.2 * per_class) <= 1).all()  # stratified
+    assert not np.array_equal(parts("images", split_seed=6).validation.x, data.validation.x)  # drawn by the seed
+
+    streamed = parts("streamed_images", split_seed=5)
+    assert np.array_equal(np.stack([streamed.validation[i][0].numpy() for i in range(60)]), data.validation.x)
+    assert len(parts("images", split_seed=5, val_fraction=0).validation) == 0
+
+
+def test_a_validation_part_the_factory_gives_is_the_validation_split(tmp_path):
+    path = tmp_path / "given.py"
+    path.write_text(textwrap.dedent('''
+        import numpy as np
+
+        def three_parts():
+            rng = np.random.default_rng(0)
+            part = lambda n: (rng.normal(size=(n, 6)).astype(np.float32), np.arange(n) % 3)
+            return {"train": part(30), "validation": part(9), "test": part(12)}
+    '''))
+    config = CellConfig(dataset=f"{path}:three_parts", feat_dim=2, epochs=1)
+    data = cell_data(config)
+    given = DATASETS.get(config.dataset).factory.function()
+    assert np.array_equal(data.validation.x, given["validation"][0]) and len(data.train) == 30
+    record = run_cell(config)
+    assert record["status"] == "ok" and record["val_test_accuracy"] is not None
+
+
+def test_ablate_tune_tunes_a_factory_model_on_a_factory_dataset_without_reading_its_test_part(user_file, tmp_path,
+                                                                                               monkeypatch):
+    from ablate.data.dataset import Splits
+    from ablate.grid.executors import SerialExecutor
+    from ablate.grid.spec import GridSpec
+    from ablate.tune.search import run_tune
+    from ablate.tune.settings import TuneSettings
+    from ablate.tune.space import plan_objectives
+
+    reads = []
+    original_test = Splits.test
+    monkeypatch.setattr(Splits, "test", lambda self: reads.append(self.name) or original_test(self))
+    spec = GridSpec(axes={"dataset": [f"{user_file}:images"], "model": [f"{user_file}:convnet"], "epochs": [1],
+                          "feat_dim": [4], "lambda": [0.1]})
+    settings = TuneSettings(budget=2, seeds=1, prune_after_trials=1, prune_after_epochs=1)
+    outcome = run_tune(spec, plan_objectives(spec, settings), settings, tmp_path / "run", SerialExecutor(), quiet=True)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    trials = [r for r in records if not r["scored_on_test"]]
+    finals = [r for r in records if r["scored_on_test"]]
+    assert len(trials) == 2 and len(finals) == 1 and len(outcome.finals) == 1
+    assert len(reads) == 1  # the final seed's cell alone read the test part
+    assert {r["model_digest"] for r in records} == {MODELS.get(f"{user_file}:convnet").factory.digest}
+    assert all(r["val_test_accuracy"] is not None for r in trials if r["status"] == "ok")

@@ -17,6 +17,7 @@ from ablate.limits import INT64_MAX, check_int_option
 from ablate.loss.devices import AUTO, training_devices
 from ablate.loss.dtypes import DTYPES
 from ablate.loss.rules import RULES
+from ablate.messages import say
 from ablate.runs.manifest import check_kind
 from ablate.runs.readers import read_provenance
 from ablate.runs.schema import ERROR_COLUMNS, RunLockedError
@@ -66,7 +67,7 @@ def _print_notes(title: str, table: pd.DataFrame) -> None:
     if not noted.empty:
         click.echo(f"\n{title}: {len(noted)} not measured")
         for (variant, note), group in noted.groupby(["variant", "note"]):
-            click.echo(f"  {variant} x{len(group)}: {note}")
+            say(f"  {variant} x{len(group)}: {note}")
 
 
 def _print_summary(tables: dict) -> None:
@@ -131,7 +132,7 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     run_dir = _checked_run_dir(run_dir, f"{name}-{dev.type}", "bench")
-    click.echo(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
+    say(f"suite {name} on {dev}: variants {', '.join(resolved.variants)} -> {run_dir}")
     started = time.monotonic()
     try:
         tables = run_suite(resolved, dev, run_dir)
@@ -140,8 +141,8 @@ def run_command(suite, device, variants, modes, batch, classes, dim, dtypes, rul
     elapsed = time.monotonic() - started
     _print_summary(tables)
     provenance = read_provenance(run_dir)
-    click.echo("\n" + ", ".join(f"{key} {provenance[key]}" for key in VERSION_KEYS if pd.notna(provenance.get(key))))
-    click.echo(f"wrote {', '.join(sorted(tables))} (.parquet, .csv) and provenance.json to {run_dir} "
+    say("\n" + ", ".join(f"{key} {provenance[key]}" for key in VERSION_KEYS if pd.notna(provenance.get(key))))
+    say(f"wrote {', '.join(sorted(tables))} (.parquet, .csv) and provenance.json to {run_dir} "
                f"after {elapsed:.0f} s")
     if "numerics" in tables:
         failures = float32_failures(tables["numerics"])
@@ -178,7 +179,7 @@ def world_command(worlds, device, modes, batch, classes, dim, dtype, quick, run_
     sizes = {"modes": modes, "batch": batch, "classes": classes, "dim": dim}
     options = {key: value for key, value in sizes.items() if value is not None}
     run_dir = _checked_run_dir(run_dir, f"world-{dev.type}", "distributed")
-    click.echo(f"distributed center loss on {dev}, world {', '.join(map(str, worlds))} -> {run_dir}")
+    say(f"distributed center loss on {dev}, world {', '.join(map(str, worlds))} -> {run_dir}")
     try:
         table = run_world_bench(worlds, run_dir, dtype=dtype, steps=3 if quick else 20, device=dev, **options)
     except (ValueError, RanksFailed, RunLockedError, OSError) as exc:
@@ -186,4 +187,4 @@ def world_command(worlds, device, modes, batch, classes, dim, dtype, quick, run_
     shown = table.set_index(["world", "form", "mode", "classes"])[["time_ms_p50", "bytes_per_step",
                                                                    "centers_bytes_per_rank", "peak_mem_bytes"]]
     click.echo(shown.to_string(float_format=lambda v: f"{v:.4g}"))
-    click.echo(f"wrote distributed (.parquet, .csv) and provenance.json to {run_dir}")
+    say(f"wrote distributed (.parquet, .csv) and provenance.json to {run_dir}")

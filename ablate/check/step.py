@@ -25,8 +25,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ablate.check.target import Target, TargetError, find_centers, import_location
-from ablate.failures import error_note
+from ablate.check.target import Target, TargetError, find_centers, import_location, target_note
 
 BUILT_IN_STEPS = ("forward", "update")
 STEP_CLASSES = 6
@@ -145,7 +144,7 @@ class StepSession:
             raise TargetError(f"{exc}{hint}") from None
         except Exception as exc:  # the module's own code (a .to or .train of its own): a usage error, not a finding
             raise TargetError(f"setting the centers of {self.target.name} for the steps failed: "
-                              f"{error_note(exc)}") from None
+                              f"{target_note(exc)}") from None
         self.module, self.shape = module, tuple(centers.shape)
 
     def step(self, features: torch.Tensor, labels: torch.Tensor, lam: float) -> StepObservation:
@@ -159,7 +158,7 @@ class StepSession:
         try:
             self.step_fn(self.module, given, labels.clone().to(self.target.device), lam)
         except Exception as exc:  # the user's step: any failure is a finding
-            observation.error = error_note(exc)
+            observation.error = target_note(exc)
             return observation
         try:
             after = find_centers(self.module, self.centers_attr, self.shape)

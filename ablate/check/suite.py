@@ -13,7 +13,7 @@ import torch
 from ablate.bench.suites import Timing
 from ablate.bench.timer import quantiles_ms, time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
-from ablate.failures import error_note
+from ablate.check.target import target_note
 from ablate.loss.conventions import convention_scale
 from ablate.loss.naive import CLAMP_MIN
 from ablate.loss.reference import reference_grads, reference_loss
@@ -270,7 +270,7 @@ def timing_rows(target, variants, device: torch.device, classes=TIMING_CLASSES) 
             try:
                 warm_up(fn, device)
             except Exception as exc:
-                row[name] = error_note(exc)
+                row[name] = target_note(exc)
                 del fns[name]
         for name, times in time_interleaved(fns, device, TIMING).items():
             row[name] = quantiles_ms(times)["time_ms_p50"]

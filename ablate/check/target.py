@@ -9,16 +9,28 @@ centers (a Parameter, a buffer or a plain tensor attribute).
 import ast
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from ablate import factories
+from ablate.escape import terminal_line
+from ablate.failures import error_note
 
 
 class TargetError(ValueError):
     """TARGET cannot be loaded or built; the message says what was expected."""
+
+
+NOTE_CHARS = 300  # of a target's own error message in a finding
+
+
+def target_note(exc: BaseException) -> str:
+    """What the target's code raised, as a finding's note: its type and first line, escaped for a terminal and cut
+    to NOTE_CHARS (the target chooses its messages)."""
+    return terminal_line(error_note(exc), NOTE_CHARS)
 
 
 HARNESS_SIZES = ("num_classes", "feat_dim")  # the constructor arguments the checks set for each batch
@@ -113,8 +125,6 @@ def run_target(target, features, labels, centers) -> Outcome:
     """Loss of the target on its device and, by autograd, its gradients w.r.t. the features and (if they get one)
     the centers, back on the CPU in float64. The target gets copies of the inputs; one it changed in place is a
     failed call (the reference is computed from the originals)."""
-    from ablate.failures import error_note
-
     features_in = features.detach().clone().to(target.device).requires_grad_(True)
     labels_in, centers_in = labels.clone().to(target.device), centers.clone().to(target.device)
     try:
@@ -129,7 +139,7 @@ def run_target(target, features, labels, centers) -> Outcome:
     except TargetError:  # the target could not be built: a usage error, not a finding
         raise
     except Exception as exc:  # someone else's code: any failure is a finding
-        return Outcome(error=error_note(exc), raised=True)
+        return Outcome(error=target_note(exc), raised=True)
     inputs = {"features": (features_in, features), "labels": (labels_in, labels)}
     if target.kind != "module" and own_centers is not None:  # a function's own copy; a module's are its state
         inputs["centers"] = (own_centers, centers)
@@ -171,25 +181,50 @@ def find_centers(module: nn.Module, attr: Optional[str], shape) -> torch.Tensor:
     return found
 
 
+def check_location(location: str) -> None:
+    """Refuse (TargetError) a path/to/file.py that is not a file, before anything is started to import it."""
+    if not location.endswith(".py"):
+        return
+    try:
+        found = Path(location).is_file()
+    except OSError as exc:  # a name too long for the file system, say
+        raise TargetError(f"cannot read {location!r}: {exc.strerror}; expected path/to/file.py:attr") from None
+    if not found:
+        raise TargetError(f"no such file {location!r}; expected path/to/file.py:attr or pkg.mod:attr")
+
+
 def import_location(location: str):
     """The module at `location`: path/to/file.py (ablate.factories.import_location: imported once per path and
     content, so that a step in the target's own file shares its module) or pkg.mod; a missing file a TargetError."""
+    check_location(location)
     try:
         return factories.import_location(location)
     except factories.FactoryError as exc:
         raise TargetError(str(exc)) from None
 
 
-def load_target(text: str, init: Optional[dict] = None) -> Target:
-    """The Target that TARGET `text` names (see the module docstring); `init`: constructor keywords of a module."""
-    init = init or {}
-    location, sep, attr = text.rpartition(":")
+def check_target_form(text: str) -> None:
+    """Refuse (TargetError) a TARGET that names no variant and no attribute, or a file that is not there: what can
+    be told without importing it, so before the child that imports it is started."""
+    location, sep, _ = text.rpartition(":")
     if not sep:
-        from ablate.loss import center_loss, variant_names
+        from ablate.loss import variant_names
 
         if text not in variant_names():
             raise TargetError(f"expected pkg.mod:attr, path/to/file.py:attr or a variant "
                               f"({', '.join(variant_names())}), got {text!r}")
+        return
+    check_location(location)
+
+
+def load_target(text: str, init: Optional[dict] = None) -> Target:
+    """The Target that TARGET `text` names (see the module docstring); `init`: constructor keywords of a module."""
+    init = init or {}
+    check_target_form(text)
+    location, sep, attr = text.rpartition(":")
+    if not sep:
+        from ablate.loss import center_loss
+
         return Target(text, "variant", fn=lambda x, y, c: center_loss(x, y, c, variant=text))
     try:
         module = import_location(location)

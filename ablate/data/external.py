@@ -13,8 +13,13 @@ memory trains (then every part streams, arrays included, and num_classes must be
 factory returns it: ablate standardizes only its bundled datasets. A factory may declare the options it trains with,
 `factory.recipe = {"model": "path/to/models.py:convnet", "epochs": 5, ...}` (Recipe's fields), over FACTORY_RECIPE.
 
-The validation part, where given, is checked and kept with the data (FactoryArrays.x_val/y_val,
-StreamedData.validation) for a validation split; cells are scored on the test part.
+A cell's data from a factory has the three parts of a bundled dataset's (ablate.data.Splits; StreamedSplits for
+Datasets): the test part is its test split, handed out only by test() (a cell scored on validation alone, a tuning
+trial, never reads it); the validation split is carved out of the train part as for the bundled datasets, a
+val_fraction share drawn by the cell's split seed, stratified by class (a streamed train Dataset is stratified by its
+`targets`, where it has them as torchvision's datasets do, since ablate does not read a whole Dataset ahead of
+training; else drawn uniformly). A factory that gives its own validation part keeps it as the validation split
+(val_fraction 0 still leaves none). The split seed is the factory's `seed` keyword.
 
 Checked, each error naming the factory and its file: a result that is not such a dict, inputs of different shapes
 across parts, non-finite inputs, labels that are not integers or lie outside [0, C), an empty part, fewer than two
@@ -30,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 
-from ablate.data.dataset import Dataset, held_out_split
+from ablate.data.dataset import Dataset, Samples, Splits, held_out_split, three_way_split
 from ablate.data.registry import FACTORY_RECIPE, DataOptions, DatasetSource, Recipe
-from ablate.factories import Factory, FactoryError, call_with, declared_recipe, factory_of, load_factory
+from ablate.factories import Factory, FactoryError, call_with, declared_recipe, factory_of, load_factory, taken
 
 PARTS = ("train", "test", "validation")  # "validation" is optional
 RESULT_KEYS = (*PARTS, "num_classes")
@@ -50,8 +55,9 @@ class FactoryArrays(Dataset):
 
 @dataclass(frozen=True)
 class StreamedData:
-    """A factory's parts as torch Datasets of (input, label) items, streamed through a DataLoader: train and test,
-    validation where given (None otherwise); num_classes C; input_shape: one input's shape."""
+    """A factory's parts as it returned them, as torch Datasets of (input, label) items, streamed through a
+    DataLoader: train and test, validation where given (None otherwise); num_classes C; input_shape: one input's
+    shape. A cell trains on its StreamedSplits (load_factory_data)."""
 
     name: str
     train: TorchDataset
@@ -59,7 +65,6 @@ class StreamedData:
     validation: TorchDataset | None
     num_classes: int
     input_shape: tuple
-    held_out: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -272,8 +277,11 @@ def _source(name: str, factory: Factory) -> FactorySource:
         probe = _probe(factory, name, probed)
         return probe.examples, probe.input_shape
 
+    # the options its signature does not take: a cell refuses any value but the default for them (DatasetSource)
+    ignores = tuple(f.name for f in fields(DataOptions)
+                    if f.name != "seed" and f.name not in taken(factory, (f.name,)))
     return FactorySource(name, lambda options: call_factory(factory, options, name),  # type: ignore[arg-type]
-                         size, recipe, factory=factory, probed=probed)
+                         size, recipe, factory=factory, ignores=ignores, probed=probed)
 
 
 _REFERENCED: dict[tuple[str, str], FactorySource] = {}  # (reference, digest) -> its source, probed once
@@ -294,26 +302,84 @@ def source_from_entry_point(name: str, obj: Any, source: str) -> FactorySource:
     return _source(name, factory_of(obj, reference, "dataset", "entry point", distribution))
 
 
-def load_factory_data(source: FactorySource, options: DataOptions,
-                      holdout_classes: int = 0) -> FactoryArrays | StreamedData:
-    """One cell's data from a factory: called with the cell's options, checked, its classes as the probe found them,
-    `holdout_classes` drawn by options.seed and relabelled last (arrays only: a streamed dataset's labels are not read
-    ahead of training)."""
+@dataclass(frozen=True)
+class StreamedSplits:
+    """One cell's split of a factory's torch Datasets, as ablate.data.Splits is of arrays: train and validation (a
+    Dataset each; validation empty at val_fraction 0), the test part handed out only by test(); num_classes C;
+    input_shape: one input's shape. A streamed dataset holds out no class (held_out is empty)."""
+
+    name: str
+    train: TorchDataset
+    validation: TorchDataset
+    num_classes: int
+    input_shape: tuple
+    val_fraction: float
+    _test: TorchDataset = field(repr=False)
+    held_out: tuple = ()
+
+    @property
+    def trained_classes(self) -> int:
+        return self.num_classes
+
+    def test(self) -> TorchDataset:
+        """The test part. Only a cell scored on it calls this (see ablate.data.Splits.test)."""
+        return self._test
+
+
+def _streamed_splits(data: StreamedData, val_fraction: float, seed: int, factory: Factory) -> StreamedSplits:
+    """The streamed parts with a validation split: the factory's own, or val_fraction of the train Dataset's indices
+    drawn by `seed` (stratified by its `targets` where it has them)."""
+    train, validation = data.train, data.validation
+    if val_fraction == 0:
+        validation = Subset(train, [])
+    elif validation is None:
+        from sklearn.model_selection import train_test_split
+
+        n = _length(train, factory, "train")
+        targets = getattr(train, "targets", None)
+        stratify = None if targets is None else np.asarray(targets)
+        if stratify is not None and stratify.shape != (n,):
+            stratify = None  # not one label per item: drawn uniformly
+        try:
+            kept, held = train_test_split(np.arange(n), test_size=val_fraction, stratify=stratify, random_state=seed)
+        except ValueError as exc:  # too few items, or of a class
+            raise FactoryError(f"{_what(factory)}: a validation split of val_fraction {val_fraction:g} of its {n} "
+                               f"training items cannot be drawn ({exc}); use a larger val_fraction, more items, or "
+                               "give a validation part") from None
+        train, validation = Subset(train, kept.tolist()), Subset(train, held.tolist())
+    return StreamedSplits(data.name, train, validation, data.num_classes, data.input_shape, val_fraction,
+                          _test=data.test)
+
+
+def _array_splits(data: FactoryArrays, val_fraction: float, seed: int) -> Splits:
+    """The arrays with a validation split: the factory's own, or carved out of the train part as for a bundled
+    dataset (ablate.data.dataset.three_way_split: stratified, drawn by `seed`)."""
+    if data.x_val is None or data.y_val is None or val_fraction == 0:
+        return three_way_split(data, val_fraction, seed)
+    return Splits(data.name, Samples(data.x_train, data.y_train), Samples(data.x_val, data.y_val), data.num_classes,
+                  val_fraction, _test=Samples(data.x_test, data.y_test))
+
+
+def load_factory_data(source: FactorySource, options: DataOptions, holdout_classes: int = 0,
+                      val_fraction: float = 0.2) -> Splits | StreamedSplits:
+    """One cell's data from a factory: called with the cell's options (options.seed: its split seed), checked, its
+    classes as the probe found them, split into train / validation / test (see the module docstring), then
+    `holdout_classes` drawn by the split seed and relabelled last (arrays only: a streamed dataset's labels are not
+    read ahead of training). The inputs are kept as the factory gives them (not standardized)."""
     assert source.factory is not None
     data = call_factory(source.factory, options, source.name)
     expected = source.probe().classes
     if data.num_classes != expected:
         raise FactoryError(f"{_what(source.factory)}: gave {data.num_classes} classes for seed {options.seed}, "
                            f"{expected} for the default options; its classes must not depend on its options")
-    if holdout_classes == 0:
-        return data
     if isinstance(data, StreamedData):
-        raise FactoryError(f"{_what(source.factory)}: holdout_classes needs its labels ahead of training, which a "
-                           "streamed Dataset does not give; return arrays, or train a closed set (holdout_classes 0)")
-    split = held_out_split(data, holdout_classes, options.seed)
-    y_val = data.y_val
-    if y_val is not None:  # the same relabelling: kept classes first, in their order, then the held-out ones
-        kept = np.setdiff1d(np.arange(data.num_classes), split.held_out)
-        y_val = np.argsort(np.concatenate([kept, split.held_out]))[y_val]
-    return FactoryArrays(split.name, split.x_train, split.y_train, split.x_test, split.y_test, split.num_classes,
-                         split.held_out, x_val=data.x_val, y_val=y_val)
+        if holdout_classes:
+            raise FactoryError(f"{_what(source.factory)}: holdout_classes needs its labels ahead of training, which a "
+                               "streamed Dataset does not give; return arrays, or train a closed set (holdout_classes "
+                               "0)")
+        return _streamed_splits(data, val_fraction, options.seed, source.factory)
+    try:
+        splits = _array_splits(data, val_fraction, options.seed)
+    except ValueError as exc:
+        raise FactoryError(f"{_what(source.factory)}: {exc}") from None
+    return held_out_split(splits, holdout_classes, options.seed)

@@ -1,8 +1,10 @@
 """A reader for the IDX format of (Fashion-)MNIST, plain or gzip-compressed.
 
 Layout: two zero bytes, a type code (0x08 = uint8, ...), the number of dimensions n, then n
-big-endian uint32 sizes, then the values in C order, big-endian. The header is checked (type, shape
-and the size it promises, against the file's own size) before the values are read or decompressed.
+big-endian uint32 sizes, then the values in C order, big-endian. The header is checked (type, shape and, for a
+plain file, the size it promises against the file's own size) before the values are read; a gzip file is
+decompressed up to the size its header promises and one byte more, whatever its members (a valid gzip file may hold
+several, one after another: its trailer then records the last one's size alone).
 """
 
 import gzip
@@ -20,8 +22,9 @@ GZIP_MIN_BYTES = 18  # a 10-byte header and an 8-byte trailer
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _stored_size(path: Path, compressed: bool) -> int:
-    """The bytes the file holds once decompressed: a gzip file's trailer records them (modulo 2^32)."""
+def _stored_size(path: Path, compressed: bool) -> int | None:
+    """The bytes a plain file holds; None for a gzip file (checked to start as one), whose decompressed size is
+    known only once read."""
     try:
         size = check_regular_file(path, MAX_FILE_BYTES).stat().st_size
     except UnreadableFile as exc:
@@ -32,8 +35,7 @@ def _stored_size(path: Path, compressed: bool) -> int:
         if size < GZIP_MIN_BYTES or f.read(2) != b"\x1f\x8b":
             raise ValueError(f"{path} is not a gzip file (its name ends in .gz); expected an IDX file compressed "
                              "with gzip, as the Fashion-MNIST release ships them")
-        f.seek(-4, 2)
-        return struct.unpack("<I", f.read(4))[0]
+    return None
 
 
 def read_idx(path, *, dtype: str | None = None, shape: tuple | None = None, max_items: int | None = None) -> np.ndarray:
@@ -65,21 +67,22 @@ def read_idx(path, *, dtype: str | None = None, shape: tuple | None = None, max_
                                  "this dataset holds (and its memory estimate assumes)")
             header = 4 + 4 * ndim
             expected = header + math.prod(file_shape) * file_dtype.itemsize
-            # gzip's trailer records the size modulo 2^32
-            mismatch = (expected - stored) % 2 ** 32 != 0 if compressed else expected != stored
-            if mismatch:
-                raise ValueError(f"{path}: the header promises shape {file_shape} of {file_dtype} ({expected} bytes in "
-                                 f"all), but the file holds {stored} bytes (truncated, or not this dataset's file)")
+            if stored is not None and expected != stored:
+                raise _size_error(path, file_shape, file_dtype, expected, stored)
             data = f.read(expected - header)
             if len(data) != expected - header:
-                raise ValueError(f"{path}: truncated: the header promises {expected} bytes, the file ends after "
-                                 f"{header + len(data)}")
+                raise _size_error(path, file_shape, file_dtype, expected, header + len(data))
             if f.read(1):
                 raise ValueError(f"{path}: holds more than the {expected} bytes its header promises")
     except (OSError, EOFError, zlib.error) as exc:  # gzip's errors for a damaged or truncated stream
         raise ValueError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
     values = np.frombuffer(data, dtype=file_dtype).reshape(file_shape)
     return values.astype(file_dtype.newbyteorder("="))
+
+
+def _size_error(path, file_shape, file_dtype, expected: int, held: int) -> ValueError:
+    return ValueError(f"{path}: the header promises shape {file_shape} of {file_dtype} ({expected} bytes in all), but "
+                      f"the file holds {held} bytes (truncated, or not this dataset's file)")
 
 
 def _check_header(path, file_dtype, file_shape, dtype, shape) -> None:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The defaults of a cell on one dataset, by CellConfig field name. lr_step 0: a constant learning rate."""
+    """The defaults of a cell on one dataset, by CellConfig field name. lr_step 0: a constant learning rate.
+    val_fraction: the share of the training part held out for validation."""
 
     model: str
     epochs: int
@@ -36,6 +37,7 @@ class Recipe:
     lr_step: int
     lr_gamma: float
     convention: str
+    val_fraction: float = 0.2
 
     def options(self) -> dict:
         return asdict(self)
@@ -64,6 +66,8 @@ class DatasetSource:
     classes: its number of classes; None for a dataset that takes options.num_classes (synthetic).
     factory: the function outside the package it loads with (ablate.data.external; None for the bundled datasets):
     its file's digest enters the id of every cell that trains on it.
+    ignores: the DataOptions it does not read; a cell refuses any value but the default for them (else two cells of
+    the same data would differ in id alone).
     """
 
     name: str
@@ -72,6 +76,7 @@ class DatasetSource:
     recipe: Recipe
     classes: int | None = None
     factory: Factory | None = None
+    ignores: tuple[str, ...] = ()
 
     def class_count(self, num_classes: int) -> int:
         """The classes a cell asking for `num_classes` trains on: the dataset's own, if it has a fixed number."""
@@ -98,20 +103,25 @@ def recipe(dataset: str) -> Recipe:
 _SMALL = Recipe(model="mlp", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5, convention="mean")
 # A factory's dataset: digits' recipe, the model picked by the shape of its inputs, under what the factory declares.
 FACTORY_RECIPE = Recipe(model="auto", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5, convention="mean")
+_SYNTHETIC_ONLY = ("num_classes", "synthetic_dim", "samples_per_class")
+_BUNDLED = ("data_dir", *_SYNTHETIC_ONLY)  # a dataset shipped with a library: no folder, its own classes
 for _dataset in (
-    DatasetSource("digits", lazy("ablate.data.digits:load"), lambda options: (1797, (1, 8, 8)), _SMALL, classes=10),
+    DatasetSource("digits", lazy("ablate.data.digits:load"), lambda options: (1797, (1, 8, 8)), _SMALL, classes=10,
+                  ignores=_BUNDLED),
     # 28x28 images: LeNet++ (the paper's MNIST model), about a minute an epoch of 4,000 images on 2 CPU cores.
     DatasetSource("mnist5k", lazy("ablate.data.mnist5k:load"), lambda options: (5000, (1, 28, 28)), classes=10,
                   recipe=Recipe(model="lenetpp", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5,
-                                convention="mean")),
+                                convention="mean"), ignores=_BUNDLED),
     # The release's 60,000 + 10,000 images. The Caffe layer's convention (sum/2B), a tenth of digits' step halved every
     # 4 epochs, batch 128; the MLP with 2-D features (LeNet++ trains the 60,000 images at about 50 a second a core:
     # ~20 min an epoch on 2 cores).
     DatasetSource("fashion-mnist", lazy("ablate.data.fashion_mnist:load"), lambda options: (70000, (1, 28, 28)),
                   classes=10,
                   recipe=Recipe(model="mlp", epochs=10, batch_size=128, lr=0.01, lr_step=4, lr_gamma=0.5,
-                                convention="half_mean")),
+                               convention="half_mean", val_fraction=1 / 6),  # 10,000 validation images, as test
+                  ignores=("test_fraction", *_SYNTHETIC_ONLY)),
     DatasetSource("synthetic", lazy("ablate.data.synthetic:load"),
-                  lambda options: (options.num_classes * options.samples_per_class, (options.synthetic_dim,)), _SMALL),
+                  lambda options: (options.num_classes * options.samples_per_class, (options.synthetic_dim,)), _SMALL,
+                  ignores=("data_dir",)),
 ):
     DATASETS.register(_dataset)

@@ -49,7 +49,8 @@ def log_to_mlflow(run_dir: Path, tracking_uri: str | None, experiment: str | Non
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--cell", "cell_ids", multiple=True, metavar="ID", help="A cell whose kept weights to export (repeatable).")
+@click.option("--cell", "cell_ids", multiple=True, metavar="ID",
+              help="A cell whose kept weights to export (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="The folder the weights go to (with --cell).")
 @click.option("--mlflow", "tracking_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",

@@ -7,9 +7,10 @@ grid is logged.
 
 Each cell's MLflow run, named by its cell id and the settings that vary in the grid, holds: its config as parameters
 (every key, the value as text; None as "None"), its metrics (every metric of the registry the record holds as a
-finite number) and the per-epoch curves as step metrics (step = epoch, 1-based), the grid's provenance and the
+finite number, on test under its own name and on validation as val_<metric>) and the per-epoch curves as step metrics
+(step = epoch, 1-based), the grid's provenance and the
 cell's own as tags (ablate.<key>; the commit also as mlflow.source.git.commit), its status (ok and diverged:
-FINISHED, failed: FAILED; the cell's own in ablate.status).
+FINISHED, pruned: KILLED, failed: FAILED; the cell's own in ablate.status).
 The grid's run ("grid", tag ablate.kind = grid) holds the resolved grid.toml and the HTML report as artifacts and the
 provenance as tags; the cells' runs are its children (mlflow.parentRunId), so the UI lists them under it.
 
@@ -33,15 +34,17 @@ from pathlib import Path
 from ablate.metrics import METRICS
 from ablate.runs.manifest import read_manifest
 from ablate.runs.readers import read_provenance, read_records
-from ablate.runs.record import CURVES_OF_EPOCHS
-from ablate.runs.schema import GRID_SPEC, RunFolderError
+from ablate.runs.record import CURVES_OF_EPOCHS, validation_key
+from ablate.runs.schema import FAILED, GRID_SPEC, PRUNED, RunFolderError
 
 CELL_TAG, FINISHED_TAG, KIND_TAG = "ablate.cell_id", "ablate.finished_at", "ablate.kind"
 PARAMS_PER_CALL, METRICS_PER_CALL, TAGS_PER_CALL = 100, 1000, 100  # MLflow's log_batch limits
 MAX_TAG_CHARS = 5000  # MLflow keeps a tag value of up to 5,000 characters (8,000 on some stores)
-MLFLOW_STATUS = {"ok": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
+# a pruned cell (a tuning trial stopped for falling behind) was ended early: MLflow's KILLED
+MLFLOW_STATUS = {"ok": "FINISHED", "diverged": "FINISHED", PRUNED: "KILLED", FAILED: "FAILED"}
 RECORD_TAGS = ("status", "objective", "resolved_device", "host", "git_commit", "git_dirty", "finished_at", "error",
-               "split_seed", "held_out_classes", "torch_threads", "world_size", "diverged_epoch")
+               "held_out_classes", "scored_on_test", "validation_metric", "torch_threads", "world_size",
+               "diverged_epoch")
 
 
 @dataclass
@@ -179,8 +182,8 @@ class MlflowTracker:
         # MLflow's latest value of a metric is that of the highest step, then the latest time: a cell trained again
         # finished later, so its values supersede those of its first training
         timestamp = _milliseconds(record.get("finished_at"))
-        metrics = [Metric(name, float(record[name]), timestamp, 0) for name in METRICS.names()
-                   if _finite(record.get(name))]
+        metrics = [Metric(key, float(record[key]), timestamp, 0) for name in METRICS.names()
+                   for key in (name, validation_key(name)) if _finite(record.get(key))]
         for curve in CURVES_OF_EPOCHS:
             values = record.get(curve.key) or []
             metrics += [Metric(curve.name, float(value), timestamp, epoch)

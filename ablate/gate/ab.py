@@ -38,7 +38,7 @@ from ablate.bench.workloads import clustered_inputs
 from ablate.gate import instructions, verdicts
 from ablate.gate.cases import CASES, GateCase
 from ablate.gate.sides import GateError, base_tree, head_tree, side_env, start_workers
-from ablate.signals import termination_raises
+from ablate.signals import Terminated, termination_raises
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ROUNDS = 10
@@ -50,8 +50,9 @@ COLUMNS = ["case", "base_ops", "head_ops", "base_mflop", "head_mflop", "base_mb"
            "ratio", "ci_low", "ci_high", "wall", "verdict", "note"]
 
 
-class GateStopped(GateError):
-    """The gate received SIGTERM or SIGHUP (a CI timeout, a closed terminal)."""
+class GateStopped(Terminated):
+    """The gate received SIGTERM or SIGHUP (a CI timeout, a closed terminal): a Terminated, so that the command ends
+    with the signal's exit status (143 for SIGTERM) once its worktree, folders and workers are removed."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ def compare(repo, against: str, cases=CASES, signals: Signals = Signals(), *, al
     line naming the sides. Raises GateError, one line, when the comparison cannot run.
     """
     say = progress or (lambda message: None)
-    stopped = lambda name: GateStopped(f"the gate was stopped by {name}; its worktree, temporary folders and "  # noqa: E731
-                                       "worker processes were removed")
+    stopped = lambda name: GateStopped(name, f"the gate was stopped by {name}; its worktree, temporary "  # noqa: E731
+                                             "folders and worker processes were removed")
     try:
         repo = gitrepo.toplevel(repo)
         head = head_tree(repo, allow_dirty=allow_dirty)

@@ -22,7 +22,7 @@ from ablate.bench.suites import Timing
 from ablate.bench.timer import time_interleaved, warm_up
 from ablate.bench.workloads import call, clustered_inputs
 from ablate.gate.cases import CASES, GateCase
-from ablate.io import atomic_write_json
+from ablate.io import atomic_write_json, read_regular_text
 from ablate.provenance import collect, cpu_model, now
 
 BASELINE_PATH = Path(__file__).with_name("baseline.json")
@@ -71,10 +71,10 @@ def load_baselines(path=BASELINE_PATH) -> dict:
     """{fingerprint: {"ratios": {case: ratio}, "measured_on": {...}, "created": ...}} from the baseline file;
     {} when there is none. A malformed file is a ValueError naming it."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
     try:
-        machines = json.loads(path.read_text())["machines"]
+        machines = json.loads(read_regular_text(path))["machines"]
         if not all(isinstance(entry["ratios"], dict) for entry in machines.values()):
             raise TypeError("an entry's ratios is not a mapping")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

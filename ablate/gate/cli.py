@@ -2,7 +2,11 @@
 cases' work against the committed counts) and `baseline` (this machine's time ratios, recorded)."""
 
 import dataclasses
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -12,6 +16,7 @@ from ablate.gate import ab, baseline, expected_counts, instructions, scaling
 from ablate.gate.cases import CASES
 from ablate.gate.sides import GateError
 from ablate.gate.verdicts import SIGNALS
+from ablate.messages import say
 
 
 def _format(table: pd.DataFrame) -> str:
@@ -66,7 +71,7 @@ def _run_ab(repo: Path, rev: str, cases: tuple, signals: ab.Signals, allow_dirty
                f"interval of head/base lies above {1 + signals.threshold:g}")
     try:
         table, sides = ab.compare(repo, rev, cases, signals, allow_dirty=allow_dirty,
-                                  progress=lambda line: click.echo(f"  {line}", err=True))
+                                  progress=lambda line: say(f"  {line}", err=True))
     except GateError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(sides)
@@ -74,7 +79,7 @@ def _run_ab(repo: Path, rev: str, cases: tuple, signals: ab.Signals, allow_dirty
     click.echo(shown.to_string(index=False))
     notes = table[table["note"].fillna("") != ""]
     for row in notes.itertuples():
-        click.echo(f"  {row.case}: {row.note}")
+        say(f"  {row.case}: {row.note}")
     return _ab_failures(table, signals.threshold)
 
 
@@ -102,10 +107,32 @@ def _show_baseline() -> None:
     click.echo(_format(table))
 
 
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+@contextmanager
+def own_compile_cache() -> Iterator[Path]:
+    """A compile cache of the gate's own for the block: torch.compile's inductor (the compiled variant, in this
+    process and in every worker, which inherit the environment) writes into a temp folder removed when the block
+    ends, instead of leaving $TMPDIR/torchinductor_<user> behind; a cache the caller names in $TORCHINDUCTOR_CACHE_DIR
+    is kept and used as it is."""
+    if os.environ.get(COMPILE_CACHE_ENV):
+        yield Path(os.environ[COMPILE_CACHE_ENV])
+        return
+    with tempfile.TemporaryDirectory(prefix="ablate-gate-inductor-") as folder:
+        os.environ[COMPILE_CACHE_ENV] = folder
+        try:
+            yield Path(folder)
+        finally:
+            os.environ.pop(COMPILE_CACHE_ENV, None)
+
+
 @click.group("gate")
-def gate_command():
+@click.pass_context
+def gate_command(ctx):
     """Gate a change's speed: A/B against a base revision and the scaling laws (run), the gate cases' work counts
     (counts), this machine's baseline (baseline)."""
+    ctx.with_resource(own_compile_cache())
 
 
 @gate_command.command("run")
@@ -165,7 +192,10 @@ def baseline_command():
     in the commit.
     """
     measured = baseline.measure_ratios()
-    path = baseline.write_baseline(measured)
+    try:
+        path = baseline.write_baseline(measured)
+    except ValueError as exc:  # the file there is not a baseline file: it is kept as it is
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote this machine's entry ({baseline.fingerprint()}) to {path}:\n"
                + pd.Series(measured, name="ratio").to_string())
 

@@ -13,13 +13,14 @@ from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
 from ablate.grid.spec import MAX_CELLS, bundled_grids, expand, load_spec, parse_set_option
 from ablate.limits import check_process_count
+from ablate.messages import say
 from ablate.metrics import GRID_SUMMARY, shown_in
 from ablate.runs.folder import check_can_write
-from ablate.runs.schema import STATUSES
+from ablate.runs.schema import PRUNED, STATUSES, setting_columns
 from ablate.runs.summary import mean_ci_text
 
 
-def _set_options(ctx, param, values) -> dict:
+def set_options(ctx, param, values) -> dict:
     overrides = {}
     for text in values:
         try:
@@ -38,7 +39,7 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
     summary = pd.read_parquet(path) if path.exists() else pd.DataFrame()
     if summary.empty:
         return ""
-    keys = [k for k in varying_keys([c for _, c in outcome.plan.cells]) if k != "seed"]
+    keys = setting_columns(varying_keys([c for _, c in outcome.plan.cells]))
     table = summary[[*keys, "n_seeds", "n_diverged", "n_failed"]].copy()
     for metric in shown_in(GRID_SUMMARY):
         if f"{metric}_mean" in summary:
@@ -49,15 +50,24 @@ def _summary_text(outcome: GridOutcome, run_dir: Path) -> str:
 
 def _report(outcome: GridOutcome, run_dir: Path, quiet: bool) -> None:
     counts = outcome.status_counts()
-    click.echo(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+    shown = [s for s in STATUSES if s != PRUNED or counts[s]]  # only a tune's trials are pruned
+    say(f"{len(outcome.plan.cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in shown)
                + f" ({outcome.ran} run now); tables in {run_dir}/results.parquet, summary.parquet")
     if not quiet and (text := _summary_text(outcome, run_dir)):
-        click.echo(text)
+        say(text, max_lines=None)
     keys = varying_keys([c for _, c in outcome.plan.cells])
     for problem in outcome.plan.invalid:
-        click.echo(f"set aside (not a valid record; its cell, if in the grid, ran again): {problem}", err=True)
+        say(f"set aside (not a valid record; its cell, if in the grid, ran again): {problem}", err=True)
     for cell_id, record in outcome.failed().items():
-        click.echo(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
+        say(f"failed {cell_id} {describe_cell(record, keys)}: {last_error_line(record)}", err=True)
+
+
+def check_executor_options(executor: str, workers: int, address: str | None) -> None:
+    """--address only with Ray, --workers only with local processes (click.UsageError otherwise)."""
+    if executor != "ray" and address is not None:
+        raise click.UsageError("--address applies to --executor ray")
+    if executor == "ray" and workers != 1:
+        raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
 
 
 def check_workers(configs: list, workers: int) -> None:
@@ -72,7 +82,7 @@ def check_workers(configs: list, workers: int) -> None:
 
 @click.command("grid")
 @click.argument("grid", required=False, default="default")
-@click.option("--set", "overrides", multiple=True, callback=_set_options, metavar="KEY=V1,V2,...",
+@click.option("--set", "overrides", multiple=True, callback=set_options, metavar="KEY=V1,V2,...",
               help="Set an axis (any cell option, e.g. lambda=0,0.01 or epochs=2) in every product of the grid.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run folder; rerun it to resume.")
 @click.option("--list", "list_grids", is_flag=True, help="List the bundled grids and exit.")
@@ -105,10 +115,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         return
     if run_dir is None:
         raise click.UsageError("--out RUN_DIR is required")
-    if executor != "ray" and address is not None:
-        raise click.UsageError("--address applies to --executor ray")
-    if executor == "ray" and workers != 1:
-        raise click.UsageError("--workers applies to --executor local; Ray places tasks by its cluster's resources")
+    check_executor_options(executor, workers, address)
     try:
         check_can_write(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides)
@@ -125,8 +132,7 @@ def grid_command(grid, overrides, run_dir, list_grids, retry_failed, force, work
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)
     if outcome.interrupted:
-        click.echo(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells",
-                   err=True)
-        sys.exit(130)
+        say(f"interrupted: rerun the same command to resume; finished cells are kept in {run_dir}/cells", err=True)
+        sys.exit(outcome.exit_status)
     if outcome.failed():
         sys.exit(1)

@@ -1,11 +1,15 @@
 """Where cells run: in this process, in N local worker processes, or as tasks on a Ray cluster.
 
-Each executor's `run(tasks, scratch)` takes (cell_id, config) pairs and yields a CellResult per cell as
-cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
+Each executor's `run(tasks, scratch, cell_fn=None)` takes (cell_id, config) pairs and yields a CellResult per cell
+as cells finish, in finishing order; the caller writes the files, so the run folder's layout does not
 depend on where cells ran. scratch: the folder local cells put their temp folders in (the run folder's, so
-that what a killed run leaves there is removed when it resumes; None: the system's temp folder).
+that what a killed run leaves there is removed when it resumes; None: the system's temp folder). cell_fn: what runs
+each cell of this call (a picklable function of (config, features_path)), instead of the executor's own (a tune's
+trials and its final seeds run through one executor). `session()` holds what several calls share (Ray's
+connection).
 """
 
+import contextlib
 import multiprocessing
 import shutil
 import socket
@@ -28,9 +32,13 @@ class SerialExecutor:
     def __init__(self, cell_fn=train_cell):
         self.cell_fn = cell_fn
 
-    def run(self, tasks, scratch=None):
+    def run(self, tasks, scratch=None, cell_fn=None):
         for cell_id, config in tasks:
-            yield execute_cell(cell_id, config, self.cell_fn, scratch)
+            yield execute_cell(cell_id, config, cell_fn or self.cell_fn, scratch)
+
+    def session(self):
+        """The context of several run() calls (a tune's rounds): nothing to hold between them here."""
+        return contextlib.nullcontext()
 
 
 WORKER_DIED = ("the worker process died while running this cell alone (killed for memory, or a crash in native "
@@ -45,12 +53,19 @@ class ProcessExecutor:
     finishes, and only a cell whose worker dies again, alone, is recorded as failed.
 
     Interrupted (SIGINT, or SIGTERM/SIGHUP as the CLI maps them), the workers are ended at once and the cells'
-    temp folders, all under one folder of this executor's, removed with it.
+    temp folders, all under one folder of this executor's, removed with it. When the cells are done, the workers
+    are shut down and waited for, so that each ends as a process should.
+
+    A worker is started by the forkserver, so its multiprocessing objects are named POSIX semaphores that the
+    resource tracker counts until the worker releases them; a worker killed mid-cell cannot. So a worker makes none:
+    tqdm, whose progress bars would make a multiprocessing lock in every process that draws one (a disabled bar
+    included), gets a thread lock instead (_start_worker). Else the tracker warns of "leaked semaphore objects".
     """
 
     def __init__(self, workers: int, cell_fn=train_cell):
         self.workers, self.cell_fn = workers, cell_fn
         self.threads_per_worker = max(1, torch.get_num_threads() // workers)
+        self._in_session, self._session_pool = False, None
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.
@@ -58,24 +73,40 @@ class ProcessExecutor:
         # as a cheap fork instead of a fresh interpreter importing torch.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["ablate.train", "ablate.grid.execute"])
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                    initargs=(self.threads_per_worker,))
 
-    def run(self, tasks, scratch=None):
-        temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
+    @contextlib.contextmanager
+    def session(self):
+        """Several run() calls (a tune's rounds) on one pool of workers, made by the first and ended after the
+        block (or at once, when a worker died or the run was interrupted)."""
+        self._in_session, ended = True, False
         try:
-            suspects = yield from self._run_pool(tasks, temp_root)
-            yield from self._run_alone(suspects, temp_root)
+            yield
+            ended = True
+        finally:
+            self._in_session = False
+            if self._session_pool is not None:
+                _end_pool(self._session_pool, wait=ended)
+                self._session_pool = None
+
+    def run(self, tasks, scratch=None, cell_fn=None):
+        temp_root = tempfile.mkdtemp(prefix="ablate-grid-", dir=scratch)
+        cell_fn = cell_fn or self.cell_fn
+        try:
+            suspects = yield from self._run_pool(tasks, temp_root, cell_fn)
+            yield from self._run_alone(suspects, temp_root, cell_fn)
         finally:
             shutil.rmtree(temp_root, ignore_errors=True)
 
-    def _run_pool(self, tasks, temp_root):
+    def _run_pool(self, tasks, temp_root, cell_fn):
         """Yield the cells' results; return the cells failed by a broken pool, not necessarily by themselves."""
-        suspects, pool = [], None
+        suspects, pool, keep, done = [], self._session_pool, False, False
         try:
             with signals_deferred():  # every worker started is in pool._processes before an interrupt can land
-                pool = self._pool(self.workers)
-                futures = {pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root): (cell_id, config)
+                pool = pool or self._pool(self.workers)
+                self._session_pool = pool if self._in_session else None
+                futures = {pool.submit(execute_cell, cell_id, config, cell_fn, temp_root): (cell_id, config)
                            for cell_id, config in tasks}
             for future in as_completed(futures):
                 try:
@@ -85,33 +116,51 @@ class ProcessExecutor:
                 except Exception as exc:  # the result could not come back (e.g. not picklable)
                     cell_id, config = futures[future]
                     yield CellResult(cell_id, failed_record(config, repr(exc)), None)
+            done = True
+            keep = self._in_session and not suspects  # a whole pool, for the session's next call
         finally:
-            if pool is not None:
-                _end_pool(pool)
+            if pool is not None and not keep:
+                _end_pool(pool, wait=done and not suspects)
+                self._session_pool = None
         return suspects
 
-    def _run_alone(self, tasks, temp_root):
-        pool = None
+    def _run_alone(self, tasks, temp_root, cell_fn):
+        pool, done = None, False
         try:
             for cell_id, config in tasks:
                 with signals_deferred():
                     pool = pool or self._pool(1)
-                    future = pool.submit(execute_cell, cell_id, config, self.cell_fn, temp_root)
+                    future = pool.submit(execute_cell, cell_id, config, cell_fn, temp_root)
                 try:
                     yield future.result()
                 except BrokenProcessPool:
                     yield CellResult(cell_id, failed_record(config, WORKER_DIED), None)
                     _end_pool(pool)
                     pool = None
+            done = True
         finally:
             if pool is not None:
-                _end_pool(pool)
+                _end_pool(pool, wait=done)
 
 
-def _end_pool(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down without waiting for the cells it runs: its workers are killed and reaped, so that none
-    runs on (or idles) after an interrupted grid. ProcessPoolExecutor only gains terminate_workers in Python 3.14;
-    before, its _processes (pid -> Process) are the way to them."""
+def _start_worker(threads: int) -> None:
+    """A worker's start: its share of torch's threads, and a thread lock for tqdm (see ProcessExecutor)."""
+    import threading
+
+    from tqdm import tqdm
+
+    torch.set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
+
+
+def _end_pool(pool: ProcessPoolExecutor, wait: bool = False) -> None:
+    """End the pool. wait: its cells are done, so its idle workers are shut down and waited for. Else (interrupted,
+    or a worker died) the cells it runs are not waited for: its workers are killed and reaped, so that none runs on
+    after an interrupted grid. ProcessPoolExecutor only gains terminate_workers in Python 3.14; before, its
+    _processes (pid -> Process) are the way to them."""
+    if wait:
+        pool.shutdown(wait=True)
+        return
     processes = list((pool._processes or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
@@ -142,8 +191,10 @@ class RayExecutor:
         check_answers(address)  # likewise: ray.init waits minutes on an address where nothing listens
         self.address, self.cell_fn = address, cell_fn
 
-    def run(self, tasks, scratch=None):
-        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
+    @contextlib.contextmanager
+    def session(self):
+        """Ray joined (or started) for the block and left after it, unless it was already: several run() calls (a
+        tune's rounds) share one connection."""
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:
@@ -153,12 +204,17 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise RuntimeError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
         try:
-            yield from self._run_tasks(ray, tasks)
+            yield
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run_tasks(self, ray, tasks):
+    def run(self, tasks, scratch=None, cell_fn=None):
+        """scratch is not used: the cells run on the cluster's machines, in their own temp folders."""
+        with self.session():
+            yield from self._run_tasks(self.ray, tasks, cell_fn or self.cell_fn)
+
+    def _run_tasks(self, ray, tasks, cell_fn):
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         remote = ray.remote(execute_cell)
         refs = {}
@@ -169,7 +225,7 @@ class RayExecutor:
                 continue
             uses_cuda = config["device"] == "cuda" or (config["device"] == "auto" and has_gpus)
             task = remote.options(num_cpus=1, num_gpus=1 if uses_cuda else 0)
-            refs[task.remote(cell_id, config, self.cell_fn)] = (cell_id, config)
+            refs[task.remote(cell_id, config, cell_fn)] = (cell_id, config)
         pending = list(refs)
         try:
             while pending:

@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 from ablate.data import DATASETS
 from ablate.grid.spec import MAX_CELLS, GridSpec, config_columns, expand
 from ablate.loss import DEFAULT_VARIANT, available_variants, get_variant
+from ablate.messages import bounded
 from ablate.models import MODELS
 from ablate.runs import schema, tables
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import RunFolder
 from ablate.runs.record import stamped
+from ablate.signals import interrupt_status
 from ablate.train import CellConfig
 from ablate.train.cell import check_factories, resolve_device
 
@@ -55,6 +57,7 @@ class GridOutcome:
     records: dict
     ran: int
     interrupted: bool = False
+    exit_status: int = 0  # of an interrupted run: 128 + the signal's number (ablate.signals.interrupt_status)
 
     def status_counts(self) -> Counter:
         return Counter(record["status"] for record in self.records.values())
@@ -191,7 +194,7 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
         store = run.cells(columns)
         plan = make_plan(cells, store, retry_failed=retry_failed, force=force, save_weights=spec.save_weights)
-        log = (lambda text: None) if quiet else tqdm.write
+        log = (lambda text: None) if quiet else (lambda text: tqdm.write(bounded(text)))
         log(plan_line(plan))
         run.write_spec(spec.to_toml())
         factories = factories_text(configs)
@@ -202,8 +205,8 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
         run.write_tables(_tables(outcome, columns))
         try:
             _run_cells(executor, run, store, outcome, columns, log, quiet, force)
-        except KeyboardInterrupt:
-            outcome.interrupted = True
+        except KeyboardInterrupt as interrupt:
+            outcome.interrupted, outcome.exit_status = True, interrupt_status(interrupt)
         run.tables = _tables(outcome, columns)
         run.provenance.update(cells_run=outcome.ran, interrupted=outcome.interrupted,
                               status_counts=dict(outcome.status_counts()))

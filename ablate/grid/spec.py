@@ -12,6 +12,12 @@ and centers, cells/<id>.safetensors), an `[axes]` table and any number of `[[als
     variant = ["naive", "gather"]
     lambda = [0.1]
 
+An optional `effect_of_interest` declares the smallest change that matters to the findings (default: 1 point for
+every metric said in points): a number of points, or a table of metric = value (a factor for a ratio); a finding
+whose minimum detectable effect exceeds it is said to be underpowered (ablate.analysis.stats).
+An optional `[tune]` table says how `ablate tune` searches the grid's objectives (ablate.tune.settings); `ablate
+grid` ignores it.
+
 The grid is the union of the products, without duplicates. Keys are the cell options of
 `ablate train` with underscores (`lambda`, `alpha`, `feat_dim`, ...); options not named keep their
 defaults. `variant = "*"` stands for every registered variant available on the cell's device here (`ablate
@@ -21,17 +27,21 @@ variants --device ...` lists them), so that a new variant joins a grid with no e
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from ablate.analysis.stats import EFFECT_OF_INTEREST, effects_of_interest
 from ablate.escape import toml_comment, toml_key, toml_string, toml_value
 from ablate.io import UnreadableFile, parse_toml_text, read_regular_text
 from ablate.loss.registry import DEFAULT_VARIANT, VARIANTS, available_variants
+from ablate.messages import listed
+from ablate.runs.columns import shown
 from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
+from ablate.train.config import config_types, normalized_option
 
-SPEC_KEYS = ("description", "save_weights", "axes", "also")
+SPEC_KEYS = ("description", "save_weights", "axes", "also", EFFECT_OF_INTEREST, "tune")
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
@@ -48,7 +58,8 @@ def _axis_length(key: str, values: list) -> int:
 @dataclass(frozen=True)
 class GridSpec:
     """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; save_weights:
-    each finished cell keeps its weights."""
+    each finished cell keeps its weights; effect of interest: as the grid declares it (a number of points, a table of
+    metric = value), None for the default; tune: the [tune] table as written (checked by ablate.tune.settings)."""
 
     axes: dict
     also: tuple = ()
@@ -56,6 +67,8 @@ class GridSpec:
     source: str = ""
     overrides: tuple = ()
     save_weights: bool = False
+    effect_of_interest: float | dict | None = None
+    tune: dict = field(default_factory=dict)
 
     def products(self) -> list:
         """The products of the grid, each a dict key -> list of values."""
@@ -68,12 +81,14 @@ class GridSpec:
                    for product in self.products())
 
     def size_text(self) -> str:
-        """'lambda 5 x alpha 3 x seed 3' per product, ' + ' between products."""
-        return " + ".join(" x ".join(f"{k} {_axis_length(k, v)}" for k, v in p.items() if _axis_length(k, v) > 1)
-                          or "1" for p in self.products())
+        """'lambda 5 x alpha 3 x seed 3' per product, ' + ' between products (the first few, then how many more)."""
+        return listed((listed((f"{k} {_axis_length(k, v)}" for k, v in p.items() if _axis_length(k, v) > 1),
+                              separator=" x ") or "1"
+                       for p in self.products()), separator=" + ")
 
     def with_overrides(self, overrides: dict) -> "GridSpec":
         """The spec with each key of `overrides` (key -> list of values) set in [axes] and in every [[also]]."""
+        overrides = {key: _normalized(key, values, "--set") for key, values in overrides.items()}
         axes = {**self.axes, **overrides}
         also = tuple({k: overrides.get(k, v) for k, v in extra.items()} for extra in self.also)
         labels = tuple(f"{k}={','.join(map(str, v))}" for k, v in overrides.items())
@@ -85,10 +100,15 @@ class GridSpec:
         if self.overrides:
             header += f" with --set {' --set '.join(self.overrides)}"
         lines = [*toml_comment(header), f"description = {toml_string(self.description)}",
-                 *([f"save_weights = {toml_value(True)}"] if self.save_weights else []), "", "[axes]",
-                 *_toml_lines(self.axes)]
+                 *([f"save_weights = {toml_value(True)}"] if self.save_weights else [])]
+        if isinstance(self.effect_of_interest, (int, float)):
+            lines.append(f"{EFFECT_OF_INTEREST} = {toml_value(self.effect_of_interest)}")
+        lines += ["", "[axes]", *_toml_lines(self.axes)]
         for extra in self.also:
             lines += ["", "[[also]]", *_toml_lines(extra)]
+        if isinstance(self.effect_of_interest, dict):
+            lines += ["", f"[{EFFECT_OF_INTEREST}]",
+                      *(f"{toml_key(k)} = {toml_value(v)}" for k, v in self.effect_of_interest.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -131,7 +151,7 @@ def _parse(text: str, source: str) -> GridSpec:
         raise ValueError(str(exc)) from None
     unknown = set(document) - set(SPEC_KEYS)
     if unknown:
-        raise ValueError(f"grid {source}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+        raise ValueError(f"grid {source}: unknown top-level key(s) {listed(sorted(map(shown, unknown)))}; "
                          f"expected {', '.join(SPEC_KEYS)}")
     if not isinstance(document.get("axes"), dict):
         raise ValueError(f"grid {source}: expected an [axes] table of cell options")
@@ -140,21 +160,35 @@ def _parse(text: str, source: str) -> GridSpec:
         raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
     save_weights = document.get("save_weights", False)
     if not isinstance(save_weights, bool):
-        raise ValueError(f"grid {source}: save_weights must be true or false, got {save_weights!r}")
+        raise ValueError(f"grid {source}: save_weights must be true or false, got {shown(save_weights)}")
+    effect = document.get(EFFECT_OF_INTEREST)
+    effects_of_interest(effect, f"grid {source}")  # a ValueError names the key and what it expects
+    tune = document.get("tune", {})
+    if not isinstance(tune, dict):
+        raise ValueError(f"grid {source}: expected [tune] to be a table (budget, metric, seeds, space, ...)")
     return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
-                    description=str(document.get("description", "")), source=source, save_weights=save_weights)
+                    description=str(document.get("description", "")), source=source, save_weights=save_weights,
+                    effect_of_interest=effect, tune=tune)
 
 
 def _axes(table: dict, source: str) -> dict:
-    """key -> non-empty list of scalars; a scalar becomes a list of one."""
+    """key -> non-empty list of scalars, each as a cell records it (ablate.train.config.normalized_option); a scalar
+    becomes a list of one."""
     axes = {}
     for key, values in table.items():
         values = values if isinstance(values, list) else [values]
         if not values or not all(isinstance(v, SCALAR_TYPES) for v in values):
             raise ValueError(f"grid {source}: {key} must be a value or a non-empty list of numbers, "
-                             f"strings or booleans, got {values!r}")
-        axes[key] = values
+                             f"strings or booleans, got {shown(values)}")
+        axes[key] = _normalized(key, values, source)
     return axes
+
+
+def _normalized(key: str, values: list, source: str) -> list:
+    try:
+        return [normalized_option(key, value) for value in values]
+    except ValueError as exc:
+        raise ValueError(f"grid {source}: {exc}") from None
 
 
 def parse_set_option(text: str) -> tuple:
@@ -175,10 +209,11 @@ def _scalar(token: str):
     return value if isinstance(value, SCALAR_TYPES) else token
 
 
-def config_columns() -> list:
-    """The grid keys, in CellConfig's field order ("lambda", not "lambda_"): the config columns of every table and
-    the keys a cell's id hashes."""
-    return list(CellConfig().to_dict())
+def config_columns() -> dict:
+    """The grid keys, in CellConfig's field order ("lambda", not "lambda_"), each with its type (name ->
+    ablate.runs.columns.Column, as run.json declares them): the config columns of every table and the keys a cell's
+    id hashes."""
+    return config_types()
 
 
 def expand(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:

@@ -61,14 +61,23 @@ class Rule:
         if alpha > self.max_alpha:
             raise ValueError(f"alpha for rule {self.name!r} must lie in [0, {self.max_alpha:g}], got {alpha}")
 
+    def _batch_step_per_alpha(self, convention: str, batch_size: int) -> float:
+        """step_j * n_j / alpha for a class that fills the batch (n_j = batch_size): step_j is proportional to alpha
+        under every rule."""
+        return float(self.step(1.0, float(batch_size), convention_scale(convention, batch_size))) * batch_size
+
+    def max_stable_alpha(self, convention: str, batch_size: int) -> float:
+        """The largest alpha check_alpha and check_stable accept at this convention and batch size."""
+        return min(self.max_alpha, 2.0 / self._batch_step_per_alpha(convention, batch_size))
+
     def check_stable(self, alpha: float, convention: str, batch_size: int) -> None:
         """Refuse (ValueError, with the reason and the largest stable alpha) a setting whose center error can grow:
         when step_j * n_j > 2 for a class that fills the whole batch (n_j = batch_size), the worst case of any
         batch."""
-        worst = float(self.step(alpha, float(batch_size), convention_scale(convention, batch_size))) * batch_size
+        worst = alpha * self._batch_step_per_alpha(convention, batch_size)
         if worst <= 2:
             return
-        per_alpha = worst / alpha  # step_j * n_j is proportional to alpha under sgd and ema
+        per_alpha = worst / alpha
         raise ValueError(
             f"rule {self.name!r} with alpha {alpha:g} is unstable at batch_size {batch_size} (convention "
             f"{convention!r}): a class with n_j samples in a batch has its center's error multiplied by (1 - s * n_j) "

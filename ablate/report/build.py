@@ -5,6 +5,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ablate.analysis.family import declare_report_family
 from ablate.io import atomic_write_text
 from ablate.provenance import now
 from ablate.report.html import render_page
@@ -20,7 +21,9 @@ def load_runs(run_dirs, reference: tuple = DEFAULT_REFERENCE) -> list:
 
 
 def write_report(runs, out, *, title: str | None = None, progress: bool = True) -> Path:
-    """Write one HTML page of `runs` (from load_runs) to `out`, whole or not at all; returns its path."""
+    """Write one HTML page of `runs` (from load_runs) to `out`, whole or not at all; returns its path. The
+    confirmatory tables of its grid runs form one family, adjusted over the whole page (ablate.analysis.family)."""
+    declare_report_family(runs)
     sections = []
     for i, run in enumerate(runs):
         section = empty_section(run, anchor=f"run{i + 1}")

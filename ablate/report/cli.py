@@ -6,6 +6,7 @@ import click
 
 from ablate.analysis.findings import parse_reference
 from ablate.io import check_writable
+from ablate.messages import say
 from ablate.report.build import load_runs, write_report
 
 
@@ -37,4 +38,4 @@ def report_command(run_dirs, out, title, reference):
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     path = write_report(runs, out, title=title)
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    say(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

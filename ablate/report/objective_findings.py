@@ -1,28 +1,36 @@
 """The findings across objectives as HTML (ablate.analysis.objective_findings computes them): every objective
-against the reference objective, center loss added to each objective against it alone, and one figure placing
-every objective on accuracy against compactness.
+ranked and tested against the best, with its failure rates (the run's confirmatory table); every objective against
+the reference objective and center loss added to each objective against it alone (exploratory); and one figure
+placing every objective on accuracy against compactness.
 
     objective_blocks(run)     the report's opening tables and the figure, for a run whose head or pair loss varies
 """
 
 import numpy as np
 
+from ablate.analysis.family import report_family_size
 from ablate.analysis.findings import Findings
 from ablate.analysis.objective_findings import (
+    MORE_FAILURES,
     OBJECTIVE,
+    Ranking,
     by_setting,
     center_findings,
     objective_findings,
     objective_summary,
+    ranking,
+    ranking_frame,
     reference_objective,
     setting_keys,
     varies_objective,
 )
+from ablate.analysis.outcomes import DID_NOT_LEARN_KAPPA, RATE_LEVEL, learning_threshold
+from ablate.analysis.stats import SIGNIFICANCE
 from ablate.metrics import get_metric
 from ablate.objectives import HEADS
 from ablate.report.blocks import Figure, Note, Table
 from ablate.report.figures import panel_grid, report_style, series_colors, to_data_uri
-from ablate.report.findings import findings_table, method_caption
+from ablate.report.findings import coloured, family_blocks, findings_table, method_caption
 from ablate.runs.configs import format_label
 from ablate.runs.loading import GridRun
 
@@ -38,24 +46,60 @@ def _table(findings: Findings, title: str, what: str, rows_are: str) -> Table:
     return Table(title, findings_table(findings), caption=method_caption(findings, what, rows_are=rows_are))
 
 
+def ranking_caption(table: Ranking) -> str:
+    """What the ranking table shows and how its numbers were obtained."""
+    label = table.metric.label
+    return (f"Per setting, every objective ranked by its mean {label} over its trained seeds (the ranking metric, "
+            "declared once in ablate.analysis.objective_findings), and tested directly against the best: the change "
+            "on the seeds both trained (paired t), its simultaneous interval and p-value, Bonferroni-adjusted over "
+            f"the report's confirmatory family of {table.family_size} tests (level 1 - {SIGNIFICANCE:g}/"
+            f"{table.family_size} each); 'worse' exactly when the interval excludes no change; otherwise "
+            "'equivalent' when it lies within the effect of interest, 'underpowered' when the MDE (the smallest "
+            "change detected with 80% power) exceeds it, else 'no detectable difference' with its MDE. Failures are "
+            "outcomes, counted over the finished cells: diverged, and did not learn (test accuracy at most chance "
+            f"+ {DID_NOT_LEARN_KAPPA:g} x (1 - chance), {learning_threshold(0.1):.0%} at 10 classes), each with its "
+            f"exact (Clopper-Pearson) {RATE_LEVEL:.0%} interval; the share that did not train (either) is compared "
+            "with the best's by Boschloo's exact test, a member of the same family. A seed that did not train on "
+            "either side is dropped from the comparison of the metric (the seeds column says how many), never "
+            "averaged in. Red: worse than the best, or failing more often.")
+
+
+def ranking_blocks(run: GridRun) -> list:
+    """The confirmatory table of a run whose objectives vary: every objective ranked and tested against the best."""
+    table = ranking(run).as_confirmatory(report_family_size(run))
+    frame = ranking_frame(table)
+    verdicts = []
+    for s in table.standings:
+        difference = table.difference(s)
+        verdicts.append({"against the best": difference.verdict if difference is not None else "",
+                         "failures against the best": "worse" if table.failures_verdict(s) == MORE_FAILURES else ""})
+    return [Table(f"Findings: every objective against the best, ranked by {table.metric.label}",
+                  coloured(frame, verdicts), caption=ranking_caption(table))]
+
+
 def objective_blocks(run: GridRun) -> list:
-    """The opening of a report on objectives: every objective against the reference objective, center loss added
-    to each objective against it alone, and every objective on accuracy against compactness. Nothing for a run
-    whose head and pair loss are fixed."""
+    """The opening of a report on objectives: the report's family, every objective ranked and tested against the
+    best, every objective against the reference objective, center loss added to each objective against it alone
+    (both exploratory), and every objective on accuracy against compactness. Nothing for a run whose head and pair
+    loss are fixed."""
     if "head" not in run.results or not varies_objective(run):
         return []
+    blocks = family_blocks(run) + ranking_blocks(run)
     reference = reference_objective(run)
     findings = objective_findings(run)
     if not findings.rows:
-        return [Note(f"Objective findings left out: no objective has the reference objective {reference} in its "
-                     "setting (`ablate report --reference head=NAME` takes NAME alone as the reference).")]
-    blocks = [_table(findings, f"Findings: every objective against {reference}",
-                     f"Each objective against {reference} in the same setting of the other keys, over the same seeds "
-                     "(the objective names its head with its margin m and scale s, its pair loss and its center "
-                     "loss).", "the objectives of this table")]
+        blocks.append(Note(f"Objective findings against {reference} left out: no objective has the reference "
+                           "objective in its setting (`ablate report --reference head=NAME` takes NAME alone as the "
+                           "reference)."))
+    else:
+        blocks.append(_table(findings, f"Findings: every objective against {reference} (exploratory)",
+                             f"Each objective against {reference} in the same setting of the other keys, over the same "
+                             "seeds (the objective names its head with its margin m and scale s, its pair loss and its "
+                             "center loss).", "the objectives of this table"))
     center = center_findings(run)
     if center.rows:
-        blocks.append(_table(center, "Findings: center loss added to each objective against that objective alone",
+        blocks.append(_table(center, "Findings: center loss added to each objective against that objective alone "
+                                     "(exploratory)",
                              "Each objective with center loss (lambda > 0) against the same objective without it, "
                              "in the same setting, over the same seeds.", "the objectives of this table"))
     return blocks + accuracy_compactness_blocks(run)

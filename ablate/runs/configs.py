@@ -27,3 +27,10 @@ def group_key(value: object) -> tuple:
 def setting_key(setting: dict) -> tuple:
     """A setting ({key: value}) as a sorted tuple of (key, value) pairs, to match settings by."""
     return tuple(sorted(setting.items()))
+
+
+def seeds_draw_splits(results: pd.DataFrame) -> bool:
+    """Whether each seed of `results` drew its own train/validation/test split (split_seed following seed, as in a
+    grid, or a run from before split_seed), so that the spread over seeds holds the test set's sampling noise; a
+    tune's final seeds share one split."""
+    return "split_seed" not in results or bool((results["split_seed"] == results["seed"]).all())

@@ -2,16 +2,14 @@
 shapes, dtypes, label ranges, and the sizes the file claims checked before anything is loaded)."""
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ablate.io import UnreadableFile, check_regular_file
+from ablate.limits import DEFAULT_FEATURE_ROWS, FEATURE_ROWS_ENV, environment_limit
 from ablate.runs.schema import (
-    DEFAULT_FEATURE_ROWS,
     FEATURE_ARRAYS,
-    FEATURE_ROWS_ENV,
     MAX_FEATURE_DIM,
     MAX_FEATURES_BYTES,
     PREDICTIONS,
@@ -31,13 +29,10 @@ def features_npz(features: np.ndarray, labels: np.ndarray, centers: np.ndarray, 
 
 def feature_row_limit() -> int:
     """The most test samples (rows) a cell's .npz may hold: $ABLATE_MAX_FEATURE_ROWS, else DEFAULT_FEATURE_ROWS.
-    Reading a file loads every row; the limit keeps a file that claims millions from filling memory."""
-    text = os.environ.get(FEATURE_ROWS_ENV, "")
-    if not text:
-        return DEFAULT_FEATURE_ROWS
-    if not text.isdigit() or int(text) < 1:
-        raise RunFolderError(f"${FEATURE_ROWS_ENV} must be a positive integer, got {text!r}")
-    return int(text)
+    Reading a file loads every row; the limit keeps a file that claims millions from filling memory. A bad value is a
+    ValueError naming the variable (the command line refuses it before any command starts)."""
+    limit = environment_limit(FEATURE_ROWS_ENV)
+    return DEFAULT_FEATURE_ROWS if limit is None else limit
 
 
 def _array_shapes(npz: np.lib.npyio.NpzFile) -> dict:

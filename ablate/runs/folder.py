@@ -3,7 +3,8 @@
     with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
         store = run.cells(columns)            # a grid's cell files (ablate.runs.cells)
         parts = run.parts(measured_for)       # a bench's resumable units (ablate.runs.parts)
-        run.write_spec(text)                  # grid.toml
+        run.write_spec(text)                  # grid.toml (and, for a tune, run.write_spec(text, TUNE_SPEC))
+        storage = run.study_storage()         # a tune's Optuna journal (ablate.runs.study)
         run.note_provenance(cells=...)        # provenance.json now, finished_at null (a killed run keeps it)
         run.write_tables(tables)              # the tables now (a long grid, while it runs)
         run.tables = tables                   # what the way out writes
@@ -40,6 +41,7 @@ from ablate.runs.parts import PartStore
 from ablate.runs.schema import (
     CELLS,
     GRID_SPEC,
+    KINDS_WITH_CELLS,
     LOCK,
     MANIFEST,
     PARQUET_ONLY,
@@ -48,22 +50,28 @@ from ablate.runs.schema import (
     RunLockedError,
     table_path,
 )
+from ablate.runs.study import journal_path, journal_storage
 
 
 def check_can_write(run_dir: str | Path, kind: str) -> None:
     """Refuse, before any work starts, a folder this user cannot write (a grid's cells/ folder too) or one that
     holds a run of another kind: ValueError (RunFolderError for the kind) naming the folder."""
     check_writable(run_dir, folder=True)
-    if kind == "grid":
+    if kind in KINDS_WITH_CELLS:
         check_writable(Path(run_dir) / CELLS, folder=True)
     check_kind(run_dir, kind)
 
 
 def claim(run_dir: str | Path, kind: str, **fields: object) -> None:
     """Mark RUN_DIR as a run of `kind` (run.json, at schema SCHEMA, with `fields`), refusing a folder that holds a
-    run of another kind."""
+    run of another kind. A grid's config_columns given typed (name -> ablate.runs.columns.Column) are recorded as
+    their names and their declared types (config_types)."""
     run_dir = Path(run_dir)
     check_kind(run_dir, kind)
+    columns = fields.get("config_columns")
+    if isinstance(columns, dict):
+        fields = {**fields, "config_columns": list(columns),
+                  "config_types": {name: column.to_json() for name, column in columns.items()}}
     atomic_write_json(run_dir / MANIFEST, {"kind": kind, "schema": SCHEMA, **fields})
 
 
@@ -139,9 +147,15 @@ class RunFolder:
         self._parts = PartStore(self.path, measured_for).open()
         return self._parts
 
-    def write_spec(self, text: str) -> None:
-        """grid.toml: the resolved grid spec."""
-        atomic_write_text(self.path / GRID_SPEC, text)
+    def write_spec(self, text: str, name: str = GRID_SPEC) -> None:
+        """grid.toml (the resolved grid spec), or another spec file of the run's (a tune's tune.toml)."""
+        atomic_write_text(self.path / name, text)
+
+    def study_storage(self):
+        """A tune's Optuna journal storage (RUN_DIR/study.journal, made here), the lock file of an append a killed
+        tune left removed (this process holds the run folder's lock, so it is the journal's only writer)."""
+        Path(f"{journal_path(self.path)}.lock").unlink(missing_ok=True)
+        return journal_storage(self.path, writable=True)
 
     def note_provenance(self, **fields: object) -> None:
         """Add `fields` to provenance.json and write it now, unfinished (finished_at null)."""

@@ -2,13 +2,16 @@
 writes it).
 
     read_manifest(run_dir)        run.json checked, None for a schema-0 folder (no run.json); a newer schema refused
+    config_columns(manifest)      a grid's config columns, typed: name -> Column (ablate.runs.columns)
     schema_version(run_dir)       0 without run.json, else the version run.json records
     run_kind(run_dir)             "grid", "bench" or "distributed", recorded or read off the files; None: no run
     check_kind(run_dir, kind)     refuse a folder that holds a run of another kind (writes nothing)
 """
 
+import os
 from pathlib import Path
 
+from ablate.runs.columns import Column, shown
 from ablate.runs.readers import read_json
 from ablate.runs.schema import (
     BENCH,
@@ -22,6 +25,7 @@ from ablate.runs.schema import (
     PARTS,
     RESULTS,
     SCHEMA,
+    SCHEMA_0_CONFIG_TYPES,
     RunFolderError,
     table_path,
 )
@@ -49,7 +53,7 @@ def _check_schema(manifest: dict, path: Path) -> None:
 def read_manifest(run_dir: str | Path) -> dict | None:
     """RUN_DIR/run.json checked (schema, kind, config_columns), or None when the folder has none (schema 0)."""
     path = Path(run_dir) / MANIFEST
-    if not path.exists():
+    if not os.path.lexists(path):  # a link that leads nowhere (or to itself) is read, and named as what it is
         return None
     manifest = read_json(path)
     _check_newer(manifest, path)
@@ -59,8 +63,32 @@ def read_manifest(run_dir: str | Path) -> dict | None:
     columns = manifest.get("config_columns")
     if columns is not None and not (isinstance(columns, list) and columns
                                     and all(isinstance(c, str) and COLUMN_NAME.fullmatch(c) for c in columns)):
-        raise RunFolderError(f"{path}: config_columns must be a non-empty list of lower-case names, got {columns!r}")
+        raise RunFolderError(f"{path}: config_columns must be a non-empty list of lower-case names, got "
+                             f"{shown(columns)}")
+    types = manifest.get("config_types")
+    if types is not None:
+        if not isinstance(types, dict) or columns is None or set(types) != set(columns):
+            raise RunFolderError(f"{path}: config_types must declare each of config_columns and no other, got "
+                                 f"{shown(types)}")
+        try:  # in the order of config_columns (run.json's keys are sorted)
+            manifest["config_types"] = {name: Column.from_json(types[name], f"{path}: config_types.{name}")
+                                        for name in columns}
+        except ValueError as exc:
+            raise RunFolderError(str(exc)) from None
+        for name, column in manifest["config_types"].items():  # what every grid has held, no folder redeclares
+            legacy = SCHEMA_0_CONFIG_TYPES.get(name)
+            if legacy is not None and column.kind != legacy.kind:
+                raise RunFolderError(f"{path}: config_types.{name} declares {column.describe()}; a grid's {name} "
+                                     f"is always {legacy.describe()}")
     return manifest
+
+
+def config_columns(manifest: dict | None) -> dict | list:
+    """A grid's config columns as run.json declares them: name -> Column, or their names alone in a folder that
+    declares no types (written before it did), or schema 0's for a folder without run.json."""
+    if manifest is None or not manifest.get("config_columns"):
+        return dict(SCHEMA_0_CONFIG_TYPES)
+    return manifest.get("config_types") or list(manifest["config_columns"])
 
 
 def schema_version(run_dir: str | Path) -> int:
@@ -76,11 +104,12 @@ def run_kind(run_dir: str | Path) -> str | None:
     manifest = read_manifest(run_dir)
     if manifest is not None:
         return manifest["kind"]
-    if (run_dir / CELLS).is_dir() or table_path(run_dir, RESULTS).exists() or (run_dir / GRID_SPEC).exists():
+    present = os.path.lexists
+    if present(run_dir / CELLS) or present(table_path(run_dir, RESULTS)) or present(run_dir / GRID_SPEC):
         return "grid"
-    if table_path(run_dir, BENCH).exists() or (run_dir / PARTS).is_dir():
+    if present(table_path(run_dir, BENCH)) or present(run_dir / PARTS):
         return "bench"
-    if table_path(run_dir, DISTRIBUTED).exists():
+    if present(table_path(run_dir, DISTRIBUTED)):
         return "distributed"
     return None
 

@@ -5,13 +5,16 @@ wrong (run.json: ablate.runs.manifest; a cell's features: ablate.runs.features).
 """
 
 import math
+import os
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import pandas as pd
 
-from ablate.io import UnreadableFile, check_regular_file, parse_json_text, read_regular_text, read_toml_file
+from ablate.io import UnreadableFile, check_regular_file, parse_json_text, path_kind, read_regular_text, read_toml_file
+from ablate.messages import listed
 from ablate.runs import record as cell_record
+from ablate.runs.columns import shown
 from ablate.runs.schema import (
     CELLS,
     GRID_SPEC,
@@ -56,43 +59,47 @@ def _json_kind(kind: type) -> str:
 def read_provenance(run_dir: str | Path) -> dict:
     """RUN_DIR/provenance.json, {} when absent; a flat object of scalars (nested values are shown as text)."""
     path = Path(run_dir) / PROVENANCE
-    return read_json(path) if path.exists() else {}
+    return read_json(path) if os.path.lexists(path) else {}
 
 
 # --- grid records ------------------------------------------------------------------------------------------------
 
-def check_record(record: dict, path: Path, config_columns: list | tuple | None = None) -> dict:
-    """A cell record as read from `path`, checked: its status, its text fields, its id (the file's name) and,
-    given the config columns, that its config hashes to that id. Returns the record."""
+def check_record(record: dict, path: Path, config_columns: dict | list | tuple | None = None) -> dict:
+    """A cell record as read from `path`, checked: its status, every value against its column
+    (ablate.runs.record.RecordSchema: the config columns as `config_columns` types them, the record's fields, the
+    metrics, the curves), its id (the file's name) and, given the config columns, that its config hashes to that
+    id. Returns the record."""
     status = record.get("status")
     if status not in STATUSES:
-        raise RunFolderError(f"{path}: unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-    for key in cell_record.TEXT_FIELDS:
-        if record.get(key) is not None and not isinstance(record[key], str):
-            raise RunFolderError(f"{path}: {key} must be a string, got {record[key]!r}")
+        raise RunFolderError(f"{path}: unknown status {shown(status)}; expected one of {', '.join(STATUSES)}")
+    if config_columns is not None:
+        missing = [c for c in config_columns if c not in record and c not in OPTIONAL_CONFIG_KEYS]
+        if missing:
+            raise RunFolderError(f"{path}: the record lacks config key(s) {listed(missing)}")
+    cell_record.record_schema(config_columns).check_record(record, path)
     if record.get("cell_id") != path.stem:
         raise RunFolderError(f"{path}: the record names cell {record.get('cell_id')!r}, not {path.stem!r} "
                              "(a cell file copied under another name?)")
     if config_columns is not None:
-        missing = [c for c in config_columns if c not in record and c not in OPTIONAL_CONFIG_KEYS]
-        if missing:
-            raise RunFolderError(f"{path}: the record lacks config key(s) {', '.join(missing)}")
         actual = cell_id({c: record.get(c) for c in config_columns})
         if actual != path.stem:
             raise RunFolderError(f"{path}: the record's config hashes to {actual}, not to its name {path.stem}")
     return record
 
 
-def read_record(path: str | Path, config_columns: list | tuple | None = None) -> dict:
+def read_record(path: str | Path, config_columns: dict | list | tuple | None = None) -> dict:
     return check_record(read_json(path), Path(path), config_columns)
 
 
-def read_records(run_dir: str | Path, config_columns: list | tuple | None = None) -> tuple[dict, list]:
+def read_records(run_dir: str | Path, config_columns: dict | list | tuple | None = None) -> tuple[dict, list]:
     """({cell id: record} for every valid record in RUN_DIR/cells, [one line per file left out and why])."""
     cells = Path(run_dir) / CELLS
     records: dict = {}
     problems: list = []
-    if not cells.is_dir():
+    kind = path_kind(cells)
+    if kind != "a folder":
+        if kind != "missing":
+            problems.append(f"{cells} is {kind}, not a folder: no cell record could be read")
         return records, problems
     for path in sorted(cells.glob("*.json")):
         try:
@@ -106,7 +113,7 @@ def read_grid_axes(run_dir: str | Path) -> list | None:
     """The products of RUN_DIR/grid.toml, each {key: [values]} ([axes] then each [[also]] over it); None when
     the folder has no grid.toml."""
     path = Path(run_dir) / GRID_SPEC
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
         document = read_toml_file(path)

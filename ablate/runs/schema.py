@@ -1,13 +1,17 @@
 """The run folder: what `ablate grid` and `ablate bench` write and `ablate report` reads, declared once.
 
-    RUN_DIR/run.json          {"kind": "grid" | "bench" | "distributed", "schema": SCHEMA,
-                               "config_columns": [...] (grid only)}
+    RUN_DIR/run.json          {"kind": "grid" | "bench" | "distributed" | "tune", "schema": SCHEMA,
+                               "config_columns": [...], "config_types": {name: column} (grid and tune; the
+                               types as ablate.runs.columns.Column.to_json declares them)}
     RUN_DIR/provenance.json   where the run came from (ablate.provenance), times
     grid:         grid.toml (the resolved spec), cells/<id>.json (one record per cell) and <id>.npz (its test
                   features), <id>.safetensors (its weights, with save_weights), results and summary (.parquet, .csv),
                   curves.parquet
     bench:        bench, numerics, train_step (.parquet, .csv); parts/<stage>/<key>.json while a run is under way
     distributed:  distributed (.parquet, .csv), from `ablate bench world`
+    tune:         a grid's files for the final seeds of each objective's selected setting (grid.toml, written when
+                  the search ends; cells/ holds the trials' cells too), tune.toml (the tune's spec), study.journal
+                  (Optuna's journal storage: one study per objective), trials (.parquet, .csv: one row per trial)
     RUN_DIR/.lock             held by the one process writing the folder (ablate.runs.folder)
 
 Schema versions (run.json's "schema"; ablate.runs.manifest reads it and refuses a newer one):
@@ -15,6 +19,9 @@ Schema versions (run.json's "schema"; ablate.runs.manifest reads it and refuses 
     0   no run.json (folders written before it): the kind is read off the files, a grid's config columns are
         SCHEMA_0_CONFIG_COLUMNS
     1   run.json with kind and schema, and a grid's config columns
+    2   three-way splits: records hold validation metrics (val_<metric>, ablate.runs.record), scored_on_test, the
+        options split_seed and val_fraction (config columns) and the status "pruned"; the kind "tune". A schema-1
+        grid has no validation metrics and is read as it is (its config columns are its run.json's).
 
 Every file read from a run folder is untrusted: the readers of ablate.runs check it and raise RunFolderError
 naming the file and what is wrong. A cell record's keys are declared in ablate.runs.record.
@@ -25,9 +32,13 @@ import json
 import re
 from pathlib import Path
 
-KINDS = ("grid", "bench", "distributed")
-KIND_COMMANDS = {"grid": "ablate grid", "bench": "ablate bench run", "distributed": "ablate bench world"}  # writers
-SCHEMA = 1  # the newest schema version this ablate writes and reads
+from ablate.runs.columns import Column
+
+KINDS = ("grid", "bench", "distributed", "tune")
+KINDS_WITH_CELLS = ("grid", "tune")  # kinds whose folder holds cells/ (and the grid's tables)
+KIND_COMMANDS = {"grid": "ablate grid", "bench": "ablate bench run", "distributed": "ablate bench world",
+                 "tune": "ablate tune"}  # writers
+SCHEMA = 2  # the newest schema version this ablate writes and reads
 MANIFEST = "run.json"
 PROVENANCE = "provenance.json"
 GRID_SPEC = "grid.toml"
@@ -36,22 +47,44 @@ PARTS = "parts"
 LOCK = ".lock"
 SCRATCH = ".scratch"  # the cells' temp folders while a grid runs; one a killed run left is removed at the next start
 
-# The grid keys of a schema-0 grid folder (the cell options of the ablate that wrote folders without run.json):
-# its records hold them, and its cell ids hash them.
-SCHEMA_0_CONFIG_COLUMNS = ("dataset", "data_dir", "model", "feat_dim", "variant", "rule", "convention", "lambda",
-                           "alpha", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step",
-                           "lr_gamma", "seed", "device", "num_classes", "synthetic_dim", "samples_per_class",
-                           "test_fraction")
+# The grid keys of a schema-0 grid folder (the cell options of the ablate that wrote folders without run.json), with
+# the types they have always had: its records hold them, and its cell ids hash them. A folder whose run.json declares
+# no types (written before it did) reads its columns of these names with these types, any other as a number or text.
+_TEXT, _COUNT, _NUMBER = Column("text"), Column("integer", 1.0), Column("number")
+SCHEMA_0_CONFIG_TYPES = {
+    "dataset": _TEXT, "data_dir": Column("text", nullable=True), "model": _TEXT, "feat_dim": _COUNT, "variant": _TEXT,
+    "rule": _TEXT, "convention": _TEXT, "lambda": Column("number", 0.0), "alpha": _NUMBER, "epochs": _COUNT,
+    "batch_size": _COUNT, "lr": _NUMBER, "optimizer": _TEXT, "momentum": _NUMBER, "weight_decay": _NUMBER,
+    "lr_step": Column("integer", 0.0), "lr_gamma": _NUMBER, "seed": Column("integer"), "device": _TEXT,
+    "num_classes": _COUNT, "synthetic_dim": _COUNT, "samples_per_class": _COUNT, "test_fraction": _NUMBER}
+SCHEMA_0_CONFIG_COLUMNS = tuple(SCHEMA_0_CONFIG_TYPES)
 
 # Config keys added after schema 1 whose unset value (None) a cell's id leaves out, so that the cells of a grid that
 # does not use them keep the ids they had before the keys existed (their records may lack them).
 OPTIONAL_CONFIG_KEYS = ("model_digest", "dataset_digest")
 
-FINISHED = ("ok", "diverged")
-STATUSES = (*FINISHED, "failed")
+# The config keys a configuration's repetitions differ in: the seed, and the split seed that follows it unless set
+# (ablate.train.config). Summaries, findings and objectives group cells by every other key.
+SEED_KEYS = ("seed", "split_seed")
+
+
+def setting_columns(config_columns: list | tuple) -> list:
+    """The config columns that make a configuration: all but SEED_KEYS."""
+    return [c for c in config_columns if c not in SEED_KEYS]
+
+
+PRUNED = "pruned"  # a tuning trial stopped early for falling behind (ablate.tune): finished, never a result
+FAILED = "failed"
+FINISHED = ("ok", "diverged", PRUNED)
+STATUSES = (*FINISHED, FAILED)
 
 # grid tables
 RESULTS, SUMMARY, CURVES = "results", "summary", "curves"
+# tune files and tables
+TUNE_SPEC = "tune.toml"
+STUDY = "study.journal"
+TRIALS = "trials"
+MAX_STUDY_BYTES = 2**30  # Optuna's journal: a few hundred bytes per trial and epoch
 CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
 PARQUET_ONLY = (CURVES,)  # every other table is written as .parquet and .csv
 FEATURE_ARRAYS = ("features", "labels", "centers")  # in every cell's .npz
@@ -76,8 +109,7 @@ TEXT_COLUMNS = ("variant", "mode", "rule", "dtype", "device", "note", "workload"
 # Bounds on what a file of a run folder may claim, checked before it is loaded.
 MAX_TABLE_BYTES = 2**30  # a parquet table: a 100,000-cell grid's results take a few tens of MB
 MAX_FEATURES_BYTES = 2**31  # a cell's .npz, compressed
-FEATURE_ROWS_ENV = "ABLATE_MAX_FEATURE_ROWS"
-DEFAULT_FEATURE_ROWS = 200_000  # test samples of one cell: Fashion-MNIST has 10,000, 20 times fewer
+# and at most ablate.limits.DEFAULT_FEATURE_ROWS test rows in a cell's features ($ABLATE_MAX_FEATURE_ROWS)
 MAX_FEATURE_DIM = 65_536  # feature dimension D, and classes C of the centers (C, D)
 
 ID_LENGTH = 12  # hex digits: 48 bits, a collision is negligible for grids of millions of cells

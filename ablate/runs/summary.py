@@ -9,17 +9,18 @@ import pandas as pd
 from scipy import stats
 
 from ablate.metrics import summarized_metrics
+from ablate.runs.schema import setting_columns
 
 
 def summary_table(results: pd.DataFrame, config_columns: list | tuple) -> pd.DataFrame:
-    """Per configuration with a finished cell (every config column but seed; failures are the status table's):
+    """Per configuration with a finished cell (every config column but the seeds; failures are the status table's):
     n_seeds (cells with status "ok"), n_diverged, n_failed, and <m>_mean, <m>_ci95 (half-width of the 95%
     t-interval over the ok seeds) for each summarized metric m of the registry that the results hold as numbers.
 
     A configuration with a diverged seed has NaN means: its survivors are a biased sample of its runs.
     """
     config = list(config_columns)
-    keys = [c for c in config if c != "seed"]
+    keys = setting_columns(config)
     numeric = set(results.select_dtypes("number").columns)
     metrics = [m.name for m in summarized_metrics() if m.name in numeric]
     status = results["status"]

@@ -8,19 +8,20 @@
 """
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from ablate.messages import listed
 from ablate.runs.readers import in_grid, read_grid_axes, read_records, read_table
-from ablate.runs.record import CURVE_PREFIX
+from ablate.runs.record import CURVE_PREFIX, record_schema
 from ablate.runs.schema import (
     CELLS,
     CURVE_COLUMNS,
     CURVES,
     GRID_SPEC,
     RESULTS,
-    STATUSES,
     SUMMARY,
     RunFolderError,
     table_path,
@@ -59,24 +60,32 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def load_results(run_dir: str | Path, config_columns: list | tuple) -> tuple[pd.DataFrame, list]:
+def load_results(run_dir: str | Path, config_columns: dict | list | tuple,
+                 cells: set | None = None) -> tuple[pd.DataFrame, list]:
     """(results, notes): RUN_DIR/results.parquet when it is newer than every cell record, else the table
     rebuilt from the valid records in cells/ of the cells grid.toml holds (a run interrupted before writing
-    it, or that wrote it before its last cells). notes: one line per file or row left out, and why.
+    it, or that wrote it before its last cells), or of the ids in `cells` when given (a tune's final seeds).
+    notes: one line per file or row left out, and why.
+    config_columns: name -> Column (run.json's declaration), or the names alone (ablate.runs.record.record_schema).
 
-    Rebuilding never expands the grid: a record belongs to it when its values lie on grid.toml's axes.
+    Every column is checked against its type (ablate.runs.record.RecordSchema): a results.parquet with a column of
+    the wrong type is set aside for the records, a row out of its column's range left out. Rebuilding never expands
+    the grid: a record belongs to it when its values lie on grid.toml's axes.
     """
     run_dir = Path(run_dir)
     records, notes = read_records(run_dir, config_columns)
     path = table_path(run_dir, RESULTS)
-    newest_record = max((p.stat().st_mtime_ns for p in (run_dir / CELLS).glob("*.json")), default=0)
-    if path.exists() and path.stat().st_mtime_ns >= newest_record:
+    newest_record = max((_modified(p) for p in (run_dir / CELLS).glob("*.json")), default=0)
+    if os.path.lexists(path) and _modified(path) >= newest_record:
         try:
             results = read_table(path, required=("cell_id", "status", *config_columns))
+            results = record_schema(config_columns).check_table(results, path, notes)
         except RunFolderError as exc:
             notes.append(f"{exc}; the table was rebuilt from the records in {CELLS}/")
         else:
             return _checked_rows(results, path, notes), notes
+    if cells is not None:
+        return results_table([records[i] for i in records if i in cells], list(config_columns)), notes
     try:
         products = read_grid_axes(run_dir)
     except RunFolderError as exc:
@@ -89,17 +98,22 @@ def load_results(run_dir: str | Path, config_columns: list | tuple) -> tuple[pd.
     if not chosen:
         raise RunFolderError(f"{run_dir} holds no grid results: expected results.parquet or records in cells/"
                              + (f" ({notes[0]})" if notes else ""))
-    return results_table(chosen, config_columns), notes
+    return results_table(chosen, list(config_columns)), notes
+
+
+def _modified(path: Path) -> int:
+    """When `path` (followed) last changed, in ns; 0 for one that cannot be reached (a symlink loop: its reader
+    names it)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _checked_rows(results: pd.DataFrame, path: Path, notes: list) -> pd.DataFrame:
-    """The rows of results.parquet with a known status, each cell once (a repeated cell's first row)."""
-    unknown = results[~results["status"].isin(STATUSES)]
-    if len(unknown):
-        notes.append(f"{path}: {len(unknown)} row(s) left out with an unknown status "
-                     f"({', '.join(map(str, unknown['status'].unique()[:3]))}); expected {', '.join(STATUSES)}")
+    """The rows of results.parquet (their types checked), each cell once (a repeated cell's first row)."""
     repeated = results["cell_id"].duplicated()
     if repeated.any():
-        cells = ", ".join(map(str, results.loc[repeated, "cell_id"].unique()[:3]))
+        cells = listed(results.loc[repeated, "cell_id"].unique(), shown=3)
         notes.append(f"{path}: {int(repeated.sum())} repeated row(s) of cell(s) {cells} left out (a cell is one row)")
-    return results[results["status"].isin(STATUSES) & ~repeated].reset_index(drop=True)
+    return results[~repeated].reset_index(drop=True)

@@ -1,9 +1,9 @@
 """A cell's data as batches on its device: the bundled datasets and a factory's arrays from memory, a factory's torch
 Datasets streamed through a DataLoader.
 
-    cell_data(config)                                  the cell's data: Dataset (arrays) or StreamedData
+    cell_data(config)                                  the cell's data: Splits (arrays) or StreamedSplits
     training_batches(data, trained_classes, device, loader_workers)   InMemory | Streamed: .epoch(order, B, ranks)
-    test_features(model, data, device, loader_workers) features (N, D), predictions (N,), labels (N,) of the test part
+    scoring(part, data, device, loader_workers)        Scoring | StreamedScoring of a validation or test part
 
 Both kinds of training batches draw each epoch's order from the same generator in the same way (a permutation of the
 examples, split into global batches of B), so a cell gets the same batches whether its data is held in memory or
@@ -18,25 +18,28 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Dataset as TorchDataset
 
-from ablate.data import DATASETS, DataOptions, Dataset, load_dataset
-from ablate.data.external import FactorySource, StreamedData, load_factory_data
+from ablate.data import DATASETS, DataOptions, Samples, Splits, load_dataset
+from ablate.data.external import FactorySource, StreamedSplits, load_factory_data
 from ablate.distributed.context import ONE_PROCESS
 from ablate.train.config import CellConfig
-from ablate.train.evaluate import EVAL_BATCH, features_of
+from ablate.train.evaluate import EVAL_BATCH, Scoring, features_of
 
 
-def cell_data(config: CellConfig) -> Dataset | StreamedData:
-    """The data of the cell `config`: a bundled dataset (ablate.data.load_dataset, standardized) or a factory's
-    (ablate.data.external: as the factory returns it), split as config.seed draws, holdout_classes held out."""
+def cell_data(config: CellConfig) -> Splits | StreamedSplits:
+    """The data of the cell `config`, split into train / validation / test as config.split_seed draws, with
+    config.val_fraction of the training part for validation and holdout_classes held out: a bundled dataset
+    (ablate.data.load_dataset, standardized) or a factory's (ablate.data.external: as the factory returns it)."""
     source = DATASETS.get(config.dataset)
     if isinstance(source, FactorySource):
-        options = DataOptions(seed=config.seed, test_fraction=config.test_fraction, data_dir=config.data_dir,
+        options = DataOptions(seed=config.split_seed, test_fraction=config.test_fraction, data_dir=config.data_dir,
                               num_classes=config.num_classes, synthetic_dim=config.synthetic_dim,
                               samples_per_class=config.samples_per_class)
-        return load_factory_data(source, options, config.holdout_classes)
-    return load_dataset(config.dataset, config.data_dir, seed=config.seed, holdout_classes=config.holdout_classes,
-                        test_fraction=config.test_fraction, num_classes=config.num_classes,
+        return load_factory_data(source, options, config.holdout_classes, config.val_fraction)
+    return load_dataset(config.dataset, config.data_dir, seed=config.split_seed,
+                        holdout_classes=config.holdout_classes, test_fraction=config.test_fraction,
+                        val_fraction=config.val_fraction, num_classes=config.num_classes,
                         synthetic_dim=config.synthetic_dim, samples_per_class=config.samples_per_class)
 
 
@@ -95,7 +98,7 @@ class CheckedBatches:
         return inputs.float(), labels.long()
 
 
-def _loader(dataset, what: str, data: StreamedData, device: torch.device, workers: int, **batching) -> DataLoader:
+def _loader(dataset, what: str, data: StreamedSplits, device: torch.device, workers: int, **batching) -> DataLoader:
     return DataLoader(dataset, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                       collate_fn=CheckedBatches(what, data.input_shape, data.num_classes), **batching)
 
@@ -103,7 +106,7 @@ def _loader(dataset, what: str, data: StreamedData, device: torch.device, worker
 class Streamed:
     """Training examples of a torch Dataset, loaded batch by batch (see the module docstring)."""
 
-    def __init__(self, data: StreamedData, device: torch.device, workers: int):
+    def __init__(self, data: StreamedSplits, device: torch.device, workers: int):
         self.data, self.device, self.workers = data, device, workers
         self.loader: DataLoader | None = None
 
@@ -121,30 +124,44 @@ class Streamed:
                    len(labels))
 
 
-def training_batches(data: Dataset | StreamedData, trained_classes: int, device: torch.device,
+def training_batches(data: Splits | StreamedSplits, trained_classes: int, device: torch.device,
                      loader_workers: int = 0) -> InMemory | Streamed:
     """The cell's training examples: those of the trained classes (labels < trained_classes) in memory on `device`,
     or the factory's train Dataset streamed (a streamed dataset holds no held-out class: ablate.data.external)."""
-    if isinstance(data, StreamedData):
+    if isinstance(data, StreamedSplits):
         return Streamed(data, device, loader_workers)
-    trained = data.y_train < trained_classes
-    return InMemory(torch.tensor(data.x_train[trained], device=device), torch.tensor(data.y_train[trained],
+    trained = data.train.y < trained_classes
+    return InMemory(torch.tensor(data.train.x[trained], device=device), torch.tensor(data.train.y[trained],
                                                                                      device=device))
 
 
-def test_features(model: torch.nn.Module, data: Dataset | StreamedData, device: torch.device,
-                  loader_workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features (N, D) float32, predictions (N,) and labels (N,) int64 of the test part, in its order."""
-    if not isinstance(data, StreamedData):
-        features, predictions = features_of(model, torch.tensor(data.x_test, device=device).split(EVAL_BATCH))
-        return features, predictions, data.y_test
-    labels: list = []
+class StreamedScoring(Scoring):
+    """A part of a factory's streamed data (a torch Dataset) to score a model on, loaded batch by batch each time."""
 
-    def inputs():
-        for batch_inputs, batch_labels in _loader(data.test, f"{data.name} (test part)", data, device,
-                                                  loader_workers, batch_size=EVAL_BATCH):
-            labels.append(batch_labels)
-            yield batch_inputs.to(device, non_blocking=True)
+    def __init__(self, part, what: str, data: StreamedSplits, device: torch.device, workers: int):
+        self.part, self.what, self.data, self.device, self.workers = part, what, data, device, workers
 
-    features, predictions = features_of(model, inputs())
-    return features, predictions, torch.cat(labels).numpy()
+    def __len__(self) -> int:
+        return len(self.part)
+
+    def outputs(self, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As Scoring.outputs: the labels are those the batches held."""
+        labels: list = []
+
+        def inputs():
+            for batch_inputs, batch_labels in _loader(self.part, self.what, self.data, self.device, self.workers,
+                                                      batch_size=EVAL_BATCH):
+                labels.append(batch_labels)
+                yield batch_inputs.to(self.device, non_blocking=True)
+
+        features, predictions = features_of(model, inputs())
+        return features, predictions, torch.cat(labels).numpy()
+
+
+def scoring(part: Samples | TorchDataset, data: Splits | StreamedSplits, device: torch.device,
+            loader_workers: int = 0, *, split: str) -> Scoring:
+    """How to score a model on `part` (data.validation or data.test(); `split` names it): its arrays moved to
+    `device` once, or a streamed Dataset loaded with `loader_workers`."""
+    if isinstance(data, StreamedSplits):
+        return StreamedScoring(part, f"{data.name} ({split} part)", data, device, loader_workers)
+    return Scoring(part, device)

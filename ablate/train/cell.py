@@ -3,6 +3,7 @@ asked); `restore_cell`: a kept cell's model rebuilt with its weights."""
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,13 @@ from ablate.metrics import computed_metrics
 from ablate.models import EMBEDDING_NORMS, MODELS, build_model
 from ablate.objectives import describe_objective
 from ablate.runs.features import features_npz
-from ablate.runs.record import CellRecord
+from ablate.runs.record import CellRecord, validation_key
 from ablate.runs.weights import CENTERS, read_weights_header
-from ablate.train.batches import cell_data, test_features, training_batches
+from ablate.train.batches import cell_data, scoring, training_batches
 from ablate.train.config import CellConfig
 from ablate.train.evaluate import evaluate
 from ablate.train.heads import TrainingObjective
-from ablate.train.loop import TrainingHistory, in_center_space, train
+from ablate.train.loop import EpochWatch, TrainingHistory, in_center_space, train
 from ablate.train.memory import cell_memory, check_fits
 from ablate.train.probe import check_outputs
 from ablate.train.weights import model_state, weights_bytes
@@ -75,33 +76,48 @@ def check_factories(config: CellConfig) -> None:
     check_outputs(config, input_shape, classes - config.holdout_classes)
 
 
-def run_cell(config: CellConfig, features_path=None, progress: bool = False, *, weights_path=None,
-             loader_workers: int = 0, on_epoch=None) -> dict:
-    """Train one cell and evaluate it on the test split; returns one flat, JSON-serialisable record
-    (ablate.runs.record.CellRecord.to_dict()).
+def run_cell(config: CellConfig, features_path=None, progress: bool = False, *, scored_on_test: bool = True,
+             watch: EpochWatch | None = None, weights_path=None, loader_workers: int = 0,
+             on_epoch: Callable[[int, TrainingHistory], None] | None = None) -> dict:
+    """Train one cell and evaluate it on the validation split and, unless scored_on_test is False, on the test split;
+    returns one flat, JSON-serialisable record (ablate.runs.record.CellRecord.to_dict()).
 
-    The record holds every config key ("lambda", not "lambda_"), the objective in words
-    (ablate.objectives.describe_objective), the metrics (None when the cell diverged, or where a metric is undefined
-    on the test set), the split seed and held-out classes, timings, status ("ok" | "diverged"), diverged_epoch,
-    resolved_device, torch_threads, world_size and the per-epoch curves (ablate.runs.record.CURVES_OF_EPOCHS:
-    curve_softmax_loss, curve_center_loss, curve_train_accuracy, and curve_pair_loss with a pair loss). A
-    non-finite loss marks the cell "diverged"; bad options, missing data and a cell too large for this
-    machine's memory raise (before anything is allocated). With features_path, the test features, labels,
-    learned centers and predictions are saved there (.npz), also for a diverged cell.
+    The record holds every config key ("lambda", not "lambda_"; split_seed names the split), the objective in words
+    (ablate.objectives.describe_objective), the metrics on validation ("val_<name>", ablate.runs.record.validation_key;
+    none at val_fraction 0) and on test (the metric's own name) (None when the cell diverged or was pruned, or where
+    a metric is undefined on its split), the held-out classes, whether it read its test split, timings, status ("ok"
+    | "diverged" | "pruned"), diverged_epoch, resolved_device, torch_threads, world_size and the per-epoch curves
+    (ablate.runs.record.CURVES_OF_EPOCHS: curve_softmax_loss, curve_center_loss, curve_train_accuracy, curve_pair_loss
+    with a pair loss, curve_validation with a watch). A non-finite loss marks the cell "diverged"; bad options,
+    missing data and a cell too large for this machine's memory raise (before anything is allocated). With
+    features_path, the test features, labels, learned centers and predictions are saved there (.npz), also for a
+    diverged cell.
     config.nproc > 1 trains in that many processes (ablate.distributed.launch); a rank that fails raises
     RanksFailed (a RuntimeError) once all ranks have been ended. The device is resolved and the cell checked
     here, once, before any rank starts.
 
+    scored_on_test False (a tuning trial): the test split is never read (ablate.data.Splits.test is not called), the
+    record has no test metrics and no features are saved. watch (ablate.train.watch.EpochWatch): after every epoch
+    its metric is measured on the validation split, kept in curve_validation and handed to watch.stop; a True
+    ends training there and the cell is recorded as "pruned" (a trial that fell behind), without metrics.
+    on_epoch(epoch, history): called after each finished epoch, after the watch (a live view such as TensorBoard's,
+    ablate.train.tensorboard). weights_path: the trained model, head and centers kept there (safetensors,
+    ablate.train.weights), also for a diverged or pruned cell. loader_workers: DataLoader workers of a dataset that
+    streams (a factory's torch Datasets, ablate.train.batches).
+
     With holdout_classes K (open set) the model and the centers know only C - K classes (the K held out are drawn
-    by the seed, ablate.data): it trains on their samples, and is evaluated on every test sample
-    (ablate.metrics.features.split_evaluations). The record holds split_seed and held_out_classes.
+    by the split seed, ablate.data): it trains on their samples, is validated on their validation samples, and is
+    evaluated on every test sample (ablate.metrics.features.split_evaluations).
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
     check_runnable(config, device)  # first: a size far beyond this machine is refused before it is estimated per rank
     if config.nproc == 1:
-        return train_and_evaluate(config, device, features_path, progress, started=started, weights_path=weights_path,
+        return train_and_evaluate(config, device, features_path, progress, started=started,
+                                  scored_on_test=scored_on_test, watch=watch, weights_path=weights_path,
                                   loader_workers=loader_workers, on_epoch=on_epoch)
+    if watch is not None or not scored_on_test:
+        raise ValueError(f"a tuning trial trains in one process (nproc 1), got nproc {config.nproc}")
     if on_epoch is not None:
         raise ValueError(f"a live view of the epochs (on_epoch) watches one process; this cell trains in nproc "
                          f"{config.nproc}")
@@ -147,15 +163,27 @@ def restore_cell(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return model.eval(), tensors[CENTERS]
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    """A metric undefined on its split (NaN: a TAR its pairs do not resolve), or not measured (a cell that diverged
+    or was pruned), as null: strict JSON."""
+    return None if value is None or math.isnan(value) else value
+
+
+def _test_key(metric: str) -> str:
+    """The record key of a metric on the test split: its own name."""
+    return metric
+
+
 def train_and_evaluate(config: CellConfig, device: torch.device, features_path=None, progress: bool = False,
-                       ranks=ONE_PROCESS, started: float | None = None, *, weights_path=None, loader_workers: int = 0,
-                       on_epoch=None) -> dict | None:
+                       ranks=ONE_PROCESS, started: float | None = None, *, scored_on_test: bool = True,
+                       watch: EpochWatch | None = None, weights_path=None, loader_workers: int = 0,
+                       on_epoch: Callable[[int, TrainingHistory], None] | None = None) -> dict | None:
     """`run_cell` in this process, alone or as one of several ranks (then only rank 0 evaluates and returns), on
     `device` (resolved and checked by run_cell). started: the perf_counter the record's wall time counts from
     (default: now)."""
     started = time.perf_counter() if started is None else started
     data = cell_data(config)
-    trained_classes = data.num_classes - config.holdout_classes
+    trained_classes = data.trained_classes
     training = training_batches(data, trained_classes, device, loader_workers)
 
     if EMBEDDING_NORMS[config.embedding_norm].batch_statistics and len(training) % config.batch_size == 1:
@@ -167,38 +195,58 @@ def train_and_evaluate(config: CellConfig, device: torch.device, features_path=N
     criterion = CenterLoss(trained_classes, config.feat_dim, variant=config.variant, convention=config.convention,
                            rule=config.rule, alpha=config.alpha, device=device,
                            placement=ranks.placement(trained_classes))
+    validation = (scoring(data.validation, data, device, loader_workers, split="validation")
+                  if len(data.validation) else None)
+    if watch is not None and validation is None:
+        raise ValueError("a watched cell (a tuning trial) needs a validation split: val_fraction must be above 0")
+
+    def after_epoch(epoch: int, history: TrainingHistory) -> bool:
+        stop = False
+        if watch is not None:
+            value = validation.metric(watch.metric, model, criterion.full_centers().float().cpu().numpy(),
+                                      config.center_space)
+            history.validation.append(None if math.isnan(value) else value)
+            stop = watch.stop(epoch, value)
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+        return stop
 
     _synchronize(device)
     train_started = time.perf_counter()
-    history: TrainingHistory = train(model, criterion, training, config, progress=progress, ranks=ranks,
-                                     objective=objective, on_epoch=on_epoch)
+    history = train(model, criterion, training, config, progress=progress, ranks=ranks, objective=objective,
+                    after_epoch=after_epoch if watch is not None or on_epoch is not None else None)
     _synchronize(device)
     train_time = time.perf_counter() - train_started
 
     centers = criterion.full_centers().float().cpu().numpy()  # a collective when the centers are sharded
     if ranks.rank != 0:
         return None
-    features, predictions, y_test = test_features(model, data, device, loader_workers)
-    if history.diverged_epoch is None and not (np.isfinite(features).all() and np.isfinite(centers).all()):
+    scorings = {validation_key: validation} if validation is not None else {}
+    if scored_on_test:  # the only read of the test split
+        scorings[_test_key] = scoring(data.test(), data, device, loader_workers, split="test")
+    outputs = {key: scorer.outputs(model) for key, scorer in scorings.items()}
+    if history.finished_ok and not (np.isfinite(centers).all()
+                                    and all(np.isfinite(features).all() for features, _, _ in outputs.values())):
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
-    if history.diverged_epoch is None:
-        # a metric undefined on this test set (NaN: a TAR its pairs do not resolve) is recorded as null: strict JSON
+    status = "ok" if history.finished_ok else "pruned" if history.pruned_epoch is not None else "diverged"
+    metrics: dict = {}
+    for key, (features, predictions, labels) in outputs.items():
         in_space = in_center_space(torch.from_numpy(features), config.center_space).numpy()  # the centers' space
-        metrics = {name: None if math.isnan(value) else value
-                   for name, value in evaluate(features, predictions, y_test, centers, in_space).items()}
-    else:
-        metrics = dict.fromkeys(m.name for m in computed_metrics())
-    if features_path is not None:
-        write_features(features_path, features, y_test, centers, predictions)
+        scored = evaluate(features, predictions, labels, centers, in_space) if status == "ok" else {}
+        metrics.update({key(m.name): _finite_or_none(scored.get(m.name)) for m in computed_metrics()})
+    if scored_on_test and features_path is not None:
+        features, predictions, labels = outputs[_test_key]
+        write_features(features_path, features, labels, centers, predictions)
     if weights_path is not None:
         atomic_write_bytes(weights_path, weights_bytes(model, objective.head_of(model), torch.from_numpy(centers),
                                                        config.to_dict(), data.input_shape))
 
     return CellRecord(
         config=config.to_dict(), objective=describe_objective(config.to_dict()), metrics=metrics,
-        split_seed=config.seed, held_out_classes=",".join(map(str, data.held_out)),
+        held_out_classes=",".join(map(str, data.held_out)), scored_on_test=scored_on_test,
+        validation_metric=watch.metric if watch is not None else None,
         train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
-        wall_time_s=time.perf_counter() - started, status="ok" if history.diverged_epoch is None else "diverged",
+        wall_time_s=time.perf_counter() - started, status=status,
         diverged_epoch=history.diverged_epoch, resolved_device=str(device), torch_threads=torch.get_num_threads(),
         world_size=ranks.world_size, curves=history.curves(),
     ).to_dict()

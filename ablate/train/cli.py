@@ -1,5 +1,8 @@
 """`ablate train`: one training cell from the command line; every CellConfig option is a flag."""
 
+import json
+import sys
+import tempfile
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -7,12 +10,28 @@ from pathlib import Path
 import click
 
 from ablate.distributed.launch import RanksFailed
-from ablate.io import atomic_write_json, check_writable
+from ablate.io import check_writable
+from ablate.limits import OptionError
+from ablate.messages import say
 from ablate.metrics import TRAIN_SUMMARY, shown_in
 from ablate.registry import LazyChoice, Registry
 from ablate.train.cell import run_cell
 from ablate.train.config import CellConfig, key_name
+from ablate.train.keep import keep
 from ablate.train.tensorboard import EpochScalars
+
+
+class _Folder(click.Path):
+    """A folder's path, as click.Path(file_okay=False) checks it; one holding a NUL (which no path holds, and which
+    os.stat refuses with an error of its own) is refused as such."""
+
+    def __init__(self):
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        if "\0" in str(value):
+            self.fail(f"a path holds no NUL character, got {value!r}", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _click_type(f):
@@ -24,9 +43,14 @@ def _click_type(f):
     if choices is not None:
         return click.Choice(choices)
     if f.name == "data_dir":
-        return click.Path(file_okay=False)
+        return _Folder()
     unset_or = [t for t in typing.get_args(f.type) if t is not type(None)]  # float | None: a float, or unset
     return unset_or[0] if unset_or else f.type
+
+
+def flag(key: str) -> str:
+    """The command-line flag of a cell option's grid key: "--feat-dim" for feat_dim."""
+    return "--" + key.replace("_", "-")
 
 
 def config_options(command):
@@ -34,9 +58,8 @@ def config_options(command):
     for f in reversed(fields(CellConfig)):
         if f.metadata["derived"]:
             continue  # filled in from the other options
-        flag = "--" + key_name(f.name).replace("_", "-")
-        command = click.option(flag, f.name, type=_click_type(f), default=f.default, show_default=True,
-                               help=f.metadata["help"])(command)
+        command = click.option(flag(key_name(f.name)), f.name, type=_click_type(f), default=f.default,
+                               show_default=True, help=f.metadata["help"])(command)
     return command
 
 
@@ -70,7 +93,7 @@ def summary_lines(record: dict) -> list:
               help="Keep the trained model, head and centers in this safetensors file.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes for a dataset that streams (a factory's torch Datasets).")
-@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False),
+@click.option("--tensorboard", "tensorboard_dir", type=_Folder(),
               help="Write TensorBoard scalars to this folder as the cell trains (needs the tensorboard extra).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
 def train_command(out, features_path, weights_path, loader_workers, tensorboard_dir, progress, **options):
@@ -79,6 +102,8 @@ def train_command(out, features_path, weights_path, loader_workers, tensorboard_
     its schedule, convention: see the README)."""
     try:
         config = CellConfig(**options)
+    except OptionError as error:
+        raise click.BadParameter(str(error), param_hint=flag(error.key)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     outputs = {"--out": out, "--features": features_path, "--save-weights": weights_path}
@@ -100,25 +125,47 @@ def train_command(out, features_path, weights_path, loader_workers, tensorboard_
         scalars = EpochScalars(tensorboard_dir) if tensorboard_dir is not None else None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--tensorboard") from None
-    try:
-        record = run_cell(config, features_path=features_path, progress=progress, weights_path=weights_path,
-                          loader_workers=loader_workers, on_epoch=scalars.epoch if scalars else None)
-    except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if scalars is not None:
-            scalars.close()  # what the epochs wrote stays readable, whatever the end
-    if scalars is not None:
-        scalars.finish(record)
-    for line in summary_lines(record):
-        click.echo(line)
-    if out is not None:
+    with tempfile.TemporaryDirectory(prefix="ablate-train-") as scratch:
+        # the features and weights go to a folder of this run's own first, and to their paths once training has
+        # finished: a path that fails then fails the write, not the record
+        trained_features = Path(scratch) / "features.npz" if features_path is not None else None
+        trained_weights = Path(scratch) / "weights.safetensors" if weights_path is not None else None
         try:
-            atomic_write_json(out, record)
-        except OSError as error:  # the disk filled, or the folder changed, during training
-            raise click.ClickException(f"cannot write the record to {out}: {error.strerror}") from None
-        click.echo(f"record written to {out}")
-    for what, path in (("features", features_path), ("weights", weights_path), ("TensorBoard scalars",
-                                                                                tensorboard_dir)):
-        if path is not None:
-            click.echo(f"{what} written to {path}")
+            record = run_cell(config, features_path=trained_features, progress=progress, weights_path=trained_weights,
+                              loader_workers=loader_workers, on_epoch=scalars.epoch if scalars else None)
+        except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            if scalars is not None:
+                scalars.close()  # what the epochs wrote stays readable, whatever the end
+        if scalars is not None:
+            scalars.finish(record)
+        for line in summary_lines(record):
+            say(line)
+        kept = [("record", out, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode(), ".json"),
+                ("features", features_path, trained_features.read_bytes() if trained_features else b"", ".npz"),
+                ("weights", weights_path, trained_weights.read_bytes() if trained_weights else b"", ".safetensors")]
+        lost = _keep_each([(what, path, data, suffix) for what, path, data, suffix in kept if path is not None])
+    if tensorboard_dir is not None:
+        say(f"TensorBoard scalars written to {tensorboard_dir}")
+    if lost:
+        raise click.ClickException("training finished, but " + "; ".join(lost))
+
+
+def _keep_each(results: list) -> list:
+    """Write each (what, path, bytes, suffix) where it was asked to go, else to a fallback file (ablate.train.keep),
+    saying where; a record no file takes is printed on stdout. Returns a line per result not where it was asked
+    to go."""
+    lost = []
+    for what, path, data, suffix in results:
+        kept = keep(data, path, suffix)
+        if not kept.moved:
+            say(f"{what} written to {kept.path}")
+        elif kept.path is not None:
+            lost.append(f"{kept.refusals[0]}: the {what} was written to {kept.path} instead")
+        else:
+            lost.append(f"no file took the {what} ({'; '.join(kept.refusals)})"
+                        + (": it follows on standard output" if what == "record" else ""))
+            if what == "record":
+                sys.stdout.write(data.decode() + "\n")
+    return lost

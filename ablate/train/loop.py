@@ -4,6 +4,7 @@ the cell's center space, centers moved by their rule."""
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -14,19 +15,33 @@ from ablate.distributed.context import ONE_PROCESS
 from ablate.loss import CenterLoss
 from ablate.objectives import NORMALIZED
 from ablate.runs.record import CURVES_OF_EPOCHS
-from ablate.train.batches import InMemory, Streamed
 from ablate.train.config import CellConfig
 from ablate.train.heads import TrainingObjective
+
+if TYPE_CHECKING:  # ablate.train.batches imports the evaluation, which imports this module
+    from ablate.train.batches import InMemory, Streamed
+
+
+class EpochWatch(Protocol):
+    """What watches a cell's training epoch by epoch (a tuning trial's pruner, ablate.tune.trials): `metric`, a
+    metric of the registry measured on the validation split after every epoch, and `stop(epoch, value)`, True to end
+    training there (the cell is then recorded as pruned). value is NaN where the metric is undefined."""
+
+    metric: str
+
+    def stop(self, epoch: int, value: float) -> bool: ...
 
 
 @dataclass
 class TrainingHistory:
     """Per finished epoch: mean softmax part (the head's cross-entropy, margin included), mean center part
-    (unweighted), train accuracy, the mean pair loss (unweighted; empty without a pair loss) and an annealed head's
-    lambda at the epoch's last step (empty without one).
+    (unweighted), train accuracy, the mean pair loss (unweighted; empty without a pair loss), an annealed head's
+    lambda at the epoch's last step (empty without one) and the watched validation metric (empty without an
+    EpochWatch; None where undefined).
 
-    diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never);
-    samples counts the examples trained on, including the diverged epoch's.
+    diverged_epoch is the 1-based epoch in which the loss first went non-finite (None if never); pruned_epoch the
+    epoch after which a watch stopped training (None if none did); samples counts the examples trained on,
+    including the diverged epoch's.
     """
 
     softmax_loss: list = field(default_factory=list)
@@ -34,8 +49,15 @@ class TrainingHistory:
     train_accuracy: list = field(default_factory=list)
     pair_loss: list = field(default_factory=list)
     annealing_weight: list = field(default_factory=list)
+    validation: list = field(default_factory=list)
     diverged_epoch: int | None = None
+    pruned_epoch: int | None = None
     samples: int = 0
+
+    @property
+    def finished_ok(self) -> bool:
+        """Trained every epoch with finite losses."""
+        return self.diverged_epoch is None and self.pruned_epoch is None
 
     def curves(self) -> dict:
         """The per-epoch curves by name, as the record declares them (ablate.runs.record.CURVES_OF_EPOCHS)."""
@@ -85,15 +107,18 @@ class CenterStep:
         self.optimizer.step()
 
 
-def train(model: nn.Module, criterion: CenterLoss, data: InMemory | Streamed, config: CellConfig,
+def train(model: nn.Module, criterion: CenterLoss, data: "InMemory | Streamed", config: CellConfig,
           progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective,
-          on_epoch: Callable[[int, TrainingHistory], None] | None = None) -> TrainingHistory:
+          after_epoch: Callable[[int, TrainingHistory], bool] | None = None) -> TrainingHistory:
     """Train on `data` (ablate.train.batches: examples in memory on the model's device, or streamed to it) for
     config.epochs; stop at a non-finite loss.
 
+    after_epoch(epoch, history): called after every finished epoch (1-based), its curves appended (one process only:
+    a tuning trial's watch, a live view such as TensorBoard's); True stops training there, with history.pruned_epoch
+    set. It may put the model in eval mode: training resumes in train mode.
+
     objective: the cell's head and pair loss, attached to the model already (a pml head's weights are then the
-    model's parameters, so its optimizer trains them). on_epoch(epoch, history): called after each finished epoch
-    (1-based), its curves appended (a live view such as TensorBoard's).
+    model's parameters, so its optimizer trains them).
 
     ranks: this process's part in a multi-process run (ablate.distributed.context); every rank passes the
     whole data and trains on its slice of each global batch of config.batch_size * world_size rows (the
@@ -151,8 +176,12 @@ def train(model: nn.Module, criterion: CenterLoss, data: InMemory | Streamed, co
                 history.annealing_weight.append(weight)
             bar.set_postfix(epoch=epoch, softmax=f"{softmax_mean:.3f}", center=f"{center_mean:.3f}",
                             acc=f"{accuracy:.3f}")
-            if on_epoch is not None:
-                on_epoch(epoch, history)
             if scheduler is not None:
                 scheduler.step()
+            if after_epoch is not None:
+                stop = after_epoch(epoch, history)
+                model.train()
+                if stop and epoch < config.epochs:
+                    history.pruned_epoch = epoch
+                    return history
     return history

@@ -1,19 +1,20 @@
 """TensorBoard scalars of one training cell (`ablate train --tensorboard DIR`), written as it trains: each finished
-epoch's curves (train/<curve>: softmax_loss, center_loss, train_accuracy, and pair_loss or annealing_weight where the
-cell has them), then its test metrics (test/<metric>) at its last epoch and its options as text. Needs the
+epoch's curves (train/<curve>: softmax_loss, center_loss, train_accuracy, and pair_loss, annealing_weight or the
+watched validation metric where the cell has them), then its metrics on validation (validation/<metric>) and on test
+(test/<metric>) at its last epoch, and its options as text. Needs the
 `tensorboard` package (torch.utils.tensorboard writes through it): `pip install -e '.[tensorboard]'`.
 
     scalars = EpochScalars(log_dir)
     record = run_cell(config, on_epoch=scalars.epoch)
     scalars.close()             # whatever the end: each finished epoch stays readable
-    scalars.finish(record)      # the test metrics, once the cell finished
+    scalars.finish(record)      # the validation and test metrics, once the cell finished
 """
 
 import json
 import math
 
 from ablate.metrics import computed_metrics
-from ablate.runs.record import CURVES_OF_EPOCHS
+from ablate.runs.record import CURVES_OF_EPOCHS, validation_key
 
 
 class EpochScalars:
@@ -39,13 +40,14 @@ class EpochScalars:
         self.writer.close()
 
     def finish(self, record: dict) -> None:
-        """The cell's finite test metrics at its last trained epoch, its options as text, in the event file (a
-        SummaryWriter reopens its file after close)."""
+        """The cell's finite metrics on validation and test at its last trained epoch, its options as text, in the
+        event file (a SummaryWriter reopens its file after close)."""
         step = len(record.get("curve_softmax_loss") or ()) or 1
         for metric in computed_metrics():
-            value = record.get(metric.name)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(f"test/{metric.name}", value, step)
+            for split, key in (("validation", validation_key(metric.name)), ("test", metric.name)):
+                value = record.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(f"{split}/{metric.name}", value, step)
         options = {key: record[key] for key in record if not key.startswith("curve_")}
         self.writer.add_text("record", "    " + json.dumps(options, indent=1, default=str).replace("\n", "\n    "))
         self.writer.close()
