@@ -16,9 +16,10 @@ import click
 
 from ablate.grid.cli import grid_command as untracked_grid_command
 from ablate.io import atomic_write_json, atomic_write_with, check_writable
+from ablate.messages import say
 from ablate.runs.weights import kept_weights
 
-INTERRUPTED = 130  # the exit status of an interrupted grid: nothing is logged
+SIGNALLED = 128  # above it: the exit status of a grid a signal ended (ablate.signals.interrupt_status), not logged
 
 
 def export_weights(run_dir: Path, cell_id: str, out_dir: Path) -> list[Path]:
@@ -77,9 +78,9 @@ def export_command(run_dir, cell_ids, out_dir, tracking_uri, experiment):
     try:
         for cell_id in cell_ids:
             for path in export_weights(run_dir, cell_id, out_dir):
-                click.echo(f"wrote {path}")
+                say(f"wrote {path}")
         if tracking_uri is not None:
-            click.echo(log_to_mlflow(run_dir, tracking_uri or None, experiment))
+            say(log_to_mlflow(run_dir, tracking_uri or None, experiment))
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -113,9 +114,9 @@ def with_tracking(grid: click.Command) -> click.Command:
             grid.callback(**options)
         except SystemExit as exit_:
             status = exit_.code if isinstance(exit_.code, int) else 1
-        if parsed is not None and run_dir is not None and not options["list_grids"] and status != INTERRUPTED:
+        if parsed is not None and run_dir is not None and not options["list_grids"] and status <= SIGNALLED:
             try:
-                click.echo(log_to_mlflow(Path(run_dir), parsed[1], experiment))
+                say(log_to_mlflow(Path(run_dir), parsed[1], experiment))
             except (ValueError, OSError) as exc:
                 raise click.ClickException(f"the grid ran, but logging it failed: {exc}; log it again with `ablate "
                                            f"export {run_dir} --mlflow`") from None
