@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(TORCH)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,triton,ray,mnist]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,triton,ray,mnist,mlflow,tensorboard]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,9 +31,11 @@ LAZY_COMMANDS = {
     "check": LazyCommand("ablate.check.cli:check_command", "Check TARGET against the float64 reference and print a..."),
     "compare": LazyCommand("ablate.compare:compare_command",
                            "Compare every configuration RUN_A and RUN_B both hold (every..."),
+    "export": LazyCommand("ablate.export.cli:export_command", "Export RUN_DIR, a grid run: kept weights, MLflow runs."),
     "gate": LazyCommand("ablate.gate.cli:gate_command",
                         "Gate a change's speed: A/B against a base revision and the..."),
-    "grid": LazyCommand("ablate.grid.cli:grid_command", "Train every cell of GRID (a bundled grid name or a .toml..."),
+    "grid": LazyCommand("ablate.export.cli:grid_command",  # ablate.grid.cli's, with --track (ablate.export.cli)
+                        "Train every cell of GRID (a bundled grid name or a .toml..."),
     "report": LazyCommand("ablate.report.cli:report_command",
                           "Write an HTML report of RUN_DIRS (grid runs from `ablate..."),
     "train": LazyCommand("ablate.train.cli:train_command",

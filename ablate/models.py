@@ -6,6 +6,13 @@
     auto      LeNet++ for 28x28 images, else the MLP
     build_model(name, input_shape, feat_dim, num_classes, embedding_norm="none") -> nn.Module
 
+A model outside the package is named `pkg.module:factory` or `path/to/file.py:factory` wherever a name is taken, or
+registered by an installed package under the entry-point group `ablate.models` (`name = "pkg.module:factory"`). The
+factory is called with the keywords its signature names among feat_dim, num_classes and input_shape (the shape of one
+example) and returns an nn.Module whose forward gives (features (B, feat_dim), logits (B, num_classes)); it may declare
+the options it trains with, `factory.recipe = {"lr": 0.01, ...}` (MODEL_RECIPE_KEYS), which a cell takes before its
+dataset's recipe.
+
 EMBEDDING_NORMS: what may follow a model's feature layer (its `embed` module), so that the features are its output:
     none        nothing (the paper's LeNet++ features: PReLU of the last fc)
     batchnorm   BatchNorm1d over the feat_dim features (ArcFace's "FC-BN" embedding): in training each feature
@@ -16,10 +23,12 @@ EMBEDDING_NORMS: what may follow a model's feature layer (its `embed` module), s
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
+from ablate.factories import Factory, FactoryError, call_with, declared_recipe, factory_of, load_factory
 from ablate.registry import Registry
 
 LENETPP_INPUT = (28, 28)
@@ -86,7 +95,9 @@ class Model:
     build(input_shape, feat_dim, num_classes) -> nn.Module mapping inputs (B, *input_shape) to (features (B, feat_dim),
     logits (B, num_classes)). takes(input_shape) -> whether it takes examples of that shape; `needs` says which it
     takes, for the error where it does not. picks(input_shape) -> the name of the model to build (for "auto"), in
-    place of build.
+    place of build. factory: the function outside the package it builds with (None for the built-ins): its file's
+    digest enters the id of every cell that trains it. recipe: the options it trains with (MODEL_RECIPE_KEYS),
+    taken before the dataset's.
     """
 
     name: str
@@ -94,6 +105,8 @@ class Model:
     takes: Callable[[tuple], bool] = _any_shape
     needs: str = "any input"
     picks: Callable[[tuple], str] | None = None
+    factory: Factory | None = None
+    recipe: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if (self.build is None) == (self.picks is None):
@@ -101,7 +114,45 @@ class Model:
                              "model to build), not both or neither")
 
 
-MODELS: Registry[Model] = Registry("model")
+# The options a model factory may declare as its recipe: a dataset's recipe but the model itself.
+MODEL_RECIPE_KEYS = ("epochs", "batch_size", "lr", "lr_step", "lr_gamma", "convention")
+
+
+def _factory_model(factory: Factory) -> Model:
+    """The Model entry of a factory (see the module docstring), named by its reference."""
+
+    def build(input_shape: tuple, feat_dim: int, num_classes: int) -> nn.Module:
+        model = call_with(factory, "model", feat_dim=feat_dim, num_classes=num_classes, input_shape=tuple(input_shape))
+        if not isinstance(model, nn.Module):
+            raise FactoryError(f"model factory {factory.describe()} must return a torch.nn.Module giving (features, "
+                               f"logits), got {type(model).__name__}")
+        return model
+
+    return Model(factory.reference, build=build, needs="what its factory takes", factory=factory,
+                 recipe=declared_recipe(factory, "model", MODEL_RECIPE_KEYS))
+
+
+_REFERENCED: dict[tuple[str, str], Model] = {}  # (reference, digest) -> entry: a file's edit makes a new entry
+
+
+def model_from_reference(reference: str) -> Model:
+    """The model of a factory named pkg.module:factory or path/to/file.py:factory (FactoryError if it cannot load)."""
+    factory = load_factory(reference, "model")
+    key = (reference, factory.digest)
+    if key not in _REFERENCED:
+        _REFERENCED[key] = _factory_model(factory)
+    return _REFERENCED[key]
+
+
+def model_from_entry_point(name: str, obj: Any, source: str) -> Model:
+    """An `ablate.models` entry point: a factory function (as above), registered under the entry point's name."""
+    distribution, _, reference = source.partition(": ")
+    model = _factory_model(factory_of(obj, reference, "model", "entry point", distribution))
+    return Model(name, build=model.build, needs=model.needs, factory=model.factory, recipe=model.recipe)
+
+
+MODELS: Registry[Model] = Registry("model", entry_point_group="ablate.models", from_entry_point=model_from_entry_point,
+                                   from_reference=model_from_reference)
 
 
 def _is_lenetpp_image(input_shape: tuple) -> bool:
@@ -161,6 +212,7 @@ def build_model(name: str, input_shape: tuple, feat_dim: int, num_classes: int,
         embed = getattr(model, "embed", None)
         if not isinstance(embed, nn.Module):
             raise ValueError(f"embedding_norm {embedding_norm} follows a model's `embed` module (inputs -> features), "
-                             f"and model {resolved!r} has none; use embedding_norm none")
+                             f"and model {resolved!r} has none; use embedding_norm none (or give the model an `embed` "
+                             "module)")
         model.embed = nn.Sequential(embed, norm(feat_dim))  # (B, ...) -> (B, feat_dim) -> (B, feat_dim)
     return model

@@ -5,8 +5,10 @@ A `Registry` holds frozen entries, each with a `name`, in the order they were re
 CellConfig checks, grids and the report read it, and every "unknown X" error comes from `Registry.get`, so a new
 entry reaches all of them. A registry may also take entries from installed packages through an entry-point group
 (loaded on the first look-up, once per process; an entry point that fails is left out and kept in
-`plugin_errors` with its error). `lazy("module:attribute")` names a function without importing its module, so
-that a registry can be read (names, descriptions) without importing torch.
+`plugin_errors` with its error). A registry given `from_reference` also takes, wherever it takes a name, a function
+outside the package named `pkg.module:factory` or `path/to/file.py:factory` (ablate.factories): `get` builds its entry
+then, named by the reference. `lazy("module:attribute")` names a function without importing its module, so that a
+registry can be read (names, descriptions) without importing torch.
 
     VARIANTS = Registry("variant", entry_point_group="ablate.variants", from_entry_point=as_variant)
     VARIANTS.register(Variant("gather", loss=lazy("ablate.loss.gather:gather_center_loss"), ...))
@@ -22,6 +24,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import click
 
+from ablate.factories import is_reference
+
 
 class Named(Protocol):
     @property
@@ -35,12 +39,14 @@ class Registry(Generic[T]):
     """Entries of one kind by name, in registration order; `kind` names them in errors ("unknown rule 'x'")."""
 
     def __init__(self, kind: str, *, entry_point_group: str | None = None,
-                 from_entry_point: Callable[[str, Any, str], T] | None = None):
+                 from_entry_point: Callable[[str, Any, str], T] | None = None,
+                 from_reference: Callable[[str], T] | None = None):
         if (entry_point_group is None) != (from_entry_point is None):
             raise ValueError("an entry-point group needs from_entry_point(name, loaded object, source) -> entry")
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._from_entry_point = from_entry_point
+        self._from_reference = from_reference  # reference -> entry (it caches its own), for names outside the package
         self._entries: dict[str, T] = {}
         self._plugins_loaded = entry_point_group is None
         self.plugin_errors: dict[str, str] = {}  # entry-point name -> "ErrorType: message"
@@ -59,13 +65,24 @@ class Registry(Generic[T]):
         """Remove and return the entry named `name` (for a plugin or test that registered it)."""
         return self._entries.pop(self.get(name).name)
 
+    @property
+    def takes_references(self) -> bool:
+        """Whether `get` also takes pkg.module:factory and path/to/file.py:factory."""
+        return self._from_reference is not None
+
     def get(self, name: str) -> T:
-        """The entry named `name`; a ValueError naming every registered one otherwise."""
+        """The entry named `name`, or built from the reference `name` is (where the registry takes references); a
+        ValueError naming every registered one otherwise (ablate.factories.FactoryError for a reference that cannot
+        be loaded)."""
         self.load_plugins()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise ValueError(f"unknown {self.kind} {name!r}; expected one of {', '.join(self._entries)}") from None
+            pass
+        if self._from_reference is not None and is_reference(name):
+            return self._from_reference(name)
+        also = ", or pkg.module:factory or path/to/file.py:factory" if self.takes_references else ""
+        raise ValueError(f"unknown {self.kind} {name!r}; expected one of {', '.join(self._entries)}{also}")
 
     def check(self, name: str) -> str:
         """`name` itself when it is registered (the ValueError of `get` otherwise)."""
@@ -104,17 +121,29 @@ class Registry(Generic[T]):
                 self.plugin_errors[entry_point.name] = f"{type(exc).__name__}: {exc}".strip()
 
     def choice(self) -> LazyChoice:
-        """A click parameter type whose choices are this registry's names when the command runs."""
-        return LazyChoice(self.names)
+        """A click parameter type whose choices are this registry's names when the command runs (and any reference,
+        where the registry takes them)."""
+        return LazyChoice(self.names, references=self.takes_references)
 
 
 class LazyChoice(click.Choice):
     """click.Choice over names read when a value is checked or help is shown (not when the option is declared),
-    so that entries registered after the command's module was imported are choices too."""
+    so that entries registered after the command's module was imported are choices too. references: a value of the
+    form pkg.module:factory or path/to/file.py:factory passes too (its registry checks it)."""
 
-    def __init__(self, names: Callable[[], Sequence[str]]):
+    def __init__(self, names: Callable[[], Sequence[str]], *, references: bool = False):
         self.names = names
+        self.references = references
         self.case_sensitive = True
+
+    def convert(self, value, param, ctx):
+        if self.references and is_reference(value):
+            return value
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param, ctx):
+        metavar = super().get_metavar(param, ctx)
+        return f"{metavar[:-1]}|MODULE:FACTORY|FILE.py:FACTORY]" if self.references and metavar else metavar
 
     @property
     def choices(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -42,7 +42,7 @@ def test_variants_refuses_an_unknown_device_and_lists_nothing_on_a_missing_gpu()
 # --- what the top level imports -------------------------------------------------------------------------------
 
 SUBCOMMAND_MODULES = ("ablate.train", "ablate.grid", "ablate.bench", "ablate.gate", "ablate.report", "ablate.check",
-                      "ablate.compare")
+                      "ablate.compare", "ablate.export")
 
 
 def imported_modules(*args: str) -> set:
@@ -62,7 +62,13 @@ def loaded(modules: set, packages) -> list:
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
 def test_help_and_version_import_neither_torch_nor_any_subcommand(args):
     modules = imported_modules(*args)
-    assert loaded(modules, ("torch", "numpy", "pandas", "sklearn", *SUBCOMMAND_MODULES)) == []
+    assert loaded(modules, ("torch", "numpy", "pandas", "sklearn", "mlflow", *SUBCOMMAND_MODULES)) == []
+
+
+@pytest.mark.parametrize("command", ["grid", "export", "train"])
+def test_the_help_of_the_commands_that_track_imports_no_tracker(command):
+    """MLflow takes seconds to import: only logging a run loads it (TensorBoard: only a cell that writes to it)."""
+    assert loaded(imported_modules(command, "--help"), ("mlflow", "tensorboard")) == []
 
 
 def test_variants_on_the_cpu_imports_neither_torch_nor_any_subcommand():
@@ -89,7 +95,7 @@ def test_the_listing_is_clicks_with_every_command_imported(monkeypatch):
     assert all(f"\n  {name} " in lazy_listing for name in main.list_commands(None))
 
 
-@pytest.mark.parametrize("name", ["bench", "check", "compare", "gate", "grid", "report", "train", "variants"])
+@pytest.mark.parametrize("name", ["bench", "check", "compare", "export", "gate", "grid", "report", "train", "variants"])
 def test_each_command_shows_its_own_help(name):
     assert name in main.list_commands(None)
     result = CliRunner().invoke(main, [name, "--help"])

@@ -89,10 +89,11 @@ def test_a_bad_key_or_value_is_named_with_what_was_expected(axes, message):
 
 @pytest.mark.parametrize("text, message", [
     ("[axes\nlambda = 1", "not valid TOML"),
-    ("[grid]\nlambda = 1", "unknown top-level key.*grid.*expected description, axes, also"),
+    ("[grid]\nlambda = 1", "unknown top-level key.*grid.*expected description, save_weights, axes, also"),
     ("description = 'x'", r"expected an \[axes\] table"),
     ("[axes]\nlambda = []", "lambda must be a value or a non-empty list"),
     ("[axes]\nlambda = [[0, 1]]", "lambda must be a value or a non-empty list"),
+    ("save_weights = 'yes'\n[axes]\nlambda = 1", "save_weights must be true or false, got 'yes'"),
 ])
 def test_a_malformed_spec_file_is_refused_with_the_reason(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
@@ -203,3 +204,8 @@ def test_cell_id_is_the_same_in_another_process():
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=ROOT)
     assert other.stdout.strip() == cell_id(config)
+
+
+def test_save_weights_survives_the_resolved_grid(tmp_path):
+    spec = load_spec(write_toml(tmp_path, "save_weights = true\n[axes]\nlambda = 1"))
+    assert spec.save_weights and load_spec(write_toml(tmp_path, spec.to_toml(), "again.toml")).save_weights

@@ -54,7 +54,7 @@ def registered():
 def test_train_offers_the_dataset_and_prints_the_metric(registered, tmp_path):
     runner = CliRunner()
     help_text = runner.invoke(train_command, ["--help"], terminal_width=1000).output
-    assert "|blobs]" in help_text  # the --dataset choices, read when the command runs
+    assert "|blobs|MODULE:FACTORY|FILE.py:FACTORY]" in help_text  # the --dataset choices, read when the command runs
 
     record_path = tmp_path / "cell.json"
     result = runner.invoke(train_command, ["--dataset", "blobs", "--no-progress", "--out", str(record_path)])

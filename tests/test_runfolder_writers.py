@@ -34,10 +34,12 @@ RUNS_WRITERS = {"folder.py", "cells.py", "parts.py"}  # the writing side of abla
 WRITERS_ELSEWHERE = {
     "io.py": "the atomic writers themselves, to the path a caller gives",
     "report/build.py": "the HTML report, to `ablate report --out`",
-    "train/keep.py": "a trained cell's record and features, to `ablate train --out/--features`, or to a fallback "
-                     "file in the temp or working folder when those cannot take them",
+    "train/keep.py": "a trained cell's record, features and weights, to `ablate train --out/--features/"
+                     "--save-weights`, or to a fallback file in the temp or working folder when those cannot take them",
     "messages.py": "the null device, standard output's stand-in once standard output cannot take more",
-    "train/cell.py": "a cell's features (.npz), to `ablate train --features` or the temp folder a grid cell is given",
+    "train/cell.py": "a cell's features (.npz) and weights (.safetensors), to the temp folder `ablate train` or a grid "
+                     "cell is given",
+    "export/cli.py": "a cell's kept weights and record, copied to `ablate export --out` (never into a run folder)",
     "check/cli.py": "the conformance verdict, to `ablate check --json`",
     "distributed/launch.py": "each rank's result and error, in the launcher's own temp folder",
     "grid/executors.py": "removes its own temp folder (made in the scratch folder ablate.runs lends it)",
@@ -57,7 +59,7 @@ WRITING_NAMES = {"atomic_write_with", "atomic_write_bytes", "atomic_write_text",
 DOTTED_WRITERS = {"torch.save", "np.save", "numpy.save", "os.replace", "os.rename", "os.remove", "shutil.rmtree",
                   "shutil.move", "shutil.copy", "shutil.copyfile"}
 FILE_NAMES = ("MANIFEST", "PROVENANCE", "GRID_SPEC", "CELLS", "PARTS", "LOCK", "SCRATCH")
-PATH_HELPERS = ("record_path", "features_path", "table_path")
+PATH_HELPERS = ("record_path", "features_path", "weights_path", "table_path")
 TABLES = (schema.RESULTS, schema.SUMMARY, schema.CURVES, schema.BENCH, schema.NUMERICS, schema.TRAIN_STEP,
           schema.DISTRIBUTED)
 SPELLED = {getattr(schema, name) for name in FILE_NAMES} | {f"{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")}

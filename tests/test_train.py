@@ -28,9 +28,10 @@ CONTRACT_KEYS = [
     "batch_size", "lr", "optimizer", "momentum", "weight_decay", "lr_step", "lr_gamma", "seed", "split_seed",
     "device", "num_classes", "synthetic_dim", "samples_per_class", "test_fraction", "val_fraction", "nproc",
     "distributed", "holdout_classes", "head", "margin", "scale", "pair_loss", "pair_weight", "pair_margin",
-    "embedding_norm", "center_space", "anneal_base", "anneal_gamma", "anneal_power", "anneal_min",
-    "objective", *(f"val_{m}" for m in METRIC_KEYS), *METRIC_KEYS, "held_out_classes", "train_samples",
-    "validation_samples", "test_samples", "scored_on_test", "validation_metric", "train_samples_per_s", "train_time_s",
+    "embedding_norm", "center_space", "anneal_base", "anneal_gamma", "anneal_power", "anneal_min", "model_digest",
+    "dataset_digest", "objective", *(f"val_{m}" for m in METRIC_KEYS), *METRIC_KEYS, "held_out_classes",
+    "train_samples", "validation_samples", "test_samples", "scored_on_test", "validation_metric",
+    "train_samples_per_s", "train_time_s",
     "wall_time_s", "status", "diverged_epoch", "resolved_device", "torch_threads", "world_size",
     "curve_softmax_loss", "curve_center_loss", "curve_train_accuracy",
 ]

@@ -7,10 +7,7 @@ centers (a Parameter, a buffer or a plain tensor attribute).
 """
 
 import ast
-import importlib
-import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -18,6 +15,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ablate import factories
 from ablate.escape import terminal_line
 from ablate.failures import error_note
 
@@ -199,22 +197,13 @@ def check_location(location: str) -> None:
 
 
 def import_location(location: str):
-    """The module at `location`: path/to/file.py (imported under a name of its own, once: a step in the target's
-    own file shares its module) or pkg.mod."""
+    """The module at `location`: path/to/file.py (ablate.factories.import_location: imported once per path and
+    content, so that a step in the target's own file shares its module) or pkg.mod; a missing file a TargetError."""
     check_location(location)
-    if location.endswith(".py"):
-        path = Path(location)
-        name = f"ablate_check_target_{path.stem}"
-        loaded = sys.modules.get(name)
-        if loaded is not None and Path(loaded.__file__ or "").resolve() == path.resolve():
-            return loaded
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None  # a .py path always has a source loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
-        spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(location)
+    try:
+        return factories.import_location(location)
+    except factories.FactoryError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def check_target_form(text: str) -> None:

@@ -6,6 +6,10 @@ named lazily (scikit-learn and the IDX reader load when a cell loads its data), 
 
 A recipe that trains on one dataset can diverge on another: digits' (lr 0.05, momentum 0.9, batch 64, sum/B) makes
 every Fashion-MNIST cell diverge, softmax alone included. Each entry holds the recipe measured to train on it.
+
+A dataset outside the package (a factory named pkg.module:factory or path/to/file.py:factory wherever a dataset is
+named, or an `ablate.datasets` entry point of an installed package) becomes an entry of ablate.data.external, its
+recipe FACTORY_RECIPE under what the factory declares.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ablate.registry import Registry, lazy
 
 if TYPE_CHECKING:
     from ablate.data.dataset import Dataset
+    from ablate.factories import Factory
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class DatasetSource:
     size(options) -> (examples, input_shape): known without loading it (the memory estimate reads it).
     classes: its number of classes; None for a dataset that takes options.num_classes (synthetic).
     cost: what its cells cost on the CPU (the time estimates of ablate.grid.estimate); None: not measured.
+    factory: the function outside the package it loads with (ablate.data.external; None for the bundled datasets):
+    its file's digest enters the id of every cell that trains on it.
     ignores: the DataOptions it does not read; a cell refuses any value but the default for them (else two cells of
     the same data would differ in id alone).
     """
@@ -81,14 +88,23 @@ class DatasetSource:
     recipe: Recipe
     classes: int | None = None
     cost: Cost | None = None
+    factory: Factory | None = None
     ignores: tuple[str, ...] = ()
 
     def class_count(self, num_classes: int) -> int:
         """The classes a cell asking for `num_classes` trains on: the dataset's own, if it has a fixed number."""
         return num_classes if self.classes is None else self.classes
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether a cell holds the whole dataset in memory (else it streams its batches: ablate.train.batches)."""
+        return True
 
-DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+DATASETS: Registry[DatasetSource] = Registry(
+    "dataset", entry_point_group="ablate.datasets",
+    from_entry_point=lazy("ablate.data.external:source_from_entry_point"),
+    from_reference=lazy("ablate.data.external:source_from_reference"))
 
 
 def recipe(dataset: str) -> Recipe:
@@ -98,6 +114,8 @@ def recipe(dataset: str) -> Recipe:
 
 # digits: a 2-D-feature MLP trains in about a second a cell on one CPU core.
 _SMALL = Recipe(model="mlp", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5, convention="mean")
+# A factory's dataset: digits' recipe, the model picked by the shape of its inputs, under what the factory declares.
+FACTORY_RECIPE = Recipe(model="auto", epochs=15, batch_size=64, lr=0.05, lr_step=0, lr_gamma=0.5, convention="mean")
 _SYNTHETIC_ONLY = ("num_classes", "synthetic_dim", "samples_per_class")
 _BUNDLED = ("data_dir", *_SYNTHETIC_ONLY)  # a dataset shipped with a library: no folder, its own classes
 for _dataset in (

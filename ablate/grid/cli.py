@@ -1,11 +1,14 @@
 """`ablate grid`: run a grid of training cells into RUN_DIR, resumably; list the bundled grids."""
 
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import click
 import pandas as pd
 
+from ablate.grid.execute import train_cell
 from ablate.grid.executors import EXECUTORS, make_executor
 from ablate.grid.preview import dry_run_lines, listing_lines
 from ablate.grid.runner import GridOutcome, check_runnable_here, describe_cell, last_error_line, run_grid, varying_keys
@@ -104,8 +107,13 @@ def check_workers(configs: list, workers: int) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or per-cell lines; only the final summary.")
 @click.option("--max-cells", type=click.IntRange(min=1), default=MAX_CELLS, show_default=True,
               help="Refuse a grid of more cells than this (counted from its axes, before anything runs).")
+@click.option("--save-weights", is_flag=True,
+              help="Keep each finished cell's model, head and centers in RUN_DIR/cells/<id>.safetensors (as the "
+                   "grid's `save_weights = true`); kept weights are never rewritten but by --force.")
+@click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes of each cell whose dataset streams (a factory's torch Datasets).")
 def grid_command(grid, overrides, set_scope, run_dir, dry_run, list_grids, retry_failed, force, workers, executor,
-                 address, quiet, max_cells):
+                 address, quiet, max_cells, save_weights, loader_workers):
     """Train every cell of GRID (a bundled grid name or a .toml file; default: default) into RUN_DIR.
 
     The cells are the cartesian product of the grid's axes. Finished cells are kept as they end;
@@ -131,12 +139,17 @@ def grid_command(grid, overrides, set_scope, run_dir, dry_run, list_grids, retry
     try:
         check_can_write(run_dir, "grid")
         spec = load_spec(grid).with_overrides(overrides, set_scope)
+        if save_weights:
+            spec = replace(spec, save_weights=True)
         if executor == "local":
             configs = expand(spec, max_cells)
             check_runnable_here(configs)
             check_workers(configs, workers)
-        outcome = run_grid(spec, run_dir, make_executor(executor, workers, address), retry_failed=retry_failed,
-                           force=force, quiet=quiet, max_cells=max_cells)
+        # the plain trainer unless a cell keeps its weights or streams: only it shares trainings (ablate.grid.sharing)
+        cell_fn = (partial(train_cell, save_weights=spec.save_weights, loader_workers=loader_workers)
+                   if spec.save_weights or loader_workers else train_cell)
+        outcome = run_grid(spec, run_dir, make_executor(executor, workers, address, cell_fn),
+                           retry_failed=retry_failed, force=force, quiet=quiet, max_cells=max_cells)
     except (ValueError, RuntimeError, OSError) as exc:  # OSError: a write refused for permission or space
         raise click.ClickException(str(exc)) from None
     _report(outcome, Path(run_dir), quiet)

@@ -18,16 +18,20 @@ from ablate.runs.record import SHARES_TRAINING_WITH, FailedRecord
 
 FOLLOWERS = "followers"  # in a task's config (no cell option is called so): [(cell_id, config)] sharing its training
 
+WEIGHTS_SUFFIX = ".safetensors"  # a cell's weights beside its features (<id>.npz) in its temp folder, when kept
+
 
 @dataclass
 class CellResult:
     """cell_id; record: the flat record (status "ok" | "diverged" | "failed"); features: the .npz bytes or None;
-    followers: the results of the cells that shared this cell's training, if any."""
+    followers: the results of the cells that shared this cell's training, if any; weights: the .safetensors bytes of a
+    cell that kept them, or None."""
 
     cell_id: str
     record: dict
     features: bytes | None
     followers: tuple = ()
+    weights: bytes | None = None
 
 
 def task_cells(config: dict) -> tuple[dict, list]:
@@ -35,11 +39,15 @@ def task_cells(config: dict) -> tuple[dict, list]:
     return {k: v for k, v in config.items() if k != FOLLOWERS}, list(config.get(FOLLOWERS, ()))
 
 
-def train_cell(config: dict, features_path: Path) -> dict:
-    """The real cell: train and evaluate `config` (a resolved config dict), features to `features_path`."""
+def train_cell(config: dict, features_path: Path, *, save_weights: bool = False, loader_workers: int = 0) -> dict:
+    """The real cell: train and evaluate `config` (a resolved config dict), features to `features_path` and, with
+    save_weights, its weights beside them (the same name, WEIGHTS_SUFFIX); a streamed dataset loads with
+    `loader_workers`."""
     from ablate.train import CellConfig, run_cell
 
-    return run_cell(CellConfig.from_dict(config), features_path=features_path, on_epoch=progress.epoch_done)
+    weights_path = features_path.with_suffix(WEIGHTS_SUFFIX) if save_weights else None
+    return run_cell(CellConfig.from_dict(config), features_path=features_path, weights_path=weights_path,
+                    loader_workers=loader_workers, on_epoch=progress.epoch_done)
 
 
 def train_shared_cells(lead: dict, followers: list, features_paths: list) -> list:
@@ -110,6 +118,8 @@ def _run_one(cell_id: str, config: dict, cell_fn, folder: Path) -> CellResult:
 
 
 def _result(cell_id: str, record: dict, features_path: Path) -> CellResult:
-    """The CellResult of a record and the features file its cell wrote (if it did)."""
+    """The CellResult of a record and the features and weights files its cell wrote (if it did)."""
     record.update(cell_id=cell_id, host=socket.gethostname())
-    return CellResult(cell_id, record, features_path.read_bytes() if features_path.exists() else None)
+    weights_path = features_path.with_suffix(WEIGHTS_SUFFIX)
+    return CellResult(cell_id, record, features_path.read_bytes() if features_path.exists() else None,
+                      weights=weights_path.read_bytes() if weights_path.exists() else None)

@@ -1,11 +1,14 @@
 """Running a grid into a run folder: plan what is left, run it, keep every finished cell, write the tables.
 
-    RUN_DIR/grid.toml, provenance.json, cells/<id>.json|.npz, results/curves/summary tables
+    RUN_DIR/grid.toml, provenance.json, cells/<id>.json|.npz (|.safetensors with save_weights), results/curves/summary
+    tables
 
 The folder is written through ablate.runs (RunFolder: the lock, run.json, the cell store, the tables and
 provenance); this module decides which cells run and in what order. A rerun of the same RUN_DIR skips finished
 cells ("ok" or "diverged"), and failed ones unless retry_failed; force reruns every cell. Cells of an earlier spec
-that the current one no longer holds stay in cells/ but not in the tables.
+that the current one no longer holds stay in cells/ but not in the tables. Kept weights are never rewritten but by a
+forced rerun. A model or dataset from outside the package is loaded and checked (its outputs, its labels) before the
+run folder is touched, and named with its file and digest in provenance.json ("factories").
 """
 
 import time
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ablate.data import DATASETS
 from ablate.grid import progress
 from ablate.grid.estimate import task_costs
 from ablate.grid.execute import CellResult, failed_record, task_cells
@@ -23,12 +27,14 @@ from ablate.grid.sharing import shared_tasks, sharing_text
 from ablate.grid.spec import MAX_CELLS, GridSpec, expand
 from ablate.loss import DEFAULT_VARIANT, available_variants, get_variant
 from ablate.messages import bounded
+from ablate.models import MODELS
 from ablate.runs import schema, tables
 from ablate.runs.cells import CellStore
 from ablate.runs.folder import RunFolder
 from ablate.runs.record import stamped
 from ablate.signals import interrupt_status
-from ablate.train.cell import resolve_device
+from ablate.train import CellConfig
+from ablate.train.cell import check_factories, resolve_device
 from ablate.train.config import config_columns
 
 TABLE_INTERVAL_S = 10.0  # rewrite the tables at most this often while cells finish, and at the end
@@ -46,6 +52,7 @@ class GridPlan:
     to_run: list
     not_in_grid: list = field(default_factory=list)
     invalid: list = field(default_factory=list)
+    without_weights: list = field(default_factory=list)  # finished cells with no kept weights (save_weights only)
 
 
 @dataclass
@@ -87,8 +94,10 @@ def check_runnable_here(configs: list) -> None:
                          "--executor ray where they can run")
 
 
-def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, force: bool = False) -> GridPlan:
-    """Which of `cells` ((cell_id, config) pairs) run now, given the records already in the store."""
+def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, force: bool = False,
+              save_weights: bool = False) -> GridPlan:
+    """Which of `cells` ((cell_id, config) pairs) run now, given the records already in the store; save_weights:
+    the finished ones without kept weights are named (they are not rerun for it)."""
     existing, invalid = store.records()
     finished, failed_before, to_run = [], [], []
     for pair in cells:
@@ -100,7 +109,9 @@ def make_plan(cells: list, store: CellStore, *, retry_failed: bool = False, forc
         else:
             failed_before.append(pair[0])
     in_grid = {i for i, _ in cells}
-    return GridPlan(cells, finished, failed_before, to_run, [i for i in existing if i not in in_grid], invalid)
+    without_weights = [i for i in finished if not store.has_weights(i)] if save_weights else []
+    return GridPlan(cells, finished, failed_before, to_run, [i for i in existing if i not in in_grid], invalid,
+                    without_weights)
 
 
 def varying_keys(configs: list) -> list:
@@ -145,7 +156,37 @@ def plan_line(plan: GridPlan, tasks: list) -> str:
     if plan.invalid:
         line += (f"; {len(plan.invalid)} file(s) in cells/ are not valid records (their cells run again), e.g. "
                  f"{plan.invalid[0]}")
+    if plan.without_weights:
+        line += (f"; {len(plan.without_weights)} finished earlier without kept weights (--force reruns them to keep "
+                 "them)")
     return line
+
+
+def check_cell_factories(configs: list) -> None:
+    """Load and check, once per distinct model and dataset setting, every cell whose model or dataset is a factory
+    outside the package (ablate.train.cell.check_factories): a ValueError naming the factory before anything
+    runs."""
+    checked = set()
+    for config in configs:
+        if config["model_digest"] is None and config["dataset_digest"] is None:
+            continue
+        key = tuple(config[k] for k in ("model", "model_digest", "dataset", "dataset_digest", "feat_dim",
+                                        "embedding_norm", "holdout_classes"))
+        if key not in checked:
+            checked.add(key)
+            check_factories(CellConfig.from_dict(config))
+
+
+def factories_text(configs: list) -> str:
+    """The models and datasets from outside the package that `configs` train, each with its file and digest
+    ("model pkg.mod:f (/path/pkg/mod.py, sha256 ...); dataset ..."); "" when none."""
+    described = {}
+    for config in configs:
+        for kind, registry in (("model", MODELS), ("dataset", DATASETS)):
+            if config[f"{kind}_digest"] is not None:
+                factory = registry.get(config[kind]).factory
+                described[f"{kind} {factory.describe()}"] = None
+    return "; ".join(described)
 
 
 def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, force: bool = False,
@@ -156,20 +197,24 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     outcome returned with interrupted=True.
     """
     cells = grid_cells(spec, max_cells)  # before touching run_dir, so that a bad spec leaves nothing behind
+    configs = [config for _, config in cells]
+    check_cell_factories(configs)
     columns = config_columns()
     with RunFolder.writing(run_dir, "grid", config_columns=columns) as run:
         store = run.cells(columns)
-        plan = make_plan(cells, store, retry_failed=retry_failed, force=force)
+        plan = make_plan(cells, store, retry_failed=retry_failed, force=force, save_weights=spec.save_weights)
         tasks = shared_tasks(plan.to_run)
         log = (lambda text: None) if quiet else (lambda text: tqdm.write(bounded(text)))
         log(plan_line(plan, tasks))
         run.write_spec(spec.to_toml())
+        factories = factories_text(configs)
         run.note_provenance(cells=len(plan.cells), cells_to_run=len(plan.to_run), trainings_to_run=len(tasks),
-                            cells_skipped=len(plan.finished) + len(plan.failed_before))
+                            cells_skipped=len(plan.finished) + len(plan.failed_before),
+                            **({"factories": factories} if factories else {}))
         outcome = GridOutcome(plan, _ordered(plan, store.records()[0]), ran=0)
         run.write_tables(_tables(outcome, columns))
         try:
-            _run_cells(executor, run, store, outcome, tasks, columns, log, quiet)
+            _run_cells(executor, run, store, outcome, tasks, columns, log, quiet, force)
         except KeyboardInterrupt as interrupt:
             outcome.interrupted, outcome.exit_status = True, interrupt_status(interrupt)
         run.tables = _tables(outcome, columns)
@@ -179,9 +224,10 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
 
 
 def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome, tasks: list, columns: list, log,
-               quiet: bool) -> None:
-    """Run the tasks (ablate.grid.sharing) of outcome.plan.to_run, saving each cell as it finishes; the tables every
-    TABLE_INTERVAL_S. The bar weighs each task by its estimated cost and moves with its epochs (ablate.grid.progress).
+               quiet: bool, force: bool) -> None:
+    """Run the tasks (ablate.grid.sharing) of outcome.plan.to_run, saving each cell (its weights too, replaced only
+    with force) as it finishes; the tables every TABLE_INTERVAL_S. The bar weighs each task by its estimated cost and
+    moves with its epochs (ablate.grid.progress).
     """
     keys = varying_keys([config for _, config in outcome.plan.cells])
     last_write = time.monotonic()
@@ -193,7 +239,7 @@ def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome,
             results = _with_followers(result, dict(tasks))
             for one in results:
                 record = stamped(one.record, one.cell_id, run.stamp)
-                store.save(one.cell_id, record, one.features)
+                store.save(one.cell_id, record, one.features, one.weights, replace_weights=force)
                 outcome.records[one.cell_id] = record
                 outcome.ran += 1
                 log(result_line(record, keys))

@@ -1,8 +1,10 @@
 """Grid specs: a TOML file (or a bundled grid by name), `--set` overrides, expansion into cell configs.
 
-A spec has an optional `description`, an `[axes]` table and any number of `[[also]]` tables:
+A spec has an optional `description`, an optional `save_weights` (true: each finished cell keeps its model, head
+and centers, cells/<id>.safetensors), an `[axes]` table and any number of `[[also]]` tables:
 
     description = "lambda x seed on digits"
+    save_weights = true
     [axes]                    # one cartesian product; a scalar is an axis of one value
     lambda = [0, 0.01, 0.1]
     seed = [0, 1, 2]
@@ -39,7 +41,7 @@ from ablate.train import CellConfig
 from ablate.train.cell import resolve_device
 from ablate.train.config import normalized_option
 
-SPEC_KEYS = ("description", "axes", "also", EFFECT_OF_INTEREST, "tune")
+SPEC_KEYS = ("description", "save_weights", "axes", "also", EFFECT_OF_INTEREST, "tune")
 SCALAR_TYPES = (bool, int, float, str)
 MAX_CELLS = 100_000  # default of --max-cells: far above any grid this suite trains, far below what fills memory
 EVERY_VARIANT = "*"  # the value of `variant` that stands for every variant available on the cell's device
@@ -58,16 +60,17 @@ def _axis_length(key: str, values: list) -> int:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; effect of
-    interest: as the grid declares it (a number of points, a table of metric = value), None for the default; tune:
-    the [tune] table as written (checked by ablate.tune.settings); overrides, set_scope: the --set options that made
-    it (for grid.toml's header)."""
+    """axes: key -> list of values; also: extra products, each key -> list of values replacing axes'; save_weights:
+    each finished cell keeps its weights; effect of interest: as the grid declares it (a number of points, a table of
+    metric = value), None for the default; tune: the [tune] table as written (checked by ablate.tune.settings);
+    overrides, set_scope: the --set options that made it (for grid.toml's header)."""
 
     axes: dict
     also: tuple = ()
     description: str = ""
     source: str = ""
     overrides: tuple = ()
+    save_weights: bool = False
     effect_of_interest: float | dict | None = None
     set_scope: str = ALL_PRODUCTS
     tune: dict = field(default_factory=dict)
@@ -136,7 +139,8 @@ class GridSpec:
             header += f" with --set {' --set '.join(self.overrides)}"
             if self.set_scope != ALL_PRODUCTS:
                 header += f" --set-scope {self.set_scope}"
-        lines = [*toml_comment(header), f"description = {toml_string(self.description)}"]
+        lines = [*toml_comment(header), f"description = {toml_string(self.description)}",
+                 *([f"save_weights = {toml_value(True)}"] if self.save_weights else [])]
         if isinstance(self.effect_of_interest, (int, float)):
             lines.append(f"{EFFECT_OF_INTEREST} = {toml_value(self.effect_of_interest)}")
         lines += ["", "[axes]", *_toml_lines(self.axes)]
@@ -194,14 +198,17 @@ def _parse(text: str, source: str) -> GridSpec:
     also = document.get("also", [])
     if not isinstance(also, list) or not all(isinstance(t, dict) for t in also):
         raise ValueError(f"grid {source}: expected [[also]] to be tables of cell options")
+    save_weights = document.get("save_weights", False)
+    if not isinstance(save_weights, bool):
+        raise ValueError(f"grid {source}: save_weights must be true or false, got {shown(save_weights)}")
     effect = document.get(EFFECT_OF_INTEREST)
     effects_of_interest(effect, f"grid {source}")  # a ValueError names the key and what it expects
     tune = document.get("tune", {})
     if not isinstance(tune, dict):
         raise ValueError(f"grid {source}: expected [tune] to be a table (budget, metric, seeds, space, ...)")
     return GridSpec(axes=_axes(document["axes"], source), also=tuple(_axes(t, source) for t in also),
-                    description=str(document.get("description", "")), source=source, effect_of_interest=effect,
-                    tune=tune)
+                    description=str(document.get("description", "")), source=source, save_weights=save_weights,
+                    effect_of_interest=effect, tune=tune)
 
 
 def _axes(table: dict, source: str) -> dict:

@@ -1,5 +1,6 @@
-"""A grid's cell files (layout in ablate.runs.schema, checks in ablate.runs.readers): cells/<id>.json (the record)
-and <id>.npz (its test features), and the cells' scratch folder.
+"""A grid's cell files (layout in ablate.runs.schema, checks in ablate.runs.readers): cells/<id>.json (the record),
+<id>.npz (its test features) and <id>.safetensors (its weights, where kept: ablate.runs.weights), and the cells'
+scratch folder.
 
 The .npz is written before the .json, each atomically, so a record's presence means the cell is
 whole; a cell killed mid-way leaves at most a stale temp file, removed by `remove_temp_files`.
@@ -36,13 +37,23 @@ class CellStore:
         """({cell id: record} of every valid record in cells/, [why each other file was left out])."""
         return readers.read_records(self.run_dir, self.config_columns)
 
-    def save(self, cell_id: str, record: dict, features: bytes | None) -> None:
-        """Features first (or an earlier run's removed: a rerun that saved none), then the record that marks
-        the cell finished; each atomically."""
+    def weights_path(self, cell_id: str) -> Path:
+        return schema.weights_path(self.run_dir, cell_id)
+
+    def has_weights(self, cell_id: str) -> bool:
+        return self.weights_path(cell_id).exists()
+
+    def save(self, cell_id: str, record: dict, features: bytes | None, weights: bytes | None = None, *,
+             replace_weights: bool = False) -> None:
+        """Features first (or an earlier run's removed: a rerun that saved none), then the weights (kept weights are
+        never rewritten, unless replace_weights: a forced rerun), then the record that marks the cell finished; each
+        atomically."""
         if features is not None:
             atomic_write_bytes(self.features_path(cell_id), features)
         else:
             self.features_path(cell_id).unlink(missing_ok=True)
+        if weights is not None and (replace_weights or not self.has_weights(cell_id)):
+            atomic_write_bytes(self.weights_path(cell_id), weights)
         atomic_write_json(self.record_path(cell_id), record)
 
     def remove_temp_files(self) -> int:

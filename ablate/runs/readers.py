@@ -20,6 +20,7 @@ from ablate.runs.schema import (
     GRID_SPEC,
     ID_LENGTH,
     MAX_TABLE_BYTES,
+    OPTIONAL_CONFIG_KEYS,
     PROVENANCE,
     STATUSES,
     TEXT_COLUMNS,
@@ -74,7 +75,7 @@ def check_record(record: dict, path: Path, config_columns: ConfigColumns | None 
     if status not in STATUSES:
         raise RunFolderError(f"{path}: unknown status {shown(status)}; expected one of {', '.join(STATUSES)}")
     if config_columns is not None:
-        missing = [c for c in config_columns if c not in record]
+        missing = [c for c in config_columns if c not in record and c not in OPTIONAL_CONFIG_KEYS]
         if missing:
             raise RunFolderError(f"{path}: the record lacks config key(s) {listed(missing)}")
     cell_record.record_schema(config_columns).check_record(record, path)
@@ -86,7 +87,7 @@ def check_record(record: dict, path: Path, config_columns: ConfigColumns | None 
         raise RunFolderError(f"{path}: the record names cell {record.get('cell_id')!r}, not {path.stem!r} "
                              "(a cell file copied under another name?)")
     if config_columns is not None:
-        actual = cell_id({c: record[c] for c in config_columns})
+        actual = cell_id({c: record.get(c) for c in config_columns})
         if actual != path.stem:
             raise RunFolderError(f"{path}: the record's config hashes to {actual}, not to its name {path.stem}")
     return record

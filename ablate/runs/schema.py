@@ -5,7 +5,8 @@
                                types as ablate.runs.columns.Column.to_json declares them)}
     RUN_DIR/provenance.json   where the run came from (ablate.provenance), times
     grid:         grid.toml (the resolved spec), cells/<id>.json (one record per cell) and <id>.npz (its test
-                  features), results and summary (.parquet, .csv), curves.parquet
+                  features), <id>.safetensors (its weights, with save_weights), results and summary (.parquet, .csv),
+                  curves.parquet
     bench:        bench, numerics, train_step (.parquet, .csv); parts/<stage>/<key>.json while a run is under way
     distributed:  distributed (.parquet, .csv), from `ablate bench world`
     tune:         a grid's files for the final seeds of each objective's selected setting (grid.toml, written when
@@ -58,6 +59,10 @@ SCHEMA_0_CONFIG_TYPES = {
     "num_classes": _COUNT, "synthetic_dim": _COUNT, "samples_per_class": _COUNT, "test_fraction": _NUMBER}
 SCHEMA_0_CONFIG_COLUMNS = tuple(SCHEMA_0_CONFIG_TYPES)
 
+# Config keys added after schema 1 whose unset value (None) a cell's id leaves out, so that the cells of a grid that
+# does not use them keep the ids they had before the keys existed (their records may lack them).
+OPTIONAL_CONFIG_KEYS = ("model_digest", "dataset_digest")
+
 # The config keys a configuration's repetitions differ in: the seed, and the split seed that follows it unless set
 # (ablate.train.config). Summaries, findings and objectives group cells by every other key.
 SEED_KEYS = ("seed", "split_seed")
@@ -84,6 +89,8 @@ CURVE_COLUMNS = ("cell_id", "epoch", "metric", "value")
 PARQUET_ONLY = (CURVES,)  # every other table is written as .parquet and .csv
 FEATURE_ARRAYS = ("features", "labels", "centers")  # in every cell's .npz
 PREDICTIONS = "predictions"  # (N,) also in a cell's .npz; files written before cells saved it lack it
+WEIGHTS_SUFFIX = ".safetensors"  # a cell's kept weights: model, head and centers (ablate.runs.weights)
+MAX_WEIGHTS_BYTES = 2**36  # a cell's weights file: 64 GiB, beyond any model a cell of this suite trains
 
 # bench tables
 BENCH, NUMERICS, TRAIN_STEP = "bench", "numerics", "train_step"
@@ -119,7 +126,9 @@ class RunLockedError(RuntimeError):
 
 
 def cell_id(config: dict) -> str:
-    """The id of a resolved config (every option, as `expand` returns it), independent of key order."""
+    """The id of a resolved config (every option, as `expand` returns it), independent of key order; the keys of
+    OPTIONAL_CONFIG_KEYS that are None are left out."""
+    config = {k: v for k, v in config.items() if not (v is None and k in OPTIONAL_CONFIG_KEYS)}
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:ID_LENGTH]
 
@@ -134,9 +143,19 @@ def record_path(run_dir: str | Path, cell: str) -> Path:
 
 def features_path(run_dir: str | Path, cell: str) -> Path:
     """RUN_DIR/cells/<id>.npz; the id is checked first, so that a table's value cannot point elsewhere."""
+    _check_cell(run_dir, cell)
+    return Path(run_dir) / CELLS / f"{cell}.npz"
+
+
+def weights_path(run_dir: str | Path, cell: str) -> Path:
+    """RUN_DIR/cells/<id>.safetensors: the cell's kept weights (a grid run with save_weights); the id checked first."""
+    _check_cell(run_dir, cell)
+    return Path(run_dir) / CELLS / f"{cell}{WEIGHTS_SUFFIX}"
+
+
+def _check_cell(run_dir: str | Path, cell: str) -> None:
     if not is_cell_id(cell):
         raise RunFolderError(f"{Path(run_dir) / CELLS}: {cell!r} is not a cell id ({ID_LENGTH} hex digits)")
-    return Path(run_dir) / CELLS / f"{cell}.npz"
 
 
 def table_path(run_dir: str | Path, name: str) -> Path:

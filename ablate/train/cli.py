@@ -23,6 +23,7 @@ from ablate.runs.schema import cell_id
 from ablate.train.cell import run_cell
 from ablate.train.config import CellConfig, config_columns, key_name
 from ablate.train.keep import keep
+from ablate.train.tensorboard import EpochScalars
 
 
 class _Folder(click.Path):
@@ -60,6 +61,8 @@ def flag(key: str) -> str:
 def config_options(command):
     """Decorate `command` with one --flag per CellConfig field (--lambda for lambda_), defaults from the dataclass."""
     for f in reversed(fields(CellConfig)):
+        if f.metadata["derived"]:
+            continue  # filled in from the other options
         command = click.option(flag(key_name(f.name)), f.name, type=_click_type(f), default=f.default,
                                show_default=True, help=f.metadata["help"])(command)
     return command
@@ -113,8 +116,14 @@ def save_to_run_folder(run_dir: str, record: dict, features: bytes | None) -> st
                    "it join it) that `ablate report RUN_DIR` reads.")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False),
               help="Save the test features, labels and centers to this .npz file.")
+@click.option("--save-weights", "weights_path", type=click.Path(dir_okay=False),
+              help="Keep the trained model, head and centers in this safetensors file.")
+@click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes for a dataset that streams (a factory's torch Datasets).")
+@click.option("--tensorboard", "tensorboard_dir", type=_Folder(),
+              help="Write TensorBoard scalars to this folder as the cell trains (needs the tensorboard extra).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar over epochs.")
-def train_command(out, features_path, progress, **options):
+def train_command(out, features_path, weights_path, loader_workers, tensorboard_dir, progress, **options):
     """Train and evaluate one cell: a head (softmax unless --head) + a pair loss (--pair-loss) + lambda * center
     loss on one dataset. Options left out take the dataset's recipe (model, epochs, batch size, learning rate and
     its schedule, convention: see the README)."""
@@ -124,23 +133,44 @@ def train_command(out, features_path, progress, **options):
         raise click.BadParameter(str(error), param_hint=flag(error.key)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if out is not None and features_path is not None and Path(out).resolve() == Path(features_path).resolve():
-        raise click.UsageError(f"--out and --features name the same file {out}; give each its own")
+    outputs = {"--out": out, "--features": features_path, "--save-weights": weights_path}
+    named = [(hint, Path(path).resolve()) for hint, path in outputs.items() if path is not None]
+    for i, (hint, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if path == other_path:
+                raise click.UsageError(f"{hint} and {other} name the same file {path}; give each its own")
     folder = out is not None and is_run_folder(out)
-    for path, hint in ((out, "--out"), (features_path, "--features")):
+    for hint, path in [*outputs.items(), ("--tensorboard", tensorboard_dir)]:
         if path is not None:
             try:  # before training: a result must never be lost to a path it cannot take
-                check_can_write(path, "grid") if folder and path == out else check_writable(path)
+                if folder and hint == "--out":
+                    check_can_write(path, "grid")
+                else:
+                    check_writable(path, folder=hint == "--tensorboard")
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
+    if tensorboard_dir is not None and config.nproc > 1:
+        raise click.BadParameter(f"watches a cell trained in one process; this one trains in --nproc {config.nproc}",
+                                 param_hint="--tensorboard")
+    try:
+        scalars = EpochScalars(tensorboard_dir) if tensorboard_dir is not None else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--tensorboard") from None
     with tempfile.TemporaryDirectory(prefix="ablate-train-") as scratch:
-        # the features go to a folder of this run's own first, and to features_path (or the run folder) once training
-        # has finished: a path that fails then fails the write, not the record
+        # the features and weights go to a folder of this run's own first, and to their paths (or the run folder)
+        # once training has finished: a path that fails then fails the write, not the record
         trained_features = Path(scratch) / "features.npz" if features_path is not None or folder else None
+        trained_weights = Path(scratch) / "weights.safetensors" if weights_path is not None else None
         try:
-            record = run_cell(config, features_path=trained_features, progress=progress)
+            record = run_cell(config, features_path=trained_features, progress=progress, weights_path=trained_weights,
+                              loader_workers=loader_workers, epoch_view=scalars.epoch if scalars else None)
         except (ValueError, FileNotFoundError, ImportError, RanksFailed) as error:
             raise click.ClickException(str(error)) from None
+        finally:
+            if scalars is not None:
+                scalars.close()  # what the epochs wrote stays readable, whatever the end
+        if scalars is not None:
+            scalars.finish(record)
         for line in summary_lines(record):
             say(line)
         features = trained_features.read_bytes() if trained_features is not None and trained_features.exists() else b""
@@ -157,7 +187,12 @@ def train_command(out, features_path, progress, **options):
             results.append(("record", out, record_bytes, ".json"))
         if features_path is not None:
             results.append(("features", features_path, features, ".npz"))
+        if weights_path is not None:
+            results.append(("weights", weights_path, trained_weights.read_bytes() if trained_weights else b"",
+                            ".safetensors"))
         lost += _keep_each(results)
+    if tensorboard_dir is not None:
+        say(f"TensorBoard scalars written to {tensorboard_dir}")
     if lost:
         raise click.ClickException("training finished, but " + "; ".join(lost))
 

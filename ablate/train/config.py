@@ -48,13 +48,15 @@ SEED = Column("integer", 0, SEED_MAX)  # what scikit-learn's splitter, numpy and
 INERT_AT_ZERO_LAMBDA = ("rule", "convention", "alpha", "center_space")
 
 
-def _option(default, help_text: str, choices=None, search: SearchRange | None = None, searched_with: str | None = None):
+def _option(default, help_text: str, choices=None, search: SearchRange | None = None, searched_with: str | None = None,
+            *, derived: bool = False):
     """A dataclass field carrying its CLI help and, for a choice, the valid values: a Registry (read when a value
     is checked, so that installed plugins and later registrations are choices too), a tuple, or a function that
     returns them when asked. search: the range `ablate tune` searches it over (ablate.tune.space); searched_with: the
-    option (by field name) that must be non-zero for this one to matter (alpha moves centers only under lambda > 0)."""
+    option (by field name) that must be non-zero for this one to matter (alpha moves centers only under lambda > 0).
+    derived: filled in from the other options, never a command-line flag."""
     return field(default=default, metadata={"help": help_text, "choices": choices, "search": search,
-                                            "searched_with": searched_with})
+                                            "searched_with": searched_with, "derived": derived})
 
 
 FROM_RECIPE = " Default: the dataset's recipe (ablate.data.registry)."
@@ -74,11 +76,13 @@ class CellConfig:
     In records, grids and the CLI the field lambda_ is called "lambda" (see KEY_NAMES).
     """
 
-    dataset: str = _option("digits", "Dataset (all offline).", DATASETS)
+    dataset: str = _option("digits", "Dataset (all offline), or a factory of yours: pkg.module:factory or "
+                                     "path/to/file.py:factory (see the README).", DATASETS)
     data_dir: str | None = _option(None, "Folder of the fashion-mnist IDX .gz files (default "
                                          "/usr/share/datasets/fashion-mnist; the other datasets read no folder). "
                                          "Recorded resolved: absolute, links followed, in Unicode NFC.")
-    model: str = _recipe_option("Model; auto = LeNet++ for 28x28 images, else the MLP.", MODELS)
+    model: str = _recipe_option("Model; auto = LeNet++ for 28x28 images, else the MLP; or a factory of yours: "
+                                "pkg.module:factory or path/to/file.py:factory (see the README).", MODELS)
     feat_dim: int = _option(None, "Feature (embedding) dimension; unset: the head's recipe (" + feat_dim_help() + ").")
     variant: str = _option(DEFAULT_VARIANT, "Center-loss implementation (`ablate variants` lists them).", VARIANTS)
     rule: str = _option("paper", f"Center-update rule: {rules_help()}.", RULES)
@@ -140,8 +144,16 @@ class CellConfig:
     anneal_min: float | None = _option(None, "SphereFace: the annealed weight's floor lambda_min ("
                                              + parameter_help("anneal_min") + ").")
 
+    # The sha256 of the factory's file (12 hex digits) of a model or dataset outside the package, filled in: part of
+    # the cell's id, so that an edited model or dataset re-runs its cells (None for the built-ins).
+    model_digest: str | None = _option(None, "Digest of the model factory's file (filled in).", derived=True)
+    dataset_digest: str | None = _option(None, "Digest of the dataset factory's file (filled in).", derived=True)
+
     def __post_init__(self):
-        for name, value in recipe(self.dataset).options().items():
+        options = recipe(self.dataset).options()
+        model = self.model if self.model is not None else options["model"]
+        # unset options: the model factory's recipe first, then the dataset's
+        for name, value in {**options, **MODELS.get(model).recipe, "model": model}.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         if self.feat_dim is None:
@@ -161,6 +173,8 @@ class CellConfig:
                 object.__setattr__(self, f.name, _as_int(f.name, value))
             elif number is float and value is not None:
                 object.__setattr__(self, f.name, _as_float(f.name, value))
+        for key, entry in (("model_digest", entries["model"]), ("dataset_digest", entries["dataset"])):
+            _fill_digest(self, key, entry)
         object.__setattr__(self, "split_seed", self.seed if self.split_seed is None
                            else _as_int("split_seed", self.split_seed))
         if self.data_dir is not None:
@@ -198,6 +212,15 @@ def shared_training_key(config: dict) -> tuple | None:
     if config["lambda"] != 0 or config["nproc"] != 1:
         return None
     return tuple((key, repr(value)) for key, value in config.items() if key not in INERT_AT_ZERO_LAMBDA)
+def _fill_digest(config: CellConfig, key: str, entry) -> None:
+    """Set `key` to the digest of the file of the factory `entry` (a Model or DatasetSource) builds with (None for a
+    built-in); a digest already given (a planned cell's) must be that one: the file changed since otherwise."""
+    digest = None if entry.factory is None else entry.factory.digest
+    given = getattr(config, key)
+    if given is not None and given != digest:
+        raise ValueError(f"{key} {given!r} was planned for {entry.name}, whose file now hashes to {digest!r}: it "
+                         "changed since the cell was planned; plan it again (rerun the command)")
+    object.__setattr__(config, key, digest)
 
 
 def option_choices(f) -> tuple | None:

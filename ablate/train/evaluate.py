@@ -1,6 +1,8 @@
 """Evaluation of a trained cell on a split (validation or test): every metric of the registry that is computed from
 it, or one of them after each epoch."""
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,11 +16,11 @@ EVAL_BATCH = 1024
 
 
 @torch.no_grad()
-def features_and_predictions(model: nn.Module, x: torch.Tensor):
-    """Features (N, D) float32 and predicted classes (N,) int64 of inputs x (N, ...), as numpy arrays."""
+def features_of(model: nn.Module, batches: Iterable[torch.Tensor]):
+    """Features (N, D) float32 and predicted classes (N,) int64 of the input batches (b, ...) in their order."""
     model.eval()
     features, predictions = [], []
-    for inputs in x.split(EVAL_BATCH):
+    for inputs in batches:
         batch_features, logits = model(inputs)  # (b, D), (b, C)
         features.append(batch_features.float().cpu())
         predictions.append(logits.argmax(1).cpu())
@@ -36,23 +38,29 @@ def evaluate(features: np.ndarray, predictions: np.ndarray, labels: np.ndarray, 
 
 
 class Scoring:
-    """One split's samples (ablate.data.Samples), moved to `device` once, to score a model on."""
+    """One split's samples (ablate.data.Samples), moved to `device` once, to score a model on (a split streamed from a
+    factory's torch Dataset: ablate.train.batches.StreamedScoring)."""
 
     def __init__(self, samples: Samples, device: torch.device):
         self.samples = samples
         self.x = torch.tensor(samples.x, device=device)  # (N, *input_shape)
 
-    def features_and_predictions(self, model: nn.Module):
-        """Features (N, D) and predictions (N,) of the split (the model left in eval mode)."""
-        return features_and_predictions(model, self.x)
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def outputs(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features (N, D), predictions (N,) and labels (N,) of the split, in its order (the model left in eval
+        mode)."""
+        features, predictions = features_of(model, self.x.split(EVAL_BATCH))
+        return features, predictions, self.samples.y
 
     def metric(self, name: str, model: nn.Module, centers: np.ndarray, center_space: str) -> float:
         """The registry's metric `name` of the model on this split, with centers (C, D) in `center_space` (the cell's);
         NaN where the features are not finite (the cell is breaking down) or the metric is undefined."""
-        features, predictions = self.features_and_predictions(model)
+        features, predictions, labels = self.outputs(model)
         if not (np.isfinite(features).all() and np.isfinite(centers).all()):
             return float("nan")
         metric = get_metric(name)
         in_space = in_center_space(torch.from_numpy(features), center_space).numpy()
-        evaluations = split_evaluations(features, self.samples.y, predictions, centers, in_space)
+        evaluations = split_evaluations(features, labels, predictions, centers, in_space)
         return float(metric.compute(evaluations[metric.open_set]))

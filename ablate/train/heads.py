@@ -75,6 +75,19 @@ class HeadLogits(nn.Module):
         return self.loss.get_logits(features)  # (B, C)
 
 
+class WithHead(nn.Module):
+    """A model without a `classifier` and a pml head: inputs -> (the model's features (B, D), the head's logits
+    (B, C)); the model's own logits are left unused."""
+
+    def __init__(self, model: nn.Module, head: nn.Module):
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, inputs):
+        features, _ = self.model(inputs)  # (B, D)
+        return features, self.head(features)  # (B, D), (B, C)
+
+
 class TrainingObjective:
     """The head's loss and the pair loss of one cell; center loss stays with the training loop."""
 
@@ -98,10 +111,23 @@ class TrainingObjective:
                                                          **pair.miner_options)
 
     def attach(self, model: nn.Module) -> nn.Module:
-        """The model with the head's logits in place of its own classifier (for a pml head); returns it."""
-        if self.head_module is not None:
+        """The model with the head's logits in place of its own (for a pml head): the head replaces the model's
+        `classifier` (the built-in models' last layer); a model without one (a factory's) is wrapped, its features
+        going to the head. Returns the model to train."""
+        if self.head_module is None:
+            return model
+        if isinstance(getattr(model, "classifier", None), nn.Module):
             model.classifier = self.head_module
-        return model
+            return model
+        return WithHead(model, self.head_module)
+
+    def head_of(self, model: nn.Module) -> nn.Module | None:
+        """The module of `model` (as attach returned it) that turns features into logits: the pml head, else the
+        model's `classifier` (the built-in models' last layer); None for a model whose logits are its own."""
+        if self.head_module is not None:
+            return self.head_module
+        classifier = getattr(model, "classifier", None)
+        return classifier if isinstance(classifier, nn.Module) else None
 
     def head_sum(self, features, logits, labels):
         """The head's loss summed over the batch: cross-entropy of the model's logits (B, C) for softmax, the pml

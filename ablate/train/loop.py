@@ -4,7 +4,7 @@ the cell's center space, centers moved by their rule."""
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from ablate.objectives import NORMALIZED
 from ablate.runs.record import CURVES_OF_EPOCHS
 from ablate.train.config import CellConfig
 from ablate.train.heads import TrainingObjective
+
+if TYPE_CHECKING:  # ablate.train.batches imports the evaluation, which imports this module
+    from ablate.train.batches import InMemory, Streamed
 
 
 class EpochWatch(Protocol):
@@ -104,17 +107,19 @@ class CenterStep:
         self.optimizer.step()
 
 
-def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Tensor, config: CellConfig,
+def train(model: nn.Module, criterion: CenterLoss, data: "InMemory | Streamed", config: CellConfig,
           progress: bool = False, ranks=ONE_PROCESS, *, objective: TrainingObjective,
           after_step: Callable[[torch.Tensor, torch.Tensor], object] | None = None,
           after_epoch: Callable[[int, TrainingHistory], bool] | None = None) -> TrainingHistory:
-    """Train on x (N, ...) and y (N,) (both on the model's device) for config.epochs; stop at a non-finite loss.
+    """Train on `data` (ablate.train.batches: examples in memory on the model's device, or streamed to it) for
+    config.epochs; stop at a non-finite loss.
 
     after_step(features, labels): called after every step that changed the weights, with this rank's features
     (b, D) of the batch as the model gave them before the step (detached) and its labels (b,) (the cells that share
-    this training follow them: ablate.train.followers). after_epoch(epoch, history): called after every epoch (one
-    process only: validation, pruning, progress); True stops training there, with history.pruned_epoch set. It may
-    put the model in eval mode: training resumes in train mode.
+    this training follow them: ablate.train.followers). after_epoch(epoch, history): called after every finished
+    epoch (1-based), its curves appended (one process only: a tuning trial's watch, followers' epoch ends, progress,
+    a live view such as TensorBoard's); True stops training there, with history.pruned_epoch set. It may put the
+    model in eval mode: training resumes in train mode.
 
     objective: the cell's head and pair loss, attached to the model already (a pml head's weights are then the
     model's parameters, so its optimizer trains them).
@@ -132,17 +137,16 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
     history = TrainingHistory()
     model.train()
     global_batch = config.batch_size * ranks.world_size  # batch_size is per process, as in DDP
-    steps_per_epoch = math.ceil(len(y) / global_batch)
+    steps_per_epoch = math.ceil(len(data) / global_batch)
+    device = criterion.centers.device
     with tqdm(total=config.epochs * steps_per_epoch, desc="train", unit="batch", disable=not progress,
               leave=False) as bar:
         for epoch in range(1, config.epochs + 1):
-            totals = torch.zeros(4, dtype=torch.float64, device=x.device)  # softmax, center, pair sums, correct
-            for batch in torch.randperm(len(y), generator=order_generator).to(x.device).split(global_batch):
-                mine = ranks.batch_slice(batch)
-                inputs, labels = x[mine], y[mine]
+            totals = torch.zeros(4, dtype=torch.float64, device=device)  # softmax, center, pair sums, correct
+            for inputs, labels, batch_rows in data.epoch(order_generator, global_batch, ranks):
                 features, logits = ddp_model(inputs)  # (b, D), (b, C): this rank's b of the batch's B rows
                 softmax_sum = objective.head_sum(features, logits, labels)
-                softmax_part = softmax_sum / (len(batch) / ranks.world_size)  # one process: the mean over B
+                softmax_part = softmax_sum / (batch_rows / ranks.world_size)  # one process: the mean over B
                 centered = in_center_space(features, config.center_space)  # (b, D)
                 center_part = center_loss(centered, labels)  # the global batch's loss on every rank
                 loss = softmax_part + config.lambda_ * center_part
@@ -150,8 +154,8 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 if pair_part is not None:
                     loss = loss + config.pair_weight * pair_part
                 else:
-                    pair_part = torch.zeros((), device=x.device)
-                history.samples += len(batch)
+                    pair_part = torch.zeros((), device=device)
+                history.samples += batch_rows
                 # A non-finite loss must stop the cell (on every rank at once) before it reaches the weights;
                 # this check syncs with the device.
                 if not torch.isfinite(ranks.all_sum(loss.detach())):
@@ -165,10 +169,10 @@ def train(model: nn.Module, criterion: CenterLoss, x: torch.Tensor, y: torch.Ten
                 if after_step is not None:
                     after_step(features.detach(), labels)
                 correct = (logits.argmax(1) == labels).sum()
-                totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(mine),
-                                       pair_part.detach().double() * len(mine), correct])
+                totals += torch.stack([softmax_sum.detach(), center_part.detach() * len(labels),
+                                       pair_part.detach().double() * len(labels), correct])
                 bar.update()
-            softmax_mean, center_mean, pair_mean, accuracy = (ranks.all_sum(totals) / len(y)).tolist()
+            softmax_mean, center_mean, pair_mean, accuracy = (ranks.all_sum(totals) / len(data)).tolist()
             history.softmax_loss.append(softmax_mean)
             history.center_loss.append(center_mean)
             history.train_accuracy.append(accuracy)

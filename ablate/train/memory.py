@@ -1,54 +1,43 @@
 """The memory a training cell needs, estimated from its config before anything is allocated.
 
-A cell holds its dataset (in host memory, and once more on the device), the model with its gradients
-and optimizer state, the centers, the activations of one batch kept for the backward pass, and the test
-features. The model's size and its activations come from building it and running one batch on torch's
-"meta" device, which computes shapes without allocating memory.
+A cell holds its dataset (in host memory, and once more on the device; a dataset streamed from a factory's torch
+Datasets only the batches its DataLoader holds), the model with its gradients and optimizer state, the centers, the
+activations of one batch kept for the backward pass, and the test features. The model's size and its activations
+come from building it and running one batch on torch's "meta" device, which computes shapes without allocating
+memory (ablate.train.probe; a model outside the package that cannot run there is built on the CPU and run on two
+examples, its activations scaled to the batch).
 """
 
 import math
 
 import torch
 
-from ablate.data import dataset_size
+from ablate.data import DATASETS, dataset_size
 from ablate.limits import HOST_FRACTION, physical_memory_bytes
-from ablate.models import build_model
+from ablate.train.probe import probe_model
 
 FLOAT_BYTES = 4  # everything is trained in float32
 DATA_COPIES = 6  # raw, float32, split, standardized arrays and the device tensors, at the peak of loading
+STREAMED_BATCHES = 8  # batches a streaming DataLoader may hold at once (2 prefetched per worker, up to 4 workers)
 OPTIMIZER_COPIES = {"sgd": 3, "adam": 4}  # weights, gradients and one (SGD momentum) or two (Adam) states
 DEVICE_FRACTION = 0.9  # of a GPU's memory
-
-
-def _activation_elements(model: torch.nn.Module, batch_shape: tuple) -> int:
-    """Elements of every module's output for one batch (kept for the backward pass), counted on meta."""
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        for t in output if isinstance(output, tuple) else (output,):
-            total += t.numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
-    try:
-        model(torch.empty(batch_shape, device="meta"))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total
 
 
 def cell_memory(config) -> dict:
     """{"host": bytes, "device": bytes}: what the cell of `config` (a CellConfig) needs at its peak."""
     examples, input_shape, classes = _sizes(config)
-    data = examples * math.prod(input_shape) * FLOAT_BYTES
-    with torch.device("meta"):
-        model = build_model(config.model, input_shape, config.feat_dim, classes)
-        parameters = sum(p.numel() for p in model.parameters())
-        activations = 2 * _activation_elements(model, (min(config.batch_size, examples), *input_shape))  # and grads
-    training = (parameters * OPTIMIZER_COPIES[config.optimizer] + 3 * classes * config.feat_dim  # centers, update
+    batch = min(config.batch_size, examples)
+    if DATASETS.get(config.dataset).in_memory:
+        data = examples * math.prod(input_shape) * FLOAT_BYTES
+        host = DATA_COPIES * data
+    else:  # streamed: the DataLoader's batches on the host, one on the device
+        data = batch * math.prod(input_shape) * FLOAT_BYTES
+        host = STREAMED_BATCHES * data
+    model = probe_model(config, input_shape, classes, batch)
+    activations = 2 * model.activations  # and their gradients
+    training = (model.parameters * OPTIMIZER_COPIES[config.optimizer] + 3 * classes * config.feat_dim  # centers
                 + activations + 2 * examples * config.feat_dim) * FLOAT_BYTES  # test features
-    return {"host": DATA_COPIES * data, "device": data + training}
+    return {"host": host, "device": data + training}
 
 
 def _sizes(config) -> tuple:
@@ -60,7 +49,8 @@ def memory_floor(config) -> int:
     """A lower bound of cell_memory's total, in Python integers (no overflow whatever the sizes): the data, the
     centers and the test features. Checked first, so that sizes far beyond any machine never build a model."""
     examples, input_shape, classes = _sizes(config)
-    data = DATA_COPIES * examples * math.prod(input_shape)
+    resident = examples if DATASETS.get(config.dataset).in_memory else 0
+    data = DATA_COPIES * resident * math.prod(input_shape)
     return (data + (3 * classes + 2 * examples) * config.feat_dim) * FLOAT_BYTES
 
 
