@@ -7,7 +7,10 @@ from importlib.metadata import EntryPoint
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
+
+from ablate.data import Samples
 
 from ablate.grid.cli import grid_command
 from ablate.metrics import (
@@ -26,7 +29,7 @@ from ablate.metrics import (
 )
 from ablate.report import build_report
 from ablate.train.cli import summary_lines
-from ablate.train.evaluate import evaluate
+from ablate.train.evaluate import Scoring, evaluate
 
 SCALE = 7.3
 # Scaling the features moves floats by a rounding or two; a scale-invariant metric may differ by that much only.
@@ -51,6 +54,24 @@ def test_scale_invariant_metrics_do_not_move_when_every_feature_is_scaled_and_th
             assert after[metric.name] == pytest.approx(before[metric.name], rel=RTOL, nan_ok=True), metric.name
         else:  # every raw distance scales with the features
             assert after[metric.name] == pytest.approx(SCALE * before[metric.name], rel=RTOL), metric.name
+
+
+class FeaturesAsLogits(torch.nn.Module):
+    """A model whose features (B, D) are its logits too (D classes)."""
+
+    def forward(self, inputs):
+        return inputs, inputs
+
+
+def test_a_split_is_scored_by_a_metric_computed_from_it_and_never_by_one_the_training_measures():
+    x, y, centers = clustered()
+    x = x.astype(np.float32)
+    split = Scoring(Samples(x, y), torch.device("cpu"))
+    assert split.metric("nearest_center_accuracy", FeaturesAsLogits(), centers, "raw") == pytest.approx(
+        evaluate(x, x.argmax(1), y, centers)["nearest_center_accuracy"])
+    with pytest.raises(ValueError, match="metric 'train_time_s' is measured by the training run, not computed from "
+                                         "a split; expected one of test_accuracy, "):
+        split.metric("train_time_s", FeaturesAsLogits(), centers, "raw")
 
 
 def test_raw_distances_are_reported_but_never_ranked():

@@ -18,6 +18,7 @@ import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import torch
@@ -73,8 +74,10 @@ class ProcessExecutor:
         self.workers, self.cell_fn = workers, cell_fn
         self.threads_per_worker = max(1, torch.get_num_threads() // workers)
         self._context = multiprocessing.get_context("forkserver")
-        self._reports = None  # the queue of the workers' epochs, made with the first pool
-        self._in_session, self._session_pool = False, None
+        # the queue of the workers' epochs ((cell_id, epoch, epochs): progress.relay), made with the first pool
+        self._reports: Queue[tuple[str, int, int]] | None = None
+        self._in_session = False
+        self._session_pool: ProcessPoolExecutor | None = None
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         # forkserver, not fork: a forked child of a process whose OpenMP pool has started can hang.

@@ -30,6 +30,7 @@ from ablate.messages import bounded
 from ablate.models import MODELS
 from ablate.runs import schema, tables
 from ablate.runs.cells import CellStore
+from ablate.runs.columns import ConfigColumns
 from ablate.runs.folder import RunFolder
 from ablate.runs.record import stamped
 from ablate.signals import interrupt_status
@@ -81,12 +82,11 @@ def grid_cells(spec: GridSpec, max_cells: int = MAX_CELLS) -> list:
 def check_runnable_here(configs: list) -> None:
     """Refuse, before anything is written, cells whose variant or device this machine cannot run
     (a Triton kernel on a CPU without TRITON_INTERPRET=1, device cuda without a GPU): else each would fail."""
-    missing = {}
+    missing: Counter[tuple[str, str]] = Counter()  # (variant, device) -> cells
     for config in configs:
         device = resolve_device(config["device"])
         if config["variant"] not in available_variants(device):
-            key = (config["variant"], str(device))
-            missing[key] = missing.get(key, 0) + 1
+            missing[(config["variant"], str(device))] += 1
     if missing:
         what = "; ".join(f"{n} cell(s) of variant {v!r} cannot run on {d} here (it needs {get_variant(v).runs_on}; "
                          f"available there: {', '.join(available_variants(d))})" for (v, d), n in missing.items())
@@ -180,11 +180,10 @@ def check_cell_factories(configs: list) -> None:
 def factories_text(configs: list) -> str:
     """The models and datasets from outside the package that `configs` train, each with its file and digest
     ("model pkg.mod:f (/path/pkg/mod.py, sha256 ...); dataset ..."); "" when none."""
-    described = {}
+    described: dict[str, None] = {}  # in order, each once
     for config in configs:
         for kind, registry in (("model", MODELS), ("dataset", DATASETS)):
-            if config[f"{kind}_digest"] is not None:
-                factory = registry.get(config[kind]).factory
+            if config[f"{kind}_digest"] is not None and (factory := registry.get(config[kind]).factory) is not None:
                 described[f"{kind} {factory.describe()}"] = None
     return "; ".join(described)
 
@@ -223,8 +222,8 @@ def run_grid(spec: GridSpec, run_dir, executor, *, retry_failed: bool = False, f
     return outcome
 
 
-def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome, tasks: list, columns: list, log,
-               quiet: bool, force: bool) -> None:
+def _run_cells(executor, run: RunFolder, store: CellStore, outcome: GridOutcome, tasks: list,
+               columns: ConfigColumns, log, quiet: bool, force: bool) -> None:
     """Run the tasks (ablate.grid.sharing) of outcome.plan.to_run, saving each cell (its weights too, replaced only
     with force) as it finishes; the tables every TABLE_INTERVAL_S. The bar weighs each task by its estimated cost and
     moves with its epochs (ablate.grid.progress).
@@ -267,7 +266,7 @@ def _ordered(plan: GridPlan, records: dict) -> dict:
     return {i: records[i] for i, _ in plan.cells if i in records}
 
 
-def _tables(outcome: GridOutcome, columns: list) -> dict[str, pd.DataFrame]:
+def _tables(outcome: GridOutcome, columns: ConfigColumns) -> dict[str, pd.DataFrame]:
     """The tables of the grid's records so far, in grid order; none before the first record."""
     outcome.records = _ordered(outcome.plan, outcome.records)
     return tables.grid_tables(list(outcome.records.values()), columns) if outcome.records else {}

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ablate.analysis.numerics import FLOAT32_TOLERANCE
-from ablate.report.blocks import Note, Table
+from ablate.report.blocks import Block, Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
 from ablate.runs.loading import BenchRun
 
@@ -11,7 +11,7 @@ ERROR_LABELS = {"loss_rel_error": "loss", "grad_features_rel_error": "grad featu
                 "grad_centers_rel_error": "grad centers"}
 
 
-def numerics_blocks(run: BenchRun) -> list:
+def numerics_blocks(run: BenchRun) -> list[Block]:
     """Relative errors per dtype, convention and feature norm (rows) x error and variant (columns)."""
     numerics = run.numerics
     if numerics is None or numerics.empty:
@@ -27,7 +27,7 @@ def numerics_blocks(run: BenchRun) -> list:
                f"darker purple: a larger error; float32 must stay under {FLOAT32_TOLERANCE:g}. Features sit at 0.1 x "
                "norm from their "
                "center, so larger norms mean more cancellation in ||x||^2 + ||c||^2 - 2 x.c.")
-    blocks = [Table("Numerical error", render(styler), caption=caption)]
+    blocks: list[Block] = [Table("Numerical error", render(styler), caption=caption)]
     if "note" in numerics:
         failed = numerics[numerics["note"].fillna("") != ""]
         for (variant, dtype), group in failed.groupby(["variant", "dtype"]):

@@ -54,6 +54,9 @@ class Text:
     text: str
 
 
+Block = Figure | Table | Note | Lead | Provenance | Text  # what a section holds, rendered in order
+
+
 @dataclass
 class Section:
     """One run's part of the report: a heading and its blocks (its provenance among them)."""
@@ -61,4 +64,4 @@ class Section:
     title: str
     anchor: str
     kind: str  # "grid" | "bench" (a distributed bench run is styled as a bench run)
-    blocks: list = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)

@@ -22,7 +22,7 @@ from ablate.analysis.findings import (
 )
 from ablate.analysis.objective_findings import varies_objective
 from ablate.metrics import METRICS, SEEN, get_metric, headline_metrics
-from ablate.report.blocks import Note, Table
+from ablate.report.blocks import Block, Note, Table
 from ablate.report.styling import FINDINGS_CLASS, MARKS, render
 from ablate.runs.configs import format_label, split_noise, varying
 from ablate.runs.loading import GridRun
@@ -72,7 +72,7 @@ def findings_table(findings: Findings) -> str:
     return coloured(frame, verdicts)
 
 
-def findings_blocks(run: GridRun) -> list:
+def findings_blocks(run: GridRun) -> list[Block]:
     """The report's lambda tables: each value of the reference key against the reference (pooled over the other
     settings: the run's confirmatory table, whose answer opens the section), then each setting against it
     (exploratory, collapsed), in words and in numbers. A run whose objectives vary has neither: pooling center
@@ -92,7 +92,7 @@ def findings_blocks(run: GridRun) -> list:
         return [Note(f"Findings left out: no configuration has a counterpart at {reference}.")]
     pooled = axis_findings(run).as_confirmatory(report_family_size(run))
     power = power_sentence(pooled)
-    blocks = [Note(power)] if power else []
+    blocks: list[Block] = [Note(power)] if power else []
     open_set = ""
     if "holdout_classes" in run.results and (run.results["holdout_classes"] > 0).any():
         open_set = (" In open-set settings (holdout_classes > 0) test accuracy is measured on the trained classes and "

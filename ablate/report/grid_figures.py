@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ablate.analysis.findings import marked_settings, setting_of
 from ablate.metrics import AGAINST_LAMBDA, HEATMAP, get_metric, label, shown_in
-from ablate.report.blocks import Figure, Note
+from ablate.report.blocks import Block, Figure, Note
 from ablate.report.configs import reference_values, select, series_labels
 from ablate.report.figures import (
     legend_below,
@@ -27,7 +27,7 @@ from ablate.report.figures import (
 from ablate.runs.configs import describe, format_label, varying
 from ablate.runs.loading import GridRun
 from ablate.runs.record import PLOTTED_CURVES
-from ablate.runs.schema import FEATURE_ARRAYS, RunFolderError, is_cell_id
+from ablate.runs.schema import RunFolderError, is_cell_id
 
 MAX_HEATMAP_PANELS = 12
 MAX_ALPHA_COLUMNS = 4
@@ -47,7 +47,7 @@ def set_lambda_scale(ax, lambdas) -> None:
     ax.minorticks_off()
 
 
-def heatmap_blocks(run: GridRun) -> list:
+def heatmap_blocks(run: GridRun) -> list[Block]:
     """The mean of each heatmap metric of the registry over lambda (columns) x alpha (rows), one panel per rule
     (per combination of the other keys that vary)."""
     summary = run.summary
@@ -63,7 +63,7 @@ def heatmap_blocks(run: GridRun) -> list:
     if not panels:
         return [Note(f"Heatmaps over lambda x alpha left out: no combination of {', '.join(panel_keys)} spans two "
                      "lambda and two alpha values.")]
-    blocks = []
+    blocks: list[Block] = []
     if len(panels) < len(groups):
         blocks.append(Note(f"Heatmaps show the {len(panels)} combinations of {', '.join(panel_keys)} that span two "
                            f"lambda and two alpha values; the other {len(groups) - len(panels)} are in the summary."))
@@ -251,7 +251,7 @@ def _read_panels(run: GridRun, cells: list) -> tuple[list, list]:
             continue
         if arrays is None:
             continue
-        features, labels, centers = (arrays[k] for k in FEATURE_ARRAYS)
+        features, labels, centers = arrays["features"], arrays["labels"], arrays["centers"]
         if np.isfinite(features).all() and np.isfinite(centers).all():
             panels.append(ScatterPanel(cell["lambda"], cell, features, labels, centers))
         else:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.metrics import AGREEMENT, METRICS, get_metric, label, shown_in
-from ablate.report.blocks import Note, Table
+from ablate.report.blocks import Block, Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
 from ablate.runs.configs import describe, split_noise, varying
 from ablate.runs.loading import GridRun
@@ -20,10 +20,10 @@ def cells_text(results: pd.DataFrame) -> str:
     return f"{len(results)} cells: " + ", ".join(f"{counts[s]} {s}" for s in order)
 
 
-def status_blocks(run: GridRun) -> list:
+def status_blocks(run: GridRun) -> list[Block]:
     """How many cells finished, diverged or failed; the cells that did not finish ok, with why."""
     results = run.results
-    blocks = [Note(cells_text(results) + ".")]
+    blocks: list[Block] = [Note(cells_text(results) + ".")]
     blocks += shared_training_notes(run)
     unfinished = results[results["status"] != "ok"]
     if not unfinished.empty:
@@ -93,7 +93,7 @@ def best_cells(means: pd.DataFrame, seeds) -> pd.DataFrame:
     return best
 
 
-def summary_blocks(run: GridRun) -> list:
+def summary_blocks(run: GridRun) -> list[Block]:
     """Per configuration: seeds and mean ± 95% CI half-width of each metric; the best mean in bold."""
     if run.summary.empty:
         return [Note("Summary, heatmaps and metrics against lambda left out: no cell finished with status ok.")]
@@ -109,13 +109,13 @@ def summary_blocks(run: GridRun) -> list:
                "times; raw distances, which shrink with the whole feature scale, are never ranked).")
     if fixed:
         caption += f" Fixed in every cell: {describe(fixed)}."
-    blocks = [Table("Summary over seeds", html, caption=caption)]
+    blocks: list[Block] = [Table("Summary over seeds", html, caption=caption)]
     if run.summary["n_seeds"].max() < 2:
         blocks.append(Note("One seed per configuration: no 95% confidence intervals or bands."))
     return blocks
 
 
-def variant_agreement(run: GridRun) -> tuple:
+def variant_agreement(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """For the ok cells that differ only in variant, where two or more variants finished: (per metric: cells
     compared, max and mean difference and where it is largest; per cell: each metric per variant and its
     max - min over the variants that ran). None if the run has one variant."""

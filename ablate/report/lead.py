@@ -234,7 +234,8 @@ def _objective_line(table: Ranking, setting: dict, standings: list) -> list:
     if best is None:
         return [(f"{where}: no objective trained a seed.", "")]
     parts = [(f"{where}: best by {metric_name(metric)}: {best.objective} ({value_text(metric, best.mean)})", "")]
-    quiet, few, failing, unranked = [], {}, [], 0
+    few: dict[str, int] = {}  # a "too few seeds" verdict -> how many objectives have it
+    quiet, failing, unranked = [], [], 0
     for s in standings:
         if s is best:
             continue

@@ -3,6 +3,7 @@ shapes, dtypes, label ranges, and the sizes the file claims checked before anyth
 
 import io
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -15,6 +16,16 @@ from ablate.runs.schema import (
     PREDICTIONS,
     RunFolderError,
 )
+
+
+class CellFeatures(TypedDict):
+    """A cell's .npz as read_features gives it: its FEATURE_ARRAYS, then its PREDICTIONS (None in a file written
+    before cells saved them)."""
+
+    features: np.ndarray  # (N, D) float
+    labels: np.ndarray  # (N,) int
+    centers: np.ndarray  # (C, D) float
+    predictions: np.ndarray | None  # (N,) int
 
 
 def features_npz(features: np.ndarray, labels: np.ndarray, centers: np.ndarray, predictions: np.ndarray) -> bytes:
@@ -66,7 +77,7 @@ def _check_claimed_sizes(shapes: dict, path: Path) -> None:
                                  f"{MAX_FEATURE_DIM:,}")
 
 
-def read_features(path: str | Path, holdout_classes: int = 0) -> dict[str, np.ndarray | None]:
+def read_features(path: str | Path, holdout_classes: int = 0) -> CellFeatures:
     """A cell's .npz, checked: {"features": (N, D) float, "labels": (N,) int in [0, C + holdout_classes),
     "centers": (C, D) float, "predictions": (N,) int in [0, C), or None in a file written before cells saved
     them}. In an open-set cell the labels >= C are the classes held out of training (no center). The sizes the
@@ -104,4 +115,4 @@ def read_features(path: str | Path, holdout_classes: int = 0) -> dict[str, np.nd
         if len(predictions) and (predictions.min() < 0 or predictions.max() >= len(centers)):
             raise RunFolderError(f"{path}: predictions must lie in [0, {len(centers)}), got {predictions.min()} to "
                                  f"{predictions.max()}")
-    return dict(zip((*FEATURE_ARRAYS, PREDICTIONS), (features, labels, centers, predictions)))
+    return CellFeatures(features=features, labels=labels, centers=centers, predictions=predictions)

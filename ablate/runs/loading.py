@@ -16,12 +16,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ablate.io import UnreadableFile, path_kind, read_regular_bytes
 from ablate.runs.columns import ConfigColumns
-from ablate.runs.features import read_features
+from ablate.runs.features import CellFeatures, read_features
 from ablate.runs.manifest import config_columns, read_manifest, run_kind
 from ablate.runs.readers import empty_table, holdout_of, read_provenance, read_records, read_table
 from ablate.runs.schema import (
@@ -73,7 +72,7 @@ class GridRun:
         """Where the grid stored the cell's test features, labels and centers (.npz)."""
         return features_path(self.path, cell_id)
 
-    def read_features(self, row: dict | pd.Series) -> dict[str, np.ndarray | None] | None:
+    def read_features(self, row: dict | pd.Series) -> CellFeatures | None:
         """The test features of the cell of a results row, checked (ablate.runs.features.read_features; its
         held-out classes are labels beyond its centers); None when the cell saved none. RunFolderError when the
         file is unusable."""

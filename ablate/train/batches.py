@@ -3,7 +3,8 @@ Datasets streamed through a DataLoader.
 
     cell_data(config)                                  the cell's data: Splits (arrays) or StreamedSplits
     training_batches(data, trained_classes, device, loader_workers)   InMemory | Streamed: .epoch(order, B, ranks)
-    scoring(part, data, device, loader_workers)        Scoring | StreamedScoring of a validation or test part
+    scoring(data, split, device, loader_workers)       Scoring | StreamedScoring of the validation or test part
+    examples(part)                                     how many examples a part holds
 
 Both kinds of training batches draw each epoch's order from the same generator in the same way (a permutation of the
 examples, split into global batches of B), so a cell gets the same batches whether its data is held in memory or
@@ -14,6 +15,7 @@ labels are checked (shape, integer labels in [0, C)) before they reach the model
 
 import math
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import torch
@@ -111,7 +113,7 @@ class Streamed:
         self.loader: DataLoader | None = None
 
     def __len__(self) -> int:
-        return len(self.data.train)  # type: ignore[arg-type]
+        return examples(self.data.train)
 
     def epoch(self, order: torch.Generator, global_batch: int, ranks=ONE_PROCESS) -> Iterator[tuple]:
         """As InMemory.epoch; every rank loads the global batch and keeps its rows."""
@@ -158,10 +160,17 @@ class StreamedScoring(Scoring):
         return features, predictions, torch.cat(labels).numpy()
 
 
-def scoring(part: Samples | TorchDataset, data: Splits | StreamedSplits, device: torch.device,
-            loader_workers: int = 0, *, split: str) -> Scoring:
-    """How to score a model on `part` (data.validation or data.test(); `split` names it): its arrays moved to
-    `device` once, or a streamed Dataset loaded with `loader_workers`."""
+def scoring(data: Splits | StreamedSplits, split: Literal["validation", "test"], device: torch.device,
+            loader_workers: int = 0) -> Scoring:
+    """How to score a model on the `split` ("validation" or "test": data.validation or data.test()) of `data`: its
+    arrays moved to `device` once, or a streamed Dataset loaded with `loader_workers`."""
     if isinstance(data, StreamedSplits):
+        part = data.validation if split == "validation" else data.test()
         return StreamedScoring(part, f"{data.name} ({split} part)", data, device, loader_workers)
-    return Scoring(part, device)
+    return Scoring(data.validation if split == "validation" else data.test(), device)
+
+
+def examples(part: Samples | TorchDataset) -> int:
+    """The number of examples of a part of a cell's data (a streamed Dataset's len(): ablate.data.external checked
+    that it has one)."""
+    return len(part)  # type: ignore[arg-type]  # torch's Dataset declares no __len__ (not every Dataset has one)

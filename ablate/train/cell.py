@@ -22,7 +22,7 @@ from ablate.objectives import describe_objective
 from ablate.runs.features import features_npz
 from ablate.runs.record import CellRecord, validation_key
 from ablate.runs.weights import CENTERS, read_weights_header
-from ablate.train.batches import cell_data, scoring, training_batches
+from ablate.train.batches import cell_data, examples, scoring, training_batches
 from ablate.train.config import INERT_AT_ZERO_LAMBDA, CellConfig, shared_training_key
 from ablate.train.evaluate import evaluate
 from ablate.train.followers import CenterFollower
@@ -148,6 +148,7 @@ def build_cell_model(config: CellConfig, input_shape: tuple, trained_classes: in
                                                                                            TrainingObjective]:
     """(the model a cell trains, its objective): the model of config.model for inputs of input_shape with its
     embedding norm, the objective's head attached; its weights drawn from config.seed (then the head's)."""
+    assert config.embedding_norm is not None  # unset only until CellConfig fills in the head's recipe
     torch.manual_seed(config.seed)  # the weights and the centers; the batch order has its own generator
     model = build_model(config.model, input_shape, config.feat_dim, trained_classes, config.embedding_norm)
     objective = TrainingObjective(config, trained_classes)  # after the model's weights: softmax cells draw as before
@@ -224,6 +225,7 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
     trained_classes = data.trained_classes
     training = training_batches(data, trained_classes, device, loader_workers)
 
+    assert config.embedding_norm is not None  # unset only until CellConfig fills in the head's recipe
     if EMBEDDING_NORMS[config.embedding_norm].batch_statistics and len(training) % config.batch_size == 1:
         raise ValueError(f"embedding_norm {config.embedding_norm} needs at least 2 samples in every batch, and the "
                          f"last batch of {len(training)} training samples at batch_size {config.batch_size} holds "
@@ -235,8 +237,7 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
                            rule=config.rule, alpha=config.alpha, device=device,
                            placement=ranks.placement(trained_classes))
     trackers = [CenterFollower(f, trained_classes, device, centers_drawn_at) for f in followers]
-    validation = (scoring(data.validation, data, device, loader_workers, split="validation")
-                  if len(data.validation) else None)
+    validation = scoring(data, "validation", device, loader_workers) if examples(data.validation) else None
     if watch is not None and validation is None:
         raise ValueError("a watched cell (a tuning trial) needs a validation split: val_fraction must be above 0")
 
@@ -250,6 +251,7 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
             tracker.end_epoch(len(training))
         stop = False
         if watch is not None:
+            assert validation is not None  # a watched cell has one (refused above otherwise)
             value = validation.metric(watch.metric, model, criterion.full_centers().float().cpu().numpy(),
                                       config.center_space)
             history.validation.append(None if math.isnan(value) else value)
@@ -273,7 +275,7 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
         return [None]
     scorings = {validation_key: validation} if validation is not None else {}
     if scored_on_test:  # the only read of the test split
-        scorings[_test_key] = scoring(data.test(), data, device, loader_workers, split="test")
+        scorings[_test_key] = scoring(data, "test", device, loader_workers)
     outputs = {key: scorer.outputs(model) for key, scorer in scorings.items()}
     if history.finished_ok and not all(np.isfinite(features).all() for features, _, _ in outputs.values()):
         history.diverged_epoch = config.epochs  # the last steps broke the weights after the last finite loss
@@ -298,7 +300,7 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
         return CellRecord(
             config=cell.to_dict(), objective=describe_objective(cell.to_dict()), metrics=metrics,
             held_out_classes=",".join(map(str, data.held_out)), train_samples=len(training),
-            validation_samples=len(data.validation),
+            validation_samples=examples(data.validation),
             test_samples=len(outputs[_test_key][2]) if scored_on_test else None, scored_on_test=scored_on_test,
             validation_metric=watch.metric if watch is not None else None,
             train_samples_per_s=history.samples / train_time if train_time > 0 else None, train_time_s=train_time,
@@ -307,7 +309,7 @@ def _train_and_evaluate(config: CellConfig, device: torch.device, features_paths
             world_size=ranks.world_size, curves=curves,
         ).to_dict()
 
-    records = [record(config, centers, history.curves(), features_paths[0])]
+    records: list[dict | None] = [record(config, centers, history.curves(), features_paths[0])]
     for tracker, path in zip(trackers, features_paths[1:]):
         stands = tracker.stands_for_its_cell and history.diverged_epoch is None
         records.append(record(tracker.config, tracker.centers().float().cpu().numpy(),

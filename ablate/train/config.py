@@ -100,8 +100,8 @@ class CellConfig:
     lr_gamma: float = _recipe_option("Factor of each learning-rate decay.")
     seed: int = _option(0, "Seed of the weights, centers and batch order, and (unless --split-seed) of the split: an "
                            f"integer in [0, {SEED_MAX}] (what scikit-learn's splitter takes).")
-    split_seed: int | None = _option(None, "Seed of the train/validation/test split and of the held-out classes; "
-                                           "unset: --seed.")
+    split_seed: int = _option(None, "Seed of the train/validation/test split and of the held-out classes; unset: "
+                                    "--seed.")
     device: str = _option(AUTO, "Device; auto = CUDA when present.", training_devices)
     num_classes: int = _option(10, "Number of classes (synthetic data; the others have 10).")
     synthetic_dim: int = _option(32, "Input dimension of the synthetic data.")
@@ -197,7 +197,7 @@ class CellConfig:
         return {key_name(name): value for name, value in asdict(self).items()}
 
 
-def config_columns() -> dict:
+def config_columns() -> dict[str, Column]:
     """The grid keys, in CellConfig's field order ("lambda", not "lambda_"), each with its type (name ->
     ablate.runs.columns.Column, as run.json declares them): the config columns of every table of a run folder and
     the keys a cell's id hashes."""
@@ -289,14 +289,15 @@ def normalized_option(key: str, value):
     return _folder(value) if key == "data_dir" and isinstance(value, str) else value
 
 
-def config_types() -> dict:
+def config_types() -> dict[str, Column]:
     """key -> Column (ablate.runs.columns) of every cell option, in field order, as a grid's run.json declares its
     config columns and every reader checks them: int options integers, float options numbers, the others text; null
     where an option may be unset; the seed in its range."""
+    kinds: dict[object, str] = {int: "integer", float: "number", bool: "flag"}  # by annotation; any other: text
     types = {}
     for f in fields(CellConfig):
         nullable = type(None) in typing.get_args(f.type)
-        kind = {int: "integer", float: "number", bool: "flag"}.get(_number_type(f.type) or f.type, "text")
+        kind = kinds.get(_number_type(f.type) or f.type, "text")
         types[key_name(f.name)] = RANGES.get(f.name) or Column(kind, nullable=nullable)
     return types
 

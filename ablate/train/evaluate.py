@@ -56,11 +56,15 @@ class Scoring:
 
     def metric(self, name: str, model: nn.Module, centers: np.ndarray, center_space: str) -> float:
         """The registry's metric `name` of the model on this split, with centers (C, D) in `center_space` (the cell's);
-        NaN where the features are not finite (the cell is breaking down) or the metric is undefined."""
+        NaN where the features are not finite (the cell is breaking down) or the metric is undefined. A ValueError
+        for a metric the training run measures itself (times, rates: nothing to compute from a split)."""
+        metric = get_metric(name)
+        if metric.compute is None:
+            raise ValueError(f"metric {name!r} is measured by the training run, not computed from a split; expected "
+                             f"one of {', '.join(m.name for m in computed_metrics())}")
         features, predictions, labels = self.outputs(model)
         if not (np.isfinite(features).all() and np.isfinite(centers).all()):
             return float("nan")
-        metric = get_metric(name)
         in_space = in_center_space(torch.from_numpy(features), center_space).numpy()
         evaluations = split_evaluations(features, labels, predictions, centers, in_space)
         return float(metric.compute(evaluations[metric.open_set]))

@@ -5,10 +5,19 @@ pytorch-metric-learning, which is imported only when a cell uses one of them.
                                              .pair_loss(features, labels), .annealing_weight()
 """
 
+from typing import TYPE_CHECKING, Protocol
+
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ablate.objectives import HEADS, PAIR_LOSSES, annealing_weight
+
+if TYPE_CHECKING:
+    # The mixins' base: at run time the pml head class _head_class combines them with, a subclass of this one (where
+    # get_angles and modify_cosine_of_target_classes are defined); pml declares no types.
+    from pytorch_metric_learning.losses import LargeMarginSoftmaxLoss as _MarginHead
+else:
+    _MarginHead = object
 
 # pml takes a head's angle as acos(clamp(cos, -1, 1)), whose gradient is infinite at |cos| = 1: with 2-D features
 # a float32 cosine reaches 1.0 within the first epoch and the cell diverges. The angle is taken at the cosine
@@ -16,14 +25,14 @@ from ablate.objectives import HEADS, PAIR_LOSSES, annealing_weight
 ANGLE_EPS = 1e-6
 
 
-class FiniteAngleGradient:
+class FiniteAngleGradient(_MarginHead):
     """Mixin for a pml head that computes angles (get_angles): the cosine clamped inside (-1, 1) first."""
 
     def get_angles(self, cosine_of_target_classes):
         return super().get_angles(cosine_of_target_classes.clamp(-1 + ANGLE_EPS, 1 - ANGLE_EPS))
 
 
-class AnnealedTarget:
+class AnnealedTarget(_MarginHead):
     """Mixin for pml's SphereFaceLoss (whose target cosine becomes psi(theta_y)): the target's cosine becomes
     (lambda cos theta_y + psi(theta_y)) / (1 + lambda), pml's logit scale (s ||x||) applied after, with lambda
     annealed over the training steps by the paper's schedule (ablate.objectives.annealing_weight). Each loss
@@ -62,12 +71,21 @@ def _library_options(entry, config) -> dict:
     return {**entry.fixed, **options}
 
 
+class LibraryHead(Protocol):
+    """What a cell calls of a pml head (pml declares no types): its loss (a scalar, the mean over the batch) of
+    features (B, D) and labels (B,), and its logits (B, C) of features (B, D) without the margin."""
+
+    def __call__(self, embeddings: Tensor, labels: Tensor) -> Tensor: ...
+
+    def get_logits(self, embeddings: Tensor) -> Tensor: ...
+
+
 class HeadLogits(nn.Module):
     """The logits (B, C) of a pml head from features (B, D), without the margin (pml's get_logits): what the cell's
     predictions are made from. It holds the head's loss module, so that the head's weights W (D, C) are parameters
     of the model: trained by its optimizer, moved with it, and evaluated with it."""
 
-    def __init__(self, loss: nn.Module):
+    def __init__(self, loss: LibraryHead):
         super().__init__()
         self.loss = loss
 
