@@ -11,7 +11,6 @@ import torch
 from click.testing import CliRunner
 
 from ablate.data import Samples
-
 from ablate.grid.cli import grid_command
 from ablate.metrics import (
     CENTER_SPACE,
