@@ -15,7 +15,14 @@ def compare_command(run_a, run_b):
     numbers and in words. Seeds both runs ran are paired on (the others left out, and said so), never taken as
     independent draws; runs with no seed in common are compared unpaired. A side with one seed is untestable (the
     change alone)."""
-    from ablate.analysis.findings import DROPPED_TEXT, method_text, pairing_sentence, power_sentence, run_findings
+    from ablate.analysis.findings import (
+        DROPPED_TEXT,
+        method_text,
+        pairing_sentence,
+        power_sentence,
+        run_findings,
+        split_noise_text,
+    )
     from ablate.runs.configs import format_label
     from ablate.runs.loading import GridRun, load_run
 
@@ -44,7 +51,8 @@ def compare_command(run_a, run_b):
         what += " (the runs differ in " + ", ".join(f"{k}: {format_label(a)} -> {format_label(b)}"
                                                      for k, (a, b) in findings.changed.items()) + ")"
     what += f" ({findings.unmatched} held by one run only)." if findings.unmatched else "."
-    click.echo(f"{what} {pairing_sentence(findings)} {method_text(findings)} {DROPPED_TEXT}")
+    method = method_text(findings, split_noise=split_noise_text(*(run.results for run in runs)))
+    click.echo(f"{what} {pairing_sentence(findings)} {method} {DROPPED_TEXT}")
     power = power_sentence(findings)
     if power:
         click.echo(power)

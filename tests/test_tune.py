@@ -124,6 +124,33 @@ def test_objectives_are_the_rows_without_the_searched_keys_and_lambda_zero_stays
     assert len({o.study for o in objectives}) == 4
 
 
+def test_the_bundled_contest_is_every_objective_at_both_sizes_on_both_datasets_with_one_budget():
+    from ablate.data import recipe
+    from ablate.objectives import HEADS, NO_PAIR_LOSS, PAIR_LOSSES
+
+    spec = load_spec("contest")
+    settings = settings_from_table(spec.tune, spec.source)
+    objectives = plan_objectives(spec, settings)
+    datasets, sizes = ("digits", "fashion-mnist"), (64, 2)
+    pairs = [p for p in PAIR_LOSSES if p != NO_PAIR_LOSS]
+    expected = ([(d, f, h, NO_PAIR_LOSS, center) for d in datasets for f in sizes for h in HEADS
+                 for center in (False, True)]
+                + [(d, f, "softmax", p, False) for d in datasets for f in sizes for p in pairs])
+    found = [(o.fixed["dataset"], o.fixed["feat_dim"], o.fixed["head"], o.fixed["pair_loss"], "lambda" in o.space)
+             for o in objectives]
+    assert sorted(found) == sorted(expected) and len(found) == 5 * 2 * 2 * 2 + 2 * 2 * 2 == 48
+    for objective in objectives:  # center loss searched (lambda and alpha) exactly where the objective has it
+        center = "lambda" in objective.space
+        assert ("alpha" in objective.space) == center and (objective.fixed.get("lambda") == 0) != center
+        assert "lr" in objective.space
+        dataset_recipe = recipe(objective.fixed["dataset"])  # one trunk, batch and epochs per dataset
+        assert {k: objective.fixed[k] for k in ("model", "epochs", "batch_size")} == \
+            {"model": "mlp", "epochs": dataset_recipe.epochs, "batch_size": dataset_recipe.batch_size}
+    assert len({o.study for o in objectives}) == len(objectives)
+    assert (settings.budget, settings.seeds, settings.metric) == (16, 10, "cosine_map_at_r")
+    assert settings.final_seeds == list(range(1, 11)) and settings.trial_seed not in settings.final_seeds
+
+
 def test_alpha_is_searched_below_its_rules_stable_bound_and_integer_parameters_as_integers():
     spec = GridSpec(axes={**TINY_AXES, "rule": ["ema"], "alpha": [0.01], "lambda": [0.1], "head": ["sphereface"]})
     (objective,) = plan_objectives(spec, tiny_settings())

@@ -7,7 +7,8 @@ headline metric compared over seeds (ablate.analysis.stats.compare_sides), adjus
     grid_findings(run)            each configuration against the same configuration at the reference
     run_findings(run_a, run_b)    each configuration both runs hold, B against A (`ablate compare`)
     declared_effects(run)         the effect of interest per metric, as the run's grid declares it
-    method_text(findings), power_sentence(findings)      how the numbers were obtained, and what they can detect
+    method_text(findings, ...), power_sentence(findings)  how the numbers were obtained, and what they can detect
+    split_noise_text(results)     what the spread over seeds holds: the test set's noise too, or the training's alone
 
 Seeds. A comparison uses the seeds that trained on both sides (ablate.analysis.outcomes): when the sides ran seeds in
 common it pairs on the common seeds that trained on both, whatever else either side ran (a seed on both sides is the
@@ -49,7 +50,7 @@ from ablate.analysis.stats import (
 )
 from ablate.io import UnreadableFile, parse_toml_text
 from ablate.metrics import POINTS, RATIO, Metric, headline_metrics, primary_metrics, secondary_metrics
-from ablate.runs.configs import describe, format_label, group_key, setting_key, varying
+from ablate.runs.configs import describe, format_label, group_key, seeds_draw_splits, setting_key, varying
 from ablate.runs.loading import GridRun
 
 SECONDARY = "secondary"
@@ -423,9 +424,20 @@ def family_text(findings: Findings, rows_are: str) -> str:
     return text
 
 
-def method_text(findings: Findings, rows_are: str = "the rows of this table") -> str:
+def split_noise_text(*results: pd.DataFrame) -> str:
+    """What the spread over the seeds of `results` (the tables compared) holds, for a caption: with every seed on its
+    own train/validation/test split (a grid), the test set's sampling noise as well as the training's; with seeds
+    sharing one split (a tune's final seeds, on the split their setting was selected on), the training's alone."""
+    if all(seeds_draw_splits(table) for table in results):
+        return "every seed draws its own train/test split, so the spread over seeds holds the test set's noise too"
+    return ("the seeds share one train/validation/test split (a tune's final seeds: the split their setting was "
+            "selected on), so the spread over seeds holds the training's noise, not the test set's: an interval "
+            "speaks for this test set")
+
+
+def method_text(findings: Findings, rows_are: str = "the rows of this table", *, split_noise: str) -> str:
     """How a findings table's numbers were obtained, for its caption (before DROPPED_TEXT); `rows_are`: what the
-    family's rows are."""
+    family's rows are; split_noise: what the spread over seeds holds (split_noise_text of the compared tables)."""
     untested = ""
     if any(d.verdict in UNTESTED for r in findings.rows for d in r.differences.values()):
         untested = (" A side with one seed, or a difference with no spread over seeds beyond rounding (a constant "
@@ -434,11 +446,10 @@ def method_text(findings: Findings, rows_are: str = "the rows of this table") ->
     effects = effects_sentence({n: d.effect for r in findings.rows for n, d in r.differences.items()})
     return ("Each headline metric: the change (paired t over seeds when both sides ran the same seeds; unpaired, "
             f"Welch's t when one side has at most {BALANCE:g} times the other's seeds, a permutation test of Welch's "
-            "t when the sides are further apart; every seed draws its own train/test split, so the spread over seeds "
-            "holds the test set's noise too), its simultaneous interval and p-value, Bonferroni-adjusted over its "
-            f"family ({family_text(findings, rows_are)}); identical sides are no test and no member of a family. A "
-            "verdict 'better' or 'worse' is given exactly when the interval excludes no change; otherwise "
-            "'equivalent' when the interval lies within the effect of interest"
+            f"t when the sides are further apart; {split_noise}), its simultaneous interval and p-value, "
+            f"Bonferroni-adjusted over its family ({family_text(findings, rows_are)}); identical sides are no test "
+            "and no member of a family. A verdict 'better' or 'worse' is given exactly when the interval excludes no "
+            "change; otherwise 'equivalent' when the interval lies within the effect of interest"
             + (f" ({effects})" if effects else "")
             + f", 'underpowered' when the MDE exceeds it, else 'no detectable difference'. MDE: the smallest true "
             f"change detected with {POWER:.0%} power at the family's level with these seeds, given the observed "

@@ -19,6 +19,7 @@ from ablate.analysis.findings import (
     grid_findings,
     method_text,
     power_sentence,
+    split_noise_text,
 )
 from ablate.analysis.objective_findings import varies_objective
 from ablate.analysis.stats import DIFFERENT, EQUIVALENT, SIGNIFICANCE, UNDERPOWERED, UNTESTED
@@ -34,9 +35,11 @@ WORSE_CSS = "background-color: #f6d5d5;"
 COLOURS_TEXT = "Green: better, red: worse."
 
 
-def method_caption(findings: Findings, what: str, rows_are: str = "the rows of this table") -> str:
-    """A findings table's caption: what it compares, how its numbers were obtained, what its colours say."""
-    return f"{what} {method_text(findings, rows_are)} {COLOURS_TEXT} {DROPPED_TEXT}"
+def method_caption(run: GridRun, findings: Findings, what: str, rows_are: str = "the rows of this table") -> str:
+    """A findings table's caption: what it compares, how its numbers were obtained (on the run's splits), what its
+    colours say."""
+    method = method_text(findings, rows_are, split_noise=split_noise_text(run.results))
+    return f"{what} {method} {COLOURS_TEXT} {DROPPED_TEXT}"
 
 
 def coloured(frame: pd.DataFrame, verdicts: list) -> str:
@@ -117,12 +120,12 @@ def findings_blocks(run: GridRun) -> list:
             f"seeds column says how many.{open_set}")
     role = "" if pooled.role == CONFIRMATORY else " (exploratory)"
     blocks.append(Table(f"Findings: each {key} against {reference}{role}", findings_table(pooled),
-                        caption=method_caption(pooled, what, rows_are=f"the values of {key}")))
+                        caption=method_caption(run, pooled, what, rows_are=f"the values of {key}")))
     what = f"Each setting against the same setting at {reference}."
     if findings.unmatched:
         what += f" {findings.unmatched} settings have no counterpart there and are not compared."
     blocks.append(Table(f"Findings per setting: against {reference} (exploratory)", findings_table(findings),
-                        caption=method_caption(findings, what + open_set, rows_are="the settings"),
+                        caption=method_caption(run, findings, what + open_set, rows_are="the settings"),
                         collapsed=True))
     return blocks
 

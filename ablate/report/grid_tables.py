@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 
+from ablate.analysis.findings import split_noise_text
 from ablate.metrics import AGREEMENT, METRICS, label, shown_in
 from ablate.report.blocks import Note, Table
 from ablate.report.styling import BEST_CSS, plain_table, render
-from ablate.runs.configs import describe, seeds_draw_splits, varying
+from ablate.runs.configs import describe, varying
 from ablate.runs.loading import GridRun
 from ablate.runs.schema import STATUSES
 from ablate.runs.summary import mean_ci_text
@@ -75,14 +76,10 @@ def summary_blocks(run: GridRun) -> list:
     css = pd.DataFrame("", index=text.index, columns=text.columns)
     css[best.columns] = np.where(best, BEST_CSS, "")
     html = render(text.style.apply(lambda _: css, axis=None))
-    noise = ("each seed draws its own train/test split, so the interval holds the test set's noise too"
-             if seeds_draw_splits(run.results) else
-             "the seeds share one train/validation/test split: the interval holds the training's noise, not the test "
-             "set's")
-    caption = (f"Mean ± half-width of the 95% t-interval over seeds ({noise}); seeds: cells that finished ok; a "
-               "configuration with a diverged seed shows 'diverged', not a mean of its survivors. Bold: the best mean "
-               "of each metric among the configurations with the most seeds (lower is better for times; raw "
-               "distances, which shrink with the whole feature scale, are never ranked).")
+    caption = (f"Mean ± half-width of the 95% t-interval over seeds ({split_noise_text(run.results)}); seeds: cells "
+               "that finished ok; a configuration with a diverged seed shows 'diverged', not a mean of its survivors. "
+               "Bold: the best mean of each metric among the configurations with the most seeds (lower is better for "
+               "times; raw distances, which shrink with the whole feature scale, are never ranked).")
     if fixed:
         caption += f" Fixed in every cell: {describe(fixed)}."
     blocks = [Table("Summary over seeds", html, caption=caption)]

@@ -40,10 +40,10 @@ ACCURACY, COMPACTNESS = "test_accuracy", "unit_intra_class_distance"
 HEAD_MARKERS = dict(zip(HEADS, "osD^vP*X"))  # one marker per head, in registry order
 
 
-def _table(findings: Findings, title: str, what: str, rows_are: str) -> Table:
+def _table(run: GridRun, findings: Findings, title: str, what: str, rows_are: str) -> Table:
     if findings.unmatched:
         what += f" {findings.unmatched} objectives have no counterpart in their setting and are not compared."
-    return Table(title, findings_table(findings), caption=method_caption(findings, what, rows_are=rows_are))
+    return Table(title, findings_table(findings), caption=method_caption(run, findings, what, rows_are=rows_are))
 
 
 def ranking_caption(table: Ranking) -> str:
@@ -92,13 +92,13 @@ def objective_blocks(run: GridRun) -> list:
                            "objective in its setting (`ablate report --reference head=NAME` takes NAME alone as the "
                            "reference)."))
     else:
-        blocks.append(_table(findings, f"Findings: every objective against {reference} (exploratory)",
+        blocks.append(_table(run, findings, f"Findings: every objective against {reference} (exploratory)",
                              f"Each objective against {reference} in the same setting of the other keys, over the same "
                              "seeds (the objective names its head with its margin m and scale s, its pair loss and its "
                              "center loss).", "the objectives of this table"))
     center = center_findings(run)
     if center.rows:
-        blocks.append(_table(center, "Findings: center loss added to each objective against that objective alone "
+        blocks.append(_table(run, center, "Findings: center loss added to each objective against that objective alone "
                                      "(exploratory)",
                              "Each objective with center loss (lambda > 0) against the same objective without it, "
                              "in the same setting, over the same seeds.", "the objectives of this table"))
