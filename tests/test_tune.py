@@ -205,6 +205,25 @@ def test_the_test_split_is_read_by_the_final_seeds_alone(tmp_path, monkeypatch):
     assert sorted(run.results["cell_id"]) == sorted(outcome.finals)
 
 
+def test_center_loss_is_compared_with_its_head_alone_each_at_its_own_selected_setting(tmp_path):
+    """A head's scale is searched with center loss and without it: the two selected scales differ, and center loss
+    must still be compared with the head alone (before: 'no counterpart' for every head with a searched parameter)."""
+    from ablate.analysis.objective_findings import center_findings
+
+    spec = GridSpec(axes={**TINY_AXES, "head": ["softmax", "normface"], "lambda": [0, 0.1]})
+    # scales above about 30 with center loss diverged in this tiny training: every trial, so nothing to select
+    run_tiny(tmp_path / "run", spec, tiny_settings(budget=2, space={"scale": (2.0, 8.0)}))
+    run = load_run(tmp_path / "run")
+    normface = run.results[run.results["head"] == "normface"]
+    scales = {lam > 0: set(cells["scale"]) for lam, cells in normface.groupby("lambda")}
+    assert len(scales[True]) == len(scales[False]) == 1 and scales[True] != scales[False]  # each its own setting
+    findings = center_findings(run)
+    assert findings.unmatched == 0
+    against = {row.setting["objective"].split(" ")[0]: row.against for row in findings.rows}
+    assert set(against) == {"softmax", "normface"}
+    assert against["normface"] == f"normface s={scales[False].pop():g}"  # the head alone, at its selected scale
+
+
 # --- pruning -------------------------------------------------------------------------------------------------
 
 def test_pruned_trials_are_recorded_as_pruned_and_never_enter_the_findings(tmp_path):
