@@ -224,8 +224,8 @@ def test_the_command_refuses_cells_this_machine_cannot_run_before_writing_anythi
 def test_the_command_lists_the_bundled_grids():
     result = CliRunner().invoke(grid_command, ["--list"])
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.output.splitlines()] == ["default", "fashion", "losses", "paper-mnist",
-                                                                        "variants"]
+    assert [line.split()[0] for line in result.output.splitlines()] == ["contest", "default", "fashion", "losses",
+                                                                        "paper-mnist", "variants"]
 
 
 def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):
