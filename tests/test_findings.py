@@ -65,17 +65,18 @@ def _cell_arrays(seed: int, spread: float):
     return features.astype(np.float32), labels, centers.astype(np.float32), predictions
 
 
-def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0):
+def make_known_grid(run_dir, *, spreads, seeds=(0, 1, 2), diverged=(), holdout=0, split_seed=None):
     """A grid run folder: lambda -> spread of its features (the same spread as another lambda with the same seeds
     gives identical cells); (lambda, seed) pairs in `diverged` diverged; with `holdout`, open-set cells whose last
-    `holdout` classes have no center. Metrics computed from the features."""
+    `holdout` classes have no center; with `split_seed`, every seed on that one split (as a tune's final seeds).
+    Metrics computed from the features."""
     claim(run_dir, "grid", config_columns=config_columns())
     store = CellStore(run_dir)
     records = []
     for lam, spread in spreads.items():
         for seed in seeds:
             config = CellConfig(dataset="synthetic", num_classes=CLASSES, feat_dim=DIM, lambda_=lam,
-                                seed=seed, holdout_classes=holdout).to_dict()
+                                seed=seed, split_seed=split_seed, holdout_classes=holdout).to_dict()
             record = {**config, "cell_id": cell_id(config), "train_samples_per_s": 1.0, "train_time_s": 1.0,
                       "wall_time_s": 1.0, "resolved_device": "cpu"}
             features, labels, centers, predictions = _cell_arrays(seed, spread)
@@ -411,6 +412,22 @@ def test_compare_says_how_its_numbers_were_obtained_in_a_caption_of_its_own(tmp_
             in caption)
     assert caption.endswith("shares in percentage points. " + DROPPED_TEXT)
     assert "Green" not in result.output  # the report's colours: a terminal shows none
+
+
+def test_the_captions_say_whether_each_seed_drew_its_own_split_or_all_shared_one(tmp_path):
+    """A tune's final seeds share the split their setting was selected on: their intervals hold the training's noise,
+    not the test set's, and every caption that says what the spread over seeds holds must say so."""
+    own = make_known_grid(tmp_path / "own", spreads={0.0: 1.5, 0.1: 0.5})
+    shared = make_known_grid(tmp_path / "shared", spreads={0.0: 1.5, 0.1: 0.5}, split_seed=0)
+    drawn, one_split = "every seed draws its own train/test split", "the seeds share one train/validation/test split"
+    pages = {name: build_report([run], tmp_path / f"{name}.html", progress=False).read_text()
+             for name, run in (("own", own), ("shared", shared))}
+    # the summary's caption and both findings tables' (the pooled lambda table and the per-setting one)
+    assert pages["own"].count(drawn) == 3 and one_split not in pages["own"]
+    assert pages["shared"].count(one_split) == 3 and drawn not in pages["shared"]
+    result = CliRunner().invoke(main, ["compare", str(own), str(shared)])
+    assert result.exit_code == 0, result.output
+    assert one_split in result.output and drawn not in result.output  # one side shared its split
 
 
 def test_open_set_metrics_appear_under_their_own_heading(tmp_path):

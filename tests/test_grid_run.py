@@ -231,7 +231,7 @@ def test_the_command_lists_the_bundled_grids():
     result = CliRunner().invoke(grid_command, ["--list"])
     assert result.exit_code == 0
     names = [line.split()[0] for line in result.output.splitlines() if not line.startswith(" ")]  # then descriptions
-    assert names == ["default", "fashion", "losses", "paper-mnist", "variants"]
+    assert names == ["contest", "default", "fashion", "losses", "paper-mnist", "variants"]
 
 
 def test_stale_temp_files_are_removed_and_one_run_holds_the_folder(tmp_path):

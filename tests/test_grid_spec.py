@@ -101,7 +101,7 @@ def test_a_malformed_spec_file_is_refused_with_the_reason(tmp_path, text, messag
 
 
 def test_an_unknown_grid_name_lists_the_bundled_grids(tmp_path):
-    with pytest.raises(ValueError, match="expected one of default, fashion, losses, paper-mnist, variants"):
+    with pytest.raises(ValueError, match="expected one of contest, default, fashion, losses, paper-mnist, variants"):
         load_spec("nonesuch")
     with pytest.raises(ValueError, match="does not exist"):
         load_spec(tmp_path / "missing.toml")
@@ -121,7 +121,7 @@ def test_the_resolved_toml_loads_back_to_the_same_cells(tmp_path):
 
 def test_bundled_grids_are_listed_with_descriptions_and_expand():
     grids = bundled_grids()
-    assert set(grids) == {"default", "fashion", "losses", "paper-mnist", "variants"}
+    assert set(grids) == {"contest", "default", "fashion", "losses", "paper-mnist", "variants"}
     for name, description in grids.items():
         assert description, name
         assert expand(load_spec(name)), name

@@ -124,6 +124,33 @@ def test_objectives_are_the_rows_without_the_searched_keys_and_lambda_zero_stays
     assert len({o.study for o in objectives}) == 4
 
 
+def test_the_bundled_contest_is_every_objective_at_both_sizes_on_both_datasets_with_one_budget():
+    from ablate.data import recipe
+    from ablate.objectives import HEADS, NO_PAIR_LOSS, PAIR_LOSSES
+
+    spec = load_spec("contest")
+    settings = settings_from_table(spec.tune, spec.source)
+    objectives = plan_objectives(spec, settings)
+    datasets, sizes = ("digits", "fashion-mnist"), (64, 2)
+    pairs = [p for p in PAIR_LOSSES if p != NO_PAIR_LOSS]
+    expected = ([(d, f, h, NO_PAIR_LOSS, center) for d in datasets for f in sizes for h in HEADS
+                 for center in (False, True)]
+                + [(d, f, "softmax", p, False) for d in datasets for f in sizes for p in pairs])
+    found = [(o.fixed["dataset"], o.fixed["feat_dim"], o.fixed["head"], o.fixed["pair_loss"], "lambda" in o.space)
+             for o in objectives]
+    assert sorted(found) == sorted(expected) and len(found) == 5 * 2 * 2 * 2 + 2 * 2 * 2 == 48
+    for objective in objectives:  # center loss searched (lambda and alpha) exactly where the objective has it
+        center = "lambda" in objective.space
+        assert ("alpha" in objective.space) == center and (objective.fixed.get("lambda") == 0) != center
+        assert "lr" in objective.space
+        dataset_recipe = recipe(objective.fixed["dataset"])  # one trunk, batch and epochs per dataset
+        assert {k: objective.fixed[k] for k in ("model", "epochs", "batch_size")} == \
+            {"model": "mlp", "epochs": dataset_recipe.epochs, "batch_size": dataset_recipe.batch_size}
+    assert len({o.study for o in objectives}) == len(objectives)
+    assert (settings.budget, settings.seeds, settings.metric) == (16, 10, "cosine_map_at_r")
+    assert settings.final_seeds == list(range(1, 11)) and settings.trial_seed not in settings.final_seeds
+
+
 def test_alpha_is_searched_below_its_rules_stable_bound_and_integer_parameters_as_integers():
     spec = GridSpec(axes={**TINY_AXES, "rule": ["ema"], "alpha": [0.01], "lambda": [0.1], "head": ["sphereface"]})
     (objective,) = plan_objectives(spec, tiny_settings())
@@ -178,6 +205,25 @@ def test_the_test_split_is_read_by_the_final_seeds_alone(tmp_path, monkeypatch):
     run = load_run(tmp_path / "run")  # the findings pair the selected settings by the keys the tune did not search
     assert "lambda" in run.config_columns and not {"lr", "alpha", "seed", "split_seed"} & set(run.config_columns)
     assert sorted(run.results["cell_id"]) == sorted(outcome.finals)
+
+
+def test_center_loss_is_compared_with_its_head_alone_each_at_its_own_selected_setting(tmp_path):
+    """A head's scale is searched with center loss and without it: the two selected scales differ, and center loss
+    must still be compared with the head alone (before: 'no counterpart' for every head with a searched parameter)."""
+    from ablate.analysis.objective_findings import center_findings
+
+    spec = GridSpec(axes={**TINY_AXES, "head": ["softmax", "normface"], "lambda": [0, 0.1]})
+    # scales above about 30 with center loss diverged in this tiny training: every trial, so nothing to select
+    run_tiny(tmp_path / "run", spec, tiny_settings(budget=2, space={"scale": (2.0, 8.0)}))
+    run = load_run(tmp_path / "run")
+    normface = run.results[run.results["head"] == "normface"]
+    scales = {lam > 0: set(cells["scale"]) for lam, cells in normface.groupby("lambda")}
+    assert len(scales[True]) == len(scales[False]) == 1 and scales[True] != scales[False]  # each its own setting
+    findings = center_findings(run)
+    assert findings.unmatched == 0
+    against = {row.setting["objective"].split(" ")[0]: row.against for row in findings.rows}
+    assert set(against) == {"softmax", "normface"}
+    assert against["normface"] == f"normface s={scales[False].pop():g}"  # the head alone, at its selected scale
 
 
 # --- pruning -------------------------------------------------------------------------------------------------

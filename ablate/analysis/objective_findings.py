@@ -8,7 +8,8 @@ against that objective alone, each compared over seeds by the lambda findings' o
                               of cells that did not learn, compared with the best's by an exact test
     objective_findings(run)   each objective against the reference objective (the head of `--reference head=NAME`
                               alone, softmax alone by default), per setting of the other keys
-    center_findings(run)      each objective with lambda > 0 against the same objective with lambda = 0
+    center_findings(run)      each objective with lambda > 0 against the same objective with lambda = 0 (in a tune:
+                              the same head and pair loss as the tune fixed them, each at its own selected setting)
     objective_summary(run)    the summary table with each configuration's objective named
 
 Against the best. The best objective of a setting is the one with the best mean of RANKING_METRIC over its trained
@@ -53,6 +54,7 @@ from ablate.runs.configs import describe, varying
 from ablate.runs.loading import GridRun
 
 OBJECTIVE = "objective"
+CENTER_FREE = "without center, as compared"  # the objective without center loss, named by the compared keys only
 # The keys that name an objective with the head's and pair loss's (describe_objective): center loss's own.
 CENTER_KEYS = ("convention", "rule", "alpha")
 # The metric objectives are ranked and tested on, read from the metric registry: retrieval, where a contest of
@@ -84,12 +86,18 @@ def reference_objective(run: GridRun) -> str:
 
 
 def _named(run: GridRun) -> pd.DataFrame:
-    """The run's results with an objective column (recomputed from the config keys, also for an older run) and
-    the same objective at lambda = 0 (its center-free counterpart); kept on the run."""
+    """The run's results with an objective column (recomputed from the config keys, also for an older run), the
+    same objective at lambda = 0 (its center-free counterpart), and that counterpart named by the run's config keys
+    alone (CENTER_FREE): in a tune the searched parameters (a scale, a margin) are each objective's selected setting,
+    not part of what the tune compares, so CenterLoss's counterpart is the objective the tune ran without center
+    loss, at its own selected setting. Kept on the run."""
     if "objective results" not in run.cache:
         results = run.results.copy()
-        results[OBJECTIVE] = [describe_objective(row) for row in results.to_dict("records")]
-        results["without center"] = [describe_objective({**row, "lambda": 0.0}) for row in results.to_dict("records")]
+        records = results.to_dict("records")
+        searched = dict.fromkeys(k for k in OBJECTIVE_KEYS if k not in run.config_columns)
+        results[OBJECTIVE] = [describe_objective(row) for row in records]
+        results["without center"] = [describe_objective({**row, "lambda": 0.0}) for row in records]
+        results[CENTER_FREE] = [describe_objective({**row, **searched, "lambda": 0.0}) for row in records]
         run.cache["objective results"] = results
     return run.cache["objective results"]
 
@@ -227,16 +235,18 @@ def ranking(run: GridRun) -> Ranking:
     return result
 
 
-def _findings(run: GridRun, cache_key: str, counterpart: Callable[[pd.DataFrame], str | None]) -> Findings:
-    """Each objective against the objective counterpart(cells of the objective) names, within each setting; the
-    comparison and the family's adjustment are the lambda findings' (ablate.analysis.findings). Kept on the run."""
+def _findings(run: GridRun, cache_key: str,
+              counterpart: Callable[[pd.DataFrame, pd.DataFrame], str | None]) -> Findings:
+    """Each objective against the objective counterpart(cells of the objective, cells of its setting) names, within
+    each setting; the comparison and the family's adjustment are the lambda findings' (ablate.analysis.findings).
+    Kept on the run."""
     if cache_key in run.cache:
         return run.cache[cache_key]
     rows, unmatched = [], 0
     for setting, cells in by_setting(_named(run), setting_keys(run)):
         objectives = dict(list(cells.groupby(OBJECTIVE, sort=False)))
         for name, own in objectives.items():
-            against = counterpart(own)
+            against = counterpart(own, cells)
             if against is None or against == name:
                 continue
             if against in objectives:
@@ -251,12 +261,21 @@ def _findings(run: GridRun, cache_key: str, counterpart: Callable[[pd.DataFrame]
 def objective_findings(run: GridRun) -> Findings:
     """Each objective against the reference objective (reference_objective), paired over seeds, per setting."""
     reference = reference_objective(run)
-    return _findings(run, "objective findings", lambda own: reference)
+    return _findings(run, "objective findings", lambda own, setting: reference)
+
+
+def _without_center(own: pd.DataFrame, setting: pd.DataFrame) -> str:
+    """The objective of `setting` (its cells) that is `own`'s objective without center loss: the one of its objectives
+    at lambda 0 named as own's counterpart by the compared keys (CENTER_FREE), where exactly one is; else own's
+    objective at lambda 0 by name (unmatched when the setting has none)."""
+    alone = setting[setting[OBJECTIVE] == setting["without center"]]
+    found = alone.loc[alone[CENTER_FREE] == own[CENTER_FREE].iloc[0], OBJECTIVE].unique()
+    return found[0] if len(found) == 1 else own["without center"].iloc[0]
 
 
 def center_findings(run: GridRun) -> Findings:
     """Each objective with center loss (lambda > 0) against the same objective without it, per setting."""
-    return _findings(run, "center findings", lambda own: own["without center"].iloc[0])
+    return _findings(run, "center findings", _without_center)
 
 
 def objective_summary(run: GridRun) -> pd.DataFrame:

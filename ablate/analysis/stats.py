@@ -4,9 +4,11 @@
     seeds_needed(sd, effect, family_size, paired=..., other=...)            seeds to detect `effect` at 80% power
     effects_of_interest(declared)                                           the grid's effect of interest per metric
 
-A side is one configuration's values of one metric over its seeds, a: (n_a,) and b: (n_b,). Every seed draws its
-own train/test split (ablate.data), so the spread over seeds already holds the test set's sampling noise as well as
-the training's: a test over seeds is the whole inference, with nothing added for the test set.
+A side is one configuration's values of one metric over its seeds, a: (n_a,) and b: (n_b,). In a grid every seed
+draws its own train/test split (ablate.data), so the spread over seeds already holds the test set's sampling noise as
+well as the training's: a test over seeds is the whole inference, with nothing added for the test set. A tune's final
+seeds share the split their setting was selected on: there the test speaks for that test set (the training's noise
+alone), and the captions say so (ablate.analysis.findings.split_noise_text).
 
     paired (the same seeds on both sides)   d_s = b_s - a_s; estimate mean(d), variance var(d) / n, df n - 1
     unpaired, sizes within BALANCE          estimate mean(b) - mean(a); Welch's variance and degrees of freedom
