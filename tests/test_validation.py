@@ -98,8 +98,9 @@ def test_center_loss_refuses_at_construction_a_variant_that_cannot_run_here(monk
 
 def test_center_loss_refuses_an_unstable_rule_as_a_grid_does():
     """Before: CenterLoss(rule="ema", alpha=0.5) was accepted while a grid refused the cell. The batch decides: given
-    batch_size it is refused at construction with the grid's own words; whatever it is, an update of a batch at which
-    the rule is unstable is refused before any center moves."""
+    batch_size it is refused at construction with the grid's own words. An update is not refused by the worst case
+    of its batch (one class filling it): a batch's labels, not its size, decide whether a center overshoots, and the
+    reference tests update at such settings on purpose."""
     from ablate.loss import CenterLoss
     from ablate.train import CellConfig
 
@@ -108,12 +109,6 @@ def test_center_loss_refuses_an_unstable_rule_as_a_grid_does():
     with pytest.raises(ValueError) as built:
         CenterLoss(10, 2, rule="ema", alpha=0.5, batch_size=64)
     assert str(built.value) == str(grid_error.value)
-    crit = CenterLoss(10, 2, rule="ema", alpha=0.5)  # stable for batches of up to 4
-    before = crit.centers.clone()
-    with pytest.raises(ValueError, match="rule 'ema' with alpha 0.5 is unstable at batch_size 64"):
-        crit.update(torch.randn(64, 2), torch.randint(0, 10, (64,)))
-    assert torch.equal(crit.centers, before)
-    crit.update(torch.randn(4, 2), torch.randint(0, 10, (4,)))
-    assert not torch.equal(crit.centers, before)
+    CenterLoss(10, 2, rule="ema", alpha=0.5, batch_size=4)  # stable for batches of up to 4
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         CenterLoss(10, 2, batch_size=0)

@@ -43,8 +43,8 @@ class CenterLoss(nn.Module):
     variant that cannot run on `device` here (fused on a CPU without TRITON_INTERPRET=1) is refused. The rule's
     stability (ablate.loss.rules: the center error grows once a class's step times its count in the batch exceeds
     2) depends on the batch: given batch_size, a rule and alpha unstable at it are refused here, as a grid refuses
-    the cell; whatever batch_size, `update` refuses a batch (its local rows) at which they are unstable, before it
-    moves any center. Across ranks the step is the global batch's: a training passes batch_size x ranks.
+    the cell (an update is not refused by its batch's size alone: its labels decide whether a center overshoots).
+    Across ranks the step is the global batch's: a training passes batch_size x ranks.
     validate=False: forward and update skip the checks of the tensors and their host synchronizations (see
     ablate.loss.functional).
     """
@@ -62,11 +62,10 @@ class CenterLoss(nn.Module):
         self.convention: Convention = CONVENTIONS.get(convention)
         self.rule: Rule = RULES.get(rule)
         self.rule.check_alpha(alpha)
-        self._stable_up_to = 0  # the largest batch the rule was found stable at
-        if batch_size is not None:
+        if batch_size is not None:  # the batch a grid trains with: refused as the grid refuses it (Rule.check_stable)
             if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
                 raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-            self._check_stable(alpha, batch_size)
+            self.rule.check_stable(alpha, self.convention.name, batch_size)
         kind = device_type(device if device is not None else torch.get_default_device())
         if device_present(kind) and self.variant.name not in available_variants(kind):
             raise ValueError(f"variant {self.variant.name!r} cannot run on {kind} here: it needs "
@@ -97,17 +96,9 @@ class CenterLoss(nn.Module):
         return self.placement.loss(features, labels, self.centers, variant=self.variant, convention=self.convention,
                                    validate=self.validate)
 
-    def _check_stable(self, alpha: float, batch: int) -> None:
-        """Refuse (ValueError) a rule and alpha whose center error can grow at this batch (Rule.check_stable)."""
-        if batch > self._stable_up_to:
-            self.rule.check_stable(alpha, self.convention.name, batch)
-            self._stable_up_to = batch
-
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached. A batch at
-        which the rule is unstable is refused (ValueError) before any center moves."""
-        self._check_stable(self.alpha, len(labels))
+        """One step of this module's rule on the rows named by labels (B,); features (B, D) are detached."""
         self.placement.update(self.centers.data, features.detach(), labels, alpha=self.alpha, rule=self.rule,
                               convention=self.convention, variant=self.variant, validate=self.validate)
 

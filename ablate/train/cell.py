@@ -23,11 +23,12 @@ from ablate.runs.features import features_npz
 from ablate.runs.record import CellRecord, validation_key
 from ablate.runs.weights import CENTERS, read_weights_header
 from ablate.train.batches import cell_data, examples, scoring, training_batches
+from ablate.train.center_space import in_center_space
 from ablate.train.config import INERT_AT_ZERO_LAMBDA, CellConfig, shared_training_key
 from ablate.train.evaluate import evaluate
 from ablate.train.followers import CenterFollower
 from ablate.train.heads import TrainingObjective
-from ablate.train.loop import EpochWatch, TrainingHistory, in_center_space, train
+from ablate.train.loop import EpochWatch, TrainingHistory, train
 from ablate.train.memory import cell_memory, check_fits
 from ablate.train.probe import check_outputs
 from ablate.train.weights import model_state, weights_bytes

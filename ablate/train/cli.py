@@ -134,21 +134,21 @@ def train_command(out, features_path, weights_path, loader_workers, tensorboard_
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     outputs = {"--out": out, "--features": features_path, "--save-weights": weights_path}
-    named = [(hint, Path(path).resolve()) for hint, path in outputs.items() if path is not None]
-    for i, (hint, path) in enumerate(named):
-        for other, other_path in named[i + 1:]:
-            if path == other_path:
-                raise click.UsageError(f"{hint} and {other} name the same file {path}; give each its own")
     folder = out is not None and is_run_folder(out)
     for hint, path in [*outputs.items(), ("--tensorboard", tensorboard_dir)]:
         if path is not None:
-            try:  # before training: a result must never be lost to a path it cannot take
+            try:  # before training: a result must never be lost to a path it cannot take (a symlink loop included)
                 if folder and hint == "--out":
                     check_can_write(path, "grid")
                 else:
                     check_writable(path, folder=hint == "--tensorboard")
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
+    named = [(hint, Path(path).resolve()) for hint, path in outputs.items() if path is not None]
+    for i, (hint, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if path == other_path:
+                raise click.UsageError(f"{hint} and {other} name the same file {path}; give each its own")
     if tensorboard_dir is not None and config.nproc > 1:
         raise click.BadParameter(f"watches a cell trained in one process; this one trains in --nproc {config.nproc}",
                                  param_hint="--tensorboard")

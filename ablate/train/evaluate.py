@@ -10,7 +10,7 @@ from torch import nn
 from ablate.data import Samples
 from ablate.metrics import computed_metrics, get_metric
 from ablate.metrics.features import split_evaluations
-from ablate.train.loop import in_center_space
+from ablate.train.center_space import in_center_space
 
 EVAL_BATCH = 1024
 

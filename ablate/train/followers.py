@@ -18,8 +18,8 @@ grid trains that cell alone (ablate.grid.execute).
 import torch
 
 from ablate.loss import CenterLoss
+from ablate.train.center_space import in_center_space
 from ablate.train.config import CellConfig
-from ablate.train.loop import in_center_space
 
 
 class CenterFollower:

@@ -7,18 +7,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from ablate.distributed.context import ONE_PROCESS
 from ablate.loss import CenterLoss
-from ablate.objectives import NORMALIZED
 from ablate.runs.record import CURVES_OF_EPOCHS
+from ablate.train.center_space import in_center_space
 from ablate.train.config import CellConfig
 from ablate.train.heads import TrainingObjective
 
-if TYPE_CHECKING:  # ablate.train.batches imports the evaluation, which imports this module
+if TYPE_CHECKING:  # the batches' types only: ablate.train.batches builds them
     from ablate.train.batches import InMemory, Streamed
 
 
@@ -62,12 +61,6 @@ class TrainingHistory:
     def curves(self) -> dict:
         """The per-epoch curves by name, as the record declares them (ablate.runs.record.CURVES_OF_EPOCHS)."""
         return {curve.name: getattr(self, curve.name) for curve in CURVES_OF_EPOCHS}
-
-
-def in_center_space(features: torch.Tensor, center_space: str) -> torch.Tensor:
-    """features (B, D) in the space center loss works in (ablate.objectives.CENTER_SPACES): themselves, or each
-    divided by its norm (a zero feature stays zero)."""
-    return F.normalize(features, dim=1) if center_space == NORMALIZED else features
 
 
 def make_optimizer(config: CellConfig, model: nn.Module) -> torch.optim.Optimizer:
