@@ -1,12 +1,16 @@
-"""Extension points: a variant defined in this file alone, one registry entry, goes everywhere a built-in goes
-(listed, timed with its byte model, trained in a grid cell, shown in the report); installed packages add variants
-through the "ablate.variants" entry points, and a broken one is named without breaking the built-ins."""
+"""Extension points: a variant and a center-update rule defined in this file alone (a function and one registration
+each) go everywhere a built-in goes: they compute what they define, are listed and are choices of the command line,
+the variant is timed with its byte model, a grid trains both (the variant joins `variant = "*"` with no edit of the
+grid) and the report shows them. The grids run in this process (SerialExecutor): worker processes would not see these
+registrations. Installed packages add variants through the "ablate.variants" entry points, and a broken one is named
+without breaking the built-ins."""
 
 import math
 import os
 import subprocess
 import sys
 from dataclasses import replace
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -16,10 +20,26 @@ from click.testing import CliRunner
 from ablate.bench.runner import measure_point
 from ablate.bench.suites import Point, resolve_suite
 from ablate.cli import main
-from ablate.loss import PLUGIN_ERRORS, VARIANTS, Variant, center_loss, convention_scale, get_variant, register_variant
-from ablate.loss.reference import reference_grads, reference_loss
+from ablate.grid import expand, load_spec, run_grid
+from ablate.grid.executors import SerialExecutor
+from ablate.grid.spec import GridSpec
+from ablate.loss import (
+    PLUGIN_ERRORS,
+    RULES,
+    VARIANTS,
+    Rule,
+    Variant,
+    available_variants,
+    center_loss,
+    convention_scale,
+    get_variant,
+    register_variant,
+    update_centers,
+)
+from ablate.loss.reference import reference_grads, reference_loss, reference_update
 from ablate.traffic import LABEL_BYTES, by_mode, element_sizes, total
 from tests.support import ROOT
+from tests.support import registered as registrations
 
 # float32 against the float64 reference on O(1) values: 1e-5 covers the rounding of one (B, D) sum.
 RTOL = 1e-5
@@ -41,7 +61,24 @@ def einsum_bytes(mode, batch, classes, dim, dtype):
     return total(by_mode(mode, forward, backward))
 
 
+def halved_reference(old, members, alpha, scale):
+    """Eq. 4 at half its step, from the definition: c_j -= alpha * sum_i (c_j - x_i) / (2 (1 + n_j))."""
+    return old - alpha * sum(old - x for x in members) / (2 * (1 + len(members)))
+
+
 EINSUM = Variant("einsum", einsum_center_loss, "O(B*D)", "O(B*D) temporaries", einsum_bytes)
+HALVED = Rule("halved", "c_j -= alpha * delta_j / (2 (1 + n_j))", "Eq. 4 at half the step",
+              step=lambda alpha, counts, scale: alpha / (2.0 * (1.0 + counts)), reference=halved_reference,
+              max_alpha=1.0)
+
+
+@pytest.fixture
+def registered(restored_registry):
+    """EINSUM registered as a user registers a variant (register_variant; restored_registry removes it), HALVED by
+    its registry, for the test."""
+    register_variant(EINSUM)
+    with registrations((RULES, HALVED)):
+        yield
 
 
 @pytest.fixture
@@ -56,14 +93,49 @@ def restored_registry():
     PLUGIN_ERRORS.update(errors)
 
 
-def test_a_variant_defined_here_is_listed_timed_trained_and_reported(restored_registry, tmp_path):
-    register_variant(EINSUM)
-    x, y, c = torch.randn(7, 5, dtype=torch.float64), torch.tensor([0, 2, 2, 1, 0, 3, 2]), torch.randn(4, 5)
-    loss = center_loss(x.float(), y, c, variant="einsum")
+def test_the_new_variant_and_rule_compute_what_they_define(registered):
+    x, y = torch.randn(7, 5, dtype=torch.float64), torch.tensor([0, 2, 2, 1, 0, 3, 2])
+    c = torch.randn(4, 5, dtype=torch.float64)
+    assert center_loss(x, y, c, variant="einsum").item() == pytest.approx(reference_loss(x, y, c).item(), rel=1e-12)
+    loss = center_loss(x.float(), y, c.float(), variant="einsum")
     assert loss.item() == pytest.approx(reference_loss(x, y, c).item(), rel=RTOL)
+    expected = reference_update(c, x, y, alpha=0.5, rule="halved")
+    update_centers(c, x, y, alpha=0.5, rule="halved")
+    torch.testing.assert_close(c, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"alpha for rule 'halved' must lie in \[0, 1\], got 2"):
+        update_centers(c, x, y, alpha=2.0, rule="halved")
 
-    listing = CliRunner().invoke(main, ["variants"])
+
+def test_they_are_listed_and_choices_of_train_and_grid(registered, tmp_path):
+    runner = CliRunner()
+    listing = runner.invoke(main, ["variants"])
     assert any(line.split()[:2] == ["einsum", "available"] for line in listing.output.splitlines()), listing.output
+    helped = runner.invoke(main, ["train", "--help"], terminal_width=1000)
+    assert helped.exit_code == 0, helped.output
+    variant_line = next(line for line in helped.output.splitlines() if line.strip().startswith("--variant"))
+    rule_line = next(line for line in helped.output.splitlines() if line.strip().startswith("--rule"))
+    assert "einsum" in variant_line and "halved" in rule_line
+    refused = runner.invoke(main, ["train", "--rule", "nope"])
+    assert refused.exit_code == 2 and "'halved'" in refused.output
+    refused = runner.invoke(main, ["grid", "default", "--set", "rule=nope", "--out", str(tmp_path / "grid")])
+    assert refused.exit_code == 1 and "unknown rule 'nope'; expected one of paper, sgd, ema, halved" in refused.output
+    refused = runner.invoke(main, ["grid", "default", "--set", "variant=nope", "--out", str(tmp_path / "grid")])
+    assert refused.exit_code == 1 and "einsum" in refused.output
+
+
+def test_a_grid_and_a_bench_run_the_new_ones_and_the_report_shows_them(registered, tmp_path):
+    assert "einsum" in {c["variant"] for c in expand(load_spec("variants"))}  # a bundled grid, not edited
+    spec = GridSpec(axes={"dataset": ["digits"], "epochs": [1], "device": ["cpu"], "variant": ["*"],
+                          "rule": ["paper", "halved"], "lambda": [0.1], "alpha": [0.5]})
+    cells = expand(spec)
+    assert {c["variant"] for c in cells} == set(available_variants("cpu")) and "einsum" in available_variants("cpu")
+    # Train the new variant and the default under both rules (every variant would compile `compiled`: seconds).
+    spec = spec.with_overrides({"variant": ["gather", "einsum"]})
+    outcome = run_grid(spec, tmp_path / "grid", SerialExecutor(), quiet=True)
+    assert outcome.status_counts() == {"ok": 4}
+    results = pd.read_parquet(tmp_path / "grid" / "results.parquet")
+    assert set(zip(results["variant"], results["rule"])) == {(v, r) for v in ("gather", "einsum")
+                                                             for r in ("paper", "halved")}
 
     bench = tmp_path / "bench"
     result = CliRunner().invoke(main, ["bench", "--suite", "quick", "--device", "cpu", "--variants", "naive,einsum",
@@ -76,19 +148,44 @@ def test_a_variant_defined_here_is_listed_timed_trained_and_reported(restored_re
                                       for r in rows.itertuples()]
     assert "einsum" in set(pd.read_parquet(bench / "numerics.parquet")["variant"])
 
-    grid = tmp_path / "grid"
-    result = CliRunner().invoke(main, ["grid", "default", "--set", "variant=gather,einsum", "--set", "lambda=0.1",
-                                       "--set", "alpha=0.5", "--set", "rule=paper", "--set", "seed=0",
-                                       "--set", "epochs=1", "--quiet", "--out", str(grid)])
-    assert result.exit_code == 0, result.output
-    results = pd.read_parquet(grid / "results.parquet")
-    assert results.set_index("variant")["status"].to_dict() == {"gather": "ok", "einsum": "ok"}
-
     page = tmp_path / "report.html"
-    result = CliRunner().invoke(main, ["report", str(grid), str(bench), "--out", str(page)])
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "grid"), str(bench), "--out", str(page)])
     assert result.exit_code == 0, result.output
     html = page.read_text()
-    assert "Variant agreement" in html and "Speedup against naive" in html and html.count("einsum") >= 3
+    assert "Variant agreement" in html and "Speedup against naive" in html
+    tables = table_cells(html)
+    summary = [cells for cells in tables if {"variant", "rule"} <= set(cells)]  # rows labelled by variant and rule
+    assert summary and {"gather", "einsum", "paper", "halved"} <= set(summary[0])
+    agreement = [cells for cells in tables if "max diff" in cells]  # each variant's column beside gather's
+    assert agreement and {"einsum", "halved"} <= set(agreement[0])
+
+
+def table_cells(html: str) -> list:
+    """The text of every header and data cell, per <table> of the page."""
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag in ("th", "td"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("th", "td") and self.cell is not None:
+                self.tables[-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Cells()
+    parser.feed(html)
+    return parser.tables
 
 
 PLUGIN_MODULE = '''
