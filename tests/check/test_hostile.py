@@ -249,7 +249,7 @@ def test_a_signalled_check_process_kills_its_target_and_exits_with_the_signal_st
 # --- what the target prints: relayed, escaped, capped with a count ---
 
 def test_a_target_printing_megabytes_is_relayed_escaped_and_capped_with_a_count():
-    from hostile_check_targets import ANSI_REPEATS, LOUD_BYTES
+    from tests.support.hostile_check_targets import ANSI_REPEATS, LOUD_BYTES
 
     code, output = check(f"{HOSTILE}:prints_megabytes")
     assert code == 0, output[-2000:]  # the loss is right: printing is no defect
