@@ -61,7 +61,7 @@ counts: install
 # tests on the CPU under Triton's interpreter.
 .PHONY: test-fused-gpu
 test-fused-gpu:
-	TRITON_INTERPRET=0 PYTHONPATH=. python3 -m pytest -q tests/test_fused.py
+	TRITON_INTERPRET=0 PYTHONPATH=. python3 -m pytest -q tests/kernels/test_fused.py
 
 # The standard CPU study into runs/bench/, then its report. TRITON_INTERPRET=1 lets the fused kernel
 # join the numerics (correctness only); it is not timed on the CPU.

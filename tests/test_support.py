@@ -1,7 +1,8 @@
 """The test plumbing itself: a missing optional package skips locally and fails under CI."""
 
 import pytest
-from support import require
+
+from tests.support import require
 
 
 def test_a_missing_package_fails_under_ci(monkeypatch):

@@ -20,14 +20,14 @@ alone), and the captions say so (ablate.analysis.findings.split_noise_text).
 Unequal sides. Welch's t with 3 seeds against 117 rejects 7% of A/A comparisons of this suite's cells at nominal 5%
 (the per-seed values are skewed: three typical seeds sit off the mean of all, with a small spread), and about 15% on
 exponentially skewed values. Up to BALANCE (the larger side at most twice the smaller) Welch's t stays at or below
-its level on such values (tests/test_statistics.py), and at small equal sides it is conservative: 3 vs 3 rejects
-3.4% of normal A/A draws and 2.3% of skewed ones, 5 vs 5 4.5% and 2.5% (20,000 draws each), and 2.1-2.9% and
-3.0-5.1% of this suite's cells (tests/test_null_experiment.py); beyond it the p-value is a permutation test of Welch's t
-(scipy.stats.permutation_test): exact when the seeds are exchangeable, as in an A/A comparison, and asymptotically
-valid when the spreads differ (the studentized statistic; Janssen 1997). Its interval is the set of shifts of b that
-the same test does not reject (found by bisection), so the verdict and the interval agree by construction. With few
-seeds the permutations are too few to reach a small level (2 vs 5 seeds: 21 splits): then nothing is detectable and
-the minimum detectable effect is infinite.
+its level on such values (tests/analysis/test_statistics.py), and at small equal sides it is conservative: 3 vs 3
+rejects 3.4% of normal A/A draws and 2.3% of skewed ones, 5 vs 5 4.5% and 2.5% (20,000 draws each), and 2.1-2.9% and
+3.0-5.1% of this suite's cells (tests/analysis/test_null_experiment.py); beyond it the p-value is a permutation test
+of Welch's t (scipy.stats.permutation_test): exact when the seeds are exchangeable, as in an A/A comparison, and
+asymptotically valid when the spreads differ (the studentized statistic; Janssen 1997). Its interval is the set of
+shifts of b that the same test does not reject (found by bisection), so the verdict and the interval agree by
+construction. With few seeds the permutations are too few to reach a small level (2 vs 5 seeds: 21 splits): then
+nothing is detectable and the minimum detectable effect is infinite.
 
 A family of m comparisons (the primary metrics x the settings of one table, say) is adjusted by Bonferroni: the
 interval shown is the simultaneous one, at level 1 - SIGNIFICANCE / m, the p-value is min(1, m p), and the verdict

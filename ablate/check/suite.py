@@ -31,7 +31,7 @@ GRAD_RTOL = 1e-8
 CONVENTION_RTOL = 1e-6
 # A gradient k times the reference, k != 1, with the rest below this: a constant factor (a sign, a missing 1/2).
 FACTOR_RTOL = 1e-6
-# Per dtype, 4 eps: the rounding of the inputs' differences plus a sum accumulated in float32 (tests/test_loss.py).
+# Per dtype, 4 eps: the rounding of the inputs' differences plus a sum accumulated in float32 (tests/loss/test_loss.py).
 DTYPE_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 4 * 2**-8, torch.float16: 4 * 2**-11}
 # float16 also runs at a feature norm whose square overflows it (300^2 > 65504) while the distances (30) do not.
 FLOAT16_LARGE_NORM = 300.0

@@ -66,7 +66,7 @@ class Splits:
         return self.num_classes - len(self.held_out)
 
     def test(self) -> Samples:
-        """The test split. Only a cell scored on it calls this: a tuning trial never does (tests/test_tune.py spies
+        """The test split. Only a cell scored on it calls this: a tuning trial never does (tests/tune/test_tune.py spies
         on it), so that the settings a tune selects never saw a test image."""
         return self._test
 

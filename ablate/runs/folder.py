@@ -16,7 +16,7 @@ are removed; the stamp (ablate.provenance.collect()) and started_at are taken. O
 without an exception: the tables, then provenance.json with finished_at, then a bench's parts (the run is whole).
 Whatever the end: a grid's scratch folder is removed and the lock released.
 
-This package is the only one that writes into a run folder (tests/test_runfolder_writers.py checks it).
+This package is the only one that writes into a run folder (tests/runs/test_writers.py checks it).
 """
 
 import fcntl

@@ -42,7 +42,7 @@ SEED = Column("integer", 0, SEED_MAX)  # what scikit-learn's splitter, numpy and
 # The options that reach a cell's model only through lambda * center loss and the centers' own step: at lambda 0 the
 # loss is the head's + 0 * center loss, whose gradient is exactly 0, so these change none of the model's weights, only
 # the centers and what is measured on them (the center loss, nearest-center accuracy, center-to-mean distance).
-# Cells at lambda 0 that differ in them alone share one training (ablate.train.followers; tests/test_shared_training.py
+# Cells at lambda 0 that differ in them alone share one training (ablate.train.followers; tests/train/test_shared.py
 # trains such cells apart and compares them bit for bit). Not the variant: a variant is what a grid puts under test,
 # and what it does at lambda 0 (a NaN, a device it cannot run on) is its own cell's outcome.
 INERT_AT_ZERO_LAMBDA = ("rule", "convention", "alpha", "center_space")

@@ -9,7 +9,7 @@ trained one follows the training with centers of its own:
 Step for step, a follower does to its centers what the cell's own training would: the center loss of the batch
 before the step (its curve), then its rule's update, both on the features the model gave before its step, in the
 cell's center space. Its centers, its center-loss curve and so every metric measured on them are the cell's own, bit
-for bit (tests/test_shared_training.py trains both ways and compares). The training would have gone otherwise for a
+for bit (tests/train/test_shared.py trains both ways and compares). The training would have gone otherwise for a
 follower whose center loss went non-finite (0 * inf is NaN: its cell diverges), and for every follower of a lead
 that diverged on its own center loss: such a follower does not stand for its cell (`stands_for_its_cell`), and the
 grid trains that cell alone (ablate.grid.execute).
