@@ -35,7 +35,7 @@ data:
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
-# ruff (style and imports), mypy (the whole package's types) and import-linter (the layers of the README's Layout).
+# ruff (style and imports), mypy (the whole package's types) and import-linter (the layers of docs/layout.md).
 lint: install
 	$(BIN)/ruff check ablate tests
 	$(BIN)/mypy
@@ -47,7 +47,7 @@ test-all: install
 
 # The performance gate against GATE_AGAINST (default: the parent commit; empty: the scaling laws only): work
 # counts, instructions under valgrind, wall clock A/B, the scaling laws. CI's wall-clock threshold and law slack
-# are looser than a user's defaults on a shared machine (see the README's gate section).
+# are looser than a user's defaults on a shared machine (see docs/performance.md, the gate).
 GATE_AGAINST ?= HEAD~1
 GATE_FLAGS ?= --threshold 0.25 --law-slack 1.5
 gate: install

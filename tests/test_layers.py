@@ -1,4 +1,4 @@
-"""The layering of the README's Layout section holds (import-linter's contract in pyproject.toml), and no module
+"""The layering of docs/layout.md holds (import-linter's contract in pyproject.toml), and no module
 of ablate reaches itself through its imports (function-level imports count too)."""
 
 import shutil
