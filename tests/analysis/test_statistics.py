@@ -83,6 +83,7 @@ def _skewed(rng, n: int) -> np.ndarray:
     return 0.9 - rng.exponential(0.02, n)
 
 
+@pytest.mark.slow  # 10 s of simulated comparisons; the null experiment in the slow lane measures the level too
 def test_unequal_sides_take_the_permutation_test_which_holds_its_level_where_welch_does_not():
     """Before: Welch's t for 3 seeds against 117 rejected 7% of real A/A comparisons at nominal 5%. On skewed values
     the gap is wider: Welch rejects about 14% of 3-vs-30 A/A comparisons, the permutation test of Welch's t 5%."""

@@ -35,6 +35,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow  # 18 s: starts a local Ray cluster
 def test_ray_tasks_fill_the_same_run_folder_as_local_cells(local_ray, tmp_path):
     spec = GridSpec(axes={"dataset": ["digits"], "epochs": [2], "lambda": [0.0, 0.1], "seed": [0, 1]})
     on_ray = run_grid(spec, tmp_path / "ray", make_executor("ray"), quiet=True)

@@ -271,6 +271,7 @@ def test_a_plugin_is_timed_beside_the_built_ins(installed_plugin):
     assert math.isnan(plugged["bytes"]) and naive["bytes"] > 0  # the plugin declared no byte model
 
 
+@pytest.mark.slow  # 22 s: worker processes and a report; the fast lane keeps the in-process plugin tests
 def test_a_plugin_runs_in_grid_worker_processes_and_in_the_report(plugin_path, tmp_path):
     """In fresh processes, as a user runs it: the grid's worker processes load the plugin themselves."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)])}

@@ -314,6 +314,7 @@ def _plant_features(run: Path) -> int:
 SCATTER_LEFT_OUT = "Feature scatter left out: none of the 4 cells that finished ok saved its features (cells/<id>.npz)."
 
 
+@pytest.mark.slow  # 7-14 s in Chromium; the fast lane keeps the page, its first screen and its markup
 def test_the_feature_scatter_message_holds_exactly_while_no_cell_saved_features(tmp_path):
     """Before: 'no finished cell saved its features' on a run whose 45 .npz files all existed."""
     run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",), features=False)
@@ -342,6 +343,7 @@ def _set_curves(run: Path, present: bool) -> None:
 CURVES_LEFT_OUT = "Training curves left out: no finished cell recorded per-epoch curves."
 
 
+@pytest.mark.slow  # 7-14 s in Chromium; the fast lane keeps the page, its first screen and its markup
 def test_the_training_curves_message_holds_exactly_while_no_cell_recorded_curves(tmp_path):
     run = make_grid_run(tmp_path / "run", lambdas=(0.0, 0.1), alphas=(0.5,), rules=("paper",))
     _set_curves(run, present=False)
@@ -353,6 +355,7 @@ def test_the_training_curves_message_holds_exactly_while_no_cell_recorded_curves
     assert CURVES_LEFT_OUT in _page_text(run, tmp_path)
 
 
+@pytest.mark.slow  # 7-14 s in Chromium; the fast lane keeps the page, its first screen and its markup
 def test_figures_fix_a_configuration_the_run_holds_not_a_mix_of_preferred_values(tmp_path):
     """Before: each fixed key took its preferred or smallest value apart ('head=arcface, margin=0.35' of CosFace,
     'pair_loss=contrastive'), naming a mix no cell held, and both figures were left out saying no cell had saved

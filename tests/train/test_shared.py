@@ -114,6 +114,7 @@ def test_the_cells_of_a_training_that_failed_all_fail_with_its_error(tmp_path):
     assert len(errors) == 1 and "fashion" in errors.pop().lower()
 
 
+@pytest.mark.slow  # 12 s; the fast lane keeps tests/grid/test_run.py's dying worker
 def test_a_worker_that_dies_fails_every_cell_of_its_task(tmp_path):
     """A task's followers come back with its result; a task lost with its worker loses them too: each is recorded
     failed with the lead's error, none is silently missing."""
