@@ -279,6 +279,7 @@ def worker_identity_cell(config: dict, features_path) -> dict:
             "worker_pid": os.getpid(), "worker_threads": torch.get_num_threads()}
 
 
+@pytest.mark.slow  # 7-14 s of worker processes; the fast lane keeps local workers giving the serial results
 def test_local_workers_run_cells_in_other_processes_with_threads_divided(tmp_path):
     executor = make_executor("local", workers=2, cell_fn=worker_identity_cell)
     assert isinstance(executor, ProcessExecutor)
@@ -296,6 +297,7 @@ def dies_at_seed_one_cell(config: dict, features_path) -> dict:
     return {**config, "status": "ok", "test_accuracy": 1.0, "wall_time_s": 0.2}
 
 
+@pytest.mark.slow  # 7-14 s of worker processes; the fast lane keeps local workers giving the serial results
 def test_a_dying_worker_fails_only_its_own_cell(tmp_path):
     executor = make_executor("local", workers=2, cell_fn=dies_at_seed_one_cell)
     outcome = run_grid(tiny_spec(seed=[0, 1, 2, 3, 4, 5]), tmp_path, executor, quiet=True)

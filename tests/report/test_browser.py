@@ -36,6 +36,7 @@ def chromium():
         pytest.skip(message)
 
 
+@pytest.mark.slow  # 11 s in Chromium; the fast lane keeps the 1366 px first screen and the markup check
 def test_report_renders_in_chromium(tmp_path):
     grid = make_grid_run(tmp_path / "grid", lambdas=(0.0, 0.01, 0.1), variants=("gather", "naive"))
     bench = make_bench_run(tmp_path / "bench", device="cuda", variants=("naive", "gather", "fused"))
