@@ -329,7 +329,7 @@ def system_temp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.slow  # 23 s: a real grid killed and resumed; the fast lane keeps the resume of finished and interrupted cells
+@pytest.mark.slow  # 23 s: a real grid killed and resumed; the fast lane keeps an interrupted run resuming
 def test_a_grid_killed_mid_run_resumes_with_every_cell_once(tmp_path, system_temp):
     spec = write_toml(tmp_path, """
         [axes]
