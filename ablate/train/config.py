@@ -197,13 +197,6 @@ class CellConfig:
         return {key_name(name): value for name, value in asdict(self).items()}
 
 
-def config_columns() -> dict[str, Column]:
-    """The grid keys, in CellConfig's field order ("lambda", not "lambda_"), each with its type (name ->
-    ablate.runs.columns.Column, as run.json declares them): the config columns of every table of a run folder and
-    the keys a cell's id hashes."""
-    return config_types()
-
-
 def shared_training_key(config: dict) -> tuple | None:
     """What the training of a cell (a resolved config by record key, as CellConfig.to_dict gives it) depends on: its
     options but INERT_AT_ZERO_LAMBDA, at lambda 0 in one process; cells with equal keys train the same model. None
@@ -289,10 +282,11 @@ def normalized_option(key: str, value):
     return _folder(value) if key == "data_dir" and isinstance(value, str) else value
 
 
-def config_types() -> dict[str, Column]:
-    """key -> Column (ablate.runs.columns) of every cell option, in field order, as a grid's run.json declares its
-    config columns and every reader checks them: int options integers, float options numbers, the others text; null
-    where an option may be unset; the seed in its range."""
+def config_columns() -> dict[str, Column]:
+    """The grid keys, in CellConfig's field order ("lambda", not "lambda_"), each with its type (name ->
+    ablate.runs.columns.Column), as a grid's run.json declares them (config_types) and every reader checks them: the
+    config columns of every table of a run folder and the keys a cell's id hashes. int options are integers, float
+    options numbers, the others text; null where an option may be unset; ranges from RANGES."""
     kinds: dict[object, str] = {int: "integer", float: "number", bool: "flag"}  # by annotation; any other: text
     types = {}
     for f in fields(CellConfig):
