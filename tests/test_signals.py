@@ -152,11 +152,20 @@ SINGLE = {
                                                       seeds=(0, 1))), "--out", str(t / "r.html")],
     "train": lambda t: ["train", "--epochs", "500"],
     "grid": lambda t: ["grid", "--set", "epochs=500", "--set", "seed=0,1", "--out", str(t / "run")],
+    "tune": lambda t: ["tune", str(_tune_grid(t)), "--set", "epochs=500", "--out", str(t / "run")],
 }
 
 
-@pytest.mark.parametrize("command, sig", [(command, signal.SIGTERM) for command in SINGLE]
-                         + [("report", signal.SIGHUP)])
+def _tune_grid(folder: Path) -> Path:
+    """A one-objective tune of two trials: its first trial's bar is the signal's cue."""
+    path = folder / "tune.toml"
+    path.write_text('[axes]\ndataset = "digits"\n[tune]\nbudget = 2\nseeds = 1\n')
+    return path
+
+
+@pytest.mark.parametrize("command, sig", [(command, signal.SIGTERM) for command in SINGLE if command != "tune"]
+                         + [("report", signal.SIGHUP),
+                            pytest.param("tune", signal.SIGTERM, marks=pytest.mark.slow)])  # slow: the fast lane's time
 def test_a_signalled_command_exits_with_the_signal_status(tmp_path, command, sig):
     job, temp = start(SINGLE[command](tmp_path), tmp_path)
     signal_once_said(job, "%|", sig)  # tqdm's bar: the work has begun

@@ -106,7 +106,7 @@ def tune_command(grid, overrides, run_dir, budget, metric, seeds, workers, execu
     if outcome.interrupted:
         click.echo(f"interrupted: rerun the same command to resume; the study and finished cells are kept in "
                    f"{run_dir}", err=True)
-        sys.exit(130)
+        sys.exit(outcome.exit_status)
     unselected = [s for s in outcome.searches if not any(t.state.name == "COMPLETE" for t in s.trials())]
     if unselected or any(r["status"] == "failed" for r in outcome.finals.values()):
         sys.exit(1)

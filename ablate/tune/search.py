@@ -43,6 +43,7 @@ from ablate.runs.study import (
     selected_trials,
     trials_table,
 )
+from ablate.signals import interrupt_status
 from ablate.train import CellConfig
 from ablate.train.config import config_columns
 from ablate.tune.settings import TuneSettings
@@ -82,6 +83,7 @@ class TuneOutcome:
     finals: dict = field(default_factory=dict)
     trained_epochs: Counter = field(default_factory=Counter)
     interrupted: bool = False
+    exit_status: int = 0  # of an interrupted tune: 128 + the signal's number (ablate.signals.interrupt_status)
     wall_time_s: float = 0.0
 
 
@@ -247,8 +249,8 @@ def run_tune(spec: GridSpec, objectives: list, settings: TuneSettings, run_dir, 
         try:
             with executor.session():  # Ray joined once for every round, not once a round
                 _search_and_score(searches, settings, executor, run, store, storage, outcome, quiet)
-        except KeyboardInterrupt:
-            outcome.interrupted = True
+        except KeyboardInterrupt as interrupt:
+            outcome.interrupted, outcome.exit_status = True, interrupt_status(interrupt)
         finally:
             _close_bars(searches)
         finals = list(outcome.finals.values())
